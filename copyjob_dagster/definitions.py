@@ -1,0 +1,28 @@
+"""What workspace.yaml loads: every job file of the jobs folder, as assets and asset jobs."""
+
+import dagster as dg
+
+from copyjob_dagster.assets import build_copy_assets, build_source_specs
+from copyjob_dagster.config import CopyJob, load_jobs
+from copyjob_dagster.project import jobs_dir, project_dir
+
+
+def build_definitions(jobs: list[CopyJob]) -> dg.Definitions:
+    """Assets for every table, the source tables upstream, and one asset job per copy job."""
+    return dg.Definitions(
+        assets=[*build_source_specs(jobs), *build_copy_assets(jobs)],
+        jobs=[
+            dg.define_asset_job(name=job.name, selection=dg.AssetSelection.groups(job.name))
+            for job in jobs
+        ],
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(load_jobs(jobs_dir(), project_dir()))
+
+
+def job_named(name: str) -> dg.JobDefinition:
+    """The asset job of copy job `name`; `copyjob run` rebuilds it in each step's process."""
+    return defs().resolve_job_def(name)

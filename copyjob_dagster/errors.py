@@ -1,0 +1,30 @@
+"""The exceptions of copyjob_dagster.
+
+Every error a user can cause is a `CopyJobError`: its message names what is wrong and where
+(file, job, table, field, store) and is shown without a traceback. Driver exceptions are
+translated at the store boundary so that no password or driver internals reach the user.
+"""
+
+
+class CopyJobError(Exception):
+    """Base class: an error whose message is meant for the user, as is."""
+
+
+class ConfigError(CopyJobError):
+    """A copy job file is invalid: bad YAML, unknown or missing fields, bad values."""
+
+
+class SourceError(CopyJobError):
+    """The source store cannot be reached or read, or lacks a table or column."""
+
+
+class DestinationError(CopyJobError):
+    """The destination store cannot be reached or written."""
+
+
+class SchemaError(CopyJobError):
+    """A column's type cannot be copied, or the source schema changed incompatibly."""
+
+
+class WatermarkError(CopyJobError):
+    """A stored watermark cannot be read back, or does not match its column."""

@@ -1,0 +1,81 @@
+"""Shared fixtures: server URLs from the environment, scratch databases, a sample source.
+
+Tests that need PostgreSQL or MariaDB read the server's URL from COPYJOB_TEST_PG_URL or
+COPYJOB_TEST_MYSQL_URL (defaults: the local servers). Without a server they skip with the
+reason, except under CI=true, where a missing server is a failure.
+"""
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from copyjob_dagster.sample import create_shop
+
+PG_URL = os.environ.get("COPYJOB_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("COPYJOB_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+
+
+def _server_or_skip(url: str, name: str) -> None:
+    try:
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 5})
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any failure means "no server"
+        message = f"{name} is not reachable at {sa.engine.make_url(url).render_as_string()}: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    _server_or_skip(PG_URL, "PostgreSQL")
+    return PG_URL
+
+
+@pytest.fixture(scope="session")
+def mysql_server() -> str:
+    _server_or_skip(MYSQL_URL, "MariaDB/MySQL")
+    return MYSQL_URL
+
+
+def _scratch_schema(server_url: str, kind: str) -> Iterator[str]:
+    """A schema (PostgreSQL) or database (MariaDB) of its own for one test, dropped after."""
+    name = f"cj_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(server_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE {kind} {name}"))
+    try:
+        yield name
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP {kind} IF EXISTS {name}" + (" CASCADE" if kind == "SCHEMA" else "")))
+        engine.dispose()
+
+
+@pytest.fixture
+def pg_schema(pg_server: str) -> Iterator[str]:
+    """A fresh PostgreSQL schema; use it with PG_URL and `schema:`."""
+    yield from _scratch_schema(pg_server, "SCHEMA")
+
+
+@pytest.fixture
+def mysql_url(mysql_server: str) -> Iterator[str]:
+    """The URL of a fresh MariaDB database, dropped after the test."""
+    for database in _scratch_schema(mysql_server, "DATABASE"):
+        yield sa.engine.make_url(mysql_server).set(database=database).render_as_string(
+            hide_password=False
+        )
+
+
+@pytest.fixture(scope="session")
+def shop_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small copy of the sample shop database (2% of the demo's rows), shared read-only."""
+    path = tmp_path_factory.mktemp("shop") / "shop.sqlite"
+    create_shop(path, scale=0.02)
+    return path
