@@ -157,7 +157,10 @@ def _report(result: Any) -> None:
     header = ("table", "rows read", "rows written", "seconds", "copied to")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     for row in [header, *rows]:
-        cells = [cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        cells = [
+            cell.rjust(w) if i else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=False))
+        ]
         click.echo("  ".join([*cells, row[-1]]))
 
 

@@ -68,9 +68,7 @@ def plan_copy(job: CopyJob, table: TableConfig, source_table: TableDescription) 
             f"{', '.join(repr(c) for c in missing)} (it has: {', '.join(available)})"
         )
     columns = tuple(ColumnMapping(name, table.rename.get(name, name)) for name in selected)
-    fields = [
-        source_table.schema.field(c.source).with_name(c.destination) for c in columns
-    ]
+    fields = [source_table.schema.field(c.source).with_name(c.destination) for c in columns]
     key_source = table.primary_key or [k for k in source_table.primary_key if k in selected]
     if table.primary_key is None and len(key_source) != len(source_table.primary_key):
         key_source = []  # a key that is only partly selected is no key

@@ -86,7 +86,6 @@ def create_shop(path: Path, scale: float = 1.0) -> dict[str, int]:
         "orders": max(1, int(ORDERS * scale)),
         "order_items": max(1, int(ORDER_ITEMS * scale)),
     }
-    prices: list[str] = []
     with sqlite3.connect(path) as db:
         db.executemany(
             "INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?)",
@@ -102,8 +101,7 @@ def create_shop(path: Path, scale: float = 1.0) -> dict[str, int]:
                 for i in range(1, counts["customers"] + 1)
             ),
         )
-        for i in range(1, counts["products"] + 1):
-            prices.append(f"{rng.randrange(99, 99_999) / 100:.2f}")
+        prices = [f"{rng.randrange(99, 99_999) / 100:.2f}" for _ in range(counts["products"])]
         db.executemany(
             "INSERT INTO products VALUES (?, ?, ?, ?, ?, ?)",
             (
@@ -113,7 +111,9 @@ def create_shop(path: Path, scale: float = 1.0) -> dict[str, int]:
                     f"Product {i}",
                     prices[i - 1],
                     round(rng.uniform(0.05, 30), 3) if rng.random() > 0.05 else None,
-                    json.dumps({"color": rng.choice(["red", "blue", "green"]), "size": rng.randrange(1, 5)}),
+                    json.dumps(
+                        {"color": rng.choice(["red", "blue", "green"]), "size": rng.randrange(1, 5)}
+                    ),
                 )
                 for i in range(1, counts["products"] + 1)
             ),
@@ -140,8 +140,12 @@ def create_shop(path: Path, scale: float = 1.0) -> dict[str, int]:
 
 
 def _order(rng: random.Random, order_id: int, customer_count: int) -> tuple[object, ...]:
-    ordered = EPOCH + timedelta(seconds=order_id * 600 + rng.randrange(0, 600), microseconds=rng.randrange(1_000_000))
-    updated = ordered + timedelta(hours=rng.randrange(0, 240), microseconds=rng.randrange(1_000_000))
+    ordered = EPOCH + timedelta(
+        seconds=order_id * 600 + rng.randrange(0, 600), microseconds=rng.randrange(1_000_000)
+    )
+    updated = ordered + timedelta(
+        hours=rng.randrange(0, 240), microseconds=rng.randrange(1_000_000)
+    )
     return (
         order_id,
         rng.randrange(1, customer_count + 1),

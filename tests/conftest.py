@@ -54,7 +54,9 @@ def _scratch_schema(server_url: str, kind: str) -> Iterator[str]:
         yield name
     finally:
         with engine.begin() as conn:
-            conn.execute(sa.text(f"DROP {kind} IF EXISTS {name}" + (" CASCADE" if kind == "SCHEMA" else "")))
+            conn.execute(
+                sa.text(f"DROP {kind} IF EXISTS {name}" + (" CASCADE" if kind == "SCHEMA" else ""))
+            )
         engine.dispose()
 
 
@@ -68,8 +70,10 @@ def pg_schema(pg_server: str) -> Iterator[str]:
 def mysql_url(mysql_server: str) -> Iterator[str]:
     """The URL of a fresh MariaDB database, dropped after the test."""
     for database in _scratch_schema(mysql_server, "DATABASE"):
-        yield sa.engine.make_url(mysql_server).set(database=database).render_as_string(
-            hide_password=False
+        yield (
+            sa.engine.make_url(mysql_server)
+            .set(database=database)
+            .render_as_string(hide_password=False)
         )
 
 
