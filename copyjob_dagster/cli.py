@@ -7,15 +7,25 @@ from typing import Any
 
 import click
 import dagster as dg
+from rich.console import Console
+from rich.table import Table
 
 from copyjob_dagster import naming
-from copyjob_dagster.config import CopyJob, job_files, load_job, load_jobs
+from copyjob_dagster.config import (
+    JOB_FILE_SUFFIXES,
+    CopyJob,
+    TableConfig,
+    check_across_jobs,
+    job_files,
+    load_job,
+    load_jobs,
+)
 from copyjob_dagster.engine import plan_copy
 from copyjob_dagster.errors import CopyJobError
-from copyjob_dagster.metadata import ROWS_READ, ROWS_WRITTEN, SECONDS, TABLE_NAME
+from copyjob_dagster.metadata import ROWS_READ, ROWS_WRITTEN, SECONDS, TABLE_NAME, WATERMARK
 from copyjob_dagster.project import ensure_dagster_home, jobs_dir, project_dir
 from copyjob_dagster.sample import create_shop
-from copyjob_dagster.stores import open_destination, open_source
+from copyjob_dagster.stores import Source, open_destination, open_source
 
 DEMO_JOB = "shop_demo"
 DEMO_DATABASE = Path(".demo") / "shop.sqlite"
@@ -41,41 +51,98 @@ def main() -> None:
 @click.option("--connect", is_flag=True, help="Also check tables, columns and stores live.")
 def validate(connect: bool) -> None:
     """Check every job file of the jobs folder; exit 1 if any is invalid."""
-    folder = jobs_dir()
-    problems = 0
-    for path in job_files(folder):
+    folder, base_dir = jobs_dir(), project_dir()
+    files = job_files(folder)
+    if not files:
+        raise CopyJobError(f"{folder}: no job files ({', '.join(JOB_FILE_SUFFIXES)}) to check")
+    loaded: list[tuple[Path, CopyJob]] = []
+    problems: list[str] = []
+    for path in files:
         try:
-            job = load_job(path, project_dir())
-            if connect:
-                _check_live(job)
+            job = load_job(path, base_dir)
         except CopyJobError as exc:
-            problems += 1
-            click.echo(f"invalid: {exc}", err=True)
+            problems.append(str(exc))
             continue
-        checked = "tables, columns and stores checked" if connect else "not connected"
-        click.echo(f"ok: {path.name}: job {job.name!r}, {len(job.tables)} tables ({checked})")
-    if problems:
-        raise CopyJobError(f"{problems} invalid job file(s) in {folder}")
+        loaded.append((path, job))
+        if connect:
+            problems += _check_live(path, job)
+    problems += check_across_jobs(loaded)
+    checked = "tables, columns and stores checked" if connect else "not connected"
+    for path, job in loaded:
+        if not any(problem.startswith(f"{path}:") for problem in problems):
+            click.echo(f"ok: {path.name}: job {job.name!r}, {len(job.tables)} tables ({checked})")
+    lines = "\n".join(problems).splitlines()  # a file's load error may hold several
+    for line in lines:
+        click.echo(f"invalid: {line}", err=True)
+    if lines:
+        raise CopyJobError(f"{len(lines)} problem(s) in the job files of {folder}")
 
 
-def _check_live(job: CopyJob) -> None:
-    source = open_source(job.source)
-    destination = open_destination(job.destination)
+def _check_live(path: Path, job: CopyJob) -> list[str]:
+    """Problems found in the live stores: unreachable stores, missing tables and columns."""
+    where = f"{path}: job {job.name!r}"
+    problems = []
     try:
-        for table in job.tables:
-            plan_copy(job, table, source.describe(table.name))
-        destination.check()
-    finally:
-        source.close()
-        destination.close()
+        source = open_source(job.source)
+        try:
+            source.list_tables()  # reachable at all, before blaming each table
+            for table in job.tables:
+                problems += _check_table(path, job, table, source)
+        finally:
+            source.close()
+    except CopyJobError as exc:
+        problems.append(f"{where}, field 'source.url': {exc}")
+    try:
+        destination = open_destination(job.destination)
+        try:
+            destination.check()
+        finally:
+            destination.close()
+    except CopyJobError as exc:
+        problems.append(f"{where}, field 'destination.url': {exc}")
+    return problems
+
+
+def _check_table(path: Path, job: CopyJob, table: TableConfig, source: Source) -> list[str]:
+    """A problem for each field of `table` that the source table contradicts."""
+    where = f"{path}: job {job.name!r}, table {table.name!r}"
+    try:
+        described = source.describe(table.name)
+    except CopyJobError as exc:
+        return [f"{where}, field 'name': {exc}"]
+    available = described.column_names
+    problems = [
+        f"{where}, field {field!r}: the source table has no column {', '.join(missing)} "
+        f"(it has: {', '.join(available)})"
+        for field, named in table.referenced_columns.items()
+        if (missing := [c for c in named if c not in available])
+    ]
+    selected = table.columns or available
+    destination_columns = [table.rename.get(c, c) for c in selected]
+    repeated = sorted({c for c in destination_columns if destination_columns.count(c) > 1})
+    if repeated:
+        problems.append(
+            f"{where}, field 'rename': several columns would be named: {', '.join(repeated)}"
+        )
+    if problems:
+        return problems
+    try:
+        plan_copy(job, table, described)
+    except CopyJobError as exc:
+        return [f"{path}: {exc}"]  # the engine's messages name the job and the table
+    return []
 
 
 @main.command()
 @click.argument("job_name")
 @click.option("--table", "tables", multiple=True, help="Copy only this table (repeatable).")
-def run(job_name: str, tables: tuple[str, ...]) -> None:
+@click.option(
+    "--full-refresh", is_flag=True, help="Incremental tables: reset the watermark, copy anew."
+)
+@click.option("--verbose", is_flag=True, help="Also print Dagster's event log.")
+def run(job_name: str, tables: tuple[str, ...], full_refresh: bool, verbose: bool) -> None:
     """Materialize a job's tables through Dagster, on the configured instance."""
-    _run(job_name, tables)
+    _run(job_name, tables, full_refresh, verbose)
 
 
 @main.command()
@@ -107,7 +174,7 @@ def _find_job(job_name: str) -> CopyJob:
     return jobs[job_name]
 
 
-def _selection(job: CopyJob, tables: tuple[str, ...]) -> list[dg.AssetKey]:
+def _selected_tables(job: CopyJob, tables: tuple[str, ...]) -> list[TableConfig]:
     by_name = {t.name: t for t in job.tables} | {t.destination_name: t for t in job.tables}
     unknown = [t for t in tables if t not in by_name]
     if unknown:
@@ -115,19 +182,34 @@ def _selection(job: CopyJob, tables: tuple[str, ...]) -> list[dg.AssetKey]:
             f"job {job.name!r} has no table {', '.join(map(repr, unknown))} "
             f"(tables: {', '.join(t.name for t in job.tables)})"
         )
-    chosen = [by_name[t] for t in tables] if tables else job.tables
-    return [naming.asset_key(job, table) for table in chosen]
+    return [by_name[t] for t in tables] if tables else list(job.tables)
 
 
-def _run(job_name: str, tables: tuple[str, ...]) -> None:
+def _run(
+    job_name: str, tables: tuple[str, ...], full_refresh: bool = False, verbose: bool = False
+) -> None:
     ensure_dagster_home()
     job = _find_job(job_name)
-    selection = _selection(job, tables)
+    chosen = _selected_tables(job, tables)
+    run_config = {
+        "ops": {
+            naming.op_name(job, table): {"config": {"full_refresh": full_refresh}}
+            for table in chosen
+        },
+        # The event log is kept in the instance (and shown in the UI) either way; here the
+        # command prints its own summary and any failure's message.
+        "loggers": {"console": {"config": {"log_level": "DEBUG" if verbose else "CRITICAL"}}},
+    }
     recon = dg.build_reconstructable_job(
         "copyjob_dagster.definitions", "job_named", reconstructable_args=(job.name,)
     )
     with dg.DagsterInstance.get() as instance:
-        result = dg.execute_job(recon, instance=instance, asset_selection=selection)
+        result = dg.execute_job(
+            recon,
+            instance=instance,
+            asset_selection=[naming.asset_key(job, table) for table in chosen],
+            run_config=run_config,
+        )
         _report(result)
         if not result.success:
             failures = [_failure_message(event) for event in result.get_step_failure_events()]
@@ -138,30 +220,24 @@ def _run(job_name: str, tables: tuple[str, ...]) -> None:
 
 
 def _report(result: Any) -> None:
-    """Per table: rows read and written, seconds, where the data went."""
-    rows = []
+    """Per table: rows read and written, seconds, the watermark, where the data went."""
+    table = Table("table", "rows read", "rows written", "seconds", "watermark", "copied to")
+    for column in table.columns[1:4]:
+        column.justify = "right"
     for event in result.get_asset_materialization_events():
         materialization = event.materialization
         metadata = materialization.metadata
-        rows.append(
-            (
-                materialization.asset_key.to_user_string(),
-                f"{metadata[ROWS_READ].value:,}",
-                f"{metadata[ROWS_WRITTEN].value:,}",
-                f"{metadata[SECONDS].value:.2f}",
-                str(metadata[TABLE_NAME].value),
-            )
+        watermark = metadata.get(WATERMARK)
+        table.add_row(
+            materialization.asset_key.to_user_string(),
+            f"{metadata[ROWS_READ].value:,}",
+            f"{metadata[ROWS_WRITTEN].value:,}",
+            f"{metadata[SECONDS].value:.2f}",
+            str(watermark.value) if watermark else "-",
+            str(metadata[TABLE_NAME].value),
         )
-    if not rows:
-        return
-    header = ("table", "rows read", "rows written", "seconds", "copied to")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
-    for row in [header, *rows]:
-        cells = [
-            cell.rjust(w) if i else cell.ljust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=False))
-        ]
-        click.echo("  ".join([*cells, row[-1]]))
+    if table.row_count:
+        Console(width=200 if not sys.stdout.isatty() else None).print(table)
 
 
 def _failure_message(event: dg.DagsterEvent) -> str:

@@ -1,41 +1,92 @@
 """Copy job files: pydantic models, loading, `${VAR}` expansion and validation.
 
 A copy job is one YAML file. It is validated once, here, at the edge; everything below works on
-the models. Every error names the file, the job, the table and the field.
+the models. Every error names the file, the job, the table and the field, on one line.
 """
 
+import difflib
+import functools
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from copyjob_dagster.errors import ConfigError
 
 JOB_FILE_SUFFIXES = (".yaml", ".yml")
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Words joined by single underscores: op names join the job and the table with "__", and must
+# not collide (job "a__b" with table "c", and job "a" with table "b__c").
+JOB_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)*$"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _URL_PASSWORD = re.compile(r"^[A-Za-z0-9+._-]+://[^:/@]*:([^@]*)@")
+_QUERY_PASSWORD = re.compile(r"([?&][^=&#]*password[^=&#]*=)([^&#]*)", re.IGNORECASE)
+
+Text = Annotated[str, Field(min_length=1)]
+
+
+class _FieldProblem(ValueError):
+    """A model check's error that belongs to one field (of one table), not to the whole model."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+def key_part(name: str) -> str:
+    """A name as a valid asset key part: characters other than letters, digits and _ become _."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
 class StoreConfig(_Model):
     """Where rows come from or go to: a SQLAlchemy URL, or a folder of Parquet/CSV files."""
 
-    url: str = Field(repr=False, description="SQLAlchemy URL or folder path; secrets via ${VAR}")
-    db_schema: str | None = Field(None, alias="schema", description="database schema")
+    url: Text = Field(repr=False, description="SQLAlchemy URL or folder path; secrets via ${VAR}")
+    db_schema: Text | None = Field(None, alias="schema", description="database schema")
     name: str | None = Field(
         None, pattern=NAME_PATTERN, description="name in asset keys (default: the database's)"
     )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        if "://" not in url:
+            return url
+        try:
+            parsed = make_url(url)
+        except (ArgumentError, ValueError):
+            # The URL is not echoed: it may hold a password from the environment.
+            raise ValueError(
+                "not a valid database URL; write dialect+driver://user:${PASSWORD}@host:port/"
+                "database, or a folder path"
+            ) from None
+        try:
+            parsed.get_dialect()
+        except NoSuchModuleError:
+            raise ValueError(
+                f"unknown database dialect {parsed.drivername!r} (is its SQLAlchemy dialect "
+                f"installed?)"
+            ) from None
+        return url
 
     @property
     def is_folder(self) -> bool:
@@ -55,8 +106,10 @@ class StoreConfig(_Model):
             stem = Path(self.url).name
         else:
             url = make_url(self.url)
-            stem = Path(url.database).stem if url.get_backend_name() == "sqlite" else url.database
-        return re.sub(r"[^A-Za-z0-9_]", "_", stem or "default")
+            stem = url.database
+            if stem and url.get_backend_name() == "sqlite":
+                stem = Path(stem).stem
+        return key_part(stem or "default")
 
     @property
     def technology(self) -> str:
@@ -66,84 +119,142 @@ class StoreConfig(_Model):
         backend = make_url(self.url).get_backend_name()
         return {"postgresql": "postgres", "mariadb": "mysql"}.get(backend, backend)
 
+    @property
+    def identity(self) -> tuple[str | int | None, ...]:
+        """What makes two configs the same store, whoever logs in to it."""
+        if self.is_folder:
+            return ("folder", self.url)
+        url = make_url(self.url)
+        return (url.get_backend_name(), url.host, url.port, url.database, self.db_schema)
+
 
 class TableConfig(_Model):
     """One table to copy, with its column selection and mapping."""
 
-    name: str = Field(description="source table")
-    columns: list[str] | None = Field(None, min_length=1, description="default: all columns")
-    to: str | None = Field(None, description="destination table (default: same name)")
-    rename: dict[str, str] = Field(default_factory=dict, description="source -> destination")
-    incremental_column: str | None = None
-    primary_key: list[str] | None = Field(None, min_length=1)
-    write: Literal["append", "merge"] | None = None
+    name: Text = Field(description="source table")
+    columns: list[Text] | None = Field(None, min_length=1, description="default: all columns")
+    to: Text | None = Field(None, description="destination table (default: same name)")
+    rename: dict[Text, Text] = Field(default_factory=dict, description="source -> destination")
+    incremental_column: Text | None = None
+    primary_key: list[Text] | None = Field(None, min_length=1)
+    write: Literal["append", "merge"] | None = Field(
+        None, description="incremental writes; default merge when there is a key, else append"
+    )
+    lookback: float = Field(
+        0,
+        ge=0,
+        description="re-read this far below the watermark each run (seconds for timestamps, "
+        "days for dates, units for numbers), for rows that commit late",
+    )
+    null_cursor: Literal["fail", "skip"] = Field(
+        "fail", description="rows whose incremental column is NULL: stop the run, or skip them"
+    )
 
     @property
     def destination_name(self) -> str:
         return self.to or self.name
 
+    @property
+    def referenced_columns(self) -> dict[str, list[str]]:
+        """The source columns that each field names, by field."""
+        return {
+            "columns": list(self.columns or []),
+            "rename": list(self.rename),
+            "incremental_column": [self.incremental_column] if self.incremental_column else [],
+            "primary_key": list(self.primary_key or []),
+        }
+
     @model_validator(mode="after")
     def _check_mapping(self) -> "TableConfig":
         if self.columns is not None:
-            duplicates = sorted({c for c in self.columns if self.columns.count(c) > 1})
-            if duplicates:
-                raise ValueError(f"columns listed twice: {', '.join(duplicates)}")
-            unselected = [c for c in self.rename if c not in self.columns]
-            if unselected:
-                raise ValueError(
-                    f"rename names columns that are not selected in `columns`: "
-                    f"{', '.join(unselected)}"
-                )
-            for field, chosen in (
-                ("incremental_column", [self.incremental_column] if self.incremental_column else []),
-                ("primary_key", self.primary_key or []),
-            ):
-                missing = [c for c in chosen if c not in self.columns]
+            _refuse_repeats("columns", self.columns, "columns listed twice")
+            for field, named in self.referenced_columns.items():
+                missing = [c for c in named if c not in self.columns]
                 if missing:
-                    raise ValueError(
-                        f"{field} names columns that are not selected in `columns`: "
-                        f"{', '.join(missing)}"
+                    raise _FieldProblem(
+                        (field,),
+                        f"names columns that are not selected in `columns`: {', '.join(missing)}",
                     )
-        targets = list(self.rename.values())
-        clashing = sorted({t for t in targets if targets.count(t) > 1})
-        if clashing:
-            raise ValueError(f"rename maps several columns to: {', '.join(clashing)}")
-        if self.write == "merge" and not self.primary_key:
-            raise ValueError("write: merge needs a primary_key")
+        destination_columns = (
+            [self.rename.get(c, c) for c in self.columns]
+            if self.columns
+            else [*self.rename.values()]
+        )
+        _refuse_repeats("rename", destination_columns, "several columns would be named")
         return self
+
+
+def _refuse_repeats(field: str, names: list[str], problem: str) -> None:
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise _FieldProblem((field,), f"{problem}: {', '.join(repeated)}")
 
 
 class CopyJob(_Model):
     """A copy job: a source, a destination, a copy mode, and the tables to copy."""
 
-    name: str = Field(pattern=NAME_PATTERN, description="the job; becomes the asset group")
+    name: str = Field(pattern=JOB_NAME_PATTERN, description="the job; becomes the asset group")
     source: StoreConfig
     destination: StoreConfig
     mode: Literal["full", "incremental"] = "full"
     schedule: str | None = Field(None, description="cron expression")
-    batch_rows: PositiveInt = Field(50_000, description="rows per Arrow batch in flight")
+    batch_rows: int = Field(50_000, gt=0, strict=True, description="rows per Arrow batch")
     tables: list[TableConfig] = Field(min_length=1)
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, schedule: str | None) -> str | None:
+        if schedule is not None and not is_valid_cron(schedule):
+            raise ValueError(
+                f"{schedule!r} is not a 5-field cron expression (minute hour day month weekday), "
+                f'e.g. "*/15 * * * *"'
+            )
+        return schedule
 
     @model_validator(mode="after")
     def _check_job(self) -> "CopyJob":
-        if self.schedule is not None and not is_valid_cron(self.schedule):
-            raise ValueError(f"schedule {self.schedule!r} is not a 5-field cron expression")
-        seen: dict[str, str] = {}
-        for table in self.tables:
-            destination = table.destination_name
-            if destination in seen:
-                raise ValueError(
-                    f"tables {seen[destination]!r} and {table.name!r} are both copied to "
-                    f"{destination!r}; give one of them another `to:`"
-                )
-            seen[destination] = table.name
-        if self.mode == "incremental":
-            missing = [t.name for t in self.tables if not t.incremental_column]
-            if missing:
-                raise ValueError(
-                    f"mode: incremental needs an incremental_column on tables: {', '.join(missing)}"
-                )
+        self._check_destinations()
+        for index, table in enumerate(self.tables):
+            self._check_mode(index, table)
         return self
+
+    def _check_destinations(self) -> None:
+        """Each table needs a destination table, and an asset key, of its own."""
+        same_store = self.source.identity == self.destination.identity
+        seen: dict[str, TableConfig] = {}
+        for index, table in enumerate(self.tables):
+            where = ("tables", index, "to")
+            if same_store and table.destination_name == table.name:
+                raise _FieldProblem(
+                    where,
+                    "the destination is the source store, so the copy would replace the source "
+                    "table itself; set `to:` to another table",
+                )
+            key = key_part(table.destination_name)
+            other = seen.setdefault(key, table)
+            if other is table:
+                continue
+            if other.destination_name == table.destination_name:
+                clash = f"table {other.name!r} is also copied to {table.destination_name!r}"
+            else:
+                clash = (
+                    f"{table.destination_name!r} and {other.destination_name!r} (table "
+                    f"{other.name!r}) make the same asset key {key!r}"
+                )
+            raise _FieldProblem(where, f"{clash}; give one of them another `to:`")
+
+    def _check_mode(self, index: int, table: TableConfig) -> None:
+        if self.mode == "incremental" and not table.incremental_column:
+            raise _FieldProblem(
+                ("tables", index, "incremental_column"),
+                "mode: incremental needs an incremental_column on every table",
+            )
+        if self.mode == "full" and table.write:
+            raise _FieldProblem(
+                ("tables", index, "write"),
+                "write applies to incremental copies; a full copy replaces the table "
+                "(remove `write:` or set `mode: incremental`)",
+            )
 
     def table(self, destination_name: str) -> TableConfig:
         for table in self.tables:
@@ -158,21 +269,22 @@ def is_valid_cron(expression: str) -> bool:
 
 
 def mask_url(url: str) -> str:
-    """Replace a URL's password with ***; folder paths are returned as they are."""
+    """Replace a URL's passwords (user info and query) with ***; folder paths are unchanged."""
     if "://" not in url:
         return url
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return _URL_PASSWORD.sub(lambda m: m.group(0).replace(m.group(1), "***"), url)
+        url = make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        url = _URL_PASSWORD.sub(lambda m: f"{url[m.start() : m.start(1)]}***@", url)
+    return _QUERY_PASSWORD.sub(r"\1***", url)
 
 
 def load_job(path: Path, base_dir: Path | None = None) -> CopyJob:
     """Read, expand and validate one job file. Relative paths resolve against `base_dir`."""
     tree = _read_yaml(path)
-    job_name = tree.get("name") if isinstance(tree.get("name"), str) else None
-    _refuse_literal_passwords(tree, path, job_name)
-    expanded = _expand_env(tree, path, job_name, ())
+    locate = functools.partial(_where, path, _job_name(tree), tree=tree)
+    _refuse_literal_passwords(tree, locate)
+    expanded = _expand_env(tree, (), locate)
     try:
         job = CopyJob.model_validate(expanded)
     except ValidationError as exc:
@@ -181,38 +293,68 @@ def load_job(path: Path, base_dir: Path | None = None) -> CopyJob:
 
 
 def job_files(jobs_dir: Path) -> list[Path]:
+    if not jobs_dir.is_dir():
+        raise ConfigError(f"{jobs_dir}: the copy jobs folder does not exist")
     return sorted(p for p in jobs_dir.iterdir() if p.suffix in JOB_FILE_SUFFIXES and p.is_file())
 
 
 def load_jobs(jobs_dir: Path, base_dir: Path | None = None) -> list[CopyJob]:
-    """Load every job file of a folder; job names must be unique across files."""
-    if not jobs_dir.is_dir():
-        raise ConfigError(f"{jobs_dir}: the copy jobs folder does not exist")
-    jobs: list[CopyJob] = []
-    files: dict[str, Path] = {}
-    for path in job_files(jobs_dir):
-        job = load_job(path, base_dir)
-        if job.name in files:
-            raise ConfigError(
-                f"{path}: job {job.name!r}, field 'name': already used by {files[job.name]}"
+    """Load every job file of a folder, and check the jobs against each other."""
+    loaded = [(path, load_job(path, base_dir)) for path in job_files(jobs_dir)]
+    problems = check_across_jobs(loaded)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return [job for _, job in loaded]
+
+
+def check_across_jobs(loaded: list[tuple[Path, CopyJob]]) -> list[str]:
+    """Problems between job files: a job name used twice, a destination table written by two
+    jobs, two different source stores under one name (their lineage nodes would merge)."""
+    problems = []
+    names: dict[str, Path] = {}
+    targets: dict[tuple[Any, ...], tuple[Path, CopyJob]] = {}
+    sources: dict[str, tuple[Path, CopyJob]] = {}
+    for path, job in loaded:
+        where = f"{path}: job {job.name!r}"
+        if names.setdefault(job.name, path) != path:
+            problems.append(f"{where}, field 'name': already used by {names[job.name]}")
+        for table in job.tables:
+            target = (*job.destination.identity, table.destination_name)
+            other_path, other = targets.setdefault(target, (path, job))
+            if other is not job:
+                problems.append(
+                    f"{where}, table {table.name!r}, field 'to': job {other.name!r} "
+                    f"({other_path.name}) also copies into {table.destination_name!r} at "
+                    f"{job.destination.masked_url}"
+                )
+        name = job.source.display_name
+        other_path, other = sources.setdefault(name, (path, job))
+        if other.source.identity != job.source.identity:
+            problems.append(
+                f"{where}, field 'source.name': job {other.name!r} ({other_path.name}) reads "
+                f"another database or schema also named {name!r}; give one of them a `name:`"
             )
-        files[job.name] = path
-        jobs.append(job)
-    return jobs
+    return problems
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """A safe YAML loader that refuses a key given twice in one mapping."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
+        seen: dict[Any, yaml.Mark] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:
+                continue  # an unhashable key: the base class refuses it
+            if first is not key_node.start_mark:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} is given twice", key_node.start_mark
+                    None,
+                    None,
+                    f"key {key!r} is given twice (first on line {first.line + 1})",
+                    key_node.start_mark,
                 )
-            seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
 
@@ -221,52 +363,71 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the job file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the job file is not UTF-8 text") from None
     try:
         tree = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}:{where}: invalid YAML: {problem}") from None
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        context, problem = getattr(exc, "context", None), getattr(exc, "problem", None)
+        problem = ", ".join(filter(None, [context, problem])) or str(exc).splitlines()[0]
+        if "\\t" in problem or "tab character" in problem:
+            problem += "; indent with spaces, YAML does not allow tabs"
+        raise ConfigError(f"{path}:{where} invalid YAML: {problem}") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: a job file must be a mapping with name, source, tables, ...")
     return tree
 
 
-def _expand_env(node: Any, path: Path, job: str | None, loc: tuple[Any, ...]) -> Any:
+def _job_name(tree: dict[str, Any]) -> str | None:
+    name = tree.get("name")
+    return name if isinstance(name, str) else None
+
+
+def _expand_env(node: Any, loc: tuple[Any, ...], locate: Callable[[tuple[Any, ...]], str]) -> Any:
     """Replace `${VAR}` and `${VAR:-default}` in every string value of the parsed tree."""
     if isinstance(node, dict):
-        return {k: _expand_env(v, path, job, (*loc, k)) for k, v in node.items()}
+        return {k: _expand_env(v, (*loc, k), locate) for k, v in node.items()}
     if isinstance(node, list):
-        return [_expand_env(v, path, job, (*loc, i)) for i, v in enumerate(node)]
+        return [_expand_env(v, (*loc, i), locate) for i, v in enumerate(node)]
     if not isinstance(node, str):
         return node
+    if "${" in _ENV_REFERENCE.sub("", node):
+        raise ConfigError(
+            f"{locate(loc)}: malformed environment reference; write ${{NAME}} or "
+            f"${{NAME:-default}}, NAME made of letters, digits and _"
+        )
 
     def substitute(match: re.Match[str]) -> str:
         variable, default = match.group(1), match.group(2)
         value = os.environ.get(variable)
         if value is None:
             if default is None:
-                raise ConfigError(
-                    f"{_where(path, job, loc)}: environment variable {variable} is not set"
-                )
+                raise ConfigError(f"{locate(loc)}: environment variable {variable} is not set")
             return default
         return value
 
     return _ENV_REFERENCE.sub(substitute, node)
 
 
-def _refuse_literal_passwords(tree: dict[str, Any], path: Path, job: str | None) -> None:
+def _refuse_literal_passwords(
+    tree: dict[str, Any], locate: Callable[[tuple[Any, ...]], str]
+) -> None:
+    """Refuse a password written in the file, also as a `${VAR:-default}` default."""
     for store in ("source", "destination"):
         section = tree.get(store)
         url = section.get("url") if isinstance(section, dict) else None
         if not isinstance(url, str):
             continue
-        match = _URL_PASSWORD.match(url)
-        if match and _ENV_REFERENCE.sub("", match.group(1)):
+        written = _ENV_REFERENCE.sub(lambda m: m.group(2) or "", url)
+        in_user_info = _URL_PASSWORD.match(written)
+        in_query = [m.group(2) for m in _QUERY_PASSWORD.finditer(written)]
+        if (in_user_info and in_user_info.group(1)) or any(in_query):
             raise ConfigError(
-                f"{_where(path, job, (store, 'url'))}: the URL holds a password written in the "
-                f"file; put it in an environment variable and write ${{VARIABLE}} in its place"
+                f"{locate((store, 'url'))}: the URL holds a password written in the file; put "
+                f"the password in an environment variable and write ${{VARIABLE}} in its place, "
+                f"e.g. user:${{DB_PASSWORD}}@host"
             )
 
 
@@ -295,24 +456,82 @@ def _absolute_url(url: str, base_dir: Path) -> str:
     )
 
 
+_MESSAGES = {
+    "missing": "required, but missing",
+    "string_too_short": "must not be empty",
+    "too_short": "must list at least one item",
+}
+_PATTERN_RULES = {
+    NAME_PATTERN: "must start with a letter or _ and hold only letters, digits and _",
+    JOB_NAME_PATTERN: "must be words of letters and digits joined by single underscores, "
+    "starting with a letter, e.g. shop_to_warehouse",
+}
+_KINDS = {
+    str: "text",
+    int: "a number",
+    float: "a number",
+    bool: "true/false",
+    list: "a list",
+    dict: "a mapping",
+    type(None): "nothing",
+}
+
+
 def _describe_validation_error(exc: ValidationError, path: Path, tree: dict[str, Any]) -> str:
-    job = tree.get("name") if isinstance(tree.get("name"), str) else None
-    lines = [
-        f"{_where(path, job, error['loc'], tree)}: {_plain(error['msg'])}" for error in exc.errors()
-    ]
+    lines = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        problem = error.get("ctx", {}).get("error")
+        if isinstance(problem, _FieldProblem):
+            loc = (*loc, *problem.loc)
+        lines.append(f"{_where(path, _job_name(tree), loc, tree)}: {_message(error)}")
     return "\n".join(lines)
+
+
+def _message(error: ErrorDetails) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return _unknown_field(tuple(error["loc"]))
+    if kind in ("model_type", "dict_type"):
+        return f"should be a mapping of `key: value` lines, got {_kind_of(error['input'])}"
+    if kind == "string_pattern_mismatch":
+        return _PATTERN_RULES[error["ctx"]["pattern"]]
+    if kind.endswith("_type"):
+        return f"{_plain(error['msg'])}, got {_kind_of(error['input'])}"
+    return _MESSAGES.get(kind) or _plain(error["msg"])
+
+
+def _unknown_field(loc: tuple[Any, ...]) -> str:
+    model = {"source": StoreConfig, "destination": StoreConfig, "tables": TableConfig}
+    parent = model.get(loc[0], CopyJob) if len(loc) > 1 else CopyJob
+    known = [field.alias or name for name, field in parent.model_fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"the fields are {', '.join(known)}"
+    return f"unknown field; {hint}"
+
+
+def _kind_of(value: Any) -> str:
+    return _KINDS.get(type(value), type(value).__name__)
+
+
+def _plain(message: str) -> str:
+    return message.removeprefix("Value error, ").replace("Input should be", "should be")
 
 
 def _where(path: Path, job: str | None, loc: tuple[Any, ...], tree: Any = None) -> str:
     """`file: job 'x', table 'y', field 'z'` for an error at `loc` in the job file."""
     parts = [f"{path}: job {job!r}" if job else str(path)]
-    loc = tuple(loc)
     if len(loc) >= 2 and loc[0] == "tables" and isinstance(loc[1], int):
         table_name = _table_name(tree, loc[1])
         parts.append(f"table {table_name!r}" if table_name else f"table #{loc[1] + 1}")
         loc = loc[2:]
+    item = None
+    if loc and isinstance(loc[-1], int):
+        item, loc = loc[-1], loc[:-1]
     if loc:
-        parts.append(f"field {'.'.join(str(p) for p in loc)!r}")
+        parts.append(f"field {'.'.join(str(p) for p in loc if p != '[key]')!r}")
+    if item is not None:
+        parts.append(f"item {item + 1}")
     return ", ".join(parts)
 
 
@@ -322,10 +541,6 @@ def _table_name(tree: Any, index: int) -> str | None:
     except (KeyError, IndexError, TypeError):
         return None
     return name if isinstance(name, str) else None
-
-
-def _plain(message: str) -> str:
-    return message.removeprefix("Value error, ")
 
 
 def iter_tables(jobs: list[CopyJob]) -> Iterator[tuple[CopyJob, TableConfig]]:

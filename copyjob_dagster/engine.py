@@ -6,16 +6,25 @@ Rows then stream from the source's snapshot as Arrow batches of bounded size int
 destination's atomic write, so memory stays flat whatever the table's size.
 """
 
+import dataclasses
+import itertools
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, timedelta
+from decimal import Decimal
+from typing import Any, Literal
 
 import pyarrow as pa
 
 from copyjob_dagster.config import CopyJob, TableConfig
-from copyjob_dagster.errors import SchemaError
+from copyjob_dagster.errors import SchemaError, WatermarkError
 from copyjob_dagster.stores import Destination, Source, open_destination, open_source
-from copyjob_dagster.stores.base import TableDescription
+from copyjob_dagster.stores.base import TableDescription, TableReader, Window, WriteMethod
+from copyjob_dagster.watermark import Watermark, watermark_kind
+
+LOCK_TIMEOUT_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,15 @@ class CopyPlan:
     destination_schema: pa.Schema
     primary_key: tuple[str, ...]
     batch_rows: int
+    incremental_column: str | None = None
+    write: WriteMethod = "append"
+
+    @property
+    def destination_cursor(self) -> str | None:
+        for column in self.columns:
+            if column.source == self.incremental_column:
+                return column.destination
+        return None
 
     @property
     def source_columns(self) -> list[str]:
@@ -52,6 +70,11 @@ class CopyResult:
     source_url: str
     destination_url: str
     destination_location: str
+    load: Literal["full", "initial", "incremental"] = "full"
+    watermark_before: Watermark | None = None
+    watermark: Watermark | None = None
+    null_cursor_rows: int = 0
+    window: Window | None = None
 
 
 def plan_copy(job: CopyJob, table: TableConfig, source_table: TableDescription) -> CopyPlan:
@@ -72,31 +95,81 @@ def plan_copy(job: CopyJob, table: TableConfig, source_table: TableDescription) 
     key_source = table.primary_key or [k for k in source_table.primary_key if k in selected]
     if table.primary_key is None and len(key_source) != len(source_table.primary_key):
         key_source = []  # a key that is only partly selected is no key
+    if table.incremental_column and table.incremental_column not in selected:
+        raise SchemaError(
+            f"job {job.name!r}, table {table.name!r}: incremental_column "
+            f"{table.incremental_column!r} must be one of the copied columns"
+        )
+    primary_key = tuple(table.rename.get(k, k) for k in key_source)
+    if table.write == "merge" and job.destination.is_folder:
+        raise SchemaError(
+            f"job {job.name!r}, table {table.name!r}: write: merge needs a database destination; "
+            f"Parquet files are appended (write: append)"
+        )
+    if table.write == "merge" and not primary_key:
+        raise SchemaError(
+            f"job {job.name!r}, table {table.name!r}: write: merge needs a primary_key, and the "
+            f"source table has none; name one with primary_key: [...]"
+        )
     return CopyPlan(
         job=job.name,
         source_table=table.name,
         destination_table=table.destination_name,
         columns=columns,
         destination_schema=pa.schema(fields),
-        primary_key=tuple(table.rename.get(k, k) for k in key_source),
+        primary_key=primary_key,
         batch_rows=job.batch_rows,
+        incremental_column=table.incremental_column if job.mode == "incremental" else None,
+        write=table.write
+        or ("merge" if primary_key and not job.destination.is_folder else "append"),
     )
 
 
-def copy_table(job: CopyJob, table: TableConfig) -> CopyResult:
-    """Copy one table of a job in full; the destination table is replaced atomically."""
+def copy_table(
+    job: CopyJob,
+    table: TableConfig,
+    watermark: Watermark | None = None,
+    full_refresh: bool = False,
+) -> CopyResult:
+    """Copy one table of a job.
+
+    A full job replaces the destination table atomically. An incremental job does the same the
+    first time (no `watermark`) or when `full_refresh` is asked; afterwards it copies only the
+    window beyond `watermark`, written so that copying the same window again changes nothing.
+    """
     source = open_source(job.source)
     destination = open_destination(job.destination)
     try:
-        return _copy(job, table, source, destination)
+        plan = plan_copy(job, table, source.describe(table.name))
+        if plan.incremental_column is None:
+            return _copy_full(plan, source, destination)
+        return _copy_increment(
+            plan, table, source, destination, None if full_refresh else watermark
+        )
     finally:
         source.close()
         destination.close()
 
 
-def _copy(job: CopyJob, table: TableConfig, source: Source, destination: Destination) -> CopyResult:
+@contextmanager
+def table_lock(
+    job: CopyJob, table: TableConfig, timeout_seconds: float = LOCK_TIMEOUT_SECONDS
+) -> Iterator[None]:
+    """Hold the destination table's copy lock: a second copy of the table waits, then refuses.
+
+    The caller holds it from reading the watermark until the new one is recorded, so two runs
+    of one table never copy the same window at once nor record watermarks out of order.
+    """
+    destination = open_destination(job.destination)
+    try:
+        with destination.lock(table.destination_name, timeout_seconds):
+            yield
+    finally:
+        destination.close()
+
+
+def _copy_full(plan: CopyPlan, source: Source, destination: Destination) -> CopyResult:
     started = time.monotonic()
-    plan = plan_copy(job, table, source.describe(table.name))
     counter = _RowCounter()
     with source.open_reader(plan.source_table) as reader:
         batches = reader.batches(plan.source_columns, plan.batch_rows)
@@ -106,9 +179,186 @@ def _copy(job: CopyJob, table: TableConfig, source: Source, destination: Destina
             plan.primary_key,
             counter.count(_renamed(batches, plan.destination_schema)),
         )
+    return _result(plan, source, destination, started, counter.rows, rows_written)
+
+
+def _copy_increment(
+    plan: CopyPlan,
+    table: TableConfig,
+    source: Source,
+    destination: Destination,
+    previous: Watermark | None,
+) -> CopyResult:
+    started = time.monotonic()
+    cursor = plan.incremental_column
+    kind = watermark_kind(source.describe(plan.source_table).schema.field(cursor))
+    if previous is not None and previous.kind != kind:
+        raise WatermarkError(
+            f"job {plan.job!r}, table {plan.source_table!r}: the watermark is a {previous.kind} "
+            f"but column {cursor!r} now holds {kind} values; run a full refresh"
+        )
+    existing = destination.describe(plan.destination_table)
+    if previous is not None and existing is None:
+        previous = None  # the copy is gone from the destination: load it again from the start
+    if existing is not None and previous is not None:
+        _reconcile_schema(plan, existing, destination)
+
+    counter = _RowCounter()
+    with source.open_reader(plan.source_table) as reader:
+        window, profile_high, rows_at_high, nulls = _plan_window(plan, table, reader, previous)
+        load: Literal["initial", "incremental"] = "initial" if previous is None else "incremental"
+        batches = _non_empty(
+            counter.count(
+                _renamed(
+                    reader.batches(plan.source_columns, plan.batch_rows, window),
+                    plan.destination_schema,
+                )
+            )
+        )
+        rows_written = 0
+        if batches is not None or previous is None:
+            destination_window = Window(
+                plan.destination_cursor, window.low, window.low_inclusive, window.high
+            )
+            rows_written = destination.write_increment(
+                plan.destination_table,
+                plan.destination_schema,
+                plan.primary_key,
+                batches or iter(()),
+                method=plan.write,
+                window=destination_window,
+            )
+    if profile_high is None:
+        new_watermark = previous
+    else:
+        new_watermark = Watermark.of(kind, _aware(kind, profile_high), rows_at_high)
+    return dataclasses.replace(
+        _result(plan, source, destination, started, counter.rows, rows_written),
+        load=load,
+        watermark_before=previous,
+        watermark=new_watermark,
+        null_cursor_rows=nulls,
+        window=window,
+    )
+
+
+def _plan_window(
+    plan: CopyPlan, table: TableConfig, reader: TableReader, previous: Watermark | None
+) -> tuple[Window, Any, int, int]:
+    """The window to read, its upper bound, the rows at that bound, and the NULL-cursor rows.
+
+    The lower bound is the watermark, exclusive while the source holds as many rows at the
+    watermark's value as when it was taken, inclusive when rows with that value arrived late
+    (or when a lookback re-reads below it); the write is idempotent for the window either way.
+    """
+    cursor = plan.incremental_column
+    low = None if previous is None else _minus_lookback(previous, table.lookback)
+    profile = reader.profile(cursor, low)
+    if profile.null_rows and table.null_cursor == "fail":
+        raise SchemaError(
+            f"job {plan.job!r}, table {plan.source_table!r}: {profile.null_rows} rows have a NULL "
+            f"incremental column {cursor!r}; fix them at the source, or set null_cursor: skip "
+            f"to leave them out of every run"
+        )
+    inclusive = previous is not None and (
+        table.lookback > 0 or profile.rows_at_low != previous.rows_at_value
+    )
+    high = profile.high
+    if previous is not None and not inclusive and high is not None and high == low:
+        high = None  # only the rows already copied at the watermark: nothing new
+    window = Window(cursor, low, inclusive, high)
+    rows_at_high = profile.rows_at_high
+    return window, high, rows_at_high, profile.null_rows
+
+
+def _minus_lookback(watermark: Watermark, lookback: float) -> Any:
+    value = watermark.value
+    if not lookback:
+        return value
+    if watermark.kind in ("timestamp", "timestamp_tz"):
+        return value - timedelta(seconds=lookback)
+    if watermark.kind == "date":
+        return value - timedelta(days=lookback)
+    if watermark.kind == "integer":
+        return value - int(lookback)
+    if watermark.kind == "decimal":
+        return value - Decimal(str(lookback))
+    raise WatermarkError(f"lookback cannot apply to a {watermark.kind} watermark")
+
+
+def _aware(kind: str, value: Any) -> Any:
+    """MySQL returns TIMESTAMP values naive, in the session's time zone, which is UTC."""
+    if kind == "timestamp_tz" and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _reconcile_schema(plan: CopyPlan, existing: TableDescription, destination: Destination) -> None:
+    """Add columns new at the source; refuse dropped columns and types that cannot convert."""
+    present = {field.name: field for field in existing.schema}
+    planned = {field.name: field for field in plan.destination_schema}
+    dropped = [name for name in present if name not in planned]
+    if dropped:
+        raise SchemaError(
+            f"job {plan.job!r}, table {plan.source_table!r}: column(s) "
+            f"{', '.join(map(repr, dropped))} of the destination no longer come from the source; "
+            f"restore them, select columns explicitly, or run a full refresh"
+        )
+    for name, field in planned.items():
+        if name in present and not _converts(field.type, present[name].type):
+            raise SchemaError(
+                f"job {plan.job!r}, table {plan.source_table!r}, column {name!r}: the source "
+                f"type {field.type} cannot be written into the destination's {present[name].type}"
+            )
+    added = [field.with_nullable(True) for name, field in planned.items() if name not in present]
+    if added:
+        destination.add_columns(plan.destination_table, added)
+
+
+def _converts(source: pa.DataType, destination: pa.DataType) -> bool:
+    """Whether values of `source` fit a destination column of `destination` without loss."""
+    families = (
+        pa.types.is_integer,
+        pa.types.is_floating,
+        pa.types.is_decimal,
+        pa.types.is_timestamp,
+        pa.types.is_date,
+        pa.types.is_boolean,
+        pa.types.is_binary,
+    )
+    if pa.types.is_string(destination) or pa.types.is_large_string(destination):
+        return True
+    for family in families:
+        if family(source) or family(destination):
+            if not (family(source) and family(destination)):
+                return pa.types.is_integer(source) and pa.types.is_decimal(destination)
+            if family is pa.types.is_integer:
+                return source.bit_width <= destination.bit_width or pa.types.is_unsigned_integer(
+                    destination
+                )
+            return True
+    return source == destination
+
+
+def _non_empty(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch] | None:
+    """The batches, or None when there is no row at all (so nothing is written)."""
+    for batch in batches:
+        if batch.num_rows:
+            return itertools.chain([batch], batches)
+    return None
+
+
+def _result(
+    plan: CopyPlan,
+    source: Source,
+    destination: Destination,
+    started: float,
+    rows_read: int,
+    rows_written: int,
+) -> CopyResult:
     return CopyResult(
         plan=plan,
-        rows_read=counter.rows,
+        rows_read=rows_read,
         rows_written=rows_written,
         seconds=time.monotonic() - started,
         source_url=source.display_url,

@@ -4,9 +4,14 @@
 here with the value types that the UI renders. Our own keys start with `copyjob/`.
 """
 
+from collections.abc import Mapping
+from typing import Any
+
 import dagster as dg
 
 from copyjob_dagster.engine import CopyResult
+from copyjob_dagster.stores.base import Window
+from copyjob_dagster.watermark import Watermark, parse
 
 ROW_COUNT = "dagster/row_count"
 TABLE_NAME = "dagster/table_name"
@@ -20,6 +25,13 @@ ROWS_PER_SECOND = "copyjob/rows_per_second"
 SOURCE = "copyjob/source"
 DESTINATION = "copyjob/destination"
 SOURCE_TABLE = "copyjob/source_table"
+LOAD = "copyjob/load"
+WATERMARK = "copyjob/watermark"
+WATERMARK_TYPE = "copyjob/watermark_type"
+WATERMARK_ROWS_AT_VALUE = "copyjob/watermark_rows_at_value"
+WATERMARK_BEFORE = "copyjob/watermark_before"
+WINDOW = "copyjob/window"
+NULL_CURSOR_ROWS = "copyjob/null_cursor_rows"
 
 
 def copy_metadata(result: CopyResult, source_key: dg.AssetKey) -> dict[str, dg.MetadataValue]:
@@ -58,4 +70,47 @@ def copy_metadata(result: CopyResult, source_key: dg.AssetKey) -> dict[str, dg.M
         SOURCE: dg.MetadataValue.text(result.source_url),
         SOURCE_TABLE: dg.MetadataValue.text(plan.source_table),
         DESTINATION: dg.MetadataValue.text(result.destination_url),
+        LOAD: dg.MetadataValue.text(result.load),
+        **_watermark_metadata(result),
     }
+
+
+def _watermark_metadata(result: CopyResult) -> dict[str, dg.MetadataValue]:
+    if result.plan.incremental_column is None:
+        return {}
+    metadata = {
+        NULL_CURSOR_ROWS: dg.MetadataValue.int(result.null_cursor_rows),
+        WATERMARK_BEFORE: dg.MetadataValue.text(
+            result.watermark_before.text if result.watermark_before else "(none: initial load)"
+        ),
+    }
+    if result.window is not None:
+        metadata[WINDOW] = dg.MetadataValue.text(describe_window(result.window))
+    if result.watermark is not None:
+        metadata |= {
+            WATERMARK: dg.MetadataValue.text(result.watermark.text),
+            WATERMARK_TYPE: dg.MetadataValue.text(result.watermark.kind),
+            WATERMARK_ROWS_AT_VALUE: dg.MetadataValue.int(result.watermark.rows_at_value),
+        }
+    return metadata
+
+
+def describe_window(window: Window) -> str:
+    """`updated_at > 2024-01-01 00:00:00 and <= 2024-02-01 00:00:00`, for people."""
+    parts = []
+    if window.low is not None:
+        parts.append(f"{'>=' if window.low_inclusive else '>'} {window.low}")
+    if window.high is not None:
+        parts.append(f"<= {window.high}")
+    return f"{window.column} " + (" and ".join(parts) if parts else "is not null")
+
+
+def watermark_from_metadata(metadata: Mapping[str, Any]) -> Watermark | None:
+    """The watermark a materialization recorded, or None if it recorded none."""
+    if WATERMARK not in metadata or WATERMARK_TYPE not in metadata:
+        return None
+    kind = str(metadata[WATERMARK_TYPE].value)
+    text = str(metadata[WATERMARK].value)
+    parse(kind, text)  # raises WatermarkError for a tampered or mistyped value
+    rows = metadata.get(WATERMARK_ROWS_AT_VALUE)
+    return Watermark(kind, text, int(rows.value) if rows is not None else -1)  # type: ignore[arg-type]

@@ -4,19 +4,12 @@ An asset's key is `[job, destination table]`; a source table's key is `["source"
 table]`, so two jobs reading the same database share its source nodes in the lineage graph.
 """
 
-import re
-
 import dagster as dg
 
-from copyjob_dagster.config import CopyJob, TableConfig
+from copyjob_dagster.config import CopyJob, TableConfig, key_part
 
 SOURCE_PREFIX = "source"
 SOURCE_GROUP = "sources"
-
-
-def key_part(name: str) -> str:
-    """A name as a valid asset key part: characters other than letters, digits and _ become _."""
-    return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
 def asset_key(job: CopyJob, table: TableConfig) -> dg.AssetKey:

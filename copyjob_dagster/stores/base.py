@@ -9,10 +9,11 @@ family can recreate them.
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 
+WriteMethod = Literal["append", "merge"]
 LOGICAL_TYPE = b"copyjob.logical"
 STRING_LENGTH = b"copyjob.length"
 
@@ -40,11 +41,41 @@ class TableDescription:
         return list(self.schema.names)
 
 
+@dataclass(frozen=True)
+class Window:
+    """Rows whose `column` lies in (low, high] or [low, high]; NULLs are never in a window.
+
+    `low=None` starts from the smallest value; `high=None` has no upper bound. The bounds are
+    bound as parameters of the column's own type, never pasted into SQL text.
+    """
+
+    column: str
+    low: Any = None
+    low_inclusive: bool = False
+    high: Any = None
+
+
+@dataclass(frozen=True)
+class CursorProfile:
+    """What one snapshot says about an incremental column, measured before reading rows."""
+
+    null_rows: int
+    rows_at_low: int
+    high: Any
+    rows_at_high: int
+
+
 class TableReader(Protocol):
     """Reads one table inside one consistent snapshot of the source."""
 
-    def batches(self, columns: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    def batches(
+        self, columns: list[str], batch_rows: int, window: Window | None = None
+    ) -> Iterator[pa.RecordBatch]:
         """Stream the given columns as record batches of at most `batch_rows` rows."""
+        ...
+
+    def profile(self, column: str, low: Any) -> CursorProfile:
+        """NULL count, rows equal to `low`, and the highest value at or above `low`."""
         ...
 
 
@@ -92,6 +123,31 @@ class Destination(Protocol):
         still there and no staging table or file is left behind for long (the next run removes
         what a killed process left).
         """
+        ...
+
+    def write_increment(
+        self,
+        table: str,
+        schema: pa.Schema,
+        primary_key: tuple[str, ...],
+        batches: Iterable[pa.RecordBatch],
+        *,
+        method: WriteMethod,
+        window: Window,
+    ) -> int:
+        """Write the rows of one incremental window so that writing it again changes nothing.
+
+        `append` replaces the destination's rows of the window (delete them, insert the batches)
+        in one transaction; `merge` upserts the batches by `primary_key`. Return rows written.
+        """
+        ...
+
+    def add_columns(self, table: str, fields: list[pa.Field]) -> None:
+        """Add nullable columns that appeared at the source."""
+        ...
+
+    def lock(self, table: str, timeout_seconds: float) -> AbstractContextManager[None]:
+        """Hold the table's copy lock; raise `DestinationError` if busy after the timeout."""
         ...
 
     def location(self, table: str) -> str:

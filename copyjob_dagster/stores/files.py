@@ -1,24 +1,36 @@
 """A folder of Parquet (or CSV) files: one file, or one folder of files, per table.
 
 A table named `orders` is read from `orders.parquet`, a folder `orders/` of Parquet files, or
-`orders.csv`. It is written as `orders.parquet`: to a temporary file beside it, flushed to disk,
-then renamed over the old one, so that a reader or a crash never meets half a file.
+`orders.csv`. A full copy writes `orders.parquet`; an incremental copy writes the folder
+`orders/`, one `part-<window>.parquet` per window. Every file is written beside its final name,
+flushed to disk, then renamed into place, so that a reader or a crash never meets half a file.
+
+An incremental window is named after its lower bound, so a rerun from the same watermark
+replaces its own file with a superset instead of adding a second one; rows of the window that
+older files hold (rows equal to the watermark that are read again) are removed from them after
+the new file is in place.
 """
 
+import dataclasses
+import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from copyjob_dagster.errors import DestinationError, SourceError
-from copyjob_dagster.stores.base import TableDescription
+from copyjob_dagster.stores.base import CursorProfile, TableDescription, Window, WriteMethod
+from copyjob_dagster.stores.locking import file_lock
 from copyjob_dagster.stores.sql import Role
 
 TEMPORARY_SUFFIX = ".tmp"
+INITIAL_PART = "part-initial.parquet"
 
 
 class FolderStore:
@@ -29,25 +41,29 @@ class FolderStore:
         self.display_url = str(self.folder)
         self.role = role
 
-    def _candidates(self, table: str) -> list[tuple[Path, str]]:
-        return [
+    @property
+    def _error(self) -> type[SourceError] | type[DestinationError]:
+        return SourceError if self.role == "source" else DestinationError
+
+    def _dataset(self, table: str) -> ds.Dataset | None:
+        candidates = [
             (self.folder / f"{table}.parquet", "parquet"),
             (self.folder / table, "parquet"),
             (self.folder / f"{table}.csv", "csv"),
         ]
-
-    def _dataset(self, table: str) -> ds.Dataset | None:
-        for path, file_format in self._candidates(table):
-            if path.exists():
-                try:
-                    return ds.dataset(path, format=file_format, exclude_invalid_files=False)
-                except (pa.ArrowException, OSError) as exc:
-                    raise self._error(f"{self.role} {path}: cannot read: {exc}") from None
+        for path, file_format in candidates:
+            if not path.exists():
+                continue
+            try:
+                if path.is_dir():
+                    files = _parts(path)
+                    schemas = [pq.read_schema(f) for f in files]
+                    schema = pa.unify_schemas(schemas) if schemas else None
+                    return ds.dataset([str(f) for f in files], schema=schema, format="parquet")
+                return ds.dataset(path, format=file_format)
+            except (pa.ArrowException, OSError) as exc:
+                raise self._error(f"{self.role} {path}: cannot read: {exc}") from None
         return None
-
-    @property
-    def _error(self) -> type[SourceError] | type[DestinationError]:
-        return SourceError if self.role == "source" else DestinationError
 
     def list_tables(self) -> list[str]:
         if not self.folder.is_dir():
@@ -67,7 +83,9 @@ class FolderStore:
         if dataset is None:
             if self.role == "destination":
                 return None
-            raise SourceError(f"source folder {self.folder}: no {table}.parquet, {table}/ or {table}.csv")
+            raise SourceError(
+                f"source folder {self.folder}: no {table}.parquet, {table}/ or {table}.csv"
+            )
         return TableDescription(name=table, schema=dataset.schema)
 
     def check(self) -> None:
@@ -77,10 +95,13 @@ class FolderStore:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
-            raise self._error(f"{self.role} folder {self.folder} is not writable: {exc.strerror}") from None
+            raise self._error(
+                f"{self.role} folder {self.folder} is not writable: {exc.strerror}"
+            ) from None
 
     def location(self, table: str) -> str:
-        return str(self.folder / f"{table}.parquet")
+        folder = self.folder / table
+        return str(folder) if folder.is_dir() else str(self.folder / f"{table}.parquet")
 
     @contextmanager
     def open_reader(self, table: str) -> Iterator["DatasetReader"]:
@@ -97,23 +118,54 @@ class FolderStore:
         batches: Iterable[pa.RecordBatch],
     ) -> int:
         target = self.folder / f"{table}.parquet"
-        temporary = target.with_name(target.name + TEMPORARY_SUFFIX)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            rows = 0
-            with pq.ParquetWriter(temporary, schema) as writer:
-                for batch in batches:
-                    if batch.num_rows:
-                        writer.write_batch(batch)
-                        rows += batch.num_rows
-            _fsync(temporary)
-            os.replace(temporary, target)
-            _fsync(self.folder)
+            return _write_file(target, schema, batches)
         except OSError as exc:
-            raise DestinationError(f"destination {target}: writing failed: {exc.strerror}") from None
-        finally:
-            temporary.unlink(missing_ok=True)
+            raise DestinationError(
+                f"destination {target}: writing failed: {exc.strerror}"
+            ) from None
+
+    def write_increment(
+        self,
+        table: str,
+        schema: pa.Schema,
+        primary_key: tuple[str, ...],
+        batches: Iterable[pa.RecordBatch],
+        *,
+        method: WriteMethod,
+        window: Window,
+    ) -> int:
+        if method == "merge":
+            raise DestinationError(
+                f"destination folder {self.folder}: Parquet files cannot be merged by key; "
+                f"use write: append"
+            )
+        folder = self.folder / table
+        name = INITIAL_PART if window.low is None else f"part-{_window_id(window)}.parquet"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for stray in folder.glob(f"*{TEMPORARY_SUFFIX}"):
+                stray.unlink()  # what a killed writer left; never a finished file
+            rows = _write_file(folder / name, schema, batches)
+            rewritten = dataclasses.replace(window, high=None)
+            for older in _parts(folder):
+                if older.name != name:
+                    _remove_window(older, rewritten)
+        except OSError as exc:
+            raise DestinationError(
+                f"destination {folder}: writing failed: {exc.strerror}"
+            ) from None
         return rows
+
+    def add_columns(self, table: str, fields: list[pa.Field]) -> None:
+        """Nothing to do: new files carry the new columns, and readers unify the schemas."""
+
+    @contextmanager
+    def lock(self, table: str, timeout_seconds: float) -> Iterator[None]:
+        lock_file = self.folder / f".{table}.copyjob-lock"
+        with file_lock(lock_file, timeout_seconds, f"table {self.location(table)!r}"):
+            yield
 
     def close(self) -> None:
         pass
@@ -125,8 +177,84 @@ class DatasetReader:
     def __init__(self, dataset: ds.Dataset) -> None:
         self._dataset = dataset
 
-    def batches(self, columns: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
-        yield from self._dataset.to_batches(columns=columns, batch_size=batch_rows)
+    def batches(
+        self, columns: list[str], batch_rows: int, window: Window | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        expression = _window_expression(window) if window else None
+        yield from self._dataset.to_batches(
+            columns=columns, filter=expression, batch_size=batch_rows
+        )
+
+    def profile(self, column: str, low: Any) -> CursorProfile:
+        nulls = rows_at_low = rows_at_high = 0
+        high = None
+        for batch in self._dataset.to_batches(columns=[column]):
+            values = batch.column(0)
+            nulls += values.null_count
+            if low is not None:
+                rows_at_low += pc.sum(pc.equal(values, low)).as_py() or 0
+                values = pc.filter(values, pc.greater_equal(values, low))
+            batch_high = pc.max(values).as_py()
+            if batch_high is None:
+                continue
+            at_high = pc.sum(pc.equal(values, batch_high)).as_py() or 0
+            if high is None or batch_high > high:
+                high, rows_at_high = batch_high, at_high
+            elif batch_high == high:
+                rows_at_high += at_high
+        return CursorProfile(nulls, rows_at_low, high, rows_at_high)
+
+
+def _window_expression(window: Window) -> ds.Expression:
+    cursor = ds.field(window.column)
+    expression = cursor.is_valid()
+    if window.low is not None:
+        expression &= (cursor >= window.low) if window.low_inclusive else (cursor > window.low)
+    if window.high is not None:
+        expression &= cursor <= window.high
+    return expression
+
+
+def _window_id(window: Window) -> str:
+    bound = f"{type(window.low).__name__}:{window.low}:{window.low_inclusive}"
+    return hashlib.sha256(bound.encode()).hexdigest()[:16]
+
+
+def _parts(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.parquet") if p.is_file())
+
+
+def _write_file(target: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> int:
+    """Write batches to `target` atomically: temporary file, fsync, rename, fsync the folder."""
+    temporary = target.with_name(target.name + TEMPORARY_SUFFIX)
+    rows = 0
+    try:
+        with pq.ParquetWriter(temporary, schema) as writer:
+            for batch in batches:
+                if batch.num_rows:
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+        _fsync(temporary)
+        os.replace(temporary, target)
+        _fsync(target.parent)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return rows
+
+
+def _remove_window(path: Path, window: Window) -> None:
+    """Rewrite `path` without the window's rows (streaming), or delete it if none remain."""
+    parquet = pq.ParquetFile(path)
+    if window.column not in parquet.schema_arrow.names:
+        return
+    outside = ~_window_expression(window)
+    dataset = ds.dataset(path, format="parquet")
+    if dataset.count_rows(filter=~outside) == 0:
+        return
+    if dataset.count_rows(filter=outside) == 0:
+        path.unlink()
+        return
+    _write_file(path, parquet.schema_arrow, dataset.to_batches(filter=outside))
 
 
 def _fsync(path: Path) -> None:

@@ -5,29 +5,41 @@ override the few steps where their engines offer something better or behave diff
 (bulk loading, snapshots, DDL inside transactions).
 """
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from decimal import Decimal
 from typing import Any, Literal
 
 import pyarrow as pa
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, NoSuchTableError, SQLAlchemyError
 from sqlalchemy.schema import CreateTable, DropTable
+from sqlalchemy.types import TypeEngine
 
 from copyjob_dagster.config import mask_url
 from copyjob_dagster.errors import CopyJobError, DestinationError, SchemaError, SourceError
 from copyjob_dagster.stores import types
-from copyjob_dagster.stores.base import TableDescription, logical_type
+from copyjob_dagster.stores.base import (
+    CursorProfile,
+    TableDescription,
+    Window,
+    WriteMethod,
+    logical_type,
+)
 
 Role = Literal["source", "destination"]
+_UPSERTING_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 class SqlStore:
     """A SQLAlchemy database: describe, stream batches, replace tables atomically."""
 
     transactional_ddl = True  # CREATE/DROP/RENAME roll back with the transaction
+    driver_errors: tuple[type[Exception], ...] = (SQLAlchemyError, OSError)
 
     def __init__(self, url: str, schema: str | None, role: Role) -> None:
         self.display_url = mask_url(url)
@@ -38,7 +50,9 @@ class SqlStore:
         try:
             self.engine = sa.create_engine(url, **self.engine_options())
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
-            raise self._error(f"{role} {self.display_url}: cannot open: {self._scrub(exc)}") from None
+            raise self._error(
+                f"{role} {self.display_url}: cannot open: {self._scrub(exc)}"
+            ) from None
         self.dialect = self.engine.dialect.name
         self._tables: dict[str, sa.Table] = {}
 
@@ -62,7 +76,7 @@ class SqlStore:
             yield
         except CopyJobError:
             raise
-        except (SQLAlchemyError, OSError) as exc:
+        except self.driver_errors as exc:
             raise self._error(
                 f"{self.role} {self.display_url}: {doing} failed: {self._scrub(exc)}"
             ) from None
@@ -146,6 +160,78 @@ class SqlStore:
         self._tables.pop(table, None)
         return rows
 
+    def write_increment(
+        self,
+        table: str,
+        schema: pa.Schema,
+        primary_key: tuple[str, ...],
+        batches: Iterable[pa.RecordBatch],
+        *,
+        method: WriteMethod,
+        window: Window,
+    ) -> int:
+        if window.low is None:
+            return self.replace(table, schema, primary_key, batches)
+        target = self.reflect(table)
+        if target is None:
+            raise DestinationError(f"destination {self.display_url}: table {table!r} is missing")
+        with self.translated_errors(f"writing table {table!r}"):
+            if method == "merge":
+                return self.merge(target, schema, primary_key, batches)
+            with self.engine.begin() as conn:
+                # Everything from the window's start is rewritten from this snapshot.
+                rewritten = dataclasses.replace(window, high=None)
+                conn.execute(sa.delete(target).where(*window_conditions(target, rewritten)))
+                return self.write_batches(conn, target, batches)
+
+    def merge(
+        self,
+        target: sa.Table,
+        schema: pa.Schema,
+        primary_key: tuple[str, ...],
+        batches: Iterable[pa.RecordBatch],
+    ) -> int:
+        """Load a staging table and upsert it into `target`, all in one transaction."""
+        stage = self.staging_name(target.name, "merge")
+        with self.engine.begin() as conn:
+            self.drop_if_exists(conn, stage)
+            staged = self.create_table(conn, stage, schema, ())
+            rows = self.write_batches(conn, staged, batches)
+            conn.execute(self.upsert_statement(target, staged, primary_key))
+            self.drop_if_exists(conn, stage)
+        return rows
+
+    def upsert_statement(
+        self, target: sa.Table, staged: sa.Table, primary_key: tuple[str, ...]
+    ) -> sa.Executable:
+        """INSERT ... SELECT from the staging table that updates rows whose key exists."""
+        dialect_insert = _UPSERTING_INSERTS.get(self.dialect)
+        if dialect_insert is None:
+            raise DestinationError(
+                f"destination {self.display_url}: write: merge is not supported for "
+                f"{self.dialect}; use write: append"
+            )
+        columns = [c.name for c in staged.columns]
+        # WHERE true: SQLite cannot otherwise tell the SELECT's end from ON CONFLICT.
+        insert = dialect_insert(target).from_select(
+            columns, sa.select(*staged.columns).where(sa.true())
+        )
+        updates = {name: insert.excluded[name] for name in columns if name not in primary_key}
+        if not updates:
+            return insert.on_conflict_do_nothing(index_elements=list(primary_key))
+        return insert.on_conflict_do_update(index_elements=list(primary_key), set_=updates)
+
+    def add_columns(self, table: str, fields: list[pa.Field]) -> None:
+        preparer = self.engine.dialect.identifier_preparer
+        qualified = preparer.format_table(sa.Table(table, sa.MetaData(), schema=self._schema))
+        with self.translated_errors(f"adding columns to {table!r}"), self.engine.begin() as conn:
+            for field in fields:
+                column_type = types.column_type(field, self.dialect).compile(dialect=conn.dialect)
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {qualified} ADD COLUMN {preparer.quote(field.name)} {column_type}"
+                )
+        self._tables.pop(table, None)
+
     def staging_name(self, table: str, purpose: str = "stage") -> str:
         """A deterministic name beside `table`, short enough for the dialect."""
         name = f"_copyjob_{purpose}_{table}"
@@ -167,10 +253,18 @@ class SqlStore:
             )
             for field in schema
         ]
-        constraints = [sa.PrimaryKeyConstraint(*primary_key, name=f"{name}_pkey")] if primary_key else []
-        created = sa.Table(name, sa.MetaData(), *columns, *constraints, schema=self._schema)
+        constraints = (
+            [sa.PrimaryKeyConstraint(*primary_key, name=f"{name}_pkey")] if primary_key else []
+        )
+        created = sa.Table(
+            name, sa.MetaData(), *columns, *constraints, schema=self._schema, **self.table_options()
+        )
         conn.execute(CreateTable(created))
         return created
+
+    def table_options(self) -> dict[str, str]:
+        """Dialect options of the tables this store creates (`mysql_charset`, ...)."""
+        return {}
 
     def drop_if_exists(self, conn: Connection, name: str) -> None:
         conn.execute(DropTable(sa.Table(name, sa.MetaData(), schema=self._schema), if_exists=True))
@@ -183,26 +277,76 @@ class SqlStore:
     def write_batches(
         self, conn: Connection, table: sa.Table, batches: Iterable[pa.RecordBatch]
     ) -> int:
-        statement = insert_statement(table)
+        statement = self.insert_statement(table)
         rows = 0
         for batch in batches:
             if batch.num_rows:
-                conn.execute(statement, batch.to_pylist())
+                conn.execute(statement, database_timestamps(batch).to_pylist())
                 rows += batch.num_rows
         return rows
+
+    def insert_statement(self, table: sa.Table) -> sa.Insert:
+        """INSERT with every value bound as a parameter of its column's `bind_type`."""
+        return sa.insert(table).values(
+            {c.name: sa.bindparam(c.name, type_=self.bind_type(c.type)) for c in table.columns}
+        )
+
+    def bind_type(self, column_type: TypeEngine) -> TypeEngine:
+        """JSON arrives as text and is bound as text, not re-encoded."""
+        return sa.Text() if isinstance(column_type, sa.JSON) else column_type
+
+    def select_expression(self, column: sa.Column) -> sa.ColumnElement[Any]:
+        """How a column is selected so that the driver hands over its exact value."""
+        if types.needs_text_cast(column.type, self.dialect):
+            return sa.cast(column, sa.Text()).label(column.name)
+        if isinstance(column.type, sa.Float):
+            # Some dialects' floats (MySQL's DOUBLE) return Decimals rounded to ten places.
+            return sa.type_coerce(column, sa.Double()).label(column.name)
+        if isinstance(column.type, sa.Enum):
+            # An enum's values are text; SQLAlchemy would also check them against the reflected
+            # labels, which MariaDB reports with '?' for characters outside the BMP.
+            return sa.type_coerce(column, sa.String()).label(column.name)
+        return column
+
+    def converter(self, field: pa.Field) -> Callable[[Any], Any] | None:
+        """Per-value conversion for values the driver returns in a form Arrow does not take."""
+        if logical_type(field) is not None:
+            return _as_text
+        if pa.types.is_boolean(field.type):
+            return _as_bool  # MySQL's BOOLEAN is TINYINT(1): the driver returns 0 and 1
+        return None
+
+    @contextmanager
+    def lock(self, table: str, timeout_seconds: float) -> Iterator[None]:
+        """Dialects without a server-side lock copy unguarded; see the PostgreSQL override."""
+        yield
 
     def close(self) -> None:
         self.engine.dispose()
 
 
-def insert_statement(table: sa.Table) -> sa.Insert:
-    """INSERT with every value bound; JSON arrives as text and is bound as text, not re-encoded."""
-    return sa.insert(table).values(
-        {
-            c.name: sa.bindparam(c.name, type_=sa.Text() if isinstance(c.type, sa.JSON) else c.type)
-            for c in table.columns
-        }
-    )
+def window_conditions(table: sa.Table, window: Window) -> list[sa.ColumnElement[bool]]:
+    """The window as WHERE conditions; bounds are bound parameters of the column's type."""
+    cursor = table.c[window.column]
+    conditions = [cursor.is_not(None)]
+    if window.low is not None:
+        conditions.append(cursor >= window.low if window.low_inclusive else cursor > window.low)
+    if window.high is not None:
+        conditions.append(cursor <= window.high)
+    return conditions
+
+
+def database_timestamps(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Timestamps as databases hold them: in microseconds, nanoseconds cut off (drivers would
+    otherwise round on one database and truncate on another), and aware ones in UTC, so that
+    drivers that drop the offset (PyMySQL, SQLAlchemy's SQLite) write UTC's wall time."""
+    columns = [
+        c.cast(pa.timestamp("us", "UTC" if c.type.tz else None), safe=False)
+        if pa.types.is_timestamp(c.type)
+        else c
+        for c in batch.columns
+    ]
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
 class SqlTableReader:
@@ -213,30 +357,51 @@ class SqlTableReader:
         self._conn = conn
         self._table = table
 
-    def batches(self, columns: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    def batches(
+        self, columns: list[str], batch_rows: int, window: Window | None = None
+    ) -> Iterator[pa.RecordBatch]:
         description = self._store.describe(self._table.name)
         schema = pa.schema([description.schema.field(name) for name in columns])
-        selected = [self._select_expression(self._table.c[name]) for name in columns]
-        converters = [_converter(field) for field in schema]
+        selected = [self._store.select_expression(self._table.c[name]) for name in columns]
+        converters = [self._store.converter(field) for field in schema]
+        query = sa.select(*selected)
+        if window is not None:
+            query = query.where(*window_conditions(self._table, window))
         result = self._conn.execution_options(
             stream_results=True, max_row_buffer=batch_rows
-        ).execute(sa.select(*selected))
+        ).execute(query)
         for rows in result.partitions(batch_rows):
             yield _to_batch(rows, schema, converters)
 
-    def _select_expression(self, column: sa.Column) -> sa.ColumnElement[Any]:
-        if types.needs_text_cast(column.type, self._store.dialect):
-            return sa.cast(column, sa.Text()).label(column.name)
-        return column
+    def profile(self, column: str, low: Any) -> CursorProfile:
+        cursor = self._table.c[column]
+
+        def scalar(query: sa.Select[Any]) -> Any:
+            return self._conn.execute(query).scalar()
+
+        count = sa.func.count()
+        above = [cursor >= low] if low is not None else [cursor.is_not(None)]
+        high = scalar(sa.select(sa.func.max(cursor)).where(*above))
+        return CursorProfile(
+            null_rows=scalar(sa.select(count).where(cursor.is_(None))),
+            rows_at_low=scalar(sa.select(count).where(cursor == low)) if low is not None else 0,
+            high=high,
+            rows_at_high=scalar(sa.select(count).where(cursor == high)) if high is not None else 0,
+        )
 
 
 def _as_text(value: Any) -> Any:
-    return value if value is None or isinstance(value, str) else str(value)
+    if value is None or isinstance(value, str):
+        return value
+    return format(value, "f") if isinstance(value, Decimal) else str(value)
 
 
-def _converter(field: pa.Field) -> Callable[[Any], Any] | None:
-    """Per-value conversion for values the driver returns in a form Arrow does not take."""
-    return _as_text if logical_type(field) is not None else None
+def _as_bool(value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    if value in (0, 1):
+        return bool(value)
+    raise ValueError(f"{value!r} is neither 0 nor 1")
 
 
 def _to_batch(
@@ -245,18 +410,23 @@ def _to_batch(
     arrays = []
     for index, (field, convert) in enumerate(zip(schema, converters, strict=True)):
         values = [row[index] for row in rows]
-        if convert is not None:
-            values = [convert(v) for v in values]
         try:
-            if convert is None and pa.types.is_string(field.type):
-                arrays.append(_text_array(values))
-            else:
-                arrays.append(pa.array(values, type=field.type))
-        except (pa.ArrowException, OverflowError, ValueError, TypeError) as exc:
+            arrays.append(_array(values, field.type, convert))
+        except (pa.ArrowException, ArithmeticError, ValueError, TypeError) as exc:
             raise SchemaError(
                 f"column {field.name!r}: a value does not fit {field.type}: {exc}"
             ) from None
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _array(
+    values: list[Any], arrow_type: pa.DataType, convert: Callable[[Any], Any] | None
+) -> pa.Array:
+    if convert is not None:
+        return pa.array([convert(v) for v in values], type=arrow_type)
+    if pa.types.is_string(arrow_type):
+        return _text_array(values)
+    return pa.array(values, type=arrow_type)
 
 
 def _text_array(values: list[Any]) -> pa.Array:

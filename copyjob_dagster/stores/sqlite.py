@@ -6,15 +6,26 @@ transaction becomes an explicit BEGIN, so a read sees one snapshot and a full co
 INSERT, DROP and RENAME commit together.
 """
 
+import decimal
+import functools
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import SAWarning
+from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
 
+from copyjob_dagster.stores.base import logical_type
+from copyjob_dagster.stores.locking import file_lock, lock_key
 from copyjob_dagster.stores.sql import Role, SqlStore
+from copyjob_dagster.stores.types import MAX_DECIMAL256_PRECISION
 
 BUSY_TIMEOUT_SECONDS = 30
 
@@ -26,8 +37,21 @@ class SQLiteStore(SqlStore):
         super().__init__(url, schema, role)
         event.listen(self.engine, "connect", _take_transaction_control)
         event.listen(self.engine, "begin", _begin)
+        event.listen(self.engine, "checkin", _writable)
         # SQLite has no DECIMAL type: SQLAlchemy converts through float and says so each time.
-        warnings.filterwarnings("ignore", message=".*does \\*not\\* support Decimal", category=SAWarning)
+        warnings.filterwarnings(
+            "ignore", message=".*does \\*not\\* support Decimal", category=SAWarning
+        )
+
+    @contextmanager
+    def lock(self, table: str, timeout_seconds: float) -> Iterator[None]:
+        """A lock file beside the database file; the kernel releases it with the process."""
+        database = Path(self.engine.url.database or "memory")
+        lock_file = database.with_name(
+            f".{database.name}.{lock_key(self._schema, table).hex()[:16]}.copyjob-lock"
+        )
+        with file_lock(lock_file, timeout_seconds, f"table {self.location(table)!r}"):
+            yield
 
     def engine_options(self) -> dict[str, Any]:
         return {**super().engine_options(), "connect_args": {"timeout": BUSY_TIMEOUT_SECONDS}}
@@ -36,6 +60,58 @@ class SQLiteStore(SqlStore):
         conn.exec_driver_sql("PRAGMA query_only = ON")
         conn.execute(sa.select(sa.literal(1)))  # opens the transaction: the snapshot starts
 
+    def bind_type(self, column_type: TypeEngine) -> TypeEngine:
+        if _is_decimal(column_type):
+            return _DecimalAsText()
+        return super().bind_type(column_type)
+
+    def select_expression(self, column: sa.Column) -> sa.ColumnElement[Any]:
+        if _is_decimal(column.type):
+            # The stored INTEGER or REAL itself: SQLAlchemy would format it through a float
+            # with a fixed number of places, losing big integers and tiny fractions.
+            return sa.type_coerce(column, NullType()).label(column.name)
+        return super().select_expression(column)
+
+    def converter(self, field: pa.Field) -> Callable[[Any], Any] | None:
+        if pa.types.is_decimal(field.type):
+            return functools.partial(_decimal, scale=field.type.scale)
+        if logical_type(field) == "decimal":
+            return _decimal_text
+        return super().converter(field)
+
+
+def _is_decimal(column_type: TypeEngine) -> bool:
+    return isinstance(column_type, sa.Numeric) and not isinstance(column_type, sa.Float)
+
+
+class _DecimalAsText(TypeDecorator[Decimal]):
+    """A decimal bound as its text, so that NUMERIC affinity keeps an integer of up to 64 bits
+    exactly (SQLAlchemy's Numeric binds a float)."""
+
+    impl = sa.String
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else str(value)
+
+
+def _decimal(value: float | str | None, scale: int | None) -> Decimal | None:
+    """A NUMERIC value as stored: a REAL by its shortest repr, rounded to the column's scale."""
+    if value is None:
+        return None
+    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if scale is not None and number.is_finite() and number.as_tuple().exponent < -scale:
+        return number.quantize(Decimal(1).scaleb(-scale), context=_WIDE)
+    return number
+
+
+def _decimal_text(value: float | str | None) -> str | None:
+    number = _decimal(value, None)
+    return None if number is None else format(number, "f")
+
+
+_WIDE = decimal.Context(prec=MAX_DECIMAL256_PRECISION)
+
 
 def _take_transaction_control(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
@@ -43,3 +119,9 @@ def _take_transaction_control(dbapi_connection: Any, _record: Any) -> None:
 
 def _begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN")
+
+
+def _writable(dbapi_connection: Any, _record: Any) -> None:
+    """A snapshot's PRAGMA query_only must not follow its connection back into the pool."""
+    if dbapi_connection is not None:
+        dbapi_connection.execute("PRAGMA query_only = OFF")

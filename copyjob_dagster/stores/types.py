@@ -2,7 +2,8 @@
 
 Both directions keep the data: integers keep their width, decimals their precision and scale,
 timestamps their time zone and microseconds. Where Arrow has no type (unbounded NUMERIC, JSON,
-UUID) the value travels as text tagged with its logical type, so the destination can recreate it.
+UUID, PostgreSQL's INTERVAL) the value travels as text tagged with its logical type, so the
+destination can recreate it.
 """
 
 import logging
@@ -43,16 +44,22 @@ def arrow_field(name: str, column_type: TypeEngine, nullable: bool, dialect: str
 
 
 def needs_text_cast(column_type: TypeEngine, dialect: str) -> bool:
-    """Columns read as their text form: JSON keeps its exact text, unknown types degrade."""
-    return isinstance(column_type, sa.JSON) or _arrow_type(column_type, dialect) is None
+    """Columns read as their text form: JSON keeps its exact text, an interval its months and
+    days (psycopg counts a month as 30 days), unknown types degrade."""
+    return (
+        isinstance(column_type, sa.JSON | postgresql.INTERVAL)
+        or _arrow_type(column_type, dialect) is None
+    )
 
 
-def _arrow_type(t: TypeEngine, dialect: str) -> tuple[pa.DataType, dict[bytes, bytes] | None] | None:
+def _arrow_type(
+    t: TypeEngine, dialect: str
+) -> tuple[pa.DataType, dict[bytes, bytes] | None] | None:
     # Order matters: MySQL's BOOLEAN is TINYINT(1), so booleans come before integers; Float
     # subclasses Numeric, and BigInteger/SmallInteger subclass Integer.
     if isinstance(t, sa.Boolean) or (isinstance(t, mysql.TINYINT) and t.display_width == 1):
         return pa.bool_(), None
-    if isinstance(t, sa.Integer):
+    if isinstance(t, sa.Integer | mysql.YEAR):
         return _integer_type(t, dialect), None
     if isinstance(t, sa.Float):
         single = isinstance(t, sa.REAL | mysql.FLOAT) and dialect != "sqlite"
@@ -64,8 +71,12 @@ def _arrow_type(t: TypeEngine, dialect: str) -> tuple[pa.DataType, dict[bytes, b
         return pa.timestamp("us", tz=UTC if aware else None), None
     if isinstance(t, sa.Date):
         return pa.date32(), None
+    if isinstance(t, mysql.TIME):
+        return pa.duration("us"), None  # a signed span of up to 838 hours, not a time of day
     if isinstance(t, sa.Time) and not getattr(t, "timezone", False):
         return pa.time64("us"), None
+    if isinstance(t, postgresql.INTERVAL):
+        return _tagged("interval")  # months, days and microseconds: no Arrow type Parquet holds
     if isinstance(t, sa.Interval):
         return pa.duration("us"), None
     if isinstance(t, sa.Uuid):
@@ -75,9 +86,19 @@ def _arrow_type(t: TypeEngine, dialect: str) -> tuple[pa.DataType, dict[bytes, b
     if isinstance(t, sa.String):
         length = t.length if not isinstance(t, sa.Enum) else None
         return pa.string(), ({STRING_LENGTH: str(length).encode()} if length else None)
-    if isinstance(t, sa.LargeBinary | sa.BINARY | sa.VARBINARY):
+    if isinstance(t, _BINARY_TYPES):
         return pa.binary(), None
     return None
+
+
+_BINARY_TYPES = (
+    sa.LargeBinary,
+    sa.BINARY,
+    sa.VARBINARY,
+    mysql.TINYBLOB,
+    mysql.MEDIUMBLOB,
+    mysql.LONGBLOB,  # MySQL's BLOBs other than BLOB itself are not LargeBinary
+)
 
 
 def _integer_type(t: sa.Integer, dialect: str) -> pa.DataType:
@@ -87,12 +108,14 @@ def _integer_type(t: sa.Integer, dialect: str) -> pa.DataType:
     if isinstance(t, sa.BigInteger):
         return pa.uint64() if unsigned else pa.int64()
     if isinstance(t, mysql.TINYINT):
-        return pa.int16() if unsigned else pa.int8()
-    if isinstance(t, sa.SmallInteger | mysql.YEAR):
-        return pa.int32() if unsigned else pa.int16()
+        return pa.uint8() if unsigned else pa.int8()
+    if isinstance(t, sa.SmallInteger):
+        return pa.uint16() if unsigned else pa.int16()
+    if isinstance(t, mysql.YEAR):
+        return pa.int16()
     if isinstance(t, mysql.MEDIUMINT):
         return pa.int32()
-    return pa.int64() if unsigned else pa.int32()
+    return pa.uint32() if unsigned else pa.int32()
 
 
 def _decimal_type(t: sa.Numeric) -> tuple[pa.DataType, dict[bytes, bytes] | None]:
@@ -109,6 +132,8 @@ def _decimal_type(t: sa.Numeric) -> tuple[pa.DataType, dict[bytes, bytes] | None
 def column_type(field: pa.Field, dialect: str, is_key: bool = False) -> TypeEngine:
     """The destination column type for an Arrow field on `dialect` (postgresql, mysql, ...)."""
     t = field.type
+    if pa.types.is_dictionary(t):  # pandas categoricals: the column holds the values
+        return column_type(field.with_type(t.value_type), dialect, is_key)
     logical = logical_type(field)
     if logical is not None:
         return _logical_column_type(logical, dialect, is_key)
@@ -138,6 +163,8 @@ def column_type(field: pa.Field, dialect: str, is_key: bool = False) -> TypeEngi
     if pa.types.is_duration(t):
         if dialect == "postgresql":
             return postgresql.INTERVAL()
+        if dialect == "mysql":
+            return mysql.TIME(fsp=6)
         raise SchemaError(f"column {field.name!r}: {dialect} has no interval type to copy it into")
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t):
         return _text_column_type(string_length(field), dialect, is_key)
@@ -175,6 +202,8 @@ def _logical_column_type(logical: str, dialect: str, is_key: bool) -> TypeEngine
         if dialect == "mysql":
             return mysql.DECIMAL(MYSQL_MAX_DECIMAL_PRECISION, 30)
         return sa.Numeric()
+    if logical == "interval" and dialect == "postgresql":
+        return postgresql.INTERVAL()
     if logical == "uuid":
         return postgresql.UUID(as_uuid=False) if dialect == "postgresql" else sa.String(36)
     if logical in ("json", "jsonb"):
