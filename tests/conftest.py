@@ -44,7 +44,7 @@ def mysql_server() -> str:
     return MYSQL_URL
 
 
-def _scratch_schema(server_url: str, kind: str) -> Iterator[str]:
+def scratch_schema(server_url: str, kind: str) -> Iterator[str]:
     """A schema (PostgreSQL) or database (MariaDB) of its own for one test, dropped after."""
     name = f"cj_{uuid.uuid4().hex[:10]}"
     engine = sa.create_engine(server_url)
@@ -63,13 +63,13 @@ def _scratch_schema(server_url: str, kind: str) -> Iterator[str]:
 @pytest.fixture
 def pg_schema(pg_server: str) -> Iterator[str]:
     """A fresh PostgreSQL schema; use it with PG_URL and `schema:`."""
-    yield from _scratch_schema(pg_server, "SCHEMA")
+    yield from scratch_schema(pg_server, "SCHEMA")
 
 
 @pytest.fixture
 def mysql_url(mysql_server: str) -> Iterator[str]:
     """The URL of a fresh MariaDB database, dropped after the test."""
-    for database in _scratch_schema(mysql_server, "DATABASE"):
+    for database in scratch_schema(mysql_server, "DATABASE"):
         yield (
             sa.engine.make_url(mysql_server)
             .set(database=database)

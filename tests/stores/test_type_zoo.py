@@ -444,14 +444,17 @@ _ISO_DURATION = re.compile(
 )
 
 
+_ISO_UNITS = ("days", "hours", "minutes", "seconds")
+
+
 def _iso_duration(text: str) -> timedelta:
     """A PostgreSQL interval without months, as it prints with IntervalStyle iso_8601."""
     match = _ISO_DURATION.fullmatch(text)
     assert match is not None, text
-    parts = {unit: Decimal(number) for unit, number in match.groupdict().items() if number}
+    days, hours, minutes, seconds = (Decimal(match[unit] or 0) for unit in _ISO_UNITS)
     return timedelta(
-        **{unit: float(number) for unit, number in parts.items() if unit != "seconds"}
-    ) + timedelta(microseconds=int(parts.get("seconds", 0) * 1_000_000))
+        days=int(days), hours=int(hours), minutes=int(minutes), microseconds=int(seconds * 10**6)
+    )
 
 
 def same(expected: Any, actual: Any) -> bool:

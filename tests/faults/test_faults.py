@@ -1,0 +1,403 @@
+"""Fault injection: kill, cut and overlap incremental copies, then check nothing was lost.
+
+Each case copies a table of many batches, changes the source between runs (new rows, rows tied
+with the watermark, updates for merge), breaks one run (SIGKILL at a chosen point, a connection
+cut, or a second run at the same time), reruns until success, and then checks the invariant of
+../shared/RELIABILITY.md: the destination equals the source as of the recorded watermark (no
+row lost, none duplicated, none different, none extra) and the watermark never went backwards.
+"""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pyarrow.dataset as ds
+import pytest
+import sqlalchemy as sa
+
+from copyjob_dagster.assets import build_copy_assets, build_source_specs, latest_watermark
+from copyjob_dagster.config import load_job
+
+RUNNER = Path(__file__).with_name("fault_runner.py")
+KEY = dg.AssetKey(["faults", "events"])
+INITIAL_ROWS = 1500
+BATCH_ROWS = 50
+ROWS_PER_VALUE = 3  # several rows share each incremental value: ties are the norm
+
+
+@dataclass
+class Store:
+    url: str
+    schema: str | None = None
+
+    @property
+    def is_folder(self) -> bool:
+        return "://" not in self.url
+
+    def engine(self) -> sa.Engine:
+        return sa.create_engine(self.url)
+
+    def rows(self) -> list[tuple[int, str, int]]:
+        if self.is_folder:
+            folder = Path(self.url) / "events"
+            if not folder.exists():
+                return []
+            table = ds.dataset(folder, format="parquet").to_table()
+            columns = [table.column(c).to_pylist() for c in ("id", "payload", "updated_at")]
+            return list(zip(*columns, strict=True))
+        engine = self.engine()
+        try:
+            if not sa.inspect(engine).has_table("events", schema=self.schema):
+                return []
+            table = sa.Table("events", sa.MetaData(), autoload_with=engine, schema=self.schema)
+            with engine.connect() as conn:
+                query = sa.select(table.c.id, table.c.payload, table.c.updated_at)
+                return [tuple(row) for row in conn.execute(query)]
+        finally:
+            engine.dispose()
+
+
+class Case:
+    """One source table, one destination, one Dagster instance, and the runs against them."""
+
+    def __init__(self, tmp_path: Path, source: Store, destination: Store, write: str) -> None:
+        self.source, self.destination, self.write = source, destination, write
+        self.home = tmp_path / "dagster_home"
+        self.home.mkdir()
+        (self.home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        self.job_file = tmp_path / "faults.yaml"
+        self.job_file.write_text(
+            "name: faults\nmode: incremental\n"
+            f"batch_rows: {BATCH_ROWS}\n"
+            f"source: {{url: '{source.url}'"
+            + (f", schema: {source.schema}" if source.schema else "")
+            + "}\n"
+            f"destination: {{url: '{destination.url}'"
+            + (f", schema: {destination.schema}" if destination.schema else "")
+            + "}\n"
+            "tables:\n"
+            f"  - {{name: events, incremental_column: updated_at, write: {write},"
+            " primary_key: [id]}\n"
+        )
+        self.job = load_job(self.job_file)
+        self.next_id = 1
+        self.next_value = 1
+        self.watermarks: list[int] = []
+        engine = source.engine()
+        with engine.begin() as conn:
+            events = self._table()
+            events.create(conn)
+        engine.dispose()
+
+    def _table(self) -> sa.Table:
+        return sa.Table(
+            "events",
+            sa.MetaData(),
+            sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+            sa.Column("payload", sa.Text),
+            sa.Column("updated_at", sa.BigInteger, index=True),
+            schema=self.source.schema,
+        )
+
+    def insert(self, count: int, tie_with_last: bool = False) -> None:
+        """New rows, three per incremental value; optionally first at the current maximum."""
+        if tie_with_last:
+            self.next_value -= 1
+        rows = []
+        for index in range(count):
+            rows.append(
+                {
+                    "id": self.next_id,
+                    "payload": f"v1 {self.next_id}",
+                    "updated_at": self.next_value + index // ROWS_PER_VALUE,
+                }
+            )
+            self.next_id += 1
+        self.next_value += (count + ROWS_PER_VALUE - 1) // ROWS_PER_VALUE
+        self._execute(sa.insert(self._table()), rows)
+
+    def update(self, rng: random.Random, count: int) -> None:
+        """Change rows and move them past the current maximum (merge copies must follow)."""
+        table = self._table()
+        for key in rng.sample(range(1, self.next_id), count):
+            self._execute(
+                sa.update(table)
+                .where(table.c.id == key)
+                .values(payload=f"v2 {key}", updated_at=self.next_value)
+            )
+        self.next_value += 1
+
+    def _execute(self, statement: Any, rows: Any = None) -> None:
+        engine = self.source.engine()
+        with engine.begin() as conn:
+            conn.execute(statement, rows) if rows is not None else conn.execute(statement)
+        engine.dispose()
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, "DAGSTER_HOME": str(self.home)}
+
+    def start(self, point: str = "none", nth: int = 0, slow: float = 0.0) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, str(RUNNER), str(self.job_file), point, str(nth), str(slow)],
+            env=self.environment(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def run_until_success(self, attempts: int = 3) -> None:
+        assets = [*build_source_specs([self.job]), *build_copy_assets([self.job])]
+        with dg.DagsterInstance.from_config(str(self.home)) as instance:
+            for _ in range(attempts):
+                if dg.materialize(assets, instance=instance, raise_on_error=False).success:
+                    return
+        raise AssertionError(f"{attempts} reruns failed")
+
+    def watermark(self) -> int | None:
+        with dg.DagsterInstance.from_config(str(self.home)) as instance:
+            watermark = latest_watermark(instance, KEY)
+        return int(watermark.text) if watermark else None
+
+    def verify(self) -> dict[str, int]:
+        """The invariant's counts: lost, duplicates, mismatches, extra, regressions."""
+        watermark = self.watermark()
+        regression = int(bool(self.watermarks) and (watermark or 0) < self.watermarks[-1])
+        self.watermarks.append(watermark or 0)
+        expected = {row[0]: row for row in self.source.rows() if watermark and row[2] <= watermark}
+        copied = self.destination.rows()
+        keys = Counter(row[0] for row in copied)
+        actual = {row[0]: row for row in copied}
+        return {
+            "lost": len(expected.keys() - actual.keys()),
+            "duplicates": sum(n - 1 for n in keys.values()),
+            "mismatches": sum(
+                1 for k in expected.keys() & actual.keys() if expected[k] != actual[k]
+            ),
+            "extra": len(actual.keys() - expected.keys()),
+            "regressions": regression,
+        }
+
+
+def _store_for(kind: str, tmp_path: Path, request: pytest.FixtureRequest, role: str) -> Store:
+    if kind == "sqlite":
+        return Store(f"sqlite:///{tmp_path / f'{role}.sqlite'}")
+    if kind == "parquet":
+        return Store(str(tmp_path / f"{role}_lake"))
+    if kind == "postgres":
+        schema_fixture = "pg_schema" if role == "destination" else "pg_source_schema"
+        return Store(request.getfixturevalue("pg_server"), request.getfixturevalue(schema_fixture))
+    if kind == "mariadb":
+        return Store(request.getfixturevalue("mysql_url"))
+    raise ValueError(kind)
+
+
+def _make_case(
+    tmp_path: Path, request: pytest.FixtureRequest, source: str, destination: str, write: str
+) -> Case:
+    return Case(
+        tmp_path,
+        _store_for(source, tmp_path, request, "source"),
+        _store_for(destination, tmp_path, request, "destination"),
+        write,
+    )
+
+
+def _change_source(case: Case, rng: random.Random, round_number: int) -> None:
+    """Round 0 fills the table; later rounds add rows (first tied with the maximum) and,
+    for merge, update rows."""
+    if round_number == 0:
+        case.insert(INITIAL_ROWS)
+        return
+    case.insert(200, tie_with_last=True)
+    if case.write == "merge":
+        case.update(rng, 50)
+
+
+KILL_POINTS = ["batch", "commit", "after-commit", "random-time"]
+PAIRS = [
+    ("postgres", "merge"),
+    ("postgres", "append"),
+    ("mariadb", "merge"),
+    ("mariadb", "append"),
+    ("sqlite", "merge"),
+    ("parquet", "append"),
+]
+KILL_CASES = [(d, w, p) for d, w in PAIRS for p in KILL_POINTS]
+
+
+@pytest.mark.parametrize(
+    ("destination", "write", "point"), KILL_CASES, ids=[f"{d}-{w}-{p}" for d, w, p in KILL_CASES]
+)
+def test_sigkill_then_rerun(
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    record_case: Any,
+    destination: str,
+    write: str,
+    point: str,
+) -> None:
+    rng = random.Random(f"{destination}-{write}-{point}")
+    case = _make_case(tmp_path, request, "sqlite", destination, write)
+    killed_round = rng.randrange(3)
+    outcomes = []
+    try:
+        for round_number in range(3):
+            _change_source(case, rng, round_number)
+            if round_number == killed_round:
+                _kill_one_run(case, rng, point, round_number)
+            case.run_until_success()
+            outcomes.append(case.verify())
+    finally:
+        record_case(
+            "F1 SIGKILL + rerun",
+            request.node.callspec.id,
+            _sum(outcomes) if len(outcomes) == 3 else None,
+        )
+    assert _sum(outcomes) == dict.fromkeys(_sum(outcomes), 0)
+
+
+def _kill_one_run(case: Case, rng: random.Random, point: str, round_number: int) -> None:
+    batches = INITIAL_ROWS // BATCH_ROWS if round_number == 0 else 250 // BATCH_ROWS
+    if point == "random-time":
+        process = case.start(slow=0.02)
+        time.sleep(rng.uniform(1.5, 3.5))
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+        return
+    if point == "commit" and case.destination.is_folder:
+        point = "replace"
+    commits = 2 if "mysql" in case.destination.url else 1  # MySQL: load, then swap or upsert
+    nth = rng.randint(1, batches) if point == "batch" else rng.randint(1, commits)
+    process = case.start(point, nth)
+    assert process.wait(timeout=120) == -signal.SIGKILL, process.stderr.read()[-3000:]
+
+
+def _sum(outcomes: list[dict[str, int]]) -> dict[str, int]:
+    total = Counter()
+    for outcome in outcomes:
+        total.update(outcome)
+    return {k: total[k] for k in ("lost", "duplicates", "mismatches", "extra", "regressions")}
+
+
+CUT_CASES = [
+    ("postgres", "mariadb", "merge", "source"),
+    ("postgres", "parquet", "append", "source"),
+    ("sqlite", "postgres", "merge", "destination"),
+    ("sqlite", "mariadb", "append", "destination"),
+    ("postgres", "postgres", "append", "destination"),
+]
+
+
+@pytest.mark.parametrize(
+    ("source", "destination", "write", "cut"),
+    CUT_CASES,
+    ids=[f"{s}-to-{d}-{w}-cut-{c}" for s, d, w, c in CUT_CASES],
+)
+def test_connection_cut_then_rerun(
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    record_case: Any,
+    source: str,
+    destination: str,
+    write: str,
+    cut: str,
+) -> None:
+    rng = random.Random(f"{source}-{destination}-{cut}")
+    case = _make_case(tmp_path, request, source, destination, write)
+    outcomes = []
+    try:
+        for round_number in range(2):
+            _change_source(case, rng, round_number)
+            process = case.start(slow=0.05)
+            store = case.source if cut == "source" else case.destination
+            _cut_connections_of(store, process, rng)
+            process.wait(timeout=120)
+            case.run_until_success()
+            outcomes.append(case.verify())
+    finally:
+        record_case(
+            "F2 connection cut",
+            request.node.callspec.id,
+            _sum(outcomes) if len(outcomes) == 2 else None,
+        )
+    assert _sum(outcomes) == dict.fromkeys(_sum(outcomes), 0)
+
+
+def _cut_connections_of(store: Store, process: subprocess.Popen, rng: random.Random) -> None:
+    """Once the copy is connected to `store`, wait a moment, then kill its sessions there."""
+    engine = store.engine()
+    deadline = time.monotonic() + 30
+    try:
+        while process.poll() is None and time.monotonic() < deadline:
+            with engine.connect() as conn:
+                sessions = _copy_sessions(conn, store)
+                if sessions:
+                    time.sleep(rng.uniform(0.1, 0.6))
+                    for session in _copy_sessions(conn, store):
+                        _kill_session(conn, session)
+                    return
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+
+
+def _copy_sessions(conn: sa.Connection, store: Store) -> list[int]:
+    if conn.dialect.name == "postgresql":
+        query = sa.text(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'copyjob' "
+            "AND pid <> pg_backend_pid()"
+        )
+    else:
+        query = sa.text(
+            "SELECT id FROM information_schema.processlist WHERE db = :db AND id <> CONNECTION_ID()"
+        ).bindparams(db=sa.engine.make_url(store.url).database)
+    return [row[0] for row in conn.execute(query)]
+
+
+def _kill_session(conn: sa.Connection, session: int) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": session})
+    else:
+        conn.execute(sa.text(f"KILL CONNECTION {int(session)}"))
+
+
+OVERLAP_CASES = [
+    ("postgres", "merge"),
+    ("mariadb", "append"),
+    ("parquet", "append"),
+    ("sqlite", "append"),
+]
+
+
+@pytest.mark.parametrize(
+    ("destination", "write"), OVERLAP_CASES, ids=[f"{d}-{w}" for d, w in OVERLAP_CASES]
+)
+def test_two_runs_of_one_table_at_once(
+    tmp_path: Path, request: pytest.FixtureRequest, record_case: Any, destination: str, write: str
+) -> None:
+    rng = random.Random(f"overlap-{destination}-{write}")
+    case = _make_case(tmp_path, request, "sqlite", destination, write)
+    outcomes = []
+    try:
+        for round_number in range(2):
+            _change_source(case, rng, round_number)
+            runs = [case.start(slow=0.01) for _ in range(2)]
+            codes = [run.wait(timeout=180) for run in runs]
+            assert 0 in codes, [run.stderr.read()[-2000:] for run in runs]
+            case.run_until_success()
+            outcomes.append(case.verify())
+    finally:
+        record_case(
+            "F3 overlapping runs",
+            request.node.callspec.id,
+            _sum(outcomes) if len(outcomes) == 2 else None,
+        )
+    assert _sum(outcomes) == dict.fromkeys(_sum(outcomes), 0)
