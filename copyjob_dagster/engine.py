@@ -7,6 +7,7 @@ destination's atomic write, so memory stays flat whatever the table's size.
 """
 
 import dataclasses
+import hashlib
 import itertools
 import time
 from collections.abc import Iterable, Iterator
@@ -25,6 +26,7 @@ from copyjob_dagster.stores.base import TableDescription, TableReader, Window, W
 from copyjob_dagster.watermark import Watermark, watermark_kind
 
 LOCK_TIMEOUT_SECONDS = 600
+FINGERPRINT_MODULUS = 2**128
 
 
 @dataclass(frozen=True)
@@ -205,8 +207,7 @@ def _copy_increment(
 
     counter = _RowCounter()
     with source.open_reader(plan.source_table) as reader:
-        window, profile_high, rows_at_high, nulls = _plan_window(plan, table, reader, previous)
-        load: Literal["initial", "incremental"] = "initial" if previous is None else "incremental"
+        window, nulls = _plan_window(plan, table, reader, previous)
         batches = _non_empty(
             counter.count(
                 _renamed(
@@ -217,24 +218,22 @@ def _copy_increment(
         )
         rows_written = 0
         if batches is not None or previous is None:
-            destination_window = Window(
-                plan.destination_cursor, window.low, window.low_inclusive, window.high
-            )
             rows_written = destination.write_increment(
                 plan.destination_table,
                 plan.destination_schema,
                 plan.primary_key,
                 batches or iter(()),
                 method=plan.write,
-                window=destination_window,
+                window=dataclasses.replace(window, column=plan.destination_cursor),
             )
-    if profile_high is None:
         new_watermark = previous
-    else:
-        new_watermark = Watermark.of(kind, _aware(kind, profile_high), rows_at_high)
+        if window.high is not None:
+            high = _aware(kind, window.high)
+            count, fingerprint = _fingerprint(reader, plan, window.high)
+            new_watermark = Watermark.of(kind, high, count, fingerprint)
     return dataclasses.replace(
         _result(plan, source, destination, started, counter.rows, rows_written),
-        load=load,
+        load="initial" if previous is None else "incremental",
         watermark_before=previous,
         watermark=new_watermark,
         null_cursor_rows=nulls,
@@ -244,12 +243,14 @@ def _copy_increment(
 
 def _plan_window(
     plan: CopyPlan, table: TableConfig, reader: TableReader, previous: Watermark | None
-) -> tuple[Window, Any, int, int]:
-    """The window to read, its upper bound, the rows at that bound, and the NULL-cursor rows.
+) -> tuple[Window, int]:
+    """The window to read in this snapshot, and the number of rows with a NULL cursor.
 
-    The lower bound is the watermark, exclusive while the source holds as many rows at the
-    watermark's value as when it was taken, inclusive when rows with that value arrived late
-    (or when a lookback re-reads below it); the write is idempotent for the window either way.
+    The window ends at the column's current maximum. It starts after the watermark while the
+    rows at the watermark's value are the ones already copied (same fingerprint), and at the
+    value itself when they changed: rows with that value arrived late, left it, or were edited.
+    A lookback starts it that far below the watermark instead. Writes are idempotent for the
+    window, so reading a row again never duplicates it.
     """
     cursor = plan.incremental_column
     low = None if previous is None else _minus_lookback(previous, table.lookback)
@@ -260,15 +261,30 @@ def _plan_window(
             f"incremental column {cursor!r}; fix them at the source, or set null_cursor: skip "
             f"to leave them out of every run"
         )
-    inclusive = previous is not None and (
-        table.lookback > 0 or profile.rows_at_low != previous.rows_at_value
+    if previous is None:
+        return Window(cursor, None, False, profile.high), profile.null_rows
+    inclusive = table.lookback > 0 or (
+        _fingerprint(reader, plan, previous.value)[1] != previous.fingerprint
     )
     high = profile.high
-    if previous is not None and not inclusive and high is not None and high == low:
+    if not inclusive and high == low:
         high = None  # only the rows already copied at the watermark: nothing new
-    window = Window(cursor, low, inclusive, high)
-    rows_at_high = profile.rows_at_high
-    return window, high, rows_at_high, profile.null_rows
+    return Window(cursor, low, inclusive, high), profile.null_rows
+
+
+def _fingerprint(reader: TableReader, plan: CopyPlan, value: Any) -> tuple[int, str]:
+    """How many rows hold `value` in the incremental column, and a hash of their contents.
+
+    The hash is a sum of per-row hashes, so it needs no ordering and no memory beyond a batch.
+    """
+    at_value = Window(plan.incremental_column, value, True, value)
+    count, total = 0, 0
+    for batch in reader.batches(plan.source_columns, plan.batch_rows, at_value):
+        for row in zip(*(column.to_pylist() for column in batch.columns), strict=True):
+            digest = hashlib.blake2b(repr(row).encode(), digest_size=16).digest()
+            total = (total + int.from_bytes(digest, "big")) % FINGERPRINT_MODULUS
+        count += batch.num_rows
+    return count, f"{count}:{total:032x}"
 
 
 def _minus_lookback(watermark: Watermark, lookback: float) -> Any:

@@ -29,6 +29,7 @@ LOAD = "copyjob/load"
 WATERMARK = "copyjob/watermark"
 WATERMARK_TYPE = "copyjob/watermark_type"
 WATERMARK_ROWS_AT_VALUE = "copyjob/watermark_rows_at_value"
+WATERMARK_FINGERPRINT = "copyjob/watermark_fingerprint"
 WATERMARK_BEFORE = "copyjob/watermark_before"
 WINDOW = "copyjob/window"
 NULL_CURSOR_ROWS = "copyjob/null_cursor_rows"
@@ -91,6 +92,7 @@ def _watermark_metadata(result: CopyResult) -> dict[str, dg.MetadataValue]:
             WATERMARK: dg.MetadataValue.text(result.watermark.text),
             WATERMARK_TYPE: dg.MetadataValue.text(result.watermark.kind),
             WATERMARK_ROWS_AT_VALUE: dg.MetadataValue.int(result.watermark.rows_at_value),
+            WATERMARK_FINGERPRINT: dg.MetadataValue.text(result.watermark.fingerprint),
         }
     return metadata
 
@@ -113,4 +115,11 @@ def watermark_from_metadata(metadata: Mapping[str, Any]) -> Watermark | None:
     text = str(metadata[WATERMARK].value)
     parse(kind, text)  # raises WatermarkError for a tampered or mistyped value
     rows = metadata.get(WATERMARK_ROWS_AT_VALUE)
-    return Watermark(kind, text, int(rows.value) if rows is not None else -1)  # type: ignore[arg-type]
+    fingerprint = metadata.get(WATERMARK_FINGERPRINT)
+    return Watermark(
+        kind,  # type: ignore[arg-type]  (parse has checked it)
+        text,
+        int(rows.value) if rows is not None else -1,
+        # Without a fingerprint, the next run re-reads the watermark's value: safe, not minimal.
+        str(fingerprint.value) if fingerprint is not None else "",
+    )

@@ -5,9 +5,11 @@ microseconds and time zone (aware values are kept in UTC), dates and strings as 
 text reads naturally in the UI (`2024-03-01 12:00:00.123456+00:00`, `1500`, `19.99`) and parses
 back to the same value, which is bound as a parameter of the column's own type.
 
-Beside the value the watermark keeps how many source rows held exactly that value when it was
-taken, so that the next run can tell whether rows with the same value arrived late (and then
-re-reads that value) without re-reading it every time.
+Beside the value the watermark keeps a fingerprint of the source rows that held exactly that
+value when it was taken (their count and an order-independent hash of their contents). The next
+run takes the same fingerprint: while it matches, the rows at the watermark are the ones already
+copied and the window starts after the value; when rows with that value arrived late, left it, or
+changed, the window starts at the value and copies it again (idempotently).
 """
 
 from dataclasses import dataclass
@@ -48,15 +50,18 @@ def watermark_kind(field: pa.Field) -> WatermarkKind:
 
 @dataclass(frozen=True)
 class Watermark:
-    """The highest incremental value copied, and how many source rows held it then."""
+    """The highest incremental value copied, and the fingerprint of the rows that held it."""
 
     kind: WatermarkKind
     text: str
     rows_at_value: int
+    fingerprint: str
 
     @classmethod
-    def of(cls, kind: WatermarkKind, value: Any, rows_at_value: int) -> "Watermark":
-        return cls(kind, _to_text(kind, value), rows_at_value)
+    def of(
+        cls, kind: WatermarkKind, value: Any, rows_at_value: int, fingerprint: str
+    ) -> "Watermark":
+        return cls(kind, _to_text(kind, value), rows_at_value, fingerprint)
 
     @property
     def value(self) -> Any:

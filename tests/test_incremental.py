@@ -287,3 +287,18 @@ def test_parquet_folder_as_incremental_source(tmp_path: Path) -> None:
     assert event.asset_materialization.metadata["copyjob/rows_read"].value == 1
     with sqlite3.connect(tmp_path / "dest.sqlite") as db:
         assert db.execute("SELECT id FROM events ORDER BY id").fetchall() == [(1,), (2,), (3,)]
+
+
+def test_ties_are_caught_when_as_many_rows_leave_the_watermark_value(tmp_path: Path) -> None:
+    # A count of the rows at the watermark would not notice: one row leaves the value (an
+    # update moves it on) while one new row arrives with it. The fingerprint does.
+    scenario = Scenario(tmp_path, _sqlite(tmp_path), write="merge")
+    scenario.insert((1, "a", 10), (2, "b", 10))
+    with dg.instance_for_test() as instance:
+        scenario.materialize(instance)
+        with scenario.source() as db:
+            db.execute("UPDATE events SET updated_at = 11, payload = 'moved' WHERE id = 1")
+        scenario.insert((3, "late", 10))
+        again = scenario.materialize(instance)
+        assert again["copyjob/window"] == "updated_at >= 10 and <= 11"
+        scenario.assert_equal_as_of(11)

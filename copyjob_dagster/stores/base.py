@@ -60,9 +60,7 @@ class CursorProfile:
     """What one snapshot says about an incremental column, measured before reading rows."""
 
     null_rows: int
-    rows_at_low: int
     high: Any
-    rows_at_high: int
 
 
 class TableReader(Protocol):
@@ -74,8 +72,12 @@ class TableReader(Protocol):
         """Stream the given columns as record batches of at most `batch_rows` rows."""
         ...
 
+    def count(self, window: Window | None = None) -> int:
+        """The number of rows (in `window`), by one query that an index on its column serves."""
+        ...
+
     def profile(self, column: str, low: Any) -> CursorProfile:
-        """NULL count, rows equal to `low`, and the highest value at or above `low`."""
+        """The NULL count, and the highest value at or above `low` (any value if None)."""
         ...
 
 
@@ -108,6 +110,10 @@ class Destination(Protocol):
 
     def describe(self, table: str) -> TableDescription | None:
         """Describe a table, or None when it does not exist yet."""
+        ...
+
+    def open_reader(self, table: str) -> AbstractContextManager[TableReader]:
+        """Open a read-only snapshot of an existing table, to read it back (count its rows)."""
         ...
 
     def replace(

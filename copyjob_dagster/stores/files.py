@@ -185,24 +185,20 @@ class DatasetReader:
             columns=columns, filter=expression, batch_size=batch_rows
         )
 
+    def count(self, window: Window | None = None) -> int:
+        return self._dataset.count_rows(filter=_window_expression(window) if window else None)
+
     def profile(self, column: str, low: Any) -> CursorProfile:
-        nulls = rows_at_low = rows_at_high = 0
-        high = None
+        nulls, high = 0, None
         for batch in self._dataset.to_batches(columns=[column]):
             values = batch.column(0)
             nulls += values.null_count
             if low is not None:
-                rows_at_low += pc.sum(pc.equal(values, low)).as_py() or 0
                 values = pc.filter(values, pc.greater_equal(values, low))
             batch_high = pc.max(values).as_py()
-            if batch_high is None:
-                continue
-            at_high = pc.sum(pc.equal(values, batch_high)).as_py() or 0
-            if high is None or batch_high > high:
-                high, rows_at_high = batch_high, at_high
-            elif batch_high == high:
-                rows_at_high += at_high
-        return CursorProfile(nulls, rows_at_low, high, rows_at_high)
+            if batch_high is not None and (high is None or batch_high > high):
+                high = batch_high
+        return CursorProfile(nulls, high)
 
 
 def _window_expression(window: Window) -> ds.Expression:

@@ -30,6 +30,7 @@ from copyjob_dagster.stores.base import (
     WriteMethod,
     logical_type,
 )
+from copyjob_dagster.stores.transient import is_transient
 
 Role = Literal["source", "destination"]
 _UPSERTING_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
@@ -78,7 +79,8 @@ class SqlStore:
             raise
         except self.driver_errors as exc:
             raise self._error(
-                f"{self.role} {self.display_url}: {doing} failed: {self._scrub(exc)}"
+                f"{self.role} {self.display_url}: {doing} failed: {self._scrub(exc)}",
+                transient=is_transient(exc),
             ) from None
 
     # -- describing -------------------------------------------------------------------------
@@ -373,20 +375,20 @@ class SqlTableReader:
         for rows in result.partitions(batch_rows):
             yield _to_batch(rows, schema, converters)
 
+    def count(self, window: Window | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(self._table)
+        if window is not None:
+            query = query.where(*window_conditions(self._table, window))
+        return self._conn.execute(query).scalar_one()
+
     def profile(self, column: str, low: Any) -> CursorProfile:
         cursor = self._table.c[column]
-
-        def scalar(query: sa.Select[Any]) -> Any:
-            return self._conn.execute(query).scalar()
-
-        count = sa.func.count()
         above = [cursor >= low] if low is not None else [cursor.is_not(None)]
-        high = scalar(sa.select(sa.func.max(cursor)).where(*above))
         return CursorProfile(
-            null_rows=scalar(sa.select(count).where(cursor.is_(None))),
-            rows_at_low=scalar(sa.select(count).where(cursor == low)) if low is not None else 0,
-            high=high,
-            rows_at_high=scalar(sa.select(count).where(cursor == high)) if high is not None else 0,
+            null_rows=self._conn.execute(
+                sa.select(sa.func.count()).where(cursor.is_(None))
+            ).scalar_one(),
+            high=self._conn.execute(sa.select(sa.func.max(cursor)).where(*above)).scalar(),
         )
 
 

@@ -73,6 +73,8 @@ class Case:
         self.home = tmp_path / "dagster_home"
         self.home.mkdir()
         (self.home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        # Create the instance's storage now: two processes creating it at once race in alembic.
+        dg.DagsterInstance.from_config(str(self.home)).dispose()
         self.job_file = tmp_path / "faults.yaml"
         self.job_file.write_text(
             "name: faults\nmode: incremental\n"
@@ -319,6 +321,8 @@ def test_connection_cut_then_rerun(
             process = case.start(slow=0.05)
             store = case.source if cut == "source" else case.destination
             _cut_connections_of(store, process, rng)
+            if round_number == 0:  # the first copy spans 30 slow batches: the cut lands in it
+                assert process.wait(timeout=120) != 0, "the connection cut did not break the run"
             process.wait(timeout=120)
             case.run_until_success()
             outcomes.append(case.verify())
