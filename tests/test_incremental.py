@@ -302,3 +302,31 @@ def test_ties_are_caught_when_as_many_rows_leave_the_watermark_value(tmp_path: P
         again = scenario.materialize(instance)
         assert again["copyjob/window"] == "updated_at >= 10 and <= 11"
         scenario.assert_equal_as_of(11)
+
+
+def test_mariadb_second_resolution_ties_from_a_mariadb_source(
+    mysql_url: str, tmp_path: Path
+) -> None:
+    # MariaDB's DATETIME keeps no fraction by default: rows in the same second are the norm.
+    engine = sa.create_engine(mysql_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE events (id INT PRIMARY KEY, changed DATETIME)"))
+        conn.execute(sa.text("INSERT INTO events VALUES (1, '2024-05-01 10:00:00')"))
+    job = CopyJob.model_validate(
+        {
+            "name": "maria",
+            "mode": "incremental",
+            "source": {"url": mysql_url},
+            "destination": {"url": str(tmp_path / "lake")},
+            "tables": [{"name": "events", "incremental_column": "changed"}],
+        }
+    )
+    assets = [*build_source_specs([job]), *build_copy_assets([job])]
+    with dg.instance_for_test() as instance:
+        dg.materialize(assets, instance=instance)
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO events VALUES (2, '2024-05-01 10:00:00')"))
+        dg.materialize(assets, instance=instance)
+    engine.dispose()
+    copied = ds.dataset(tmp_path / "lake" / "events", format="parquet").to_table()
+    assert sorted(copied.column("id").to_pylist()) == [1, 2]
