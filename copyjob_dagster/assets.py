@@ -1,16 +1,19 @@
 """One Dagster asset per configured table: to materialize it is to copy the table.
 
 Specs come first (`naming`), then each becomes a one-asset step whose body calls the engine and
-records the `CopyResult`. A user's mistake (bad config, missing column, unreachable store) fails
-the step with the error's message and is not retried.
+records the `CopyResult`, with the row-count check of the copy it made (`checks`). A transient
+error (a lost connection, a deadlock) fails the step for the job's retry policy to retry; a
+user's mistake (bad config, missing column, wrong password) fails it with the error's message,
+and is not retried.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from copyjob_dagster import naming
+from copyjob_dagster import checks, naming
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.engine import copy_table, table_lock
 from copyjob_dagster.errors import CopyJobError, WatermarkError
@@ -26,18 +29,38 @@ class CopyConfig(dg.Config):
     )
 
 
+_BACKOFF = {
+    "exponential": dg.Backoff.EXPONENTIAL,
+    "linear": dg.Backoff.LINEAR,
+    "constant": None,
+}
+
+
 def build_copy_asset(job: CopyJob, table: TableConfig) -> dg.AssetsDefinition:
-    spec = naming.copy_spec(job, table)
+    spec = naming.copy_spec(job, table).replace_attributes(
+        freshness_policy=checks.freshness_policy(job)
+    )
     source_key = naming.source_key(job, table)
 
-    @dg.multi_asset(specs=[spec], name=naming.op_name(job, table))
+    # can_subset: the row-count check can also run alone, without copying.
+    @dg.multi_asset(
+        specs=[spec],
+        check_specs=checks.check_specs(job, table),
+        can_subset=True,
+        name=naming.op_name(job, table),
+        retry_policy=retry_policy(job),
+    )
     def copy(
         context: dg.AssetExecutionContext, config: CopyConfig
-    ) -> Iterator[dg.MaterializeResult]:
-        # The lock spans reading the watermark, copying, and recording the new watermark
-        # (Dagster stores the materialization before this generator resumes).
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        # The lock spans reading the watermark, copying, counting, and recording the new
+        # watermark (Dagster stores the materialization before this generator resumes).
         try:
             with table_lock(job, table):
+                if spec.key not in context.selected_asset_keys:
+                    latest = latest_metadata(context.instance, spec.key)
+                    yield checks.row_count_parity(job, table, latest)
+                    return
                 previous = latest_watermark(context.instance, spec.key)
                 result = copy_table(job, table, previous, full_refresh=config.full_refresh)
                 _refuse_if_overtaken(context.instance, spec.key, previous, config.full_refresh)
@@ -45,21 +68,41 @@ def build_copy_asset(job: CopyJob, table: TableConfig) -> dg.AssetsDefinition:
                     f"{table.name} → {result.destination_location}: read {result.rows_read:,} "
                     f"rows, wrote {result.rows_written:,} in {result.seconds:.2f} s"
                 )
+                metadata = copy_metadata(result, source_key)
                 yield dg.MaterializeResult(
-                    asset_key=spec.key, metadata=copy_metadata(result, source_key)
+                    asset_key=spec.key,
+                    metadata=metadata,
+                    check_results=[checks.row_count_parity(job, table, metadata)],
                 )
         except CopyJobError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
+            raise dg.Failure(description=str(exc), allow_retries=exc.transient) from None
 
     return copy
 
 
-def latest_watermark(instance: dg.DagsterInstance, key: dg.AssetKey) -> Watermark | None:
-    """The watermark of record: the one the asset's latest materialization holds."""
+def retry_policy(job: CopyJob) -> dg.RetryPolicy | None:
+    """The job's retry policy; it applies to transient errors only (see the asset's body)."""
+    if job.retries is None or job.retries.max_retries == 0:
+        return None
+    return dg.RetryPolicy(
+        max_retries=job.retries.max_retries,
+        delay=job.retries.delay_seconds,
+        backoff=_BACKOFF[job.retries.backoff],
+    )
+
+
+def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> Mapping[str, Any] | None:
+    """The metadata of the asset's latest materialization, or None before the first."""
     event = instance.get_latest_materialization_event(key)
     if event is None or event.asset_materialization is None:
         return None
-    return watermark_from_metadata(event.asset_materialization.metadata)
+    return event.asset_materialization.metadata
+
+
+def latest_watermark(instance: dg.DagsterInstance, key: dg.AssetKey) -> Watermark | None:
+    """The watermark of record: the one the asset's latest materialization holds."""
+    metadata = latest_metadata(instance, key)
+    return None if metadata is None else watermark_from_metadata(metadata)
 
 
 def _refuse_if_overtaken(

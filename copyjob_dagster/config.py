@@ -8,6 +8,7 @@ import difflib
 import functools
 import os
 import re
+import zoneinfo
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -38,6 +39,7 @@ _URL_PASSWORD = re.compile(r"^[A-Za-z0-9+._-]+://[^:/@]*:([^@]*)@")
 _QUERY_PASSWORD = re.compile(r"([?&][^=&#]*password[^=&#]*=)([^&#]*)", re.IGNORECASE)
 
 Text = Annotated[str, Field(min_length=1)]
+Status = Literal["running", "stopped"]
 
 
 class _FieldProblem(ValueError):
@@ -190,6 +192,50 @@ def _refuse_repeats(field: str, names: list[str], problem: str) -> None:
         raise _FieldProblem((field,), f"{problem}: {', '.join(repeated)}")
 
 
+class ScheduleConfig(_Model):
+    """When a job runs by itself: a cron expression read in a time zone."""
+
+    cron: Text = Field(description="5-field cron expression, e.g. '*/15 * * * *'")
+    timezone: Text = Field("UTC", description="IANA time zone the cron is read in")
+    status: Status = Field("running", description="whether the schedule starts running")
+
+    @field_validator("cron")
+    @classmethod
+    def _check_cron(cls, cron: str) -> str:
+        return _valid_cron(cron)
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, timezone: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{timezone!r} is not a known time zone; write an IANA name such as "
+                f"'Europe/Paris' or 'UTC'"
+            ) from None
+        return timezone
+
+
+class SensorConfig(_Model):
+    """A sensor that copies the tables whose source holds rows beyond their watermark."""
+
+    minimum_interval_seconds: int = Field(
+        60, ge=5, strict=True, description="seconds between two looks at the source"
+    )
+    status: Status = Field("running", description="whether the sensor starts running")
+
+
+class RetryConfig(_Model):
+    """How a table's copy is retried after a transient error (a lost connection, a deadlock)."""
+
+    max_retries: int = Field(3, ge=0, strict=True)
+    delay_seconds: float = Field(10, ge=0, description="wait before the first retry")
+    backoff: Literal["exponential", "linear", "constant"] = Field(
+        "exponential", description="how the wait grows from one retry to the next"
+    )
+
+
 class CopyJob(_Model):
     """A copy job: a source, a destination, a copy mode, and the tables to copy."""
 
@@ -197,23 +243,34 @@ class CopyJob(_Model):
     source: StoreConfig
     destination: StoreConfig
     mode: Literal["full", "incremental"] = "full"
-    schedule: str | None = Field(None, description="cron expression")
+    schedule: ScheduleConfig | None = Field(
+        None, description="a cron expression, or a mapping of cron, timezone and status"
+    )
+    sensor: SensorConfig | None = Field(
+        None, description="true, or a mapping of minimum_interval_seconds and status"
+    )
+    retries: RetryConfig | None = Field(None, description="default: no retries")
     batch_rows: int = Field(50_000, gt=0, strict=True, description="rows per Arrow batch")
     tables: list[TableConfig] = Field(min_length=1)
 
-    @field_validator("schedule")
+    @field_validator("schedule", mode="before")
     @classmethod
-    def _check_schedule(cls, schedule: str | None) -> str | None:
-        if schedule is not None and not is_valid_cron(schedule):
-            raise ValueError(
-                f"{schedule!r} is not a 5-field cron expression (minute hour day month weekday), "
-                f'e.g. "*/15 * * * *"'
-            )
-        return schedule
+    def _schedule_shorthand(cls, schedule: Any) -> Any:
+        """`schedule: "cron"` is short for `schedule: {cron: "cron"}`."""
+        return {"cron": _valid_cron(schedule)} if isinstance(schedule, str) else schedule
+
+    @field_validator("sensor", mode="before")
+    @classmethod
+    def _sensor_shorthand(cls, sensor: Any) -> Any:
+        """`sensor: true` is a sensor with the default settings; `sensor: false` is none."""
+        if isinstance(sensor, bool):
+            return {} if sensor else None
+        return sensor
 
     @model_validator(mode="after")
     def _check_job(self) -> "CopyJob":
         self._check_destinations()
+        self._check_sensor()
         for index, table in enumerate(self.tables):
             self._check_mode(index, table)
         return self
@@ -243,6 +300,14 @@ class CopyJob(_Model):
                 )
             raise _FieldProblem(where, f"{clash}; give one of them another `to:`")
 
+    def _check_sensor(self) -> None:
+        if self.sensor is not None and self.mode != "incremental":
+            raise _FieldProblem(
+                ("sensor",),
+                "the new-data sensor compares each table's source with its watermark, so it "
+                "needs mode: incremental (a full copy can run on a schedule instead)",
+            )
+
     def _check_mode(self, index: int, table: TableConfig) -> None:
         if self.mode == "incremental" and not table.incremental_column:
             raise _FieldProblem(
@@ -266,6 +331,15 @@ class CopyJob(_Model):
 def is_valid_cron(expression: str) -> bool:
     """True for the 5-field cron expressions that Dagster schedules accept."""
     return len(expression.split()) == 5 and croniter.is_valid(expression)
+
+
+def _valid_cron(expression: str) -> str:
+    if not is_valid_cron(expression):
+        raise ValueError(
+            f"{expression!r} is not a 5-field cron expression (minute hour day month weekday), "
+            f'e.g. "*/15 * * * *"'
+        )
+    return expression
 
 
 def mask_url(url: str) -> str:
@@ -502,7 +576,14 @@ def _message(error: ErrorDetails) -> str:
 
 
 def _unknown_field(loc: tuple[Any, ...]) -> str:
-    model = {"source": StoreConfig, "destination": StoreConfig, "tables": TableConfig}
+    model = {
+        "source": StoreConfig,
+        "destination": StoreConfig,
+        "tables": TableConfig,
+        "schedule": ScheduleConfig,
+        "sensor": SensorConfig,
+        "retries": RetryConfig,
+    }
     parent = model.get(loc[0], CopyJob) if len(loc) > 1 else CopyJob
     known = [field.alias or name for name, field in parent.model_fields.items()]
     close = difflib.get_close_matches(str(loc[-1]), known, n=1)

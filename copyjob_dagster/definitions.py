@@ -1,20 +1,25 @@
-"""What workspace.yaml loads: every job file of the jobs folder, as assets and asset jobs."""
+"""What workspace.yaml loads: every job file of the jobs folder, as assets, asset jobs,
+schedules and sensors."""
 
 import dagster as dg
 
 from copyjob_dagster.assets import build_copy_assets, build_source_specs
+from copyjob_dagster.automation import build_new_data_sensor, build_schedule
 from copyjob_dagster.config import CopyJob, load_jobs
 from copyjob_dagster.project import jobs_dir, project_dir
 
 
 def build_definitions(jobs: list[CopyJob]) -> dg.Definitions:
-    """Assets for every table, the source tables upstream, and one asset job per copy job."""
+    """Assets for every table, the source tables upstream, one asset job per copy job, and the
+    jobs' schedules and new-data sensors (which target those asset jobs by name)."""
     return dg.Definitions(
         assets=[*build_source_specs(jobs), *build_copy_assets(jobs)],
         jobs=[
             dg.define_asset_job(name=job.name, selection=dg.AssetSelection.groups(job.name))
             for job in jobs
         ],
+        schedules=[build_schedule(job, job.schedule) for job in jobs if job.schedule],
+        sensors=[build_new_data_sensor(job, job.sensor) for job in jobs if job.sensor],
     )
 
 

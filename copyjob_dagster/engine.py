@@ -93,6 +93,13 @@ def plan_copy(job: CopyJob, table: TableConfig, source_table: TableDescription) 
             f"{', '.join(repr(c) for c in missing)} (it has: {', '.join(available)})"
         )
     columns = tuple(ColumnMapping(name, table.rename.get(name, name)) for name in selected)
+    names = [c.destination for c in columns]
+    clashing = sorted({name for name in names if names.count(name) > 1})
+    if clashing:
+        raise SchemaError(
+            f"job {job.name!r}, table {table.name!r}, field 'rename': several columns would be "
+            f"named {', '.join(map(repr, clashing))} in the destination"
+        )
     fields = [source_table.schema.field(c.source).with_name(c.destination) for c in columns]
     key_source = table.primary_key or [k for k in source_table.primary_key if k in selected]
     if table.primary_key is None and len(key_source) != len(source_table.primary_key):

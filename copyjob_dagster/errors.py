@@ -7,7 +7,16 @@ translated at the store boundary so that no password or driver internals reach t
 
 
 class CopyJobError(Exception):
-    """Base class: an error whose message is meant for the user, as is."""
+    """Base class: an error whose message is meant for the user, as is.
+
+    `transient` marks an error that trying again may cure (a dropped or refused connection, a
+    deadlock, a busy database): a run's retry policy retries it. Any other error is for the user
+    to fix, and is not retried.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class ConfigError(CopyJobError):

@@ -608,3 +608,21 @@ def test_connect_reports_missing_tables_columns_and_stores(
         assert message in result.stderr
     assert "ok: " not in result.stdout
     assert SECRET not in result.stdout + result.stderr
+
+
+def test_connect_writes_nothing_to_a_missing_source_or_destination(tmp_path: Path) -> None:
+    jobs_dir = tmp_path / "jobs"
+    jobs_dir.mkdir()
+    missing_source = tmp_path / "missing.sqlite"
+    (jobs_dir / "ghost.yaml").write_text(
+        _job(
+            "ghost",
+            head=f"source: {{url: 'sqlite:///{missing_source}'}}\n"
+            f"destination: {{url: '{tmp_path / 'not_yet' / 'lake'}'}}\n",
+        )
+    )
+    result = run_validate(jobs_dir, "--connect")
+    assert_clean_failure(result)
+    assert "unable to open database file" in result.stderr
+    assert not missing_source.exists()  # a source is opened read-only, never created
+    assert not (tmp_path / "not_yet").exists()  # checking a destination creates nothing

@@ -330,3 +330,13 @@ def test_mariadb_second_resolution_ties_from_a_mariadb_source(
     engine.dispose()
     copied = ds.dataset(tmp_path / "lake" / "events", format="parquet").to_table()
     assert sorted(copied.column("id").to_pylist()) == [1, 2]
+
+
+def test_a_rename_onto_an_existing_column_is_refused_before_copying(tmp_path: Path) -> None:
+    scenario = Scenario(tmp_path, _sqlite(tmp_path), rename={"payload": "id"})
+    scenario.insert((1, "a", 1))
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(scenario.assets, instance=instance, raise_on_error=False)
+    failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert "field 'rename': several columns would be named 'id'" in failure.description
+    assert not (tmp_path / "dest.sqlite").exists()

@@ -89,9 +89,10 @@ class FolderStore:
         return TableDescription(name=table, schema=dataset.schema)
 
     def check(self) -> None:
+        """The folder (or, before the first copy, its nearest existing parent) is writable."""
+        existing = next(p for p in (self.folder, *self.folder.parents) if p.exists())
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            probe = self.folder / f".copyjob-check{TEMPORARY_SUFFIX}"
+            probe = existing / f".copyjob-check{TEMPORARY_SUFFIX}"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:

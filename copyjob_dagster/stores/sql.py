@@ -45,7 +45,7 @@ class SqlStore:
     def __init__(self, url: str, schema: str | None, role: Role) -> None:
         self.display_url = mask_url(url)
         self.role = role
-        self._password = make_url(url).password if "://" in url else None
+        self._secrets = _secrets_of(url)
         self._error = SourceError if role == "source" else DestinationError
         self._schema = schema
         try:
@@ -66,8 +66,8 @@ class SqlStore:
         """The driver's message, first line only, with the password masked wherever it appears."""
         original = getattr(exc, "orig", None) or exc
         text = str(original).strip().splitlines()[0] if str(original).strip() else repr(original)
-        if self._password:
-            text = text.replace(self._password, "***")
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
         return text
 
     @contextmanager
@@ -325,6 +325,19 @@ class SqlStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _secrets_of(url: str) -> list[str]:
+    """The URL's password and any `...password...=` query values: never to be shown."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return []
+    secrets = [parsed.password] if parsed.password else []
+    for name, value in parsed.query.items():
+        if "password" in name.lower():
+            secrets.extend([value] if isinstance(value, str) else value)
+    return [secret for secret in secrets if secret]
 
 
 def window_conditions(table: sa.Table, window: Window) -> list[sa.ColumnElement[bool]]:

@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.exc import SAWarning
 from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
 
@@ -34,7 +34,8 @@ class SQLiteStore(SqlStore):
     """A SQLite database file."""
 
     def __init__(self, url: str, schema: str | None, role: Role) -> None:
-        super().__init__(url, schema, role)
+        super().__init__(_read_only(url) if role == "source" else url, schema, role)
+        self.display_url = url  # a SQLite URL holds no password; show it as the user wrote it
         event.listen(self.engine, "connect", _take_transaction_control)
         event.listen(self.engine, "begin", _begin)
         event.listen(self.engine, "checkin", _writable)
@@ -125,3 +126,14 @@ def _writable(dbapi_connection: Any, _record: Any) -> None:
     """A snapshot's PRAGMA query_only must not follow its connection back into the pool."""
     if dbapi_connection is not None:
         dbapi_connection.execute("PRAGMA query_only = OFF")
+
+
+def _read_only(url: str) -> str:
+    """Open a source file read-only: never created when missing, never written."""
+    parsed = make_url(url)
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return url
+    return parsed.set(
+        database=f"file:{database}", query={"mode": "ro", "uri": "true"}
+    ).render_as_string(hide_password=False)

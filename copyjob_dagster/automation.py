@@ -1,0 +1,147 @@
+"""What makes a copy job run by itself: its cron schedule, and its new-data sensor.
+
+Both target the job's asset job (named after the copy job), so their runs show under it.
+
+The sensor asks the source, for each table, one question: how many rows lie beyond the
+watermark of the table's latest copy (one `COUNT(*)`, which an index on the incremental column
+answers without a scan). It requests one run of just the tables that have such rows and no copy
+already on the way. Its JSON cursor remembers, per table, the watermark and the count it last
+requested a run for, so the same rows are asked for once; if that run fails, the next rows to
+arrive ask again. The run key is derived from the same values, so a re-evaluated tick cannot
+launch a second run. Rows that commit late at or below the watermark do not wake the sensor:
+the next copy, whatever starts it, takes them (see `lookback`).
+"""
+
+import hashlib
+import json
+
+import dagster as dg
+
+from copyjob_dagster import naming
+from copyjob_dagster.config import CopyJob, ScheduleConfig, SensorConfig, Status
+from copyjob_dagster.counts import rows_beyond
+from copyjob_dagster.errors import CopyJobError
+from copyjob_dagster.metadata import watermark_from_metadata
+from copyjob_dagster.watermark import Watermark
+
+
+def schedule_name(job: CopyJob) -> str:
+    return f"{job.name}_schedule"
+
+
+def sensor_name(job: CopyJob) -> str:
+    return f"{job.name}_new_data"
+
+
+def build_schedule(job: CopyJob, schedule: ScheduleConfig) -> dg.ScheduleDefinition:
+    """The job's cron schedule, which copies every table of the job."""
+    return dg.ScheduleDefinition(
+        name=schedule_name(job),
+        cron_schedule=schedule.cron,
+        execution_timezone=schedule.timezone,
+        job_name=job.name,
+        default_status=_schedule_status(schedule.status),
+        description=f"Copies every table of {job.name} at `{schedule.cron}` ({schedule.timezone}).",
+    )
+
+
+def build_new_data_sensor(job: CopyJob, sensor: SensorConfig) -> dg.SensorDefinition:
+    """The job's sensor, which copies the tables whose source has rows beyond their watermark."""
+
+    @dg.sensor(
+        name=sensor_name(job),
+        job_name=job.name,
+        minimum_interval_seconds=sensor.minimum_interval_seconds,
+        default_status=_sensor_status(sensor.status),
+        description=(
+            f"Copies the tables of {job.name} whose source ({job.source.masked_url}) has rows "
+            f"beyond the watermark of their latest copy."
+        ),
+    )
+    def new_data(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        return evaluate_new_data(job, context)
+
+    return new_data
+
+
+def evaluate_new_data(job: CopyJob, context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """One tick of the new-data sensor: a run of the tables with new rows, or why there is none."""
+    requested: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    keys = {table.destination_name: naming.asset_key(job, table) for table in job.tables}
+    records = context.instance.get_asset_records(list(keys.values()))
+    entries = {record.asset_entry.asset_key: record.asset_entry for record in records}
+    watermarks: dict[str, Watermark | None] = {}
+    busy, problems = [], []
+    for name, key in keys.items():
+        entry = entries.get(key)
+        if entry is not None and _copy_under_way(
+            context.instance, entry.last_planned_materialization_run_id, entry.last_run_id
+        ):
+            busy.append(name)
+            continue
+        try:
+            latest = entry.last_materialization if entry else None
+            materialization = latest.asset_materialization if latest else None
+            watermarks[name] = (
+                watermark_from_metadata(materialization.metadata) if materialization else None
+            )
+        except CopyJobError as exc:
+            problems.append(f"table {name!r}: {exc}")
+    try:
+        counts = rows_beyond(job, watermarks)
+    except CopyJobError as exc:
+        context.log.warning(f"job {job.name!r}: {exc}")
+        return dg.SensorResult(skip_reason=f"the source cannot be reached: {exc}")
+
+    stale: dict[str, str] = {}
+    for found in counts:
+        name = found.table.destination_name
+        if found.error is not None:
+            problems.append(f"table {found.table.name!r}: {found.error}")
+            continue
+        watermark = watermarks[name]
+        marker = f"{watermark.text if watermark else ''}+{found.rows}"
+        if found.rows and requested.get(name) != marker:
+            stale[name] = marker
+    for problem in problems:
+        context.log.warning(f"job {job.name!r}, {problem}")
+    cursor = json.dumps(
+        {name: marker for name, marker in {**requested, **stale}.items() if name in keys},
+        sort_keys=True,
+    )
+    if not stale:
+        return dg.SensorResult(skip_reason=_why_no_run(len(counts), busy, problems), cursor=cursor)
+    digest = hashlib.sha256(json.dumps(stale, sort_keys=True).encode()).hexdigest()[:16]
+    run = dg.RunRequest(
+        run_key=f"{job.name}:{digest}",
+        asset_selection=[keys[name] for name in sorted(stale)],
+    )
+    context.log.info(f"new rows in {', '.join(sorted(stale))}")
+    return dg.SensorResult(run_requests=[run], cursor=cursor)
+
+
+def _copy_under_way(
+    instance: dg.DagsterInstance, planned: str | None, last_materialized: str | None
+) -> bool:
+    """Whether the latest run planned to copy the table has not copied it and not finished."""
+    if planned is None or planned == last_materialized:
+        return False
+    run = instance.get_run_by_id(planned)
+    return run is not None and not run.is_finished
+
+
+def _why_no_run(checked: int, busy: list[str], problems: list[str]) -> str:
+    reasons = [f"no new rows in {checked} table(s)"]
+    if busy:
+        reasons.append(f"a copy is under way for {', '.join(busy)}")
+    if problems:
+        reasons.append(f"{len(problems)} table(s) could not be checked: {'; '.join(problems)}")
+    return "; ".join(reasons)
+
+
+def _schedule_status(status: Status) -> dg.DefaultScheduleStatus:
+    return dg.DefaultScheduleStatus(status.upper())
+
+
+def _sensor_status(status: Status) -> dg.DefaultSensorStatus:
+    return dg.DefaultSensorStatus(status.upper())
