@@ -118,6 +118,12 @@ def destination(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any
     return DESTINATIONS[request.param](tmp_path, request)
 
 
+@pytest.fixture(params=[name for name in DESTINATIONS if name != "parquet"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """Destinations that merge by key (Parquet files are appended)."""
+    return DESTINATIONS[request.param](tmp_path, request)
+
+
 def _write_for(destination: dict[str, Any]) -> str:
     return "append" if "://" not in destination["url"] else "merge"
 
@@ -173,10 +179,8 @@ def test_a_run_with_nothing_new_changes_nothing(tmp_path: Path, destination: dic
         scenario.assert_equal_as_of(6)
 
 
-def test_merge_replaces_updated_rows(tmp_path: Path, destination: dict) -> None:
-    if "://" not in destination["url"]:
-        pytest.skip("Parquet files are appended, not merged by key")
-    scenario = Scenario(tmp_path, destination, write="merge")
+def test_merge_replaces_updated_rows(tmp_path: Path, database: dict) -> None:
+    scenario = Scenario(tmp_path, database, write="merge")
     scenario.insert((1, "first", 1), (2, "first", 2))
     with dg.instance_for_test() as instance:
         scenario.materialize(instance)
