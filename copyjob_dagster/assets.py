@@ -18,6 +18,7 @@ from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.engine import copy_table, table_lock
 from copyjob_dagster.errors import CopyJobError, WatermarkError
 from copyjob_dagster.metadata import copy_metadata, watermark_from_metadata
+from copyjob_dagster.progress import ProgressLog
 from copyjob_dagster.watermark import Watermark
 
 
@@ -62,7 +63,13 @@ def build_copy_asset(job: CopyJob, table: TableConfig) -> dg.AssetsDefinition:
                     yield checks.row_count_parity(job, table, latest)
                     return
                 previous = latest_watermark(context.instance, spec.key)
-                result = copy_table(job, table, previous, full_refresh=config.full_refresh)
+                result = copy_table(
+                    job,
+                    table,
+                    previous,
+                    full_refresh=config.full_refresh,
+                    progress=ProgressLog(table.name, context.log.info),
+                )
                 _refuse_if_overtaken(context.instance, spec.key, previous, config.full_refresh)
                 context.log.info(
                     f"{table.name} → {result.destination_location}: read {result.rows_read:,} "

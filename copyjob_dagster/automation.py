@@ -8,8 +8,8 @@ answers without a scan). It requests one run of just the tables that have such r
 already on the way. Its JSON cursor remembers, per table, the watermark and the count it last
 requested a run for, so the same rows are asked for once; if that run fails, the next rows to
 arrive ask again. The run key is derived from the same values, so a re-evaluated tick cannot
-launch a second run. Rows that commit late at or below the watermark do not wake the sensor:
-the next copy, whatever starts it, takes them (see `lookback`).
+launch a second run. Rows that commit late at the watermark's value (or, with `lookback`,
+below it) do not wake the sensor: the next copy, whatever starts it, takes them.
 """
 
 import hashlib
@@ -68,25 +68,7 @@ def evaluate_new_data(job: CopyJob, context: dg.SensorEvaluationContext) -> dg.S
     """One tick of the new-data sensor: a run of the tables with new rows, or why there is none."""
     requested: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     keys = {table.destination_name: naming.asset_key(job, table) for table in job.tables}
-    records = context.instance.get_asset_records(list(keys.values()))
-    entries = {record.asset_entry.asset_key: record.asset_entry for record in records}
-    watermarks: dict[str, Watermark | None] = {}
-    busy, problems = [], []
-    for name, key in keys.items():
-        entry = entries.get(key)
-        if entry is not None and _copy_under_way(
-            context.instance, entry.last_planned_materialization_run_id, entry.last_run_id
-        ):
-            busy.append(name)
-            continue
-        try:
-            latest = entry.last_materialization if entry else None
-            materialization = latest.asset_materialization if latest else None
-            watermarks[name] = (
-                watermark_from_metadata(materialization.metadata) if materialization else None
-            )
-        except CopyJobError as exc:
-            problems.append(f"table {name!r}: {exc}")
+    watermarks, busy, problems = _recorded(context.instance, keys)
     try:
         counts = rows_beyond(job, watermarks)
     except CopyJobError as exc:
@@ -96,12 +78,13 @@ def evaluate_new_data(job: CopyJob, context: dg.SensorEvaluationContext) -> dg.S
     stale: dict[str, str] = {}
     for found in counts:
         name = found.table.destination_name
-        if found.error is not None:
-            problems.append(f"table {found.table.name!r}: {found.error}")
-            continue
         watermark = watermarks[name]
         marker = f"{watermark.text if watermark else ''}+{found.rows}"
-        if found.rows and requested.get(name) != marker:
+        if found.error is not None:
+            problems.append(f"table {found.table.name!r}: {found.error}")
+        elif found.rows and requested.get(name) == marker:
+            busy.append(name)  # its run was requested, and has not copied the rows yet
+        elif found.rows:
             stale[name] = marker
     for problem in problems:
         context.log.warning(f"job {job.name!r}, {problem}")
@@ -110,7 +93,7 @@ def evaluate_new_data(job: CopyJob, context: dg.SensorEvaluationContext) -> dg.S
         sort_keys=True,
     )
     if not stale:
-        return dg.SensorResult(skip_reason=_why_no_run(len(counts), busy, problems), cursor=cursor)
+        return dg.SensorResult(skip_reason=_why_no_run(len(keys), busy, problems), cursor=cursor)
     digest = hashlib.sha256(json.dumps(stale, sort_keys=True).encode()).hexdigest()[:16]
     run = dg.RunRequest(
         run_key=f"{job.name}:{digest}",
@@ -120,20 +103,49 @@ def evaluate_new_data(job: CopyJob, context: dg.SensorEvaluationContext) -> dg.S
     return dg.SensorResult(run_requests=[run], cursor=cursor)
 
 
+def _recorded(
+    instance: dg.DagsterInstance, keys: dict[str, dg.AssetKey]
+) -> tuple[dict[str, Watermark | None], list[str], list[str]]:
+    """From one query of the instance: the watermark of each table's latest copy, the tables
+    whose copy is under way (left out), and the tables whose watermark cannot be read."""
+    entries = {
+        r.asset_entry.asset_key: r.asset_entry for r in instance.get_asset_records([*keys.values()])
+    }
+    watermarks: dict[str, Watermark | None] = {}
+    busy, problems = [], []
+    for name, key in keys.items():
+        entry = entries.get(key)
+        latest = entry.last_materialization if entry else None
+        if entry is not None and _copy_under_way(
+            instance, entry.last_run_id, latest.run_id if latest else None
+        ):
+            busy.append(name)
+            continue
+        materialization = latest.asset_materialization if latest else None
+        try:
+            watermarks[name] = (
+                watermark_from_metadata(materialization.metadata) if materialization else None
+            )
+        except CopyJobError as exc:
+            problems.append(f"table {name!r}: {exc}")
+    return watermarks, busy, problems
+
+
 def _copy_under_way(
-    instance: dg.DagsterInstance, planned: str | None, last_materialized: str | None
+    instance: dg.DagsterInstance, last_run: str | None, last_copy_run: str | None
 ) -> bool:
-    """Whether the latest run planned to copy the table has not copied it and not finished."""
-    if planned is None or planned == last_materialized:
+    """Whether the latest run planned to copy the table (Dagster records it as the asset's last
+    run when the run is created) has not copied it yet and has not finished."""
+    if last_run is None or last_run == last_copy_run:
         return False
-    run = instance.get_run_by_id(planned)
+    run = instance.get_run_by_id(last_run)
     return run is not None and not run.is_finished
 
 
-def _why_no_run(checked: int, busy: list[str], problems: list[str]) -> str:
-    reasons = [f"no new rows in {checked} table(s)"]
+def _why_no_run(tables: int, busy: list[str], problems: list[str]) -> str:
+    reasons = [f"no new rows in {tables - len(busy) - len(problems)} of {tables} table(s)"]
     if busy:
-        reasons.append(f"a copy is under way for {', '.join(busy)}")
+        reasons.append(f"a copy is already requested or under way for {', '.join(busy)}")
     if problems:
         reasons.append(f"{len(problems)} table(s) could not be checked: {'; '.join(problems)}")
     return "; ".join(reasons)

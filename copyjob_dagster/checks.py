@@ -67,14 +67,14 @@ def row_count_parity(
         return _result(False, "the table has not been copied yet", dg.AssetCheckSeverity.WARN)
     try:
         if job.mode == "full":
-            expected, against = int(metadata[ROWS_READ].value), "the copy read"
+            expected, against = int(metadata[ROWS_READ].value), "rows the copy read"
         else:
             watermark = watermark_from_metadata(metadata)
             expected = 0 if watermark is None else source_rows_up_to(job, table, watermark)
             against = (
                 f"source rows with {table.incremental_column} <= {watermark.text}"
                 if watermark
-                else "source rows when the source was empty"
+                else "source rows (it held no incremental value when copied)"
             )
         actual = destination_rows(job, table)
     except CopyJobError as exc:
@@ -83,7 +83,8 @@ def row_count_parity(
         return _result(False, f"the destination has no table {table.destination_name!r}")
     counts = {EXPECTED_ROWS: expected, DESTINATION_ROWS: actual}
     if actual == expected:
-        return _result(True, f"{actual:,} rows, as many as the {against}", metadata=counts)
+        passed = f"{actual:,} rows: as many as the {expected:,} {against}"
+        return _result(True, passed, metadata=counts)
     difference = f"{abs(actual - expected):,} {'fewer' if actual < expected else 'more'}"
     found = f"the destination holds {actual:,} rows, {difference} than the {expected:,} {against}"
     if actual < expected:

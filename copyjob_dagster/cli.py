@@ -1,7 +1,11 @@
-"""The `copyjob` command: validate job files, run jobs through Dagster, the demo, the UI."""
+"""The `copyjob` command: create, validate, list and run jobs through Dagster; history, demo, UI."""
 
+import dataclasses
+import json
 import os
 import sys
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from copyjob_dagster import naming
+from copyjob_dagster.answers import FlagAnswers, TerminalAnswers, given_answers
 from copyjob_dagster.config import (
     JOB_FILE_SUFFIXES,
     CopyJob,
@@ -22,13 +27,25 @@ from copyjob_dagster.config import (
 )
 from copyjob_dagster.engine import plan_copy
 from copyjob_dagster.errors import CopyJobError
-from copyjob_dagster.metadata import ROWS_READ, ROWS_WRITTEN, SECONDS, TABLE_NAME, WATERMARK
+from copyjob_dagster.history import History, Totals, read_history
+from copyjob_dagster.listing import JobEntry, list_jobs
+from copyjob_dagster.metadata import (
+    ROWS_PER_SECOND,
+    ROWS_READ,
+    ROWS_WRITTEN,
+    SECONDS,
+    TABLE_NAME,
+    WATERMARK,
+)
 from copyjob_dagster.project import ensure_dagster_home, jobs_dir, project_dir
 from copyjob_dagster.sample import create_shop
 from copyjob_dagster.stores import Source, open_destination, open_source
+from copyjob_dagster.watch import show_progress
+from copyjob_dagster.wizard import Wizard
 
 DEMO_JOB = "shop_demo"
 DEMO_DATABASE = Path(".demo") / "shop.sqlite"
+RUN_TAG = "copyjob/cli_run"  # marks the run `copyjob run` follows in the event log
 
 
 class _Group(click.Group):
@@ -51,6 +68,10 @@ def main() -> None:
 @click.option("--connect", is_flag=True, help="Also check tables, columns and stores live.")
 def validate(connect: bool) -> None:
     """Check every job file of the jobs folder; exit 1 if any is invalid."""
+    _validate(connect)
+
+
+def _validate(connect: bool) -> None:
     folder, base_dir = jobs_dir(), project_dir()
     files = job_files(folder)
     if not files:
@@ -145,6 +166,102 @@ def run(job_name: str, tables: tuple[str, ...], full_refresh: bool, verbose: boo
     _run(job_name, tables, full_refresh, verbose)
 
 
+_PER_TABLE = {
+    "columns": "TABLE=COL,COL",
+    "to": "TABLE=NAME",
+    "rename": "TABLE.COLUMN=NEW",
+    "incremental-column": "TABLE=COLUMN",
+    "primary-key": "TABLE=COL,COL",
+    "write": "TABLE=append|merge",
+}
+
+
+@main.command()
+@click.option("--non-interactive", is_flag=True, help="Ask nothing: flags, else defaults.")
+@click.option("--name", help="The job's name.")
+@click.option("--source-url", help="Source database URL or folder.")
+@click.option("--source-schema")
+@click.option("--password-env", help="Variable holding the source's password.")
+@click.option("--tables", help="Numbers, names or globs: '1,3-5', 'orders sales_*'.")
+@click.option("--destination-url", help="Destination database URL or folder.")
+@click.option("--destination-schema")
+@click.option("--destination-password-env", help="Variable holding its password.")
+@click.option("--mode", type=click.Choice(["full", "incremental"]))
+@click.option("--columns", multiple=True, metavar=_PER_TABLE["columns"])
+@click.option("--to", multiple=True, metavar=_PER_TABLE["to"])
+@click.option("--rename", multiple=True, metavar=_PER_TABLE["rename"])
+@click.option("--incremental-column", multiple=True, metavar=_PER_TABLE["incremental-column"])
+@click.option("--primary-key", multiple=True, metavar=_PER_TABLE["primary-key"])
+@click.option("--write", multiple=True, metavar=_PER_TABLE["write"])
+def new(non_interactive: bool, **flags: Any) -> None:
+    """Create a copy job step by step, save it in the jobs folder, and validate it.
+
+    At a terminal each flag pre-fills its question; with --non-interactive the flags are the
+    answers and every other question takes its default.
+    """
+    console = Console(highlight=False, markup=False)
+    options = {key.replace("_", "-"): value for key, value in flags.items()}
+    given = given_answers(
+        {key: value for key, value in options.items() if key not in _PER_TABLE},
+        {key: value for key, value in options.items() if key in _PER_TABLE},
+    )
+    if not non_interactive and not sys.stdin.isatty():
+        raise CopyJobError(
+            "copyjob new asks its questions in a terminal; in a script, answer them with flags "
+            "and --non-interactive (see copyjob new --help)"
+        )
+    answers = FlagAnswers(given) if non_interactive else TerminalAnswers(console, given)
+    try:
+        created = Wizard(answers, console, jobs_dir(), project_dir()).run()
+    except KeyboardInterrupt:
+        click.echo("\ncancelled: no job file written", err=True)
+        sys.exit(130)
+    if created is None:
+        click.echo("not saved: no job file written")
+        return
+    for variable in created.missing_variables:
+        click.echo(f"before running it: export {variable}=<the password>")
+    _validate(connect=True)
+    click.echo(f"run it now:   copyjob run {created.name}")
+    click.echo(f"open the UI:  copyjob ui   (the asset group {created.name!r})")
+
+
+@main.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_(as_json: bool) -> None:
+    """The jobs: tables, mode, schedule, last run and watermarks."""
+    ensure_dagster_home()
+    jobs = load_jobs(jobs_dir(), project_dir())
+    with dg.DagsterInstance.get() as instance:
+        entries = list_jobs(instance, jobs)
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(entry) for entry in entries], indent=2))
+    else:
+        _print_jobs(entries)
+
+
+@main.command()
+@click.argument("job_name", required=False)
+@click.option("--table", "tables", multiple=True, help="Only this table of JOB (repeatable).")
+@click.option(
+    "--limit", default=20, show_default=True, type=click.IntRange(min=1), help="Runs per table."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def history(job_name: str | None, tables: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """Past runs of each table, and the rows copied per table, job, source and destination."""
+    if tables and not job_name:
+        raise CopyJobError("--table needs a JOB: copyjob history JOB --table T")
+    ensure_dagster_home()
+    jobs = [_find_job(job_name)] if job_name else load_jobs(jobs_dir(), project_dir())
+    chosen = {job.name: _selected_tables(job, tables) for job in jobs}
+    with dg.DagsterInstance.get() as instance:
+        found = read_history(instance, jobs, chosen, limit)
+    if as_json:
+        click.echo(json.dumps(_history_json(found), indent=2))
+    else:
+        _print_history(found)
+
+
 @main.command()
 @click.option("--fresh", is_flag=True, help="Re-create the sample database first.")
 def demo(fresh: bool) -> None:
@@ -203,13 +320,18 @@ def _run(
     recon = dg.build_reconstructable_job(
         "copyjob_dagster.definitions", "job_named", reconstructable_args=(job.name,)
     )
+    tags = {RUN_TAG: uuid.uuid4().hex}
+    labels = {naming.op_name(job, table): _label(table) for table in chosen}
+    console = Console(width=200 if not sys.stdout.isatty() else None, highlight=False, markup=False)
     with dg.DagsterInstance.get() as instance:
-        result = dg.execute_job(
-            recon,
-            instance=instance,
-            asset_selection=[naming.asset_key(job, table) for table in chosen],
-            run_config=run_config,
-        )
+        with show_progress(console, tags, labels):
+            result = dg.execute_job(
+                recon,
+                instance=instance,
+                asset_selection=[naming.asset_key(job, table) for table in chosen],
+                run_config=run_config,
+                tags=tags,
+            )
         _report(result)
         if not result.success:
             failures = [_failure_message(event) for event in result.get_step_failure_events()]
@@ -219,10 +341,45 @@ def _run(
     click.echo(f"run {result.run_id} succeeded; DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
 
 
+def _label(table: TableConfig) -> str:
+    if table.destination_name == table.name:
+        return table.name
+    return f"{table.name} → {table.destination_name}"
+
+
+def _print_jobs(entries: list[JobEntry]) -> None:
+    listing = Table(
+        "job", "table", "copied to", "mode", "schedule", "last run", "watermark", title="Copy jobs"
+    )
+    for entry in entries:
+        automation = [entry.schedule] if entry.schedule else []
+        if entry.sensor_seconds:
+            automation.append(f"sensor every {entry.sensor_seconds} s")
+        last_run = "-"
+        if entry.last_run_status:
+            started = (entry.last_run_started or "")[:19].replace("T", " ")
+            last_run = f"{entry.last_run_status} {started}".strip()
+        for index, table in enumerate(entry.tables):
+            first = index == 0
+            listing.add_row(
+                entry.name if first else "",
+                table.name,
+                table.destination,
+                entry.mode if first else "",
+                (", ".join(automation) or "-") if first else "",
+                last_run if first else "",
+                table.watermark or "-",
+                end_section=index == len(entry.tables) - 1,
+            )
+    Console(width=200 if not sys.stdout.isatty() else None, highlight=False).print(listing)
+
+
 def _report(result: Any) -> None:
     """Per table: rows read and written, seconds, the watermark, where the data went."""
-    table = Table("table", "rows read", "rows written", "seconds", "watermark", "copied to")
-    for column in table.columns[1:4]:
+    table = Table(
+        "table", "rows read", "rows written", "seconds", "rows/s", "watermark", "copied to"
+    )
+    for column in table.columns[1:5]:
         column.justify = "right"
     for event in result.get_asset_materialization_events():
         materialization = event.materialization
@@ -233,11 +390,80 @@ def _report(result: Any) -> None:
             f"{metadata[ROWS_READ].value:,}",
             f"{metadata[ROWS_WRITTEN].value:,}",
             f"{metadata[SECONDS].value:.2f}",
+            f"{metadata[ROWS_PER_SECOND].value:,}",
             str(watermark.value) if watermark else "-",
             str(metadata[TABLE_NAME].value),
         )
     if table.row_count:
         Console(width=200 if not sys.stdout.isatty() else None).print(table)
+
+
+def _print_history(found: History) -> None:
+    console = Console(width=200 if not sys.stdout.isatty() else None)
+    runs = Table(
+        "table", "started (UTC)", "status", "rows read", "rows written", "watermark before",
+        "watermark after", "duration (s)", "run", "error", title="Runs, newest first",
+    )  # fmt: skip
+    for column in (runs.columns[3], runs.columns[4], runs.columns[7]):
+        column.justify = "right"
+    for run in found.runs:
+        runs.add_row(
+            f"{run.job}/{run.table}",
+            _when(run.started) or "-",
+            run.status if run.attempts == 1 else f"{run.status} ({run.attempts} attempts)",
+            _number(run.rows_read),
+            _number(run.rows_written),
+            run.watermark_before or "-",
+            run.watermark_after or "-",
+            "-" if run.duration_seconds is None else f"{run.duration_seconds:.2f}",
+            run.run_id[:8],
+            run.error or "",
+        )
+    console.print(runs)
+    groups = {
+        "table": found.tables,
+        "job": found.jobs,
+        "source database": found.sources,
+        "destination database": found.destinations,
+    }
+    for heading, totals in groups.items():
+        table = Table(heading, "copies", "rows read", "rows written", title=f"Totals per {heading}")
+        for column in table.columns[1:]:
+            column.justify = "right"
+        for total in totals:
+            table.add_row(
+                total.name, f"{total.copies:,}", f"{total.rows_read:,}", f"{total.rows_written:,}"
+            )
+        console.print(table)
+
+
+def _history_json(found: History) -> dict[str, Any]:
+    def totals(rows: list[Totals]) -> list[dict[str, Any]]:
+        return [dataclasses.asdict(total) for total in rows]
+
+    return {
+        "runs": [
+            {**dataclasses.asdict(run), "started": _when(run.started, iso=True)}
+            for run in found.runs
+        ],
+        "totals": {
+            "tables": totals(found.tables),
+            "jobs": totals(found.jobs),
+            "sources": totals(found.sources),
+            "destinations": totals(found.destinations),
+        },
+    }
+
+
+def _when(timestamp: float | None, iso: bool = False) -> str | None:
+    if timestamp is None:
+        return None
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat() if iso else moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _number(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
 
 
 def _failure_message(event: dg.DagsterEvent) -> str:

@@ -6,6 +6,7 @@ the models. Every error names the file, the job, the table and the field, on one
 
 import difflib
 import functools
+import hashlib
 import os
 import re
 import zoneinfo
@@ -36,6 +37,7 @@ NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 JOB_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)*$"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _URL_PASSWORD = re.compile(r"^[A-Za-z0-9+._-]+://[^:/@]*:([^@]*)@")
+DEFAULT_CONNECT_TIMEOUT = 10  # seconds
 _QUERY_PASSWORD = re.compile(r"([?&][^=&#]*password[^=&#]*=)([^&#]*)", re.IGNORECASE)
 
 Text = Annotated[str, Field(min_length=1)]
@@ -59,6 +61,15 @@ def key_part(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
+def unique_key_part(name: str) -> str:
+    """`key_part(name)`, with a hash of `name` when characters were replaced: source tables
+    cannot be renamed, so two of them (`a-b` and `a_b`) must never share a key."""
+    part = key_part(name)
+    if part == name:
+        return part
+    return f"{part}_{hashlib.blake2b(name.encode(), digest_size=4).hexdigest()}"
+
+
 class StoreConfig(_Model):
     """Where rows come from or go to: a SQLAlchemy URL, or a folder of Parquet/CSV files."""
 
@@ -66,6 +77,19 @@ class StoreConfig(_Model):
     db_schema: Text | None = Field(None, alias="schema", description="database schema")
     name: str | None = Field(
         None, pattern=NAME_PATTERN, description="name in asset keys (default: the database's)"
+    )
+    connect_timeout: int = Field(
+        DEFAULT_CONNECT_TIMEOUT,
+        ge=2,
+        le=3600,
+        strict=True,
+        description="seconds to wait for a database connection, TLS and login included",
+    )
+    statement_timeout: float | None = Field(
+        None,
+        gt=0,
+        description="seconds any one statement may run (PostgreSQL, MySQL/MariaDB); a full "
+        "copy reads and loads a table in one statement each; default: no limit",
     )
 
     @field_validator("url")
@@ -279,6 +303,7 @@ class CopyJob(_Model):
         """Each table needs a destination table, and an asset key, of its own."""
         same_store = self.source.identity == self.destination.identity
         seen: dict[str, TableConfig] = {}
+        folded: dict[str, TableConfig] = {}
         for index, table in enumerate(self.tables):
             where = ("tables", index, "to")
             if same_store and table.destination_name == table.name:
@@ -287,6 +312,15 @@ class CopyJob(_Model):
                     "the destination is the source store, so the copy would replace the source "
                     "table itself; set `to:` to another table",
                 )
+            if self.destination.technology == "sqlite":
+                other = folded.setdefault(table.destination_name.casefold(), table)
+                if other.destination_name != table.destination_name:
+                    raise _FieldProblem(
+                        where,
+                        f"{table.destination_name!r} and {other.destination_name!r} (table "
+                        f"{other.name!r}) differ only in case, and SQLite takes them for one "
+                        f"table; give one of them another `to:`",
+                    )
             key = key_part(table.destination_name)
             other = seen.setdefault(key, table)
             if other is table:

@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import itertools
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, timedelta
@@ -27,6 +27,10 @@ from copyjob_dagster.watermark import Watermark, watermark_kind
 
 LOCK_TIMEOUT_SECONDS = 600
 FINGERPRINT_MODULUS = 2**128
+
+# Called with the rows copied so far, the estimated total (None if unknown) and the seconds
+# since the copy started: once before the first row, then after each batch.
+ProgressCallback = Callable[[int, int | None, float], None]
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,13 @@ def plan_copy(job: CopyJob, table: TableConfig, source_table: TableDescription) 
             f"job {job.name!r}, table {table.name!r}: incremental_column "
             f"{table.incremental_column!r} must be one of the copied columns"
         )
+    if job.mode == "incremental" and table.incremental_column:
+        try:
+            watermark_kind(source_table.schema.field(table.incremental_column))
+        except SchemaError as exc:
+            raise SchemaError(
+                f"job {job.name!r}, table {table.name!r}, field 'incremental_column': {exc}"
+            ) from None
     primary_key = tuple(table.rename.get(k, k) for k in key_source)
     if table.write == "merge" and job.destination.is_folder:
         raise SchemaError(
@@ -139,6 +150,7 @@ def copy_table(
     table: TableConfig,
     watermark: Watermark | None = None,
     full_refresh: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> CopyResult:
     """Copy one table of a job.
 
@@ -151,9 +163,9 @@ def copy_table(
     try:
         plan = plan_copy(job, table, source.describe(table.name))
         if plan.incremental_column is None:
-            return _copy_full(plan, source, destination)
+            return _copy_full(plan, source, destination, progress)
         return _copy_increment(
-            plan, table, source, destination, None if full_refresh else watermark
+            plan, table, source, destination, None if full_refresh else watermark, progress
         )
     finally:
         source.close()
@@ -177,9 +189,12 @@ def table_lock(
         destination.close()
 
 
-def _copy_full(plan: CopyPlan, source: Source, destination: Destination) -> CopyResult:
+def _copy_full(
+    plan: CopyPlan, source: Source, destination: Destination, progress: ProgressCallback | None
+) -> CopyResult:
     started = time.monotonic()
-    counter = _RowCounter()
+    estimate = source.estimate_rows(plan.source_table) if progress else None
+    counter = _RowCounter(progress, estimate)
     with source.open_reader(plan.source_table) as reader:
         batches = reader.batches(plan.source_columns, plan.batch_rows)
         rows_written = destination.replace(
@@ -197,6 +212,7 @@ def _copy_increment(
     source: Source,
     destination: Destination,
     previous: Watermark | None,
+    progress: ProgressCallback | None,
 ) -> CopyResult:
     started = time.monotonic()
     cursor = plan.incremental_column
@@ -212,9 +228,9 @@ def _copy_increment(
     if existing is not None and previous is not None:
         _reconcile_schema(plan, existing, destination)
 
-    counter = _RowCounter()
     with source.open_reader(plan.source_table) as reader:
         window, nulls = _plan_window(plan, table, reader, previous)
+        counter = _RowCounter(progress, _window_estimate(plan, source, reader, window, progress))
         batches = _non_empty(
             counter.count(
                 _renamed(
@@ -277,6 +293,22 @@ def _plan_window(
     if not inclusive and high == low:
         high = None  # only the rows already copied at the watermark: nothing new
     return Window(cursor, low, inclusive, high), profile.null_rows
+
+
+def _window_estimate(
+    plan: CopyPlan,
+    source: Source,
+    reader: TableReader,
+    window: Window,
+    progress: ProgressCallback | None,
+) -> int | None:
+    """The rows a window will copy, for progress: counted when an index on the incremental
+    column can serve it, estimated like a full copy for the initial load."""
+    if progress is None:
+        return None
+    if window.low is None:
+        return source.estimate_rows(plan.source_table)
+    return reader.count(window)
 
 
 def _fingerprint(reader: TableReader, plan: CopyPlan, value: Any) -> tuple[int, str]:
@@ -396,10 +428,23 @@ def _renamed(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[p
 
 
 class _RowCounter:
-    def __init__(self) -> None:
+    """Counts the rows that pass to the destination, and reports them to `progress`."""
+
+    def __init__(
+        self, progress: ProgressCallback | None = None, estimate: int | None = None
+    ) -> None:
         self.rows = 0
+        self._progress = progress
+        self._estimate = estimate
+        self._started = time.monotonic()
 
     def count(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        self._report()
         for batch in batches:
             self.rows += batch.num_rows
             yield batch
+            self._report()  # the destination has taken the batch and asks for the next
+
+    def _report(self) -> None:
+        if self._progress is not None:
+            self._progress(self.rows, self._estimate, time.monotonic() - self._started)

@@ -6,7 +6,7 @@ table]`, so two jobs reading the same database share its source nodes in the lin
 
 import dagster as dg
 
-from copyjob_dagster.config import CopyJob, TableConfig, key_part
+from copyjob_dagster.config import CopyJob, TableConfig, key_part, unique_key_part
 
 SOURCE_PREFIX = "source"
 SOURCE_GROUP = "sources"
@@ -17,7 +17,7 @@ def asset_key(job: CopyJob, table: TableConfig) -> dg.AssetKey:
 
 
 def source_key(job: CopyJob, table: TableConfig) -> dg.AssetKey:
-    return dg.AssetKey([SOURCE_PREFIX, job.source.display_name, key_part(table.name)])
+    return dg.AssetKey([SOURCE_PREFIX, job.source.display_name, unique_key_part(table.name)])
 
 
 def op_name(job: CopyJob, table: TableConfig) -> str:

@@ -8,6 +8,7 @@ reason, except under CI=true, where a missing server is a failure.
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,57 @@ def shop_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("shop") / "shop.sqlite"
     create_shop(path, scale=0.02)
     return path
+
+
+@dataclass
+class BadInputTally:
+    """What the bad-input and security tests saw, printed as one line at the end of pytest."""
+
+    tried: int = 0
+    refused: int = 0
+    secrets_leaked: int = 0
+    canaries_lost: int = 0
+    checks: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def refusal(self, case: str, clear: bool) -> None:
+        """One bad input tried: refused clearly (its message names where, no traceback) or not."""
+        self.tried += 1
+        self.refused += clear
+        if not clear:
+            self.failures.append(f"{case}: not refused clearly")
+
+    def leaks(self, place: str, count: int) -> None:
+        self.checks += 1
+        self.secrets_leaked += count
+        if count:
+            self.failures.append(f"{place}: the secret appears {count} time(s)")
+
+    def canaries(self, case: str, lost: int) -> None:
+        self.checks += 1
+        self.canaries_lost += lost
+        if lost:
+            self.failures.append(f"{case}: {lost} canary table(s) lost")
+
+    def line(self) -> str:
+        return (
+            f"{self.tried} bad inputs tried, {self.refused} refused clearly, "
+            f"secrets leaked {self.secrets_leaked}, canary tables lost {self.canaries_lost}"
+        )
+
+
+BAD_INPUTS = BadInputTally()
+
+
+@pytest.fixture
+def bad_inputs() -> BadInputTally:
+    return BAD_INPUTS
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not (BAD_INPUTS.tried or BAD_INPUTS.checks):
+        return
+    terminalreporter.section("bad input and security")
+    terminalreporter.write_line(BAD_INPUTS.line())
+    for failure in BAD_INPUTS.failures:
+        terminalreporter.write_line(f"    {failure}")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import BadInputTally
 
 COPYJOB = Path(sys.executable).parent / "copyjob"
 SECRET = "s3cret-Zq81x"
@@ -107,6 +108,36 @@ BAD_JOBS = [
         _job("cron_out_of_range", ORDERS + "schedule: '61 * * * *'\n"),
         ["field 'schedule'", "not a 5-field cron expression"],
         id="cron-minute-61",
+    ),
+    pytest.param(
+        "cron_in_mapping",
+        _job("cron_in_mapping", ORDERS + "schedule: {cron: 'hourly', status: running}\n"),
+        ["field 'schedule.cron'", "'hourly' is not a 5-field cron expression"],
+        id="cron-in-mapping",
+    ),
+    pytest.param(
+        "bad_timezone",
+        _job("bad_timezone", ORDERS + "schedule: {cron: '0 * * * *', timezone: Paris}\n"),
+        ["field 'schedule.timezone'", "'Paris' is not a known time zone"],
+        id="schedule-timezone",
+    ),
+    pytest.param(
+        "schedule_status",
+        _job("schedule_status", ORDERS + "schedule: {cron: '0 * * * *', status: paused}\n"),
+        ["field 'schedule.status'", "should be 'running' or 'stopped'"],
+        id="schedule-status",
+    ),
+    pytest.param(
+        "sensor_on_full",
+        _job("sensor_on_full", ORDERS + "sensor: true\n"),
+        ["field 'sensor'", "needs mode: incremental"],
+        id="sensor-on-full-copy",
+    ),
+    pytest.param(
+        "retries_typo",
+        _job("retries_typo", ORDERS + "retries: {max_retry: 3}\n"),
+        ["field 'retries.max_retry'", "did you mean 'max_retries'?"],
+        id="retries-unknown-key",
     ),
     pytest.param(
         "rename_unselected",
@@ -421,16 +452,25 @@ def test_bad_job_is_refused_clearly(
     stem: str,
     content: str | bytes,
     expected: list[str],
+    bad_inputs: BadInputTally,
 ) -> None:
     lines = [line for line in bad_folder_run.stderr.splitlines() if f"/{stem}.yaml" in line]
+    bad_inputs.refusal(
+        f"validate {stem}.yaml",
+        any(all(part in line for part in expected) for line in lines)
+        and f"ok: {stem}.yaml" not in bad_folder_run.stdout,
+    )
     assert lines, f"{stem}.yaml was not refused:\n{bad_folder_run.stdout}"
     assert any(all(part in line for part in expected) for line in lines), "\n".join(lines)
     assert f"ok: {stem}.yaml" not in bad_folder_run.stdout
 
 
 def test_bad_folder_fails_without_traceback_or_secret(
-    bad_folder_run: subprocess.CompletedProcess[str],
+    bad_folder_run: subprocess.CompletedProcess[str], bad_inputs: BadInputTally
 ) -> None:
+    bad_inputs.leaks(
+        "copyjob validate", (bad_folder_run.stdout + bad_folder_run.stderr).count(SECRET)
+    )
     assert_clean_failure(bad_folder_run)
     assert SECRET not in bad_folder_run.stdout + bad_folder_run.stderr
     assert f"error: {len(bad_folder_run.stderr.splitlines()) - 1} problem(s)" in (

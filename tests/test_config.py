@@ -204,7 +204,7 @@ def test_destination_name_defaults_to_the_source_table() -> None:
                 head="source: {url: 'sqlite:///a.db', frobnicate: 1}\ndestination: {url: x}\n"
             ),
             "job 'shop', field 'source.frobnicate': unknown field; the fields are url, schema, "
-            "name",
+            "name, connect_timeout, statement_timeout",
             id="unknown-field-lists-fields",
         ),
     ],

@@ -9,7 +9,7 @@ from copyjob_dagster.stores.base import Destination, Source, TableDescription
 from copyjob_dagster.stores.files import FolderStore
 from copyjob_dagster.stores.mysql import MySQLStore
 from copyjob_dagster.stores.postgres import PostgresStore
-from copyjob_dagster.stores.sql import Role, SqlStore
+from copyjob_dagster.stores.sql import Role, SqlStore, Timeouts
 from copyjob_dagster.stores.sqlite import SQLiteStore
 
 STORE_FAMILIES: dict[str, type[SqlStore]] = {
@@ -35,7 +35,8 @@ def _open(config: StoreConfig, role: Role) -> SqlStore | FolderStore:
             f"SQLAlchemy dialect"
         ) from None
     family = STORE_FAMILIES.get(backend, SqlStore)
-    return family(config.url, config.db_schema, role)
+    timeouts = Timeouts(config.connect_timeout, config.statement_timeout)
+    return family(config.url, config.db_schema, role, timeouts)
 
 
 def open_source(config: StoreConfig) -> Source:

@@ -92,6 +92,10 @@ class Source(Protocol):
         """Describe a table; raise `SourceError` naming it when it does not exist."""
         ...
 
+    def estimate_rows(self, table: str) -> int:
+        """The table's row count, exact or, where counting costs a scan, estimated cheaply."""
+        ...
+
     def open_reader(self, table: str) -> AbstractContextManager[TableReader]:
         """Open a read-only snapshot in which the table is read."""
         ...

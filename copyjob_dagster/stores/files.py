@@ -31,6 +31,9 @@ from copyjob_dagster.stores.sql import Role
 
 TEMPORARY_SUFFIX = ".tmp"
 INITIAL_PART = "part-initial.parquet"
+LOCK_SUFFIX = ".copyjob-lock"
+# The longest file name made from a table's name is its lock file, `.<table>.copyjob-lock`.
+MAX_TABLE_NAME_BYTES = 255 - len(LOCK_SUFFIX) - 1
 
 
 class FolderStore:
@@ -45,7 +48,25 @@ class FolderStore:
     def _error(self) -> type[SourceError] | type[DestinationError]:
         return SourceError if self.role == "source" else DestinationError
 
+    def _check_name(self, table: str) -> None:
+        """Refuse a table name that is no single file name in the folder: one that would
+        reach outside it (`..`, `a/b`), or that is too long for the file system."""
+        problem = None
+        if table in (".", "..") or "/" in table or "\0" in table:
+            problem = "is not a file name in the folder (it holds '/' or is '.' or '..')"
+        elif len(table.encode()) > MAX_TABLE_NAME_BYTES:
+            problem = (
+                f"is {len(table.encode())} bytes long, and file names here hold "
+                f"{MAX_TABLE_NAME_BYTES}"
+            )
+        if problem:
+            remedy = "; set `to:` to another name" if self.role == "destination" else ""
+            raise self._error(
+                f"{self.role} folder {self.folder}: table name {table!r} {problem}{remedy}"
+            )
+
     def _dataset(self, table: str) -> ds.Dataset | None:
+        self._check_name(table)
         candidates = [
             (self.folder / f"{table}.parquet", "parquet"),
             (self.folder / table, "parquet"),
@@ -88,6 +109,16 @@ class FolderStore:
             )
         return TableDescription(name=table, schema=dataset.schema)
 
+    def estimate_rows(self, table: str) -> int:
+        """Read from the Parquet footers, without reading data; a CSV file is scanned."""
+        dataset = self._dataset(table)
+        if dataset is None:
+            self.describe(table)  # raises the "not found" error
+        try:
+            return dataset.count_rows()
+        except (pa.ArrowException, OSError) as exc:
+            raise self._error(f"{self.role} table {table!r}: cannot count rows: {exc}") from None
+
     def check(self) -> None:
         """The folder (or, before the first copy, its nearest existing parent) is writable."""
         existing = next(p for p in (self.folder, *self.folder.parents) if p.exists())
@@ -118,6 +149,7 @@ class FolderStore:
         primary_key: tuple[str, ...],
         batches: Iterable[pa.RecordBatch],
     ) -> int:
+        self._check_name(table)
         target = self.folder / f"{table}.parquet"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -142,6 +174,7 @@ class FolderStore:
                 f"destination folder {self.folder}: Parquet files cannot be merged by key; "
                 f"use write: append"
             )
+        self._check_name(table)
         folder = self.folder / table
         name = INITIAL_PART if window.low is None else f"part-{_window_id(window)}.parquet"
         try:
@@ -164,7 +197,8 @@ class FolderStore:
 
     @contextmanager
     def lock(self, table: str, timeout_seconds: float) -> Iterator[None]:
-        lock_file = self.folder / f".{table}.copyjob-lock"
+        self._check_name(table)
+        lock_file = self.folder / f".{table}{LOCK_SUFFIX}"
         with file_lock(lock_file, timeout_seconds, f"table {self.location(table)!r}"):
             yield
 

@@ -5,22 +5,29 @@ atomic `RENAME TABLE`; a staging table that a killed process left behind is drop
 next run of the same table.
 """
 
+import functools
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection
-from sqlalchemy.types import NullType
+from sqlalchemy.types import NullType, TypeEngine
 
+from copyjob_dagster.errors import DestinationError
+from copyjob_dagster.stores import identifiers, types
+from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.locking import lock_key, wait_for
-from copyjob_dagster.stores.sql import SqlStore
+from copyjob_dagster.stores.sql import Role, SqlStore, Timeouts
 
-CONNECT_TIMEOUT_SECONDS = 10
+# Binary and NO PAD: 'a' and 'A', and 'x' and 'x ', are distinct keys (MariaDB's utf8mb4_bin
+# is PAD SPACE: it compares 'x' and 'x ' as equal). MariaDB's first, then MySQL 8's.
+DISTINCT_KEY_COLLATIONS = ("utf8mb4_nopad_bin", "utf8mb4_0900_bin")
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +37,71 @@ class MySQLStore(SqlStore):
 
     transactional_ddl = False
 
+    def __init__(
+        self, url: str, schema: str | None, role: Role, timeouts: Timeouts | None = None
+    ) -> None:
+        super().__init__(url, schema, role, timeouts)
+        event.listen(self.engine, "connect", self._session_timeouts)
+
     def engine_options(self) -> dict[str, Any]:
         return {
             **super().engine_options(),
             "connect_args": {
-                "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                "connect_timeout": self.timeouts.connect,
+                # PyMySQL's connect_timeout covers the TCP connection only: these bound the
+                # handshake with a server that accepts and never answers.
+                "read_timeout": self.timeouts.connect,
+                "write_timeout": self.timeouts.connect,
                 "charset": "utf8mb4",
                 "init_command": "SET time_zone = '+00:00'",
             },
         }
+
+    def _session_timeouts(self, dbapi_connection: Any, _record: Any) -> None:
+        """Once logged in: the statement timeout, and a socket timeout only past it."""
+        statement = self.timeouts.statement
+        if statement is not None:
+            if "MariaDB" in dbapi_connection.get_server_info():
+                setting, value = "max_statement_time", statement
+            else:  # MySQL limits SELECTs only, in milliseconds
+                setting, value = "max_execution_time", max(1, round(statement * 1000))
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(f"SET SESSION {setting} = %s", (value,))
+        # PyMySQL has no public setter for the timeouts of an open connection.
+        socket_timeout = None if statement is None else statement + self.timeouts.connect
+        dbapi_connection._read_timeout = socket_timeout
+        dbapi_connection._write_timeout = socket_timeout
+
+    @property
+    def name_rules(self) -> NameRules:
+        return identifiers.MYSQL
+
+    def reflection_listeners(self) -> list[tuple[str, Callable[..., None]]]:
+        return [("column_reflect", _unescape_column_name)]
+
+    def column_type(self, field: pa.Field, is_key: bool = False) -> TypeEngine:
+        column_type = super().column_type(field, is_key)
+        if getattr(column_type, "collation", None) == types.MYSQL_KEY_COLLATION:
+            return mysql.VARCHAR(column_type.length, collation=self.key_collation)
+        return column_type
+
+    @functools.cached_property
+    def key_collation(self) -> str:
+        """The server's binary NO PAD collation, for text key columns."""
+        query = sa.text(
+            "SELECT COLLATION_NAME FROM information_schema.COLLATIONS "
+            "WHERE COLLATION_NAME IN :names"
+        ).bindparams(sa.bindparam("names", expanding=True))
+        with self.translated_errors("looking up collations"), self.engine.connect() as conn:
+            available = set(conn.execute(query, {"names": DISTINCT_KEY_COLLATIONS}).scalars())
+        for collation in DISTINCT_KEY_COLLATIONS:
+            if collation in available:
+                return collation
+        raise DestinationError(
+            f"destination {self.display_url}: the server has no binary NO PAD collation "
+            f"({', '.join(DISTINCT_KEY_COLLATIONS)}), so distinct text keys such as 'x' and "
+            f"'x ' would become one; copy tables with text keys to MariaDB 10.2+ or MySQL 8+"
+        )
 
     def select_expression(self, column: sa.Column) -> sa.ColumnElement[Any]:
         if isinstance(column.type, mysql.FLOAT):
@@ -84,6 +147,7 @@ class MySQLStore(SqlStore):
         primary_key: tuple[str, ...],
         batches: Iterable[pa.RecordBatch],
     ) -> int:
+        self.check_names(table, schema.names)
         stage = self.staging_name(table)
         retired = self.staging_name(table, "old")
         with self.translated_errors(f"writing table {table!r}"):
@@ -113,6 +177,7 @@ class MySQLStore(SqlStore):
         """Load a staging table (DDL commits here), then upsert it in one transaction."""
         stage = self.staging_name(target.name, "merge")
         with self.engine.begin() as conn:
+            self._refuse_merging_collations(conn, target, primary_key)
             self.drop_if_exists(conn, stage)
             staged = self.create_table(conn, stage, schema, ())
         try:
@@ -134,9 +199,35 @@ class MySQLStore(SqlStore):
         key = primary_key[0]
         return insert.on_duplicate_key_update(updates or {key: insert.inserted[key]})
 
+    def _refuse_merging_collations(
+        self, conn: Connection, target: sa.Table, primary_key: tuple[str, ...]
+    ) -> None:
+        """Refuse to merge by key columns whose collation takes distinct keys for one (a table
+        made by an older copyjob, or by hand, with a case-insensitive or PAD SPACE collation)."""
+        query = sa.text(
+            "SELECT COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table "
+            "AND COLUMN_NAME IN :columns"
+        ).bindparams(sa.bindparam("columns", expanding=True))
+        rows = conn.execute(
+            query, {"schema": self._schema, "table": target.name, "columns": list(primary_key)}
+        )
+        merging = [
+            f"{column!r} ({collation})"
+            for column, collation in rows
+            if collation is not None and not _keeps_keys_distinct(collation)
+        ]
+        if merging:
+            raise DestinationError(
+                f"destination {self.display_url}: table {target.name!r} has key column(s) "
+                f"{', '.join(merging)} whose collation takes distinct keys such as 'a' and 'A', "
+                f"or 'x' and 'x ', for one; merging could lose rows. Run a full refresh, which "
+                f"re-creates the table with {self.key_collation}"
+            )
+
     def _swap(self, conn: Connection, stage: str, table: str, retired: str) -> None:
         """One RENAME TABLE statement: readers see the old table or the new one, never none."""
-        names = [self._qualified(stage), self._qualified(table), self._qualified(retired)]
+        names = [self.qualified(stage), self.qualified(table), self.qualified(retired)]
         if self.reflect_exists(conn, table):
             conn.exec_driver_sql(f"RENAME TABLE {names[1]} TO {names[2]}, {names[0]} TO {names[1]}")
         else:
@@ -145,10 +236,15 @@ class MySQLStore(SqlStore):
     def reflect_exists(self, conn: Connection, table: str) -> bool:
         return conn.dialect.has_table(conn, table, schema=self._schema)
 
-    def _qualified(self, table: str) -> str:
-        preparer = self.engine.dialect.identifier_preparer
-        name = preparer.quote(table)
-        return f"{preparer.quote_schema(self._schema)}.{name}" if self._schema else name
+
+def _keeps_keys_distinct(collation: str) -> bool:
+    return collation == "binary" or collation.endswith(("_nopad_bin", "_0900_bin"))
+
+
+def _unescape_column_name(_inspector: Any, _table: sa.Table, column_info: dict[str, Any]) -> None:
+    """SQLAlchemy reads MySQL's column names from SHOW CREATE TABLE and keeps a backtick in a
+    name doubled, as that statement quotes it; the column is named with one."""
+    column_info["name"] = column_info["name"].replace("``", "`")
 
 
 def _finite_floats(batch: pa.RecordBatch) -> pa.RecordBatch:

@@ -7,12 +7,15 @@ from typing import Any
 import psycopg
 import pyarrow as pa
 import sqlalchemy as sa
+from psycopg import sql
 from sqlalchemy.engine import Connection
 
+from copyjob_dagster.stores import identifiers
+from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.locking import lock_key, wait_for
 from copyjob_dagster.stores.sql import SqlStore, database_timestamps
 
-CONNECT_TIMEOUT_SECONDS = 10
+EXACT_COUNT_BELOW = 1_000_000  # rows; smaller tables are counted exactly
 
 
 class PostgresStore(SqlStore):
@@ -22,15 +25,22 @@ class PostgresStore(SqlStore):
     driver_errors = (*SqlStore.driver_errors, psycopg.Error)
 
     def engine_options(self) -> dict[str, Any]:
+        # ISO 8601 intervals read back the same whatever the reader's IntervalStyle.
+        options = "-c TimeZone=UTC -c IntervalStyle=iso_8601"
+        if self.timeouts.statement is not None:
+            options += f" -c statement_timeout={max(1, round(self.timeouts.statement * 1000))}"
         return {
             **super().engine_options(),
             "connect_args": {
-                "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                "connect_timeout": self.timeouts.connect,
                 "application_name": "copyjob",
-                # ISO 8601 intervals read back the same whatever the reader's IntervalStyle.
-                "options": "-c TimeZone=UTC -c IntervalStyle=iso_8601",
+                "options": options,
             },
         }
+
+    @property
+    def name_rules(self) -> NameRules:
+        return identifiers.POSTGRESQL
 
     @contextmanager
     def lock(self, table: str, timeout_seconds: float) -> Iterator[None]:
@@ -50,35 +60,52 @@ class PostgresStore(SqlStore):
             finally:
                 conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
 
+    def estimate_rows(self, table: str) -> int:
+        """The planner's estimate (`pg_class.reltuples`, kept by ANALYZE and autovacuum) for big
+        tables, where COUNT(*) would scan them; an exact count below that, and for tables never
+        analyzed (-1)."""
+        reflected = self.reflect(table)
+        if reflected is None:
+            self.describe(table)  # raises the "not found" error
+        with self.translated_errors(f"estimating rows of {table!r}"), self.engine.connect() as conn:
+            estimate = conn.execute(
+                sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)"),
+                {"name": self._identifier(table).as_string()},
+            ).scalar()
+        if estimate is not None and estimate >= EXACT_COUNT_BELOW:
+            return int(estimate)
+        return super().estimate_rows(table)
+
     def begin_snapshot(self, conn: Connection) -> None:
         conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
 
     def rename(self, conn: Connection, old: str, new: str) -> None:
         super().rename(conn, old, new)
         # The primary key's index keeps the staging table's name unless it is renamed too.
-        preparer = self.engine.dialect.identifier_preparer
-        renamed = sa.Table(new, sa.MetaData(), schema=self._schema)
-        constraint = preparer.quote(f"{old}_pkey")
-        exists = conn.execute(
-            sa.text("SELECT 1 FROM pg_constraint WHERE conname = :name AND contype = 'p'"),
-            {"name": f"{old}_pkey"},
-        ).first()
-        if exists:
+        constraint = conn.execute(
+            sa.text(
+                "SELECT conname FROM pg_constraint "
+                "WHERE conrelid = to_regclass(:table) AND contype = 'p'"
+            ),
+            {"table": self._identifier(new).as_string()},
+        ).scalar()
+        if constraint is not None:
             conn.exec_driver_sql(
-                f"ALTER TABLE {preparer.format_table(renamed)} RENAME CONSTRAINT {constraint} "
-                f"TO {preparer.quote(self._constraint_name(new))}"
+                f"ALTER TABLE {self.qualified(new)} RENAME CONSTRAINT {self.quote(constraint)} "
+                f"TO {self.quote(self.constraint_name(new))}"
             )
 
-    def _constraint_name(self, table: str) -> str:
-        name = f"{table}_pkey"
-        return name if len(name) <= 63 else self.staging_name(table, "pkey")
+    def _identifier(self, table: str) -> sql.Identifier:
+        """`schema.table` quoted by psycopg, for SQL and values that SQLAlchemy does not
+        compile (its quoting doubles `%` for its own placeholders)."""
+        return sql.Identifier(*(part for part in (self._schema, table) if part))
 
     def write_batches(
         self, conn: Connection, table: sa.Table, batches: Iterable[pa.RecordBatch]
     ) -> int:
-        preparer = self.engine.dialect.identifier_preparer
-        column_list = ", ".join(preparer.quote(c.name) for c in table.columns)
-        statement = f"COPY {preparer.format_table(table)} ({column_list}) FROM STDIN"
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            self._identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, table.c.keys()))
+        )
         rows = 0
         cursor = conn.connection.driver_connection.cursor()
         with cursor, cursor.copy(statement) as copy:

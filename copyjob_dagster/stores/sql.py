@@ -6,7 +6,6 @@ override the few steps where their engines offer something better or behave diff
 """
 
 import dataclasses
-import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
@@ -20,7 +19,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, NoSuchTableError, S
 from sqlalchemy.schema import CreateTable, DropTable
 from sqlalchemy.types import TypeEngine
 
-from copyjob_dagster.config import mask_url
+from copyjob_dagster.config import DEFAULT_CONNECT_TIMEOUT, mask_url
 from copyjob_dagster.errors import CopyJobError, DestinationError, SchemaError, SourceError
 from copyjob_dagster.stores import types
 from copyjob_dagster.stores.base import (
@@ -30,10 +29,20 @@ from copyjob_dagster.stores.base import (
     WriteMethod,
     logical_type,
 )
+from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.transient import is_transient
 
 Role = Literal["source", "destination"]
 _UPSERTING_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+@dataclasses.dataclass(frozen=True)
+class Timeouts:
+    """How long a store waits for a connection (a refused, silent or unreachable server), and
+    for any one statement (None: as long as it takes)."""
+
+    connect: int = DEFAULT_CONNECT_TIMEOUT
+    statement: float | None = None
 
 
 class SqlStore:
@@ -42,9 +51,12 @@ class SqlStore:
     transactional_ddl = True  # CREATE/DROP/RENAME roll back with the transaction
     driver_errors: tuple[type[Exception], ...] = (SQLAlchemyError, OSError)
 
-    def __init__(self, url: str, schema: str | None, role: Role) -> None:
+    def __init__(
+        self, url: str, schema: str | None, role: Role, timeouts: Timeouts | None = None
+    ) -> None:
         self.display_url = mask_url(url)
         self.role = role
+        self.timeouts = timeouts or Timeouts()
         self._secrets = _secrets_of(url)
         self._error = SourceError if role == "source" else DestinationError
         self._schema = schema
@@ -54,11 +66,25 @@ class SqlStore:
             raise self._error(
                 f"{role} {self.display_url}: cannot open: {self._scrub(exc)}"
             ) from None
-        self.dialect = self.engine.dialect.name
+        # `mariadb+pymysql://` URLs name their dialect mariadb; the types are MySQL's.
+        self.dialect = {"mariadb": "mysql"}.get(self.engine.dialect.name, self.engine.dialect.name)
         self._tables: dict[str, sa.Table] = {}
 
     def engine_options(self) -> dict[str, Any]:
         return {"pool_pre_ping": True}
+
+    @property
+    def name_rules(self) -> NameRules:
+        return NameRules(self.dialect, self.engine.dialect.max_identifier_length)
+
+    def quote(self, name: str) -> str:
+        """`name` quoted for SQL text run by `exec_driver_sql` (DDL that SQLAlchemy has no
+        construct for); a `%` in it is doubled for drivers whose placeholders use `%`."""
+        return self.engine.dialect.identifier_preparer.quote(name)
+
+    def qualified(self, table: str) -> str:
+        """`schema.table`, quoted as `quote` does."""
+        return ".".join(self.quote(part) for part in (self._schema, table) if part)
 
     # -- errors -------------------------------------------------------------------------------
 
@@ -90,15 +116,25 @@ class SqlStore:
             return sa.inspect(self.engine).get_table_names(schema=self._schema)
 
     def reflect(self, table: str) -> sa.Table | None:
+        if self.name_rules.problem(table):
+            return None  # no such table can exist; some servers answer with an error
         if table not in self._tables:
             with self.translated_errors(f"describing table {table!r}"):
                 try:
                     self._tables[table] = sa.Table(
-                        table, sa.MetaData(), autoload_with=self.engine, schema=self._schema
+                        table,
+                        sa.MetaData(),
+                        autoload_with=self.engine,
+                        schema=self._schema,
+                        listeners=self.reflection_listeners(),
                     )
                 except NoSuchTableError:
                     return None
         return self._tables[table]
+
+    def reflection_listeners(self) -> list[tuple[str, Callable[..., None]]]:
+        """SQLAlchemy events that correct what the dialect's reflection gets wrong."""
+        return []
 
     def describe(self, table: str) -> TableDescription | None:
         reflected = self.reflect(table)
@@ -106,7 +142,9 @@ class SqlStore:
             if self.role == "destination":
                 return None
             where = f" in schema {self._schema!r}" if self._schema else ""
-            raise SourceError(f"source {self.display_url}: table {table!r} not found{where}")
+            problem = self.name_rules.problem(table)
+            why = f" (its name {problem})" if problem else ""
+            raise SourceError(f"source {self.display_url}: table {table!r} not found{where}{why}")
         fields = [
             types.arrow_field(c.name, c.type, c.nullable, self.dialect) for c in reflected.columns
         ]
@@ -115,6 +153,15 @@ class SqlStore:
             schema=pa.schema(fields),
             primary_key=tuple(c.name for c in reflected.primary_key.columns),
         )
+
+    def estimate_rows(self, table: str) -> int:
+        """The table's row count, for progress and the wizard: `COUNT(*)` here; stores whose
+        database keeps a cheaper estimate override it."""
+        reflected = self.reflect(table)
+        if reflected is None:
+            self.describe(table)  # raises the "not found" error
+        with self.translated_errors(f"counting rows of {table!r}"), self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(reflected)).scalar_one()
 
     def check(self) -> None:
         with self.translated_errors("connecting"), self.engine.connect() as conn:
@@ -152,6 +199,7 @@ class SqlStore:
         primary_key: tuple[str, ...],
         batches: Iterable[pa.RecordBatch],
     ) -> int:
+        self.check_names(table, schema.names)
         stage = self.staging_name(table)
         with self.translated_errors(f"writing table {table!r}"), self.engine.begin() as conn:
             self.drop_if_exists(conn, stage)
@@ -174,6 +222,7 @@ class SqlStore:
     ) -> int:
         if window.low is None:
             return self.replace(table, schema, primary_key, batches)
+        self.check_names(table, schema.names)
         target = self.reflect(table)
         if target is None:
             raise DestinationError(f"destination {self.display_url}: table {table!r} is missing")
@@ -224,24 +273,43 @@ class SqlStore:
         return insert.on_conflict_do_update(index_elements=list(primary_key), set_=updates)
 
     def add_columns(self, table: str, fields: list[pa.Field]) -> None:
-        preparer = self.engine.dialect.identifier_preparer
-        qualified = preparer.format_table(sa.Table(table, sa.MetaData(), schema=self._schema))
+        existing = self.reflect(table)
+        self.check_names(
+            table,
+            [
+                *(existing.columns.keys() if existing is not None else []),
+                *(field.name for field in fields),
+            ],
+        )
         with self.translated_errors(f"adding columns to {table!r}"), self.engine.begin() as conn:
             for field in fields:
-                column_type = types.column_type(field, self.dialect).compile(dialect=conn.dialect)
+                column_type = self.column_type(field).compile(dialect=conn.dialect)
                 conn.exec_driver_sql(
-                    f"ALTER TABLE {qualified} ADD COLUMN {preparer.quote(field.name)} {column_type}"
+                    f"ALTER TABLE {self.qualified(table)} ADD COLUMN {self.quote(field.name)} "
+                    f"{column_type}"
                 )
         self._tables.pop(table, None)
 
     def staging_name(self, table: str, purpose: str = "stage") -> str:
         """A deterministic name beside `table`, short enough for the dialect."""
-        name = f"_copyjob_{purpose}_{table}"
-        limit = self.engine.dialect.max_identifier_length or 63
-        if len(name) <= limit:
-            return name
-        digest = hashlib.sha1(table.encode()).hexdigest()[:8]
-        return f"{name[: limit - 9]}_{digest}"
+        return self.name_rules.fit(f"_copyjob_{purpose}_{table}")
+
+    def constraint_name(self, table: str) -> str:
+        """The name of `table`'s primary key constraint, short enough for the dialect."""
+        return self.name_rules.fit(f"{table}_pkey")
+
+    def check_names(self, table: str, columns: Iterable[str]) -> None:
+        """Refuse, before anything is written, names the database would cut, reject, or take
+        for another."""
+        rules = self.name_rules
+        others = self.list_tables() if rules.case_insensitive_tables else []
+        problems = rules.refusals(table, columns, others)
+        if problems:
+            raise DestinationError(f"destination {self.display_url}: " + "; ".join(problems))
+
+    def column_type(self, field: pa.Field, is_key: bool = False) -> TypeEngine:
+        """The type of the destination column that holds `field`."""
+        return types.column_type(field, self.dialect, is_key=is_key)
 
     def create_table(
         self, conn: Connection, name: str, schema: pa.Schema, primary_key: tuple[str, ...]
@@ -249,14 +317,16 @@ class SqlStore:
         columns = [
             sa.Column(
                 field.name,
-                types.column_type(field, self.dialect, is_key=field.name in primary_key),
+                self.column_type(field, is_key=field.name in primary_key),
                 nullable=field.nullable and field.name not in primary_key,
                 autoincrement=False,
             )
             for field in schema
         ]
         constraints = (
-            [sa.PrimaryKeyConstraint(*primary_key, name=f"{name}_pkey")] if primary_key else []
+            [sa.PrimaryKeyConstraint(*primary_key, name=self.constraint_name(name))]
+            if primary_key
+            else []
         )
         created = sa.Table(
             name, sa.MetaData(), *columns, *constraints, schema=self._schema, **self.table_options()
@@ -272,9 +342,7 @@ class SqlStore:
         conn.execute(DropTable(sa.Table(name, sa.MetaData(), schema=self._schema), if_exists=True))
 
     def rename(self, conn: Connection, old: str, new: str) -> None:
-        preparer = self.engine.dialect.identifier_preparer
-        qualified = preparer.format_table(sa.Table(old, sa.MetaData(), schema=self._schema))
-        conn.exec_driver_sql(f"ALTER TABLE {qualified} RENAME TO {preparer.quote(new)}")
+        conn.exec_driver_sql(f"ALTER TABLE {self.qualified(old)} RENAME TO {self.quote(new)}")
 
     def write_batches(
         self, conn: Connection, table: sa.Table, batches: Iterable[pa.RecordBatch]

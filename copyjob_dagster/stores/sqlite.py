@@ -22,9 +22,11 @@ from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.exc import SAWarning
 from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
 
+from copyjob_dagster.stores import identifiers
 from copyjob_dagster.stores.base import logical_type
+from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.locking import file_lock, lock_key
-from copyjob_dagster.stores.sql import Role, SqlStore
+from copyjob_dagster.stores.sql import Role, SqlStore, Timeouts
 from copyjob_dagster.stores.types import MAX_DECIMAL256_PRECISION
 
 BUSY_TIMEOUT_SECONDS = 30
@@ -33,8 +35,10 @@ BUSY_TIMEOUT_SECONDS = 30
 class SQLiteStore(SqlStore):
     """A SQLite database file."""
 
-    def __init__(self, url: str, schema: str | None, role: Role) -> None:
-        super().__init__(_read_only(url) if role == "source" else url, schema, role)
+    def __init__(
+        self, url: str, schema: str | None, role: Role, timeouts: Timeouts | None = None
+    ) -> None:
+        super().__init__(_read_only(url) if role == "source" else url, schema, role, timeouts)
         self.display_url = url  # a SQLite URL holds no password; show it as the user wrote it
         event.listen(self.engine, "connect", _take_transaction_control)
         event.listen(self.engine, "begin", _begin)
@@ -43,6 +47,10 @@ class SQLiteStore(SqlStore):
         warnings.filterwarnings(
             "ignore", message=".*does \\*not\\* support Decimal", category=SAWarning
         )
+
+    @property
+    def name_rules(self) -> NameRules:
+        return identifiers.SQLITE
 
     @contextmanager
     def lock(self, table: str, timeout_seconds: float) -> Iterator[None]:

@@ -24,6 +24,9 @@ MAX_DECIMAL256_PRECISION = 76
 MYSQL_MAX_DECIMAL_PRECISION = 65
 MYSQL_MAX_VARCHAR = 16_383  # utf8mb4: 65,535 bytes a row / 4 bytes a character
 MYSQL_KEY_VARCHAR = 255
+# Binary, so that 'a' and 'A' stay distinct keys; the MySQL store replaces it with the server's
+# NO PAD binary collation, so that 'x' and 'x ' do too.
+MYSQL_KEY_COLLATION = "utf8mb4_bin"
 
 
 def _tagged(logical: str, length: int | None = None) -> tuple[pa.DataType, dict[bytes, bytes]]:
@@ -188,10 +191,9 @@ def _integer_column_type(t: pa.DataType, dialect: str) -> TypeEngine:
 def _text_column_type(length: int | None, dialect: str, is_key: bool) -> TypeEngine:
     if dialect != "mysql":
         return sa.String(length) if length else sa.Text()
-    # MySQL cannot index LONGTEXT; keys get a VARCHAR whose binary collation keeps
-    # 'a' and 'A' (and 'a' and 'a ') distinct, as they are at the source.
+    # MySQL cannot index LONGTEXT; keys get a VARCHAR with a binary collation.
     if is_key:
-        return mysql.VARCHAR(min(length or MYSQL_KEY_VARCHAR, 768), collation="utf8mb4_bin")
+        return mysql.VARCHAR(min(length or MYSQL_KEY_VARCHAR, 768), collation=MYSQL_KEY_COLLATION)
     if length and length <= MYSQL_MAX_VARCHAR:
         return mysql.VARCHAR(length)
     return mysql.LONGTEXT()

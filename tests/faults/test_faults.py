@@ -336,19 +336,24 @@ def test_connection_cut_then_rerun(
 
 
 def _cut_connections_of(store: Store, process: subprocess.Popen, rng: random.Random) -> None:
-    """Once the copy is connected to `store`, wait a moment, then kill its sessions there."""
+    """Once the copy is connected to `store`, wait a moment, then keep killing its sessions
+    there for a while: a session the copy opens after the first cut (its writer, say, after
+    its lock) is cut too."""
     engine = store.engine()
     deadline = time.monotonic() + 30
     try:
-        while process.poll() is None and time.monotonic() < deadline:
-            with engine.connect() as conn:
-                sessions = _copy_sessions(conn, store)
-                if sessions:
-                    time.sleep(rng.uniform(0.1, 0.6))
-                    for session in _copy_sessions(conn, store):
-                        _kill_session(conn, session)
-                    return
-            time.sleep(0.05)
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            while process.poll() is None and time.monotonic() < deadline:
+                if _copy_sessions(conn, store):
+                    break
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.1, 0.6))
+            cutting_until = time.monotonic() + 2
+            while process.poll() is None and time.monotonic() < cutting_until:
+                for session in _copy_sessions(conn, store):
+                    _kill_session(conn, session)
+                time.sleep(0.1)
     finally:
         engine.dispose()
 

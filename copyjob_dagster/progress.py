@@ -1,0 +1,101 @@
+"""A copy's progress as one line of text: written into the run's log, read back by `copyjob run`.
+
+The steps of a run execute in other processes (Dagster's multiprocess executor), so progress
+reaches the command line the way it reaches the UI: as log messages in the run's event log. The
+message is meant for people, and is also parsed back here, so its wording lives in this module
+only. Never imports Dagster.
+"""
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+LOG_EVERY_SECONDS = 2.0
+_PREFIX = "progress "
+_MESSAGE = re.compile(
+    r"^progress (?P<table>.+?): (?P<rows>[\d,]+)(?: of ~(?P<estimate>[\d,]+))? rows"
+    r"(?: \(\d+%\))? in (?P<elapsed>[\d.]+) s"
+)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Rows copied so far of a table, its estimated total, and the seconds since the start."""
+
+    rows: int
+    estimate: int | None
+    elapsed: float
+
+    @property
+    def rate(self) -> float | None:
+        """Rows per second."""
+        return self.rows / self.elapsed if self.elapsed > 0 and self.rows else None
+
+    @property
+    def seconds_left(self) -> float | None:
+        if self.estimate is None or self.rate is None or self.rows > self.estimate:
+            return None
+        return (self.estimate - self.rows) / self.rate
+
+    def describe(self) -> str:
+        """`12,000 of ~50,000 rows (24%) in 2.3 s, 5,217 rows/s, about 8 s left`."""
+        text = f"{self.rows:,}"
+        if self.estimate is not None:
+            percent = min(100, int(100 * self.rows / self.estimate)) if self.estimate else 100
+            text += f" of ~{self.estimate:,} rows ({percent}%)"
+        else:
+            text += " rows"
+        text += f" in {self.elapsed:.1f} s"
+        if self.rate is not None:
+            text += f", {self.rate:,.0f} rows/s"
+        if self.seconds_left is not None:
+            text += f", about {duration(self.seconds_left)} left"
+        return text
+
+
+def message(table: str, progress: Progress) -> str:
+    return f"{_PREFIX}{table}: {progress.describe()}"
+
+
+def parse(text: str) -> tuple[str, Progress] | None:
+    """The table and progress of a `message`, or None for any other log message."""
+    match = _MESSAGE.match(text) if text.startswith(_PREFIX) else None
+    if match is None:
+        return None
+    estimate = match.group("estimate")
+    return match.group("table"), Progress(
+        rows=int(match.group("rows").replace(",", "")),
+        estimate=int(estimate.replace(",", "")) if estimate else None,
+        elapsed=float(match.group("elapsed")),
+    )
+
+
+def duration(seconds: float) -> str:
+    """`8 s`, `2 min 5 s`, `1 h 3 min`."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
+
+
+class ProgressLog:
+    """A progress callback for the engine that writes a `message` to `log`: the first report,
+    then one every `every_seconds`, so that a long copy does not flood the run's log."""
+
+    def __init__(
+        self, table: str, log: Callable[[str], None], every_seconds: float = LOG_EVERY_SECONDS
+    ) -> None:
+        self._table = table
+        self._log = log
+        self._every = every_seconds
+        self._last: float | None = None
+
+    def __call__(self, rows: int, estimate: int | None, elapsed: float) -> None:
+        now = time.monotonic()
+        if self._last is not None and now - self._last < self._every:
+            return
+        self._last = now
+        self._log(message(self._table, Progress(rows, estimate, elapsed)))

@@ -1,0 +1,147 @@
+"""Retries: transient store errors are retried under the job's policy, a user's mistake is not.
+
+The classification is tested against the real drivers (a refused connection, a busy SQLite
+file, a missing table); the policy by materializing an asset whose copy fails as those do.
+"""
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from copyjob_dagster import assets
+from copyjob_dagster.config import CopyJob
+from copyjob_dagster.errors import CopyJobError, SchemaError, SourceError
+from copyjob_dagster.stores import open_source
+from copyjob_dagster.stores.transient import is_transient
+
+CLOSED_PORT = 1
+
+
+def _source_error(url: str, table: str = "orders") -> CopyJobError:
+    source = open_source(CopyJob.model_validate(_job_config(url)).source)
+    try:
+        with pytest.raises(CopyJobError) as raised:
+            source.describe(table)
+    finally:
+        source.close()
+    return raised.value
+
+
+def _job_config(url: str, **settings: Any) -> dict[str, Any]:
+    return {
+        "name": "retried",
+        "source": {"url": url},
+        "destination": {"url": "lake"},
+        "tables": [{"name": "orders"}],
+        **settings,
+    }
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql+psycopg://copyjob@127.0.0.1:{CLOSED_PORT}/db",
+        f"mysql+pymysql://copyjob@127.0.0.1:{CLOSED_PORT}/db",
+    ],
+    ids=["postgres", "mysql"],
+)
+def test_a_refused_connection_is_transient(url: str) -> None:
+    error = _source_error(url)
+    assert isinstance(error, SourceError) and error.transient
+
+
+def test_a_busy_sqlite_database_is_transient(tmp_path: Path) -> None:
+    path = tmp_path / "busy.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0})
+    try:
+        with pytest.raises(sa.exc.OperationalError) as raised, engine.connect() as conn:
+            conn.execute(sa.text("SELECT * FROM t"))
+        assert is_transient(raised.value)
+    finally:
+        engine.dispose()
+        holder.close()
+
+
+def test_a_missing_table_or_wrong_login_is_not_transient(pg_server: str, tmp_path: Path) -> None:
+    path = tmp_path / "shop.sqlite"
+    sqlite3.connect(path).close()
+    assert not _source_error(f"sqlite:///{path}", "nowhere").transient
+    wrong_login = sa.engine.make_url(pg_server).set(username="no_such_copyjob_role", password=None)
+    assert not _source_error(wrong_login.render_as_string(hide_password=False)).transient
+
+
+class _Flaky:
+    """Stands in for `copy_table`: raises the given errors in turn, then copies for real."""
+
+    def __init__(self, real: Callable[..., Any], *errors: CopyJobError) -> None:
+        self.real = real
+        self.errors = list(errors)
+        self.calls = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return self.real(*args, **kwargs)
+
+
+def _materialize(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flaky: _Flaky) -> Any:
+    path = tmp_path / "shop.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+        db.execute("INSERT INTO orders VALUES (1)")
+    job = CopyJob.model_validate(
+        _job_config(
+            f"sqlite:///{path}",
+            destination={"url": str(tmp_path / "lake")},
+            retries={"max_retries": 2, "delay_seconds": 0, "backoff": "constant"},
+        )
+    )
+    monkeypatch.setattr(assets, "copy_table", flaky)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [*assets.build_source_specs([job]), *assets.build_copy_assets([job])],
+            instance=instance,
+            raise_on_error=False,
+        )
+        retried = [
+            e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_RESTARTED
+        ]
+        return result, len(retried)
+
+
+def test_a_transient_error_is_retried_and_the_copy_succeeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dropped = SourceError("source: reading failed: server closed the connection", transient=True)
+    flaky = _Flaky(assets.copy_table, dropped, dropped)
+    result, restarts = _materialize(tmp_path, monkeypatch, flaky)
+    assert result.success
+    assert (flaky.calls, restarts) == (3, 2)
+
+
+def test_a_users_mistake_is_not_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mistake = SchemaError("job 'retried', table 'orders': the source table has no column 'x'")
+    flaky = _Flaky(assets.copy_table, mistake)
+    result, restarts = _materialize(tmp_path, monkeypatch, flaky)
+    assert not result.success
+    assert (flaky.calls, restarts) == (1, 0)
+    failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert "has no column 'x'" in failure.description
+
+
+def test_retry_policy_from_the_job_file() -> None:
+    job = CopyJob.model_validate(
+        _job_config("sqlite:///x.db", retries={"max_retries": 4, "delay_seconds": 2})
+    )
+    policy = assets.retry_policy(job)
+    assert (policy.max_retries, policy.delay, policy.backoff) == (4, 2, dg.Backoff.EXPONENTIAL)
+    assert assets.retry_policy(CopyJob.model_validate(_job_config("sqlite:///x.db"))) is None
