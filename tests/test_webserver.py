@@ -8,23 +8,19 @@ asset graph, a materialization launched with its button, and the asset's page. I
 are kept in `test-artifacts/ui/` (git-ignored).
 """
 
-import json
 import os
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
+from dagster_web import graphql, serve, wait_until_ready
 
 PROJECT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -32,7 +28,6 @@ REPOSITORY = {
     "repositoryName": "__repository__",
     "repositoryLocationName": "copyjob_dagster.definitions",
 }
-READY_SECONDS = 90
 RUN_SECONDS = 180
 SCREENSHOTS = PROJECT / "test-artifacts" / "ui"
 
@@ -78,12 +73,6 @@ query ($repository: RepositorySelector!) {
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def project_env(tmp_path: Path, shop_db: Path) -> dict[str, str]:
     jobs = tmp_path / "jobs"
@@ -112,7 +101,8 @@ tables:
 @pytest.fixture
 def webserver(project_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     """The URL of `dagster-webserver` alone (no daemon) on the project's workspace."""
-    yield from _serve(["dagster-webserver"], project_env, tmp_path)
+    with serve(["dagster-webserver"], project_env, tmp_path / "webserver.log") as url:
+        yield url
 
 
 @pytest.fixture
@@ -121,55 +111,8 @@ def dagster_dev(project_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     the only run is the one the test launches."""
     job_file = Path(project_env["COPYJOB_JOBS_DIR"]) / "shop.yaml"
     job_file.write_text(job_file.read_text().replace("120}", "120, status: stopped}"))
-    yield from _serve(["dagster", "dev"], project_env, tmp_path)
-
-
-def _serve(command: list[str], env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    log = (tmp_path / "webserver.log").open("w")
-    server = subprocess.Popen(
-        [str(BIN / command[0]), *command[1:], "-w", "workspace.yaml"]
-        + ["-h", "127.0.0.1", "-p", str(port)],
-        cwd=PROJECT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: stopped as a whole
-    )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
-
-
-def _wait_until_ready(url: str, log: Path) -> None:
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/server_info", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.5)
-    pytest.fail(f"the webserver was not ready after {READY_SECONDS} s:\n{log.read_text()[-3000:]}")
-
-
-def _graphql(url: str, query: str, **variables: Any) -> dict[str, Any]:
-    request = urllib.request.Request(
-        f"{url}/graphql",
-        data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        answer = json.load(response)
-    assert "errors" not in answer, answer["errors"]
-    return answer["data"]
+    with serve(["dagster", "dev"], project_env, tmp_path / "webserver.log") as url:
+        yield url
 
 
 def _source(shop_db: Path, query: str) -> Any:
@@ -191,9 +134,11 @@ def test_the_ui_shows_assets_lineage_metadata_automation_checks_and_runs(
     )
     assert copied.returncode == 0, copied.stderr
     run_id = copied.stdout.split("run ")[-1].split()[0]
-    _wait_until_ready(webserver, tmp_path / "webserver.log")
+    wait_until_ready(webserver, tmp_path / "webserver.log")
 
-    nodes = _graphql(webserver, ASSETS, group={"groupName": "shop_ui", **REPOSITORY})["assetNodes"]
+    nodes = graphql(webserver, ASSETS, group={"groupName": "shop_ui", **REPOSITORY})["data"][
+        "assetNodes"
+    ]
     by_table = {node["assetKey"]["path"][-1]: node for node in nodes}
     assert sorted(by_table) == ["customers", "orders_copy"]
     assert by_table["orders_copy"]["dependencyKeys"] == [{"path": ["source", "shop", "orders"]}]
@@ -220,7 +165,7 @@ def test_the_ui_shows_assets_lineage_metadata_automation_checks_and_runs(
     six_hours = 6 * 3600
     assert orders["internalFreshnessPolicy"]["failWindowSeconds"] == 2 * six_hours + six_hours / 4
 
-    automation = _graphql(webserver, AUTOMATION, repository=REPOSITORY)
+    automation = graphql(webserver, AUTOMATION, repository=REPOSITORY)["data"]
     (schedule,) = automation["schedulesOrError"]["results"]
     assert schedule == {
         "name": "shop_ui_schedule",
@@ -264,7 +209,7 @@ def test_the_ui_launches_a_copy_and_shows_its_rows_and_watermark(
     executable = _chromium()
     from playwright.sync_api import sync_playwright
 
-    _wait_until_ready(dagster_dev, tmp_path / "webserver.log")
+    wait_until_ready(dagster_dev, tmp_path / "webserver.log")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     rows = _source(shop_db, "SELECT count(*) FROM orders")
     watermark = _source(shop_db, "SELECT max(updated_at) FROM orders")[:19]
@@ -301,7 +246,7 @@ def _wait_for_run(url: str) -> str:
     """The id of the run the UI launched, once it has succeeded."""
     deadline = time.monotonic() + RUN_SECONDS
     while time.monotonic() < deadline:
-        runs = _graphql(url, RUNS)["runsOrError"]["results"]
+        runs = graphql(url, RUNS)["data"]["runsOrError"]["results"]
         if runs and runs[0]["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
             assert runs[0]["status"] == "SUCCESS", runs
             return runs[0]["runId"]

@@ -13,14 +13,9 @@ Dagster instance, `copyjob history`, the Parquet files, and the webserver's Grap
 import json
 import logging
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import traceback
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +27,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 from conftest import BadInputTally
+from dagster_web import free_port, graphql, serve, wait_until_ready
 
 from copyjob_dagster.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.config import load_jobs
@@ -43,7 +39,6 @@ from .private_pg import PrivatePostgres
 
 PROJECT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-READY_SECONDS = 90
 
 ASSETS_AND_RUNS = """
 {
@@ -106,9 +101,7 @@ class _Collect(logging.Handler):
 
 
 def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    return free_port()  # bound for a moment, then closed: nothing listens there
 
 
 def _write_jobs(
@@ -276,63 +269,18 @@ def _copy_in_process(found: Canary, env: dict[str, str], good: Path) -> None:
 
 
 def _ask_the_webserver(env: dict[str, str], log_path: Path, found: Canary) -> list[str]:
-    """Start dagster-webserver on the instance, in its own process group; return its answers.
-    `copyjob history` runs while it starts."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p",
-             str(port)],
-            cwd=PROJECT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        try:
-            found.outputs |= _run_all(
-                {"history": (["history"], env), "history --json": (["history", "--json"], env)}
-            )
-            _wait_until_ready(url, log_path)
-            answers = [json.dumps(_graphql(url, ASSETS_AND_RUNS))]
-            runs = json.loads(answers[0])["data"]["runsOrError"]["results"]
-            answers += [json.dumps(_graphql(url, RUN_LOGS, runId=run["runId"])) for run in runs]
-            assert len(runs) == 4, answers[0]
-            return answers
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
-
-
-def _wait_until_ready(url: str, log: Path) -> None:
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/server_info", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.3)
-    pytest.fail(f"the webserver was not ready after {READY_SECONDS} s:\n{log.read_text()[-3000:]}")
-
-
-def _graphql(url: str, query: str, **variables: Any) -> dict[str, Any]:
-    request = urllib.request.Request(
-        f"{url}/graphql",
-        data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        answer = json.load(response)
-    assert "errors" not in answer, answer["errors"]
-    return answer
+    """Start dagster-webserver on the instance; return its answers. `copyjob history` runs
+    while it starts."""
+    with serve(["dagster-webserver"], env, log_path) as url:
+        found.outputs |= _run_all(
+            {"history": (["history"], env), "history --json": (["history", "--json"], env)}
+        )
+        wait_until_ready(url, log_path)
+        answers = [json.dumps(graphql(url, ASSETS_AND_RUNS))]
+        runs = json.loads(answers[0])["data"]["runsOrError"]["results"]
+        answers += [json.dumps(graphql(url, RUN_LOGS, runId=run["runId"])) for run in runs]
+        assert len(runs) == 4, answers[0]
+        return answers
 
 
 def _leaks(bad_inputs: BadInputTally, place: str, texts: list[str], marker: str) -> int:

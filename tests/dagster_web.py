@@ -1,0 +1,83 @@
+"""The Dagster webserver as the tests meet it: started on the project's workspace, asked
+through GraphQL, and stopped with its whole process group."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+READY_SECONDS = 90
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def serve(command: list[str], env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """Start `dagster-webserver` or `dagster dev` on a free port; yield its URL (not yet ready).
+
+    The server runs in its own process group (it may ignore signals sent to it alone) and the
+    group is stopped as a whole."""
+    port = free_port()
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [str(BIN / command[0]), *command[1:], "-w", "workspace.yaml"]
+            + ["-h", "127.0.0.1", "-p", str(port)],
+            cwd=PROJECT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+
+
+def wait_until_ready(url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + READY_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/server_info", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.3)
+    pytest.fail(
+        f"the webserver was not ready after {READY_SECONDS} s:\n{log_path.read_text()[-3000:]}"
+    )
+
+
+def graphql(url: str, query: str, **variables: Any) -> dict[str, Any]:
+    """The whole GraphQL answer (`data` and all); fails the test on GraphQL errors."""
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.load(response)
+    assert "errors" not in answer, answer["errors"]
+    return answer
