@@ -17,7 +17,7 @@ from copyjob_dagster import checks, naming
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.engine import copy_table, table_lock
 from copyjob_dagster.errors import CopyJobError, WatermarkError
-from copyjob_dagster.metadata import copy_metadata, watermark_from_metadata
+from copyjob_dagster.metadata import ROW_COUNT, copy_metadata, watermark_from_metadata
 from copyjob_dagster.progress import ProgressLog
 from copyjob_dagster.watermark import Watermark
 
@@ -76,10 +76,12 @@ def build_copy_asset(job: CopyJob, table: TableConfig) -> dg.AssetsDefinition:
                     f"rows, wrote {result.rows_written:,} in {result.seconds:.2f} s"
                 )
                 metadata = copy_metadata(result, source_key)
+                parity = checks.row_count_parity(job, table, metadata)
+                if checks.DESTINATION_ROWS in parity.metadata:
+                    # The table's size, as the UI means it, not this run's increment.
+                    metadata[ROW_COUNT] = parity.metadata[checks.DESTINATION_ROWS]
                 yield dg.MaterializeResult(
-                    asset_key=spec.key,
-                    metadata=metadata,
-                    check_results=[checks.row_count_parity(job, table, metadata)],
+                    asset_key=spec.key, metadata=metadata, check_results=[parity]
                 )
         except CopyJobError as exc:
             raise dg.Failure(description=str(exc), allow_retries=exc.transient) from None

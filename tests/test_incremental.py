@@ -344,3 +344,14 @@ def test_a_rename_onto_an_existing_column_is_refused_before_copying(tmp_path: Pa
     failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
     assert "field 'rename': several columns would be named 'id'" in failure.description
     assert not (tmp_path / "dest.sqlite").exists()
+
+
+def test_row_count_is_the_tables_size_after_an_increment(tmp_path: Path) -> None:
+    scenario = Scenario(tmp_path, _sqlite(tmp_path))
+    scenario.insert((1, "a", 1), (2, "b", 2))
+    with dg.instance_for_test() as instance:
+        scenario.materialize(instance)
+        scenario.insert((3, "c", 3))
+        second = scenario.materialize(instance)
+    assert second["copyjob/rows_written"] == 1
+    assert second["dagster/row_count"] == 3
