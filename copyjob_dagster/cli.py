@@ -25,7 +25,6 @@ from copyjob_dagster.config import (
     load_job,
     load_jobs,
 )
-from copyjob_dagster.engine import plan_copy
 from copyjob_dagster.errors import CopyJobError
 from copyjob_dagster.history import History, Totals, read_history
 from copyjob_dagster.listing import JobEntry, list_jobs
@@ -37,6 +36,7 @@ from copyjob_dagster.metadata import (
     TABLE_NAME,
     WATERMARK,
 )
+from copyjob_dagster.planning import plan_copy
 from copyjob_dagster.project import ensure_dagster_home, jobs_dir, project_dir
 from copyjob_dagster.sample import create_shop
 from copyjob_dagster.stores import Source, open_destination, open_source

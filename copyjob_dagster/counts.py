@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from copyjob_dagster.config import CopyJob, TableConfig
-from copyjob_dagster.engine import plan_copy
 from copyjob_dagster.errors import CopyJobError
+from copyjob_dagster.planning import plan_copy
 from copyjob_dagster.stores import Source, open_destination, open_source
 from copyjob_dagster.stores.base import Window
 from copyjob_dagster.watermark import Watermark

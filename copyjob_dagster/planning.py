@@ -1,0 +1,157 @@
+"""What a copy will do, decided before any row moves, and whether the destination still fits it.
+
+The plan maps the selected source columns to destination names and Arrow types, and names the
+destination table, its key and the write method. Schema drift is judged against it: columns new
+at the source are added; dropped columns and types that cannot convert stop the copy first.
+"""
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from copyjob_dagster.config import CopyJob, TableConfig
+from copyjob_dagster.errors import SchemaError
+from copyjob_dagster.stores import Destination
+from copyjob_dagster.stores.base import TableDescription, WriteMethod
+from copyjob_dagster.watermark import watermark_kind
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    source: str
+    destination: str
+
+
+@dataclass(frozen=True)
+class CopyPlan:
+    """What one table's copy will do, decided before any row moves."""
+
+    job: str
+    source_table: str
+    destination_table: str
+    columns: tuple[ColumnMapping, ...]
+    destination_schema: pa.Schema
+    primary_key: tuple[str, ...]
+    batch_rows: int
+    incremental_column: str | None = None
+    write: WriteMethod = "append"
+
+    @property
+    def destination_cursor(self) -> str | None:
+        for column in self.columns:
+            if column.source == self.incremental_column:
+                return column.destination
+        return None
+
+    @property
+    def source_columns(self) -> list[str]:
+        return [c.source for c in self.columns]
+
+
+def plan_copy(job: CopyJob, table: TableConfig, source_table: TableDescription) -> CopyPlan:
+    """Map the selected source columns to destination names and types; refuse unknown columns."""
+    available = source_table.column_names
+    selected = table.columns or available
+    wanted = [*selected, *table.rename, *(table.primary_key or [])]
+    if table.incremental_column:
+        wanted.append(table.incremental_column)
+    missing = sorted({c for c in wanted if c not in available})
+    if missing:
+        raise SchemaError(
+            f"job {job.name!r}, table {table.name!r}: the source table has no column "
+            f"{', '.join(repr(c) for c in missing)} (it has: {', '.join(available)})"
+        )
+    columns = tuple(ColumnMapping(name, table.rename.get(name, name)) for name in selected)
+    names = [c.destination for c in columns]
+    clashing = sorted({name for name in names if names.count(name) > 1})
+    if clashing:
+        raise SchemaError(
+            f"job {job.name!r}, table {table.name!r}, field 'rename': several columns would be "
+            f"named {', '.join(map(repr, clashing))} in the destination"
+        )
+    fields = [source_table.schema.field(c.source).with_name(c.destination) for c in columns]
+    key_source = table.primary_key or [k for k in source_table.primary_key if k in selected]
+    if table.primary_key is None and len(key_source) != len(source_table.primary_key):
+        key_source = []  # a key that is only partly selected is no key
+    if table.incremental_column and table.incremental_column not in selected:
+        raise SchemaError(
+            f"job {job.name!r}, table {table.name!r}: incremental_column "
+            f"{table.incremental_column!r} must be one of the copied columns"
+        )
+    if job.mode == "incremental" and table.incremental_column:
+        try:
+            watermark_kind(source_table.schema.field(table.incremental_column))
+        except SchemaError as exc:
+            raise SchemaError(
+                f"job {job.name!r}, table {table.name!r}, field 'incremental_column': {exc}"
+            ) from None
+    primary_key = tuple(table.rename.get(k, k) for k in key_source)
+    if table.write == "merge" and job.destination.is_folder:
+        raise SchemaError(
+            f"job {job.name!r}, table {table.name!r}: write: merge needs a database destination; "
+            f"Parquet files are appended (write: append)"
+        )
+    if table.write == "merge" and not primary_key:
+        raise SchemaError(
+            f"job {job.name!r}, table {table.name!r}: write: merge needs a primary_key, and the "
+            f"source table has none; name one with primary_key: [...]"
+        )
+    return CopyPlan(
+        job=job.name,
+        source_table=table.name,
+        destination_table=table.destination_name,
+        columns=columns,
+        destination_schema=pa.schema(fields),
+        primary_key=primary_key,
+        batch_rows=job.batch_rows,
+        incremental_column=table.incremental_column if job.mode == "incremental" else None,
+        write=table.write
+        or ("merge" if primary_key and not job.destination.is_folder else "append"),
+    )
+
+
+def reconcile_schema(plan: CopyPlan, existing: TableDescription, destination: Destination) -> None:
+    """Add columns new at the source; refuse dropped columns and types that cannot convert."""
+    present = {field.name: field for field in existing.schema}
+    planned = {field.name: field for field in plan.destination_schema}
+    dropped = [name for name in present if name not in planned]
+    if dropped:
+        raise SchemaError(
+            f"job {plan.job!r}, table {plan.source_table!r}: column(s) "
+            f"{', '.join(map(repr, dropped))} of the destination no longer come from the source; "
+            f"restore them, select columns explicitly, or run a full refresh"
+        )
+    for name, field in planned.items():
+        if name in present and not _converts(field.type, present[name].type):
+            raise SchemaError(
+                f"job {plan.job!r}, table {plan.source_table!r}, column {name!r}: the source "
+                f"type {field.type} cannot be written into the destination's {present[name].type}"
+            )
+    added = [field.with_nullable(True) for name, field in planned.items() if name not in present]
+    if added:
+        destination.add_columns(plan.destination_table, added)
+
+
+def _converts(source: pa.DataType, destination: pa.DataType) -> bool:
+    """Whether values of `source` fit a destination column of `destination` without loss."""
+    families = (
+        pa.types.is_integer,
+        pa.types.is_floating,
+        pa.types.is_decimal,
+        pa.types.is_timestamp,
+        pa.types.is_date,
+        pa.types.is_boolean,
+        pa.types.is_binary,
+    )
+    if pa.types.is_string(destination) or pa.types.is_large_string(destination):
+        return True
+    for family in families:
+        if family(source) or family(destination):
+            if not (family(source) and family(destination)):
+                return pa.types.is_integer(source) and pa.types.is_decimal(destination)
+            if family is pa.types.is_integer:
+                return source.bit_width <= destination.bit_width or pa.types.is_unsigned_integer(
+                    destination
+                )
+            return True
+    return source == destination
