@@ -16,18 +16,11 @@ from rich.table import Table
 
 from copyjob_dagster import naming
 from copyjob_dagster.answers import FlagAnswers, TerminalAnswers, given_answers
-from copyjob_dagster.config import (
-    JOB_FILE_SUFFIXES,
-    CopyJob,
-    TableConfig,
-    check_across_jobs,
-    job_files,
-    load_job,
-    load_jobs,
-)
+from copyjob_dagster.config import JOB_FILE_SUFFIXES, CopyJob, TableConfig
 from copyjob_dagster.errors import CopyJobError
 from copyjob_dagster.history import History, Totals, read_history
 from copyjob_dagster.listing import JobEntry, list_jobs
+from copyjob_dagster.loading import check_across_jobs, job_files, load_job, load_jobs
 from copyjob_dagster.metadata import (
     ROWS_PER_SECOND,
     ROWS_READ,

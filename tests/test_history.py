@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from copyjob_dagster.assets import build_copy_assets, build_source_specs
-from copyjob_dagster.config import load_jobs
+from copyjob_dagster.loading import load_jobs
 
 COPYJOB = Path(sys.executable).parent / "copyjob"
 PROJECT = Path(__file__).resolve().parent.parent

@@ -23,7 +23,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from copyjob_dagster import assets, engine
-from copyjob_dagster.config import load_job
+from copyjob_dagster.loading import load_job
 
 
 def die() -> None:

@@ -30,9 +30,9 @@ from conftest import BadInputTally
 from dagster_web import free_port, graphql, serve, wait_until_ready
 
 from copyjob_dagster.assets import build_copy_assets, build_source_specs
-from copyjob_dagster.config import load_jobs
 from copyjob_dagster.engine import copy_table
 from copyjob_dagster.errors import CopyJobError
+from copyjob_dagster.loading import load_jobs
 
 from .conftest import MySQLUser, PgRole, url_password
 from .private_pg import PrivatePostgres
