@@ -315,7 +315,7 @@ def _run(
     )
     tags = {RUN_TAG: uuid.uuid4().hex}
     labels = {naming.op_name(job, table): _label(table) for table in chosen}
-    console = Console(width=200 if not sys.stdout.isatty() else None, highlight=False, markup=False)
+    console = _console(markup=False)
     with dg.DagsterInstance.get() as instance:
         with show_progress(console, tags, labels):
             result = dg.execute_job(
@@ -364,7 +364,7 @@ def _print_jobs(entries: list[JobEntry]) -> None:
                 table.watermark or "-",
                 end_section=index == len(entry.tables) - 1,
             )
-    Console(width=200 if not sys.stdout.isatty() else None, highlight=False).print(listing)
+    _console().print(listing)
 
 
 def _report(result: Any) -> None:
@@ -388,11 +388,11 @@ def _report(result: Any) -> None:
             str(metadata[TABLE_NAME].value),
         )
     if table.row_count:
-        Console(width=200 if not sys.stdout.isatty() else None).print(table)
+        _console().print(table)
 
 
 def _print_history(found: History) -> None:
-    console = Console(width=200 if not sys.stdout.isatty() else None)
+    console = _console()
     runs = Table(
         "table", "started (UTC)", "status", "rows read", "rows written", "watermark before",
         "watermark after", "duration (s)", "run", "error", title="Runs, newest first",
@@ -464,3 +464,8 @@ def _failure_message(event: dg.DagsterEvent) -> str:
     user = data.user_failure_data
     message = user.description if user and user.description else data.error.message.strip()
     return f"{event.step_key}: {message}"
+
+
+def _console(markup: bool = True) -> Console:
+    """Tables for people: as wide as the terminal, or 200 columns when output is piped."""
+    return Console(width=None if sys.stdout.isatty() else 200, highlight=False, markup=markup)
