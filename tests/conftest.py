@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 
@@ -76,6 +77,15 @@ def mysql_url(mysql_server: str) -> Iterator[str]:
             .set(database=database)
             .render_as_string(hide_password=False)
         )
+
+
+def make_dagster_home(folder: Path) -> Path:
+    """A Dagster instance of its own in `folder`, its storage created now: two processes that
+    create it at once race in its schema migrations."""
+    folder.mkdir(parents=True)
+    (folder / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    dg.DagsterInstance.from_config(str(folder)).dispose()
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from conftest import make_dagster_home
 
 from copyjob_dagster.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.loading import load_jobs
@@ -42,9 +43,7 @@ tables:
   - {{name: customers, incremental_column: updated_at}}
 """
     )
-    home = root / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    home = make_dagster_home(root / "dagster_home")
 
     job = load_jobs(jobs)[0]
     assets = [*build_source_specs([job]), *build_copy_assets([job])]

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
+from conftest import make_dagster_home
 from rich.console import Console
 
 from copyjob_dagster import progress, watch
@@ -182,8 +183,7 @@ def test_postgres_estimates_big_tables_from_the_planner(
 def test_copyjob_run_draws_a_progress_bar_on_a_terminal(tmp_path: Path, shop_db: Path) -> None:
     jobs, home = tmp_path / "jobs", tmp_path / "home"
     jobs.mkdir()
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    make_dagster_home(home)
     (jobs / "items.yaml").write_text(
         f"name: items\nsource: {{url: 'sqlite:///{shop_db}'}}\n"
         f"destination: {{url: '{tmp_path / 'lake'}'}}\nbatch_rows: 1000\n"

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import pytest
+from conftest import make_dagster_home
 from dagster_web import graphql, serve, wait_until_ready
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -90,11 +90,7 @@ tables:
   - {{name: orders, to: orders_copy, incremental_column: updated_at}}
 """
     )
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        instance.get_runs(limit=1)  # creates the storage before two processes race to
+    home = make_dagster_home(tmp_path / "dagster_home")
     return {**os.environ, "DAGSTER_HOME": str(home), "COPYJOB_JOBS_DIR": str(jobs)}
 
 

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from conftest import make_dagster_home
 
 from copyjob_dagster import cli
 from copyjob_dagster.discovery import incremental_candidates
@@ -41,8 +42,7 @@ SECRET = "not-a-real-pw-7Qx"
 def _env(root: Path) -> dict[str, str]:
     jobs, home = root / "jobs", root / "dagster_home"
     jobs.mkdir()
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    make_dagster_home(home)
     return {
         **os.environ,
         "DAGSTER_HOME": str(home),

@@ -22,6 +22,7 @@ import dagster as dg
 import pyarrow.dataset as ds
 import pytest
 import sqlalchemy as sa
+from conftest import make_dagster_home
 
 from copyjob_dagster.assets import build_copy_assets, build_source_specs, latest_watermark
 from copyjob_dagster.loading import load_job
@@ -70,11 +71,7 @@ class Case:
 
     def __init__(self, tmp_path: Path, source: Store, destination: Store, write: str) -> None:
         self.source, self.destination, self.write = source, destination, write
-        self.home = tmp_path / "dagster_home"
-        self.home.mkdir()
-        (self.home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-        # Create the instance's storage now: two processes creating it at once race in alembic.
-        dg.DagsterInstance.from_config(str(self.home)).dispose()
+        self.home = make_dagster_home(tmp_path / "dagster_home")
         self.job_file = tmp_path / "faults.yaml"
         self.job_file.write_text(
             "name: faults\nmode: incremental\n"

@@ -26,7 +26,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
-from conftest import BadInputTally
+from conftest import BadInputTally, make_dagster_home
 from dagster_web import free_port, graphql, serve, wait_until_ready
 
 from copyjob_dagster.assets import build_copy_assets, build_source_specs
@@ -198,9 +198,7 @@ def canary(
     user = mysql_user(f"cj_canary_{tag}", password, f"GRANT ALL ON {database}.* TO {{user}}")
     mysql_url = f"mysql+pymysql://{user}:${{CANARY_PW}}@127.0.0.1:3306/{database}"
     good, bad = _write_jobs(folder, private_postgres, schema, mysql_url, role)
-    home = folder / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    home = make_dagster_home(folder / "dagster_home")
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
