@@ -28,6 +28,10 @@ class CopyConfig(dg.Config):
     full_refresh: bool = Field(
         False, description="Incremental tables: forget the watermark and copy the table anew."
     )
+    allow_mass_delete: bool = Field(
+        False,
+        description="Tables with deletes: delete or mark rows even beyond max_delete_share.",
+    )
 
 
 _BACKOFF = {
@@ -69,6 +73,8 @@ def build_copy_asset(job: CopyJob, table: TableConfig) -> dg.AssetsDefinition:
                     previous,
                     full_refresh=config.full_refresh,
                     progress=ProgressLog(table.name, context.log.info),
+                    run_id=context.run.run_id,
+                    allow_mass_delete=config.allow_mass_delete,
                 )
                 _refuse_if_overtaken(context.instance, spec.key, previous, config.full_refresh)
                 context.log.info(

@@ -154,9 +154,20 @@ def _check_table(path: Path, job: CopyJob, table: TableConfig, source: Source) -
     "--full-refresh", is_flag=True, help="Incremental tables: reset the watermark, copy anew."
 )
 @click.option("--verbose", is_flag=True, help="Also print Dagster's event log.")
-def run(job_name: str, tables: tuple[str, ...], full_refresh: bool, verbose: bool) -> None:
+@click.option(
+    "--allow-mass-delete",
+    is_flag=True,
+    help="Tables with deletes: delete or mark rows even beyond their max_delete_share.",
+)
+def run(
+    job_name: str,
+    tables: tuple[str, ...],
+    full_refresh: bool,
+    verbose: bool,
+    allow_mass_delete: bool,
+) -> None:
     """Materialize a job's tables through Dagster, on the configured instance."""
-    _run(job_name, tables, full_refresh, verbose)
+    _run(job_name, tables, full_refresh, verbose, allow_mass_delete)
 
 
 _PER_TABLE = {
@@ -296,14 +307,20 @@ def _selected_tables(job: CopyJob, tables: tuple[str, ...]) -> list[TableConfig]
 
 
 def _run(
-    job_name: str, tables: tuple[str, ...], full_refresh: bool = False, verbose: bool = False
+    job_name: str,
+    tables: tuple[str, ...],
+    full_refresh: bool = False,
+    verbose: bool = False,
+    allow_mass_delete: bool = False,
 ) -> None:
     ensure_dagster_home()
     job = _find_job(job_name)
     chosen = _selected_tables(job, tables)
     run_config = {
         "ops": {
-            naming.op_name(job, table): {"config": {"full_refresh": full_refresh}}
+            naming.op_name(job, table): {
+                "config": {"full_refresh": full_refresh, "allow_mass_delete": allow_mass_delete}
+            }
             for table in chosen
         },
         # The event log is kept in the instance (and shown in the UI) either way; here the
@@ -420,12 +437,20 @@ def _print_history(found: History) -> None:
         "destination database": found.destinations,
     }
     for heading, totals in groups.items():
-        table = Table(heading, "copies", "rows read", "rows written", title=f"Totals per {heading}")
+        table = Table(
+            heading, "copies", "rows read", "rows written", "deleted", "soft-deleted",
+            title=f"Totals per {heading}",
+        )  # fmt: skip
         for column in table.columns[1:]:
             column.justify = "right"
         for total in totals:
             table.add_row(
-                total.name, f"{total.copies:,}", f"{total.rows_read:,}", f"{total.rows_written:,}"
+                total.name,
+                f"{total.copies:,}",
+                f"{total.rows_read:,}",
+                f"{total.rows_written:,}",
+                f"{total.rows_deleted:,}",
+                f"{total.rows_soft_deleted:,}",
             )
         console.print(table)
 

@@ -22,6 +22,12 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from copyjob_dagster.added_columns import (
+    AuditColumns,
+    HistoryColumns,
+    added_column_problem,
+    audit_shorthand,
+)
 from copyjob_dagster.errors import ConfigError
 
 JOB_FILE_SUFFIXES = (".yaml", ".yml")
@@ -157,8 +163,31 @@ class TableConfig(_Model):
     rename: dict[Text, Text] = Field(default_factory=dict, description="source -> destination")
     incremental_column: Text | None = None
     primary_key: list[Text] | None = Field(None, min_length=1)
-    write: Literal["append", "merge"] | None = Field(
-        None, description="incremental writes; default merge when there is a key, else append"
+    write: Literal["append", "merge", "scd2"] | None = Field(
+        None,
+        description="incremental writes; default merge when there is a key, else append; "
+        "scd2 keeps every version of a row",
+    )
+    history_columns: HistoryColumns = Field(
+        default_factory=HistoryColumns, description="names of the write: scd2 validity columns"
+    )
+    deletes: Literal["ignore", "hard", "soft"] = Field(
+        "ignore",
+        description="rows gone from the source: leave them (ignore), delete them (hard), or "
+        "set deleted_column on them (soft); needs primary_key",
+    )
+    deleted_column: Text = Field(
+        "_copyjob_deleted_at", description="deletes: soft: the deletion timestamp column"
+    )
+    max_delete_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="a run that would delete more than this share of the destination's rows "
+        "refuses, unless told to (copyjob run --allow-mass-delete)",
+    )
+    audit_columns: AuditColumns | Literal[False] | None = Field(
+        None, description="true, a mapping of names, or false; default: the job's"
     )
     lookback: float = Field(
         0,
@@ -183,6 +212,20 @@ class TableConfig(_Model):
             "incremental_column": [self.incremental_column] if self.incremental_column else [],
             "primary_key": list(self.primary_key or []),
         }
+
+    @field_validator("audit_columns", mode="before")
+    @classmethod
+    def _audit_shorthand(cls, value: Any) -> Any:
+        return audit_shorthand(value)
+
+    def added_columns(self, audit: AuditColumns | None) -> dict[str, list[str]]:
+        """The destination columns the copy adds, by the field that names them."""
+        added = {"audit_columns": audit.names if audit else []}
+        if self.write == "scd2":
+            added["history_columns"] = self.history_columns.names
+        if self.deletes == "soft" and self.write != "scd2":
+            added["deleted_column"] = [self.deleted_column]
+        return added
 
     @model_validator(mode="after")
     def _check_mapping(self) -> "TableConfig":
@@ -269,7 +312,21 @@ class CopyJob(_Model):
     )
     retries: RetryConfig | None = Field(None, description="default: no retries")
     batch_rows: int = Field(50_000, gt=0, strict=True, description="rows per Arrow batch")
+    audit_columns: AuditColumns | None = Field(
+        None, description="true, or a mapping of names: columns added to every copied row"
+    )
     tables: list[TableConfig] = Field(min_length=1)
+
+    @field_validator("audit_columns", mode="before")
+    @classmethod
+    def _audit_shorthand(cls, value: Any) -> Any:
+        return None if value is False else audit_shorthand(value)
+
+    def audit_for(self, table: TableConfig) -> AuditColumns | None:
+        """The table's audit columns: its own setting, else the job's."""
+        if table.audit_columns is False:
+            return None
+        return table.audit_columns or self.audit_columns
 
     @field_validator("schedule", mode="before")
     @classmethod
@@ -291,6 +348,7 @@ class CopyJob(_Model):
         self._check_sensor()
         for index, table in enumerate(self.tables):
             self._check_mode(index, table)
+            self._check_added_columns(index, table)
         return self
 
     def _check_destinations(self) -> None:
@@ -348,6 +406,12 @@ class CopyJob(_Model):
                 "write applies to incremental copies; a full copy replaces the table "
                 "(remove `write:` or set `mode: incremental`)",
             )
+
+    def _check_added_columns(self, index: int, table: TableConfig) -> None:
+        problem = added_column_problem(table, self.audit_for(table), self.mode)
+        if problem:
+            field, message = problem
+            raise FieldProblem(("tables", index, field), message)
 
     def table(self, destination_name: str) -> TableConfig:
         for table in self.tables:

@@ -12,16 +12,18 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pyarrow as pa
 
 from copyjob_dagster.config import CopyJob, TableConfig
+from copyjob_dagster.deletions import deletion_pass
 from copyjob_dagster.errors import WatermarkError
 from copyjob_dagster.planning import CopyPlan, plan_copy, reconcile_schema
+from copyjob_dagster.stamping import Stamp, stamped
 from copyjob_dagster.stores import Destination, Source, open_destination, open_source
-from copyjob_dagster.stores.base import TableReader, Window
+from copyjob_dagster.stores.base import DeletionCounts, TableReader, Window
 from copyjob_dagster.watermark import Watermark, watermark_kind
 from copyjob_dagster.windows import fingerprint, plan_window
 
@@ -48,6 +50,7 @@ class CopyResult:
     watermark: Watermark | None = None
     null_cursor_rows: int = 0
     window: Window | None = None
+    deletions: DeletionCounts | None = None  # None: the table ignores deletions
 
 
 def copy_table(
@@ -56,21 +59,32 @@ def copy_table(
     watermark: Watermark | None = None,
     full_refresh: bool = False,
     progress: ProgressCallback | None = None,
+    run_id: str | None = None,
+    allow_mass_delete: bool = False,
 ) -> CopyResult:
     """Copy one table of a job.
 
     A full job replaces the destination table atomically. An incremental job does the same the
     first time (no `watermark`) or when `full_refresh` is asked; afterwards it copies only the
     window beyond `watermark`, written so that copying the same window again changes nothing.
+    `run_id` is written into the audit columns; `allow_mass_delete` lifts the deletion guard.
     """
     source = open_source(job.source)
     destination = open_destination(job.destination)
+    stamp = Stamp(run_id, datetime.now(UTC))
     try:
         plan = plan_copy(job, table, source.describe(table.name))
         if plan.incremental_column is None:
-            return _copy_full(plan, source, destination, progress)
+            return _copy_full(plan, source, destination, progress, stamp)
         return _copy_increment(
-            plan, table, source, destination, None if full_refresh else watermark, progress
+            plan,
+            table,
+            source,
+            destination,
+            None if full_refresh else watermark,
+            progress,
+            stamp,
+            allow_mass_delete,
         )
     finally:
         source.close()
@@ -95,7 +109,11 @@ def table_lock(
 
 
 def _copy_full(
-    plan: CopyPlan, source: Source, destination: Destination, progress: ProgressCallback | None
+    plan: CopyPlan,
+    source: Source,
+    destination: Destination,
+    progress: ProgressCallback | None,
+    stamp: Stamp,
 ) -> CopyResult:
     started = time.monotonic()
     estimate = source.estimate_rows(plan.source_table) if progress else None
@@ -104,9 +122,9 @@ def _copy_full(
         batches = reader.batches(plan.source_columns, plan.batch_rows)
         rows_written = destination.replace(
             plan.destination_table,
-            plan.destination_schema,
+            plan.written_schema,
             plan.primary_key,
-            counter.count(_renamed(batches, plan.destination_schema)),
+            counter.count(stamped(_renamed(batches, plan.destination_schema), plan, stamp)),
         )
     return _result(plan, source, destination, started, counter.rows, rows_written)
 
@@ -118,6 +136,8 @@ def _copy_increment(
     destination: Destination,
     previous: Watermark | None,
     progress: ProgressCallback | None,
+    stamp: Stamp,
+    allow_mass_delete: bool,
 ) -> CopyResult:
     started = time.monotonic()
     cursor = plan.incremental_column
@@ -136,27 +156,37 @@ def _copy_increment(
     with source.open_reader(plan.source_table) as reader:
         window, nulls = plan_window(plan, table, reader, previous)
         counter = _RowCounter(progress, _window_estimate(plan, source, reader, window, progress))
-        batches = _non_empty(
-            counter.count(
-                _renamed(
-                    reader.batches(plan.source_columns, plan.batch_rows, window),
-                    plan.destination_schema,
+        stamp = _window_stamp(stamp, kind, window)
+        high = _aware(kind, window.high) if window.high is not None else None
+        closing = high if high is not None else previous.value if previous else None
+        # The source's keys are read (and deletions counted) before the window's rows stream:
+        # a snapshot connection serves one query at a time.
+        with deletion_pass(
+            plan,
+            destination,
+            reader,
+            closing if plan.versions is not None else stamp.loaded_at,
+            allow_mass_delete=allow_mass_delete,
+            initial=previous is None,
+        ) as deletions:
+            batches = _non_empty(
+                counter.count(
+                    stamped(
+                        _renamed(
+                            reader.batches(plan.source_columns, plan.batch_rows, window),
+                            plan.destination_schema,
+                        ),
+                        plan,
+                        stamp,
+                    )
                 )
             )
-        )
-        rows_written = 0
-        if batches is not None or previous is None:
-            rows_written = destination.write_increment(
-                plan.destination_table,
-                plan.destination_schema,
-                plan.primary_key,
-                batches or iter(()),
-                method=plan.write,
-                window=dataclasses.replace(window, column=plan.destination_cursor),
-            )
+            rows_written = 0
+            if batches is not None or previous is None:
+                rows_written = _write_window(plan, destination, batches or iter(()), window)
+            deleted = deletions.apply() if deletions is not None else DeletionCounts()
         new_watermark = previous
-        if window.high is not None:
-            high = _aware(kind, window.high)
+        if high is not None:
             rows_at_high, fingerprint_at_high = fingerprint(reader, plan, window.high)
             new_watermark = Watermark.of(kind, high, rows_at_high, fingerprint_at_high)
     return dataclasses.replace(
@@ -166,7 +196,40 @@ def _copy_increment(
         watermark=new_watermark,
         null_cursor_rows=nulls,
         window=window,
+        deletions=deleted if plan.deletes != "ignore" else None,
     )
+
+
+def _write_window(
+    plan: CopyPlan, destination: Destination, batches: Iterator[pa.RecordBatch], window: Window
+) -> int:
+    window = dataclasses.replace(window, column=plan.destination_cursor)
+    if plan.versions is not None:
+        return destination.write_versions(
+            plan.destination_table,
+            plan.written_schema,
+            plan.primary_key,
+            batches,
+            versions=plan.versions,
+            window=window,
+        )
+    return destination.write_increment(
+        plan.destination_table,
+        plan.written_schema,
+        plan.primary_key,
+        batches,
+        method=plan.write,
+        window=window,
+    )
+
+
+def _window_stamp(stamp: Stamp, kind: str, window: Window) -> Stamp:
+    """The stamp with the window's bounds as the watermark's exact text."""
+
+    def text(value: Any) -> str | None:
+        return None if value is None else Watermark.of(kind, _aware(kind, value), 0, "").text
+
+    return dataclasses.replace(stamp, window_from=text(window.low), window_to=text(window.high))
 
 
 def _window_estimate(

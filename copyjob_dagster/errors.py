@@ -37,3 +37,7 @@ class SchemaError(CopyJobError):
 
 class WatermarkError(CopyJobError):
     """A stored watermark cannot be read back, or does not match its column."""
+
+
+class MassDeleteError(CopyJobError):
+    """A run would delete more of a table than its guard allows; nothing was written."""

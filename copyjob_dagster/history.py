@@ -15,7 +15,14 @@ import dagster as dg
 
 from copyjob_dagster import naming
 from copyjob_dagster.config import CopyJob, TableConfig
-from copyjob_dagster.metadata import ROWS_READ, ROWS_WRITTEN, WATERMARK, WATERMARK_BEFORE
+from copyjob_dagster.metadata import (
+    DELETED_ROWS,
+    ROWS_READ,
+    ROWS_WRITTEN,
+    SOFT_DELETED_ROWS,
+    WATERMARK,
+    WATERMARK_BEFORE,
+)
 
 _RUN_EVENTS = {
     dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
@@ -44,6 +51,8 @@ class TableRun:
     watermark_before: str | None = None
     watermark_after: str | None = None
     error: str | None = None
+    rows_deleted: int | None = None
+    rows_soft_deleted: int | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,8 @@ class Totals:
     copies: int = 0
     rows_read: int = 0
     rows_written: int = 0
+    rows_deleted: int = 0
+    rows_soft_deleted: int = 0
 
     def __add__(self, other: "Totals") -> "Totals":
         return Totals(
@@ -61,6 +72,8 @@ class Totals:
             self.copies + other.copies,
             self.rows_read + other.rows_read,
             self.rows_written + other.rows_written,
+            self.rows_deleted + other.rows_deleted,
+            self.rows_soft_deleted + other.rows_soft_deleted,
         )
 
 
@@ -182,6 +195,8 @@ class _RunEvents:
                 rows_written=_value(metadata, ROWS_WRITTEN),
                 watermark_before=_value(metadata, WATERMARK_BEFORE),
                 watermark_after=_value(metadata, WATERMARK),
+                rows_deleted=_value(metadata, DELETED_ROWS),
+                rows_soft_deleted=_value(metadata, SOFT_DELETED_ROWS),
             )
         if step in self.failed:
             ended, error = self.failed[step]
@@ -217,7 +232,12 @@ def _totals(instance: dg.DagsterInstance, job: CopyJob, table: TableConfig) -> T
         for record in page.records:
             metadata = record.asset_materialization.metadata
             total += Totals(
-                total.name, 1, _value(metadata, ROWS_READ) or 0, _value(metadata, ROWS_WRITTEN) or 0
+                total.name,
+                1,
+                _value(metadata, ROWS_READ) or 0,
+                _value(metadata, ROWS_WRITTEN) or 0,
+                _value(metadata, DELETED_ROWS) or 0,
+                _value(metadata, SOFT_DELETED_ROWS) or 0,
             )
         if not page.has_more:
             return total

@@ -33,12 +33,14 @@ WATERMARK_FINGERPRINT = "copyjob/watermark_fingerprint"
 WATERMARK_BEFORE = "copyjob/watermark_before"
 WINDOW = "copyjob/window"
 NULL_CURSOR_ROWS = "copyjob/null_cursor_rows"
+DELETED_ROWS = "copyjob/deleted_rows"
+SOFT_DELETED_ROWS = "copyjob/soft_deleted_rows"
+RESTORED_ROWS = "copyjob/restored_rows"
 
 
 def copy_metadata(result: CopyResult, source_key: dg.AssetKey) -> dict[str, dg.MetadataValue]:
     """Everything a user checks after a copy; URLs are shown with their passwords masked."""
     plan = result.plan
-    schema = plan.destination_schema
     return {
         ROW_COUNT: dg.MetadataValue.int(result.rows_written),
         TABLE_NAME: dg.MetadataValue.text(result.destination_location),
@@ -50,7 +52,7 @@ def copy_metadata(result: CopyResult, source_key: dg.AssetKey) -> dict[str, dg.M
                         type=str(field.type),
                         constraints=dg.TableColumnConstraints(nullable=field.nullable),
                     )
-                    for field in schema
+                    for field in plan.written_schema
                 ]
             )
         ),
@@ -73,6 +75,18 @@ def copy_metadata(result: CopyResult, source_key: dg.AssetKey) -> dict[str, dg.M
         DESTINATION: dg.MetadataValue.text(result.destination_url),
         LOAD: dg.MetadataValue.text(result.load),
         **_watermark_metadata(result),
+        **_deletion_metadata(result),
+    }
+
+
+def _deletion_metadata(result: CopyResult) -> dict[str, dg.MetadataValue]:
+    """Rows deleted, marked and unmarked by the deletion pass, for tables that have one."""
+    if result.deletions is None:
+        return {}
+    return {
+        DELETED_ROWS: dg.MetadataValue.int(result.deletions.deleted),
+        SOFT_DELETED_ROWS: dg.MetadataValue.int(result.deletions.soft_deleted),
+        RESTORED_ROWS: dg.MetadataValue.int(result.deletions.restored),
     }
 
 

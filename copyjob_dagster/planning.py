@@ -5,14 +5,17 @@ destination table, its key and the write method. Schema drift is judged against 
 at the source are added; dropped columns and types that cannot convert stop the copy first.
 """
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Literal
 
 import pyarrow as pa
 
+from copyjob_dagster.added_columns import AuditColumns
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.errors import SchemaError
 from copyjob_dagster.stores import Destination
-from copyjob_dagster.stores.base import TableDescription, WriteMethod
+from copyjob_dagster.stores.base import TableDescription, VersionColumns, WriteMethod
 from copyjob_dagster.watermark import watermark_kind
 
 
@@ -35,6 +38,24 @@ class CopyPlan:
     batch_rows: int
     incremental_column: str | None = None
     write: WriteMethod = "append"
+    # What the copy adds to each row (see added_fields) and what it does with deleted rows.
+    audit: AuditColumns | None = None
+    versions: VersionColumns | None = None
+    deletes: Literal["ignore", "hard", "soft"] = "ignore"
+    deleted_column: str | None = None
+    max_delete_share: float = 0.5
+    added_fields: tuple[pa.Field, ...] = ()
+
+    @property
+    def written_schema(self) -> pa.Schema:
+        """The destination table's columns: the copied ones, then those the copy adds."""
+        return pa.schema([*self.destination_schema, *self.added_fields])
+
+    @property
+    def needs_arrow_path(self) -> bool:
+        """Whether rows must pass through Arrow batches (a byte passthrough would skip the
+        added columns, the versions and the deletion pass's key snapshot)."""
+        return bool(self.added_fields) or self.write == "scd2" or self.deletes != "ignore"
 
     @property
     def destination_cursor(self) -> str | None:
@@ -96,7 +117,9 @@ def plan_copy(job: CopyJob, table: TableConfig, source_table: TableDescription) 
             f"job {job.name!r}, table {table.name!r}: write: merge needs a primary_key, and the "
             f"source table has none; name one with primary_key: [...]"
         )
-    return CopyPlan(
+    write = table.write or ("merge" if primary_key and not job.destination.is_folder else "append")
+    versions = VersionColumns(**table.history_columns.model_dump()) if write == "scd2" else None
+    plan = CopyPlan(
         job=job.name,
         source_table=table.name,
         destination_table=table.destination_name,
@@ -105,15 +128,57 @@ def plan_copy(job: CopyJob, table: TableConfig, source_table: TableDescription) 
         primary_key=primary_key,
         batch_rows=job.batch_rows,
         incremental_column=table.incremental_column if job.mode == "incremental" else None,
-        write=table.write
-        or ("merge" if primary_key and not job.destination.is_folder else "append"),
+        write=write,
+        audit=job.audit_for(table),
+        versions=versions,
+        deletes=table.deletes,
+        deleted_column=table.deleted_column if table.deletes == "soft" else None,
+        max_delete_share=table.max_delete_share,
     )
+    added = added_fields(plan)
+    for field in added:
+        if field.name in names:
+            raise SchemaError(
+                f"job {job.name!r}, table {table.name!r}: the added column {field.name!r} is "
+                f"also a copied column; give it another name in the job file"
+            )
+    return dataclasses.replace(plan, added_fields=added)
+
+
+def added_fields(plan: CopyPlan) -> tuple[pa.Field, ...]:
+    """The columns the copy adds: SCD2 validity, the soft-deletion mark, the audit columns."""
+    fields = []
+    if plan.versions is not None:
+        cursor = plan.destination_schema.field(plan.destination_cursor)
+        fields += [
+            cursor.with_name(plan.versions.valid_from).with_nullable(False),
+            cursor.with_name(plan.versions.valid_to).with_nullable(True),
+            pa.field(plan.versions.is_current, pa.bool_(), nullable=False),
+        ]
+    if plan.deleted_column and plan.versions is None:
+        fields.append(pa.field(plan.deleted_column, pa.timestamp("us", "UTC")))
+    audit = plan.audit
+    if audit is not None:
+        types = {
+            audit.run_id: pa.string(),
+            audit.loaded_at: pa.timestamp("us", "UTC"),
+            audit.window_from: pa.string(),
+            audit.window_to: pa.string(),
+        }
+        fields += [pa.field(name, kind) for name, kind in types.items() if name]
+    return tuple(fields)
 
 
 def reconcile_schema(plan: CopyPlan, existing: TableDescription, destination: Destination) -> None:
     """Add columns new at the source; refuse dropped columns and types that cannot convert."""
     present = {field.name: field for field in existing.schema}
-    planned = {field.name: field for field in plan.destination_schema}
+    planned = {field.name: field for field in plan.written_schema}
+    if plan.versions is not None and plan.versions.valid_from not in present:
+        raise SchemaError(
+            f"job {plan.job!r}, table {plan.source_table!r}: the destination table keeps no "
+            f"versions (no column {plan.versions.valid_from!r}); run a full refresh to start "
+            f"its history with write: scd2"
+        )
     dropped = [name for name in present if name not in planned]
     if dropped:
         raise SchemaError(

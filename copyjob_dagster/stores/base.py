@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 
-WriteMethod = Literal["append", "merge"]
+WriteMethod = Literal["append", "merge", "scd2"]
 LOGICAL_TYPE = b"copyjob.logical"
 STRING_LENGTH = b"copyjob.length"
 
@@ -61,6 +61,53 @@ class CursorProfile:
 
     null_rows: int
     high: Any
+
+
+@dataclass(frozen=True)
+class VersionColumns:
+    """The validity columns of a table that keeps every version of a row (SCD type 2)."""
+
+    valid_from: str
+    valid_to: str
+    is_current: str
+
+
+@dataclass(frozen=True)
+class DeletePolicy:
+    """What happens to destination rows whose key is no longer at the source.
+
+    `hard` deletes them (every version, for a versioned table). `soft` sets `marker` to `stamp`
+    on rows not marked yet and clears it on marked rows whose key is back; for a versioned
+    table it closes the current version instead (`valid_to` = `stamp`, no longer current).
+    """
+
+    mode: Literal["hard", "soft"]
+    key: tuple[str, ...]
+    stamp: Any = None
+    marker: str | None = None
+    versions: VersionColumns | None = None
+
+
+@dataclass(frozen=True)
+class DeletionCounts:
+    deleted: int = 0
+    soft_deleted: int = 0
+    restored: int = 0
+
+
+class KeyDiff(Protocol):
+    """The destination's rows whose key the source no longer holds, found but not yet touched.
+
+    `pending` is how many live rows the pass would delete or mark, of `live` live rows (not
+    marked, or current versions): the engine's guard judges that share before any write.
+    """
+
+    pending: int
+    live: int
+
+    def apply(self) -> DeletionCounts:
+        """Delete or mark them (idempotent: a second pass finds nothing to do)."""
+        ...
 
 
 class TableReader(Protocol):
@@ -150,6 +197,33 @@ class Destination(Protocol):
         `append` replaces the destination's rows of the window (delete them, insert the batches)
         in one transaction; `merge` upserts the batches by `primary_key`. Return rows written.
         """
+        ...
+
+    def write_versions(
+        self,
+        table: str,
+        schema: pa.Schema,
+        primary_key: tuple[str, ...],
+        batches: Iterable[pa.RecordBatch],
+        *,
+        versions: VersionColumns,
+        window: Window,
+    ) -> int:
+        """Write a window's rows as new versions (SCD2): a row whose (key, valid_from) is
+        already there replaces it, and the current version of each key with a newer row is
+        closed; the batches carry `valid_from` = the incremental value. Writing the same window
+        again changes nothing. Return rows written."""
+        ...
+
+    def diff_keys(
+        self,
+        table: str,
+        key_schema: pa.Schema,
+        source_keys: Iterable[pa.RecordBatch],
+        policy: DeletePolicy,
+    ) -> AbstractContextManager[KeyDiff]:
+        """Stage the source's keys beside `table` and find the rows whose key is gone, without
+        holding either key set in memory; staged keys are removed on exit."""
         ...
 
     def add_columns(self, table: str, fields: list[pa.Field]) -> None:

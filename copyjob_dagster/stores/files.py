@@ -25,7 +25,15 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from copyjob_dagster.errors import DestinationError, SourceError
-from copyjob_dagster.stores.base import CursorProfile, TableDescription, Window, WriteMethod
+from copyjob_dagster.stores import parquet_changes
+from copyjob_dagster.stores.base import (
+    CursorProfile,
+    DeletePolicy,
+    TableDescription,
+    VersionColumns,
+    Window,
+    WriteMethod,
+)
 from copyjob_dagster.stores.locking import file_lock
 from copyjob_dagster.stores.sql import Role
 
@@ -77,7 +85,7 @@ class FolderStore:
                 continue
             try:
                 if path.is_dir():
-                    files = _parts(path)
+                    files = parts(path)
                     schemas = [pq.read_schema(f) for f in files]
                     schema = pa.unify_schemas(schemas) if schemas else None
                     return ds.dataset([str(f) for f in files], schema=schema, format="parquet")
@@ -153,7 +161,7 @@ class FolderStore:
         target = self.folder / f"{table}.parquet"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            return _write_file(target, schema, batches)
+            return write_file(target, schema, batches)
         except OSError as exc:
             raise DestinationError(
                 f"destination {target}: writing failed: {exc.strerror}"
@@ -176,14 +184,13 @@ class FolderStore:
             )
         self._check_name(table)
         folder = self.folder / table
-        name = INITIAL_PART if window.low is None else f"part-{_window_id(window)}.parquet"
+        name = INITIAL_PART if window.low is None else f"part-{window_id(window)}.parquet"
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            for stray in folder.glob(f"*{TEMPORARY_SUFFIX}"):
-                stray.unlink()  # what a killed writer left; never a finished file
-            rows = _write_file(folder / name, schema, batches)
+            remove_strays(folder)
+            rows = write_file(folder / name, schema, batches)
             rewritten = dataclasses.replace(window, high=None)
-            for older in _parts(folder):
+            for older in parts(folder):
                 if older.name != name:
                     _remove_window(older, rewritten)
         except OSError as exc:
@@ -191,6 +198,43 @@ class FolderStore:
                 f"destination {folder}: writing failed: {exc.strerror}"
             ) from None
         return rows
+
+    def write_versions(
+        self,
+        table: str,
+        schema: pa.Schema,
+        primary_key: tuple[str, ...],
+        batches: Iterable[pa.RecordBatch],
+        *,
+        versions: VersionColumns,
+        window: Window,
+    ) -> int:
+        self._check_name(table)
+        try:
+            return parquet_changes.write_versions(
+                self, table, schema, primary_key, batches, versions, window
+            )
+        except OSError as exc:
+            raise DestinationError(
+                f"destination {self.folder / table}: writing failed: {exc.strerror}"
+            ) from None
+
+    @contextmanager
+    def diff_keys(
+        self,
+        table: str,
+        key_schema: pa.Schema,
+        source_keys: Iterable[pa.RecordBatch],
+        policy: DeletePolicy,
+    ) -> Iterator[parquet_changes.ParquetKeyDiff]:
+        self._check_name(table)
+        try:
+            with parquet_changes.diff_keys(self, table, key_schema, source_keys, policy) as diff:
+                yield diff
+        except OSError as exc:
+            raise DestinationError(
+                f"destination {self.folder / table}: finding deleted rows failed: {exc.strerror}"
+            ) from None
 
     def add_columns(self, table: str, fields: list[pa.Field]) -> None:
         """Nothing to do: new files carry the new columns, and readers unify the schemas."""
@@ -246,16 +290,22 @@ def _window_expression(window: Window) -> ds.Expression:
     return expression
 
 
-def _window_id(window: Window) -> str:
+def remove_strays(folder: Path) -> None:
+    """Remove what a killed writer left; never a finished file."""
+    for stray in folder.glob(f"*{TEMPORARY_SUFFIX}"):
+        stray.unlink()
+
+
+def window_id(window: Window) -> str:
     bound = f"{type(window.low).__name__}:{window.low}:{window.low_inclusive}"
     return hashlib.sha256(bound.encode()).hexdigest()[:16]
 
 
-def _parts(folder: Path) -> list[Path]:
+def parts(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.parquet") if p.is_file())
 
 
-def _write_file(target: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> int:
+def write_file(target: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> int:
     """Write batches to `target` atomically: temporary file, fsync, rename, fsync the folder."""
     temporary = target.with_name(target.name + TEMPORARY_SUFFIX)
     rows = 0
@@ -285,7 +335,7 @@ def _remove_window(path: Path, window: Window) -> None:
     if dataset.count_rows(filter=outside) == 0:
         path.unlink()
         return
-    _write_file(path, parquet.schema_arrow, dataset.to_batches(filter=outside))
+    write_file(path, parquet.schema_arrow, dataset.to_batches(filter=outside))
 
 
 def _fsync(path: Path) -> None:

@@ -21,10 +21,12 @@ from sqlalchemy.types import TypeEngine
 
 from copyjob_dagster.config import DEFAULT_CONNECT_TIMEOUT, mask_url
 from copyjob_dagster.errors import CopyJobError, DestinationError, SchemaError, SourceError
-from copyjob_dagster.stores import types
+from copyjob_dagster.stores import sql_changes, types
 from copyjob_dagster.stores.base import (
     CursorProfile,
+    DeletePolicy,
     TableDescription,
+    VersionColumns,
     Window,
     WriteMethod,
     logical_type,
@@ -234,6 +236,34 @@ class SqlStore:
                 rewritten = dataclasses.replace(window, high=None)
                 conn.execute(sa.delete(target).where(*window_conditions(target, rewritten)))
                 return self.write_batches(conn, target, batches)
+
+    def write_versions(
+        self,
+        table: str,
+        schema: pa.Schema,
+        primary_key: tuple[str, ...],
+        batches: Iterable[pa.RecordBatch],
+        *,
+        versions: VersionColumns,
+        window: Window,
+    ) -> int:
+        if window.low is None:
+            return self.replace(table, schema, (*primary_key, versions.valid_from), batches)
+        self.check_names(table, schema.names)
+        target = self.reflect(table)
+        if target is None:
+            raise DestinationError(f"destination {self.display_url}: table {table!r} is missing")
+        with self.translated_errors(f"writing versions into {table!r}"):
+            return sql_changes.write_versions(self, target, schema, primary_key, batches, versions)
+
+    def diff_keys(
+        self,
+        table: str,
+        key_schema: pa.Schema,
+        source_keys: Iterable[pa.RecordBatch],
+        policy: DeletePolicy,
+    ) -> AbstractContextManager[sql_changes.SqlKeyDiff]:
+        return sql_changes.diff_keys(self, table, key_schema, source_keys, policy)
 
     def merge(
         self,
