@@ -345,7 +345,7 @@ BAD_JOBS = [
             "bad_write",
             "mode: incremental\n" + ORDERS + "    incremental_column: id\n    write: upsert\n",
         ),
-        ["table 'orders'", "field 'write'", "should be 'append' or 'merge'"],
+        ["table 'orders'", "field 'write'", "should be 'append', 'merge' or 'scd2'"],
         id="unknown-write",
     ),
     pytest.param(
