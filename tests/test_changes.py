@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 import sqlalchemy as sa
@@ -26,6 +27,7 @@ from copyjob_dagster.engine import CopyResult, copy_table
 from copyjob_dagster.errors import MassDeleteError
 from copyjob_dagster.history import read_history
 from copyjob_dagster.metadata import DELETED_ROWS, SOFT_DELETED_ROWS
+from copyjob_dagster.stores import parquet_changes
 from copyjob_dagster.watermark import Watermark
 
 DELETED = "_copyjob_deleted_at"
@@ -146,7 +148,35 @@ def _latest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_deletions_follow_the_source(
     tmp_path: Path, destination: dict[str, Any], mode: str
 ) -> None:
-    table = Table(tmp_path, destination, deletes=mode)
+    _deletions_follow_the_source(Table(tmp_path, destination, deletes=mode), mode)
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft"])
+def test_parquet_deletions_in_several_buckets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """Beyond BUCKET_KEYS destination rows, keys are compared one hashed bucket at a time."""
+    monkeypatch.setattr(parquet_changes, "BUCKET_KEYS", 3)
+    _deletions_follow_the_source(
+        Table(tmp_path, {"url": str(tmp_path / "lake")}, deletes=mode), mode
+    )
+
+
+def test_buckets_of_a_key_do_not_depend_on_its_batch() -> None:
+    keys = [("a", 1), ("b", 2), ("é", 3), ("a", 2)]
+    batch = pa.record_batch({"k": [k for k, _ in keys], "n": [n for _, n in keys]})
+    together = parquet_changes._buckets(batch, ["k", "n"], 3)
+    alone = [parquet_changes._buckets(batch.slice(i, 1), ["k", "n"], 3)[0] for i in range(4)]
+    assert list(together) == alone
+    ints = pa.record_batch({"id": pa.array(range(-500, 500), pa.int32())})
+    wide = pa.record_batch({"id": pa.array(range(-500, 500), pa.int64())})
+    spread = parquet_changes._buckets(ints, ["id"], 4)
+    assert list(spread) == list(parquet_changes._buckets(wide, ["id"], 4))
+    assert set(spread) == {0, 1, 2, 3}
+
+
+def _deletions_follow_the_source(table: Table, mode: str) -> None:
+    destination = table.destination
     table.put(*range(1, 11))
     assert table.copy().deletions.deleted == 0  # the initial load: nothing to compare
 

@@ -161,10 +161,9 @@ class ParquetKeyDiff:
         if self._buckets == 1:
             yield 0, batch
             return
-        keys = zip(*(batch.column(k).to_pylist() for k in self._key), strict=True)
-        buckets = pa.array([_hash(repr(k)) % self._buckets for k in keys], type=pa.int64())
+        buckets = _buckets(batch, self._key, self._buckets)
         for bucket in range(self._buckets):
-            part = batch.filter(pc.equal(buckets, bucket))
+            part = batch.filter(pa.array(buckets == bucket))
             if part.num_rows:
                 yield bucket, part
 
@@ -315,8 +314,15 @@ def _chain(
     yield from rest
 
 
-def _hash(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+def _buckets(batch: pa.RecordBatch, key: list[str], buckets: int) -> np.ndarray:
+    """Each row's bucket: a multiplicative hash of a single integer key (vectorized), else a
+    hash of the key's text. Both sides' keys have the same types, so they hash alike."""
+    if len(key) == 1 and pa.types.is_integer(batch.column(key[0]).type):
+        values = batch.column(key[0]).to_numpy().astype(np.int64).view(np.uint64)
+        return ((values * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)) % np.uint64(buckets)
+    rows = zip(*(batch.column(k).to_pylist() for k in key), strict=True)
+    digests = (hashlib.blake2b(repr(row).encode(), digest_size=8).digest() for row in rows)
+    return np.fromiter((int.from_bytes(d, "big") % buckets for d in digests), dtype=np.uint64)
 
 
 @contextmanager
