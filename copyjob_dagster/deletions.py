@@ -11,6 +11,7 @@ one transaction. A key the run copied is in the snapshot's keys, so its rows are
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -26,14 +27,16 @@ def deletion_pass(
     plan: CopyPlan,
     destination: Destination,
     reader: TableReader,
-    stamp: Any,
     *,
+    deleted_at: datetime,
+    closed_at: Any,
     allow_mass_delete: bool,
     initial: bool,
 ) -> Iterator[KeyDiff | None]:
     """The pending deletions of `plan`'s table, checked against the guard; None when the table
     ignores deletions, or on an initial load (the table is replaced by the source's rows).
-    `stamp` is the soft-deletion time (for SCD2: the window's upper bound, `valid_to`)."""
+    Soft deletion marks rows with `deleted_at`; in an SCD2 table it closes the current version
+    at `closed_at` (the run's upper bound, a value of the incremental column's type)."""
     if plan.deletes == "ignore" or initial:
         yield None
         return
@@ -48,7 +51,7 @@ def deletion_pass(
     policy = DeletePolicy(
         mode=plan.deletes,  # type: ignore[arg-type]  (not "ignore" here)
         key=plan.primary_key,
-        stamp=stamp,
+        stamp=closed_at if plan.versions is not None else deleted_at,
         marker=plan.deleted_column if plan.versions is None else None,
         versions=plan.versions,
     )

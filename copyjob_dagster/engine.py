@@ -158,29 +158,20 @@ def _copy_increment(
         counter = _RowCounter(progress, _window_estimate(plan, source, reader, window, progress))
         stamp = _window_stamp(stamp, kind, window)
         high = _aware(kind, window.high) if window.high is not None else None
-        closing = high if high is not None else previous.value if previous else None
         # The source's keys are read (and deletions counted) before the window's rows stream:
         # a snapshot connection serves one query at a time.
         with deletion_pass(
             plan,
             destination,
             reader,
-            closing if plan.versions is not None else stamp.loaded_at,
+            deleted_at=stamp.loaded_at,
+            closed_at=high if high is not None else previous.value if previous else None,
             allow_mass_delete=allow_mass_delete,
             initial=previous is None,
         ) as deletions:
-            batches = _non_empty(
-                counter.count(
-                    stamped(
-                        _renamed(
-                            reader.batches(plan.source_columns, plan.batch_rows, window),
-                            plan.destination_schema,
-                        ),
-                        plan,
-                        stamp,
-                    )
-                )
-            )
+            rows = reader.batches(plan.source_columns, plan.batch_rows, window)
+            renamed = _renamed(rows, plan.destination_schema)
+            batches = _non_empty(counter.count(stamped(renamed, plan, stamp)))
             rows_written = 0
             if batches is not None or previous is None:
                 rows_written = _write_window(plan, destination, batches or iter(()), window)
