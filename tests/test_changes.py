@@ -306,24 +306,25 @@ def test_through_dagster_metadata_history_and_the_guard(tmp_path: Path) -> None:
                 assets, instance=instance, run_config=run_config, raise_on_error=False
             )
 
-        assert materialize().success
-        table.delete(1, 2)
-        second = materialize()
-        metadata = instance.get_latest_materialization_event(key).asset_materialization.metadata
-        assert metadata[SOFT_DELETED_ROWS].value == 2 and metadata[DELETED_ROWS].value == 0
-        rows = table.rows()
-        assert {r["run"] for r in rows if r["id"] == 8} != {second.run_id}  # not copied again
-        assert {r["id"] for r in rows if r[DELETED] is not None} == {1, 2}
-
-        table.delete(3, 4, 5, 6)
+        first = materialize()
+        assert first.success
+        table.delete(1, 2, 3, 4, 5)
+        table.put(9)
         refused = materialize()
         assert not refused.success
         failure = refused.get_step_failure_events()[0].step_failure_data.user_failure_data
-        assert "4 of the destination's 6 rows (67%)" in failure.description
-        assert instance.get_latest_materialization_event(key).run_id == second.run_id
-        assert sum(r[DELETED] is not None for r in table.rows()) == 2
+        assert "5 of the destination's 8 rows (62%)" in failure.description
+        assert "--allow-mass-delete" in failure.description
+        assert instance.get_latest_materialization_event(key).run_id == first.run_id
+        assert {r["id"] for r in table.rows()} == set(range(1, 9))  # as it was, unmarked
+        assert all(r[DELETED] is None for r in table.rows())
 
-        assert materialize(allow_mass_delete=True).success
-        (job,) = [table.job]
-        totals = read_history(instance, [job]).tables[0]
-        assert (totals.copies, totals.rows_soft_deleted, totals.rows_deleted) == (3, 6, 0)
+        allowed = materialize(allow_mass_delete=True)
+        assert allowed.success
+        metadata = instance.get_latest_materialization_event(key).asset_materialization.metadata
+        assert metadata[SOFT_DELETED_ROWS].value == 5 and metadata[DELETED_ROWS].value == 0
+        rows = {r["id"]: r for r in table.rows()}
+        assert {i for i, r in rows.items() if r[DELETED] is not None} == {1, 2, 3, 4, 5}
+        assert rows[8]["run"] == first.run_id and rows[9]["run"] == allowed.run_id
+        totals = read_history(instance, [table.job]).tables[0]
+        assert (totals.copies, totals.rows_soft_deleted, totals.rows_deleted) == (2, 5, 0)
