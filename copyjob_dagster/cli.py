@@ -14,8 +14,19 @@ import dagster as dg
 from rich.console import Console
 from rich.table import Table
 
-from copyjob_dagster import naming
+from copyjob_dagster import cli_plan, cli_watermark, naming
 from copyjob_dagster.answers import FlagAnswers, TerminalAnswers, given_answers
+from copyjob_dagster.cli_support import console as _console
+from copyjob_dagster.cli_support import find_job as _find_job
+from copyjob_dagster.cli_support import selected_tables as _selected_tables
+from copyjob_dagster.cli_watermark import (
+    USER_TAG,
+    backfill_config,
+    operations_json,
+    operations_of,
+    print_operations,
+    run_user,
+)
 from copyjob_dagster.config import JOB_FILE_SUFFIXES, CopyJob, TableConfig
 from copyjob_dagster.errors import CopyJobError
 from copyjob_dagster.history import History, Totals, read_history
@@ -55,6 +66,10 @@ class _Group(click.Group):
 @click.group(cls=_Group)
 def main() -> None:
     """Copy tables between databases and Parquet folders, as Dagster assets."""
+
+
+main.add_command(cli_plan.plan)
+main.add_command(cli_watermark.watermark)
 
 
 @main.command()
@@ -154,9 +169,20 @@ def _check_table(path: Path, job: CopyJob, table: TableConfig, source: Source) -
     "--full-refresh", is_flag=True, help="Incremental tables: reset the watermark, copy anew."
 )
 @click.option("--verbose", is_flag=True, help="Also print Dagster's event log.")
-def run(job_name: str, tables: tuple[str, ...], full_refresh: bool, verbose: bool) -> None:
+@click.option("--from", "backfill_from", help="Backfill one --table: rows from this value...")
+@click.option("--to", "backfill_to", help="...to this one (inclusive); the watermark stays.")
+@click.option("--reason", help="Why (a backfill's reason, kept in its history).")
+def run(
+    job_name: str, tables: tuple[str, ...], full_refresh: bool, verbose: bool, **backfill: Any
+) -> None:
     """Materialize a job's tables through Dagster, on the configured instance."""
-    _run(job_name, tables, full_refresh, verbose)
+    _run(
+        job_name,
+        tables,
+        full_refresh,
+        verbose,
+        backfill_config(job_name, tables, full_refresh, **backfill),
+    )
 
 
 _PER_TABLE = {
@@ -249,10 +275,14 @@ def history(job_name: str | None, tables: tuple[str, ...], limit: int, as_json: 
     chosen = {job.name: _selected_tables(job, tables) for job in jobs}
     with dg.DagsterInstance.get() as instance:
         found = read_history(instance, jobs, chosen, limit)
+        changes = operations_of(instance, jobs, chosen, limit)
     if as_json:
-        click.echo(json.dumps(_history_json(found), indent=2))
+        click.echo(
+            json.dumps(_history_json(found) | {"operations": operations_json(changes)}, indent=2)
+        )
     else:
         _print_history(found)
+        print_operations(changes)
 
 
 @main.command()
@@ -276,34 +306,21 @@ def ui(dagster_dev_args: tuple[str, ...]) -> None:
     os.execvp("dagster", ["dagster", "dev", "-w", workspace, *dagster_dev_args])
 
 
-def _find_job(job_name: str) -> CopyJob:
-    jobs = {job.name: job for job in load_jobs(jobs_dir(), project_dir())}
-    if job_name not in jobs:
-        known = ", ".join(sorted(jobs)) or "none"
-        raise CopyJobError(f"no copy job named {job_name!r} in {jobs_dir()} (jobs: {known})")
-    return jobs[job_name]
-
-
-def _selected_tables(job: CopyJob, tables: tuple[str, ...]) -> list[TableConfig]:
-    by_name = {t.name: t for t in job.tables} | {t.destination_name: t for t in job.tables}
-    unknown = [t for t in tables if t not in by_name]
-    if unknown:
-        raise CopyJobError(
-            f"job {job.name!r} has no table {', '.join(map(repr, unknown))} "
-            f"(tables: {', '.join(t.name for t in job.tables)})"
-        )
-    return [by_name[t] for t in tables] if tables else list(job.tables)
-
-
 def _run(
-    job_name: str, tables: tuple[str, ...], full_refresh: bool = False, verbose: bool = False
+    job_name: str,
+    tables: tuple[str, ...],
+    full_refresh: bool = False,
+    verbose: bool = False,
+    backfill: dict[str, str] | None = None,
 ) -> None:
     ensure_dagster_home()
     job = _find_job(job_name)
     chosen = _selected_tables(job, tables)
     run_config = {
         "ops": {
-            naming.op_name(job, table): {"config": {"full_refresh": full_refresh}}
+            naming.op_name(job, table): {
+                "config": {"full_refresh": full_refresh, **(backfill or {})}
+            }
             for table in chosen
         },
         # The event log is kept in the instance (and shown in the UI) either way; here the
@@ -313,7 +330,7 @@ def _run(
     recon = dg.build_reconstructable_job(
         "copyjob_dagster.definitions", "job_named", reconstructable_args=(job.name,)
     )
-    tags = {RUN_TAG: uuid.uuid4().hex}
+    tags = {RUN_TAG: uuid.uuid4().hex, USER_TAG: run_user()}
     labels = {naming.op_name(job, table): _label(table) for table in chosen}
     console = _console(markup=False)
     with dg.DagsterInstance.get() as instance:
@@ -403,7 +420,8 @@ def _print_history(found: History) -> None:
         runs.add_row(
             f"{run.job}/{run.table}",
             _when(run.started) or "-",
-            run.status if run.attempts == 1 else f"{run.status} ({run.attempts} attempts)",
+            (run.status if run.attempts == 1 else f"{run.status} ({run.attempts} attempts)")
+            + (f", backfill {run.window}" if run.load == "backfill" else ""),
             _number(run.rows_read),
             _number(run.rows_written),
             run.watermark_before or "-",
@@ -464,8 +482,3 @@ def _failure_message(event: dg.DagsterEvent) -> str:
     user = data.user_failure_data
     message = user.description if user and user.description else data.error.message.strip()
     return f"{event.step_key}: {message}"
-
-
-def _console(markup: bool = True) -> Console:
-    """Tables for people: as wide as the terminal, or 200 columns when output is piped."""
-    return Console(width=None if sys.stdout.isatty() else 200, highlight=False, markup=markup)

@@ -19,10 +19,11 @@ import pyarrow as pa
 
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.errors import WatermarkError
+from copyjob_dagster.overrides import Backfill
 from copyjob_dagster.planning import CopyPlan, plan_copy, reconcile_schema
 from copyjob_dagster.stores import Destination, Source, open_destination, open_source
 from copyjob_dagster.stores.base import TableReader, Window
-from copyjob_dagster.watermark import Watermark, watermark_kind
+from copyjob_dagster.watermark import Watermark, WatermarkKind, watermark_kind
 from copyjob_dagster.windows import fingerprint, plan_window
 
 LOCK_TIMEOUT_SECONDS = 600
@@ -43,7 +44,7 @@ class CopyResult:
     source_url: str
     destination_url: str
     destination_location: str
-    load: Literal["full", "initial", "incremental"] = "full"
+    load: Literal["full", "initial", "incremental", "backfill"] = "full"
     watermark_before: Watermark | None = None
     watermark: Watermark | None = None
     null_cursor_rows: int = 0
@@ -56,17 +57,21 @@ def copy_table(
     watermark: Watermark | None = None,
     full_refresh: bool = False,
     progress: ProgressCallback | None = None,
+    backfill: Backfill | None = None,
 ) -> CopyResult:
     """Copy one table of a job.
 
     A full job replaces the destination table atomically. An incremental job does the same the
     first time (no `watermark`) or when `full_refresh` is asked; afterwards it copies only the
     window beyond `watermark`, written so that copying the same window again changes nothing.
+    A `backfill` copies its explicit window instead, the same way, and leaves `watermark` as it is.
     """
     source = open_source(job.source)
     destination = open_destination(job.destination)
     try:
         plan = plan_copy(job, table, source.describe(table.name))
+        if backfill is not None:
+            return _copy_backfill(plan, table, source, destination, watermark, backfill, progress)
         if plan.incremental_column is None:
             return _copy_full(plan, source, destination, progress)
         return _copy_increment(
@@ -120,13 +125,7 @@ def _copy_increment(
     progress: ProgressCallback | None,
 ) -> CopyResult:
     started = time.monotonic()
-    cursor = plan.incremental_column
-    kind = watermark_kind(source.describe(plan.source_table).schema.field(cursor))
-    if previous is not None and previous.kind != kind:
-        raise WatermarkError(
-            f"job {plan.job!r}, table {plan.source_table!r}: the watermark is a {previous.kind} "
-            f"but column {cursor!r} now holds {kind} values; run a full refresh"
-        )
+    kind = cursor_kind(plan, source, previous)
     existing = destination.describe(plan.destination_table)
     if previous is not None and existing is None:
         previous = None  # the copy is gone from the destination: load it again from the start
@@ -167,6 +166,74 @@ def _copy_increment(
         null_cursor_rows=nulls,
         window=window,
     )
+
+
+def _copy_backfill(
+    plan: CopyPlan,
+    table: TableConfig,
+    source: Source,
+    destination: Destination,
+    watermark: Watermark | None,
+    backfill: Backfill,
+    progress: ProgressCallback | None,
+) -> CopyResult:
+    """Copy the rows of [low, high] with the table's idempotent write; the watermark stays."""
+    started = time.monotonic()
+    if plan.incremental_column is None:
+        raise WatermarkError(
+            f"job {plan.job!r}, table {plan.source_table!r}: a backfill copies a window of an "
+            f"incremental table; this job copies whole tables"
+        )
+    low, high = backfill.bounds(plan.job, table, cursor_kind(plan, source, watermark))
+    existing = destination.describe(plan.destination_table)
+    if existing is None:
+        raise WatermarkError(
+            f"job {plan.job!r}, table {plan.source_table!r}: the destination has no table "
+            f"{plan.destination_table!r} yet; run the table's first copy before a backfill"
+        )
+    reconcile_schema(plan, existing, destination)
+    window = Window(plan.incremental_column, low, True, high, backfill=True)
+    with source.open_reader(plan.source_table) as reader:
+        nulls = reader.profile(plan.incremental_column, low).null_rows
+        counter = _RowCounter(progress, reader.count(window) if progress else None)
+        batches = _non_empty(
+            counter.count(
+                _renamed(
+                    reader.batches(plan.source_columns, plan.batch_rows, window),
+                    plan.destination_schema,
+                )
+            )
+        )
+        rows_written = 0
+        if batches is not None:
+            rows_written = destination.write_increment(
+                plan.destination_table,
+                plan.destination_schema,
+                plan.primary_key,
+                batches,
+                method=plan.write,
+                window=dataclasses.replace(window, column=plan.destination_cursor),
+            )
+    return dataclasses.replace(
+        _result(plan, source, destination, started, counter.rows, rows_written),
+        load="backfill",
+        watermark_before=watermark,
+        watermark=watermark,
+        null_cursor_rows=nulls,
+        window=window,
+    )
+
+
+def cursor_kind(plan: CopyPlan, source: Source, previous: Watermark | None) -> WatermarkKind:
+    """The incremental column's watermark kind; refuse a watermark of another kind."""
+    cursor = plan.incremental_column
+    kind = watermark_kind(source.describe(plan.source_table).schema.field(cursor))
+    if previous is not None and previous.kind != kind:
+        raise WatermarkError(
+            f"job {plan.job!r}, table {plan.source_table!r}: the watermark is a {previous.kind} "
+            f"but column {cursor!r} now holds {kind} values; run a full refresh"
+        )
+    return kind
 
 
 def _window_estimate(

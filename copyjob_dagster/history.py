@@ -15,11 +15,20 @@ import dagster as dg
 
 from copyjob_dagster import naming
 from copyjob_dagster.config import CopyJob, TableConfig
-from copyjob_dagster.metadata import ROWS_READ, ROWS_WRITTEN, WATERMARK, WATERMARK_BEFORE
+from copyjob_dagster.metadata import (
+    LOAD,
+    OPERATION,
+    ROWS_READ,
+    ROWS_WRITTEN,
+    WATERMARK,
+    WATERMARK_BEFORE,
+    WINDOW,
+)
 
 _RUN_EVENTS = {
     dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
     dg.DagsterEventType.ASSET_MATERIALIZATION,
+    dg.DagsterEventType.ASSET_OBSERVATION,
     dg.DagsterEventType.STEP_START,
     dg.DagsterEventType.STEP_RESTARTED,
     dg.DagsterEventType.STEP_FAILURE,
@@ -44,6 +53,8 @@ class TableRun:
     watermark_before: str | None = None
     watermark_after: str | None = None
     error: str | None = None
+    load: str | None = None  # full, initial, incremental or backfill
+    window: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,7 +120,8 @@ def _latest_runs(
         if selection and not selection & by_key.keys():
             continue  # a run of other assets: no need to read its events
         events = _RunEvents(instance, record.dagster_run.run_id)
-        for key in events.planned & by_key.keys():
+        # A run that reset or set a watermark copied nothing: `operations.py` lists it.
+        for key in (events.planned - events.operated) & by_key.keys():
             if len(found[key]) < limit:
                 job, table = by_key[key]
                 found[key].append(events.table_run(job, table, record))
@@ -133,6 +145,7 @@ class _RunEvents:
 
     def __init__(self, instance: dg.DagsterInstance, run_id: str) -> None:
         self.planned: set[dg.AssetKey] = set()
+        self.operated: set[dg.AssetKey] = set()
         self.materialized: dict[dg.AssetKey, tuple[float, Mapping[str, Any]]] = {}
         self.started: dict[str, float] = {}
         self.restarts: dict[str, int] = {}
@@ -150,6 +163,9 @@ class _RunEvents:
         elif kind == dg.DagsterEventType.ASSET_MATERIALIZATION:
             materialization = event.step_materialization_data.materialization
             self.materialized[event.asset_key] = (entry.timestamp, materialization.metadata)
+        elif kind == dg.DagsterEventType.ASSET_OBSERVATION:
+            if OPERATION in event.asset_observation_data.asset_observation.metadata:
+                self.operated.add(event.asset_key)
         elif kind == dg.DagsterEventType.STEP_START:
             self.started.setdefault(step, entry.timestamp)
         elif kind == dg.DagsterEventType.STEP_RESTARTED:
@@ -182,6 +198,8 @@ class _RunEvents:
                 rows_written=_value(metadata, ROWS_WRITTEN),
                 watermark_before=_value(metadata, WATERMARK_BEFORE),
                 watermark_after=_value(metadata, WATERMARK),
+                load=_value(metadata, LOAD),
+                window=_value(metadata, WINDOW),
             )
         if step in self.failed:
             ended, error = self.failed[step]

@@ -182,7 +182,7 @@ class FolderStore:
             for stray in folder.glob(f"*{TEMPORARY_SUFFIX}"):
                 stray.unlink()  # what a killed writer left; never a finished file
             rows = _write_file(folder / name, schema, batches)
-            rewritten = dataclasses.replace(window, high=None)
+            rewritten = window if window.backfill else dataclasses.replace(window, high=None)
             for older in _parts(folder):
                 if older.name != name:
                     _remove_window(older, rewritten)
@@ -248,6 +248,8 @@ def _window_expression(window: Window) -> ds.Expression:
 
 def _window_id(window: Window) -> str:
     bound = f"{type(window.low).__name__}:{window.low}:{window.low_inclusive}"
+    if window.backfill:  # a backfill never replaces a live window's file, nor it one of them
+        bound += f":backfill:{window.high}"
     return hashlib.sha256(bound.encode()).hexdigest()[:16]
 
 
