@@ -106,7 +106,8 @@ def print_operations(found: list[StateOperation]) -> None:
             operation.watermark_before,
             operation.watermark_after,
             operation.reason,
-            operation.requested_by,
+            operation.requested_by
+            + "".join(f"\n{tag}={value}" for tag, value in (operation.run_tags or {}).items()),
         )
     console(markup=False).print(table)
 

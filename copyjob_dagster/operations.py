@@ -14,7 +14,6 @@ its materialization becomes the record again. A backfill is a copy (a materializ
 carries the watermark forward; it records who asked and why with the same keys.
 """
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -54,6 +53,7 @@ class StateOperation:
     reason: str
     requested_by: str
     run_id: str | None  # the launchpad's run; None from the command line
+    run_tags: dict[str, str] | None
     recorded: float  # seconds since the epoch
 
 
@@ -157,9 +157,6 @@ def _operation(
         return "" if entry is None else str(entry.value)
 
     tags = metadata.get(RUN_TAGS)
-    by = text(REQUESTED_BY)
-    if tags is not None and tags.value:
-        by += " " + json.dumps(tags.value, sort_keys=True)
     return StateOperation(
         job=job.name,
         table=table.destination_name,
@@ -167,8 +164,9 @@ def _operation(
         watermark_before=text(WATERMARK_BEFORE),
         watermark_after=text(WATERMARK) or NO_WATERMARK,
         reason=text(REASON),
-        requested_by=by,
+        requested_by=text(REQUESTED_BY),
         run_id=record.run_id or None,
+        run_tags=None if tags is None else dict(tags.value),
         recorded=record.timestamp,
     )
 
