@@ -61,7 +61,13 @@ def watermark_of_record(instance: dg.DagsterInstance, key: dg.AssetKey) -> Water
     """The watermark the next copy starts from: the latest materialization's, or that of a
     state operation recorded after it."""
     copies = instance.fetch_materializations(key, limit=1).records
-    latest_copy = copies[0] if copies else None
+    return recorded_watermark(instance, key, copies[0] if copies else None)
+
+
+def recorded_watermark(
+    instance: dg.DagsterInstance, key: dg.AssetKey, latest_copy: dg.EventLogRecord | None
+) -> Watermark | None:
+    """`watermark_of_record`, given the record of the asset's latest materialization."""
     operation = _latest_operation(instance, key, latest_copy.storage_id if latest_copy else None)
     if operation is not None:
         return watermark_from_metadata(operation.asset_observation.metadata)
