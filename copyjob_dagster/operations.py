@@ -33,7 +33,12 @@ from copyjob_dagster.metadata import (
     WATERMARK_TYPE,
     watermark_from_metadata,
 )
-from copyjob_dagster.overrides import incremental_kind, require_incremental, typed_watermark
+from copyjob_dagster.overrides import (
+    incremental_kind,
+    require_destination_table,
+    require_incremental,
+    typed_watermark,
+)
 from copyjob_dagster.watermark import Watermark
 
 Operation = Literal["watermark reset", "watermark set"]
@@ -89,7 +94,9 @@ def requested_watermark(
     if value is None:
         require_incremental(job, table)
         return None
-    return typed_watermark(job.name, table, incremental_kind(job, table), value)
+    watermark = typed_watermark(job.name, table, incremental_kind(job, table), value)
+    require_destination_table(job, table)
+    return watermark
 
 
 def operation_event(

@@ -11,7 +11,7 @@ from typing import Any
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.errors import WatermarkError
 from copyjob_dagster.planning import plan_copy
-from copyjob_dagster.stores import open_source
+from copyjob_dagster.stores import open_destination, open_source
 from copyjob_dagster.watermark import Watermark, WatermarkKind, parse, watermark_kind
 
 _FORMS = {
@@ -62,6 +62,20 @@ def incremental_kind(job: CopyJob, table: TableConfig) -> WatermarkKind:
     finally:
         source.close()
     return watermark_kind(described.schema.field(table.incremental_column))
+
+
+def require_destination_table(job: CopyJob, table: TableConfig) -> None:
+    """Refuse to set the watermark of a table not copied yet: its first run loads it whole."""
+    destination = open_destination(job.destination)
+    try:
+        if destination.describe(table.destination_name) is None:
+            raise WatermarkError(
+                f"job {job.name!r}, table {table.name!r}: the destination has no table "
+                f"{table.destination_name!r} yet, and a run that finds none loads the table "
+                f"whole; set the watermark after its first copy"
+            )
+    finally:
+        destination.close()
 
 
 def parse_value(job: str, table: TableConfig, kind: WatermarkKind, text: str, what: str) -> Any:

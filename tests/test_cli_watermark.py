@@ -45,6 +45,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             "'updated_at', which holds integer values: give a whole number, such as 1500\n",
         ),
         (
+            ["watermark", "set", "ops", "events", "15", "--reason", "r"],
+            "error: job 'ops', table 'events': the destination has no table 'events' yet, and "
+            "a run that finds none loads the table whole; set the watermark after its first "
+            "copy\n",
+        ),
+        (
             ["watermark", "reset", "ops", "events", "--reason", " "],
             "error: job 'ops', table 'events': say why the watermark changes (a reason); "
             "it is kept in the table's history\n",
@@ -63,7 +69,14 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             "error: a backfill copies one table: give exactly one --table, no --full-refresh\n",
         ),
     ],
-    ids=["bad-value", "no-reason", "no-table", "empty-window", "no-table-for-backfill"],
+    ids=[
+        "bad-value",
+        "not-copied-yet",
+        "no-reason",
+        "no-table",
+        "empty-window",
+        "no-table-for-backfill",
+    ],
 )
 def test_mistakes_are_refused_and_change_nothing(
     env: dict[str, str], args: list[str], message: str
