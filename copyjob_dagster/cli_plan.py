@@ -7,6 +7,7 @@ no event recorded; an instance that does not exist yet is not created.
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import click
@@ -45,7 +46,8 @@ def _watermarks(
     chosen: list[tuple[CopyJob, TableConfig]],
 ) -> list[tuple[tuple[CopyJob, TableConfig], Watermark | None | WatermarkError]]:
     """Each table's watermark of record, or why it cannot be read; none without an instance."""
-    if not os.environ.get("DAGSTER_HOME") and not (project_dir() / ".dagster").is_dir():
+    home = os.environ.get("DAGSTER_HOME") or project_dir() / ".dagster"
+    if not Path(home).is_dir():
         return [(pair, None) for pair in chosen]
     ensure_dagster_home()
     found: list[tuple[tuple[CopyJob, TableConfig], Watermark | None | WatermarkError]] = []
@@ -102,9 +104,11 @@ def _print(plans: list[TablePlan]) -> None:
             "-" if found.rows is None else f"{found.rows:,}",
             _changes(found) or "-",
         )
+    out = console(markup=False)
+    out.print(table)
+    for found in plans:
         for problem in found.problems:
-            table.add_row("", f"problem: {problem}", end_section=True)
-    console(markup=False).print(table)
+            out.print(f"{found.job}/{found.table}: {problem}", soft_wrap=True)
 
 
 def _changes(found: TablePlan) -> str:

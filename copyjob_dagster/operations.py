@@ -16,7 +16,7 @@ carries the watermark forward; it records who asked and why with the same keys.
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import dagster as dg
 
@@ -41,7 +41,6 @@ from copyjob_dagster.overrides import (
 )
 from copyjob_dagster.watermark import Watermark
 
-Operation = Literal["watermark reset", "watermark set"]
 NO_WATERMARK = "(none: the next run loads the table anew)"
 _PAGE = 100
 
@@ -52,7 +51,7 @@ class StateOperation:
 
     job: str
     table: str
-    operation: str
+    operation: str  # "watermark reset" or "watermark set"
     watermark_before: str
     watermark_after: str
     reason: str
