@@ -72,7 +72,14 @@ def _change(job_name: str, table_name: str, value: str | None, reason: str) -> N
 
 
 def _who() -> str:
-    return f"{getpass.getuser()}@{socket.gethostname()} (copyjob command line)"
+    return f"{_os_user()}@{socket.gethostname()} (copyjob command line)"
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name, and a uid without a passwd entry
+        return "unknown"
 
 
 def operations_of(
@@ -128,7 +135,7 @@ USER_TAG = "copyjob/user"  # who launched a `copyjob run`; a backfill records it
 
 def run_user() -> str:
     """The OS user, as a Dagster tag value allows: `[A-Za-z0-9_.-]`, 63 characters at most."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", getpass.getuser())[:63]
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", _os_user())[:63]
 
 
 def backfill_config(
