@@ -15,12 +15,16 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner
 from conftest import make_dagster_home
+from test_automation import _job, _selected, _source, _tick
 from test_incremental import DESTINATIONS, KEY, Scenario
 
+from copyjob_dagster import naming
 from copyjob_dagster.assets import latest_watermark
 from copyjob_dagster.cli import main
-from copyjob_dagster.metadata import LOAD, OPERATION, REASON, WATERMARK, WINDOW
-from copyjob_dagster.operations import NO_WATERMARK
+from copyjob_dagster.definitions import build_definitions
+from copyjob_dagster.metadata import LOAD, OPERATION, REASON, WATERMARK, WATERMARK_TYPE, WINDOW
+from copyjob_dagster.operations import NO_WATERMARK, operation_event
+from copyjob_dagster.overrides import typed_watermark
 
 CASES = {"postgres": "merge", "mariadb": "append", "parquet": "append"}
 
@@ -147,3 +151,22 @@ def _project(scenario: Scenario, tmp_path: Path) -> dict[str, str]:
     (jobs / "inc.yaml").write_text(json.dumps(job))  # JSON is YAML
     home = make_dagster_home(tmp_path / "dagster_home")
     return {"DAGSTER_HOME": str(home), "COPYJOB_JOBS_DIR": str(jobs)}
+
+
+def test_the_new_data_sensor_starts_from_a_rewound_watermark(tmp_path: Path) -> None:
+    _source(tmp_path / "source.sqlite", {"orders": [1, 2]})
+    job = _job(tmp_path, ["orders"], sensor=True)
+    defs = build_definitions([job])
+    with dg.instance_for_test() as instance:
+        (table,) = job.tables
+        copied = {WATERMARK: "2", WATERMARK_TYPE: "integer"}  # as a copy of both rows records it
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=naming.asset_key(job, table), metadata=copied)
+        )
+        assert _tick(defs, instance).run_requests == []
+
+        rewind = typed_watermark(job.name, table, "integer", "1")
+        instance.report_runless_asset_event(
+            operation_event(instance, job, table, rewind, "row 2 changed in place", "a test")
+        )
+        assert _selected(_tick(defs, instance)) == [["orders"]]
