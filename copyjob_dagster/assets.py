@@ -75,9 +75,10 @@ def build_copy_asset(job: CopyJob, table: TableConfig) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, config: CopyConfig
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         # The lock spans reading the watermark, copying, counting, and recording the new
-        # watermark (Dagster stores the materialization before this generator resumes).
+        # watermark (Dagster stores the materialization, or a reset or set's observation,
+        # before this generator resumes).
         try:
-            backfill = requested_operation(config)
+            backfill = requested_backfill(config)
             operation = config.reset_watermark or config.set_watermark is not None
             new = (
                 operations.requested_watermark(job, table, config.set_watermark, config.reason)
@@ -132,8 +133,8 @@ def build_copy_asset(job: CopyJob, table: TableConfig) -> dg.AssetsDefinition:
     return copy
 
 
-def requested_operation(config: CopyConfig) -> Backfill | None:
-    """The backfill asked for, if any; refuse run config that asks for two things at once."""
+def requested_backfill(config: CopyConfig) -> Backfill | None:
+    """The backfill the run config asks for, if any; refuse config that asks for two things."""
     asked = [
         name
         for name, given in (
