@@ -13,11 +13,12 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from copyjob_dagster import checks, naming
+from copyjob_dagster import checks, naming, operations
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.engine import copy_table, table_lock
 from copyjob_dagster.errors import CopyJobError, WatermarkError
-from copyjob_dagster.metadata import ROW_COUNT, copy_metadata, watermark_from_metadata
+from copyjob_dagster.metadata import ROW_COUNT, copy_metadata
+from copyjob_dagster.overrides import Backfill
 from copyjob_dagster.progress import ProgressLog
 from copyjob_dagster.watermark import Watermark
 
@@ -32,6 +33,25 @@ class CopyConfig(dg.Config):
         False,
         description="Tables with deletes: delete or mark rows even beyond max_delete_share.",
     )
+    reset_watermark: bool = Field(
+        False,
+        description="Instead of copying: forget the watermark (the next run loads the table "
+        "anew), recorded in the asset's history with `reason`.",
+    )
+    set_watermark: str | None = Field(
+        None,
+        description="Instead of copying: set the watermark to this value (rewind or skip; the "
+        "next run copies from it, inclusive), recorded in the asset's history with `reason`.",
+    )
+    reason: str | None = Field(
+        None, description="Why: required by reset_watermark and set_watermark; kept in history."
+    )
+    backfill_from: str | None = Field(
+        None,
+        description="With backfill_to: copy only the rows whose incremental value lies between "
+        "the two (inclusive), without moving the watermark.",
+    )
+    backfill_to: str | None = Field(None, description="The backfill's upper bound (inclusive).")
 
 
 _BACKOFF = {
@@ -59,9 +79,28 @@ def build_copy_asset(job: CopyJob, table: TableConfig) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, config: CopyConfig
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         # The lock spans reading the watermark, copying, counting, and recording the new
-        # watermark (Dagster stores the materialization before this generator resumes).
+        # watermark (Dagster stores the materialization, or a reset or set's observation,
+        # before this generator resumes).
         try:
+            backfill = requested_backfill(config)
+            operation = config.reset_watermark or config.set_watermark is not None
+            new = (
+                operations.requested_watermark(job, table, config.set_watermark, config.reason)
+                if operation
+                else None
+            )
             with table_lock(job, table):
+                if operation:
+                    yield operations.operation_event(
+                        context.instance,
+                        job,
+                        table,
+                        new,
+                        config.reason or "",
+                        f"run {context.run.run_id}",
+                        context.run.tags,
+                    )
+                    return
                 if spec.key not in context.selected_asset_keys:
                     latest = latest_metadata(context.instance, spec.key)
                     yield checks.row_count_parity(job, table, latest)
@@ -75,6 +114,7 @@ def build_copy_asset(job: CopyJob, table: TableConfig) -> dg.AssetsDefinition:
                     progress=ProgressLog(table.name, context.log.info),
                     run_id=context.run.run_id,
                     allow_mass_delete=config.allow_mass_delete,
+                    backfill=backfill,
                 )
                 _refuse_if_overtaken(context.instance, spec.key, previous, config.full_refresh)
                 context.log.info(
@@ -82,6 +122,10 @@ def build_copy_asset(job: CopyJob, table: TableConfig) -> dg.AssetsDefinition:
                     f"rows, wrote {result.rows_written:,} in {result.seconds:.2f} s"
                 )
                 metadata = copy_metadata(result, source_key)
+                if backfill is not None:
+                    metadata |= operations.backfill_metadata(
+                        f"run {context.run.run_id}", config.reason, context.run.tags
+                    )
                 parity = checks.row_count_parity(job, table, metadata)
                 if checks.DESTINATION_ROWS in parity.metadata:
                     # The table's size, as the UI means it, not this run's increment.
@@ -93,6 +137,27 @@ def build_copy_asset(job: CopyJob, table: TableConfig) -> dg.AssetsDefinition:
             raise dg.Failure(description=str(exc), allow_retries=exc.transient) from None
 
     return copy
+
+
+def requested_backfill(config: CopyConfig) -> Backfill | None:
+    """The backfill the run config asks for, if any; refuse config that asks for two things."""
+    asked = [
+        name
+        for name, given in (
+            ("full_refresh", config.full_refresh),
+            ("reset_watermark", config.reset_watermark),
+            ("set_watermark", config.set_watermark is not None),
+            ("backfill_from/backfill_to", config.backfill_from or config.backfill_to),
+        )
+        if given
+    ]
+    if len(asked) > 1:
+        raise CopyJobError(f"run config: choose one of {', '.join(asked)}")
+    if (config.backfill_from is None) != (config.backfill_to is None):
+        raise CopyJobError("run config: a backfill needs both backfill_from and backfill_to")
+    if config.backfill_from is None or config.backfill_to is None:
+        return None
+    return Backfill(config.backfill_from, config.backfill_to)
 
 
 def retry_policy(job: CopyJob) -> dg.RetryPolicy | None:
@@ -115,9 +180,8 @@ def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> Mapping[s
 
 
 def latest_watermark(instance: dg.DagsterInstance, key: dg.AssetKey) -> Watermark | None:
-    """The watermark of record: the one the asset's latest materialization holds."""
-    metadata = latest_metadata(instance, key)
-    return None if metadata is None else watermark_from_metadata(metadata)
+    """The watermark of record: the latest materialization's, or a later state operation's."""
+    return operations.watermark_of_record(instance, key)
 
 
 def _refuse_if_overtaken(

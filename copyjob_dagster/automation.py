@@ -21,7 +21,7 @@ from copyjob_dagster import naming
 from copyjob_dagster.config import CopyJob, ScheduleConfig, SensorConfig, Status
 from copyjob_dagster.counts import rows_beyond
 from copyjob_dagster.errors import CopyJobError
-from copyjob_dagster.metadata import watermark_from_metadata
+from copyjob_dagster.operations import recorded_watermark
 from copyjob_dagster.watermark import Watermark
 
 
@@ -106,8 +106,9 @@ def evaluate_new_data(job: CopyJob, context: dg.SensorEvaluationContext) -> dg.S
 def _recorded(
     instance: dg.DagsterInstance, keys: dict[str, dg.AssetKey]
 ) -> tuple[dict[str, Watermark | None], list[str], list[str]]:
-    """From one query of the instance: the watermark of each table's latest copy, the tables
-    whose copy is under way (left out), and the tables whose watermark cannot be read."""
+    """From the instance: each table's watermark of record (its latest copy's, or that of a
+    reset or set recorded after it), the tables whose copy is under way (left out), and the
+    tables whose watermark cannot be read."""
     entries = {
         r.asset_entry.asset_key: r.asset_entry for r in instance.get_asset_records([*keys.values()])
     }
@@ -121,10 +122,9 @@ def _recorded(
         ):
             busy.append(name)
             continue
-        materialization = latest.asset_materialization if latest else None
         try:
-            watermarks[name] = (
-                watermark_from_metadata(materialization.metadata) if materialization else None
+            watermarks[name] = recorded_watermark(
+                instance, key, entry.last_materialization_record if entry else None
             )
         except CopyJobError as exc:
             problems.append(f"table {name!r}: {exc}")

@@ -14,13 +14,24 @@ import dagster as dg
 from rich.console import Console
 from rich.table import Table
 
-from copyjob_dagster import naming
+from copyjob_dagster import cli_plan, cli_validate, cli_watermark, naming
 from copyjob_dagster.answers import FlagAnswers, TerminalAnswers, given_answers
-from copyjob_dagster.config import JOB_FILE_SUFFIXES, CopyJob, TableConfig
+from copyjob_dagster.cli_support import console as _console
+from copyjob_dagster.cli_support import find_job as _find_job
+from copyjob_dagster.cli_support import selected_tables as _selected_tables
+from copyjob_dagster.cli_watermark import (
+    USER_TAG,
+    backfill_config,
+    operations_json,
+    operations_of,
+    print_operations,
+    run_user,
+)
+from copyjob_dagster.config import TableConfig
 from copyjob_dagster.errors import CopyJobError
 from copyjob_dagster.history import History, Totals, read_history
 from copyjob_dagster.listing import JobEntry, list_jobs
-from copyjob_dagster.loading import check_across_jobs, job_files, load_job, load_jobs
+from copyjob_dagster.loading import load_jobs
 from copyjob_dagster.metadata import (
     ROWS_PER_SECOND,
     ROWS_READ,
@@ -29,10 +40,8 @@ from copyjob_dagster.metadata import (
     TABLE_NAME,
     WATERMARK,
 )
-from copyjob_dagster.planning import plan_copy
 from copyjob_dagster.project import ensure_dagster_home, jobs_dir, project_dir
 from copyjob_dagster.sample import create_shop
-from copyjob_dagster.stores import Source, open_destination, open_source
 from copyjob_dagster.watch import show_progress
 from copyjob_dagster.wizard import Wizard
 
@@ -57,94 +66,9 @@ def main() -> None:
     """Copy tables between databases and Parquet folders, as Dagster assets."""
 
 
-@main.command()
-@click.option("--connect", is_flag=True, help="Also check tables, columns and stores live.")
-def validate(connect: bool) -> None:
-    """Check every job file of the jobs folder; exit 1 if any is invalid."""
-    _validate(connect)
-
-
-def _validate(connect: bool) -> None:
-    folder, base_dir = jobs_dir(), project_dir()
-    files = job_files(folder)
-    if not files:
-        raise CopyJobError(f"{folder}: no job files ({', '.join(JOB_FILE_SUFFIXES)}) to check")
-    loaded: list[tuple[Path, CopyJob]] = []
-    problems: list[str] = []
-    for path in files:
-        try:
-            job = load_job(path, base_dir)
-        except CopyJobError as exc:
-            problems.append(str(exc))
-            continue
-        loaded.append((path, job))
-        if connect:
-            problems += _check_live(path, job)
-    problems += check_across_jobs(loaded)
-    checked = "tables, columns and stores checked" if connect else "not connected"
-    for path, job in loaded:
-        if not any(problem.startswith(f"{path}:") for problem in problems):
-            click.echo(f"ok: {path.name}: job {job.name!r}, {len(job.tables)} tables ({checked})")
-    lines = "\n".join(problems).splitlines()  # a file's load error may hold several
-    for line in lines:
-        click.echo(f"invalid: {line}", err=True)
-    if lines:
-        raise CopyJobError(f"{len(lines)} problem(s) in the job files of {folder}")
-
-
-def _check_live(path: Path, job: CopyJob) -> list[str]:
-    """Problems found in the live stores: unreachable stores, missing tables and columns."""
-    where = f"{path}: job {job.name!r}"
-    problems = []
-    try:
-        source = open_source(job.source)
-        try:
-            source.list_tables()  # reachable at all, before blaming each table
-            for table in job.tables:
-                problems += _check_table(path, job, table, source)
-        finally:
-            source.close()
-    except CopyJobError as exc:
-        problems.append(f"{where}, field 'source.url': {exc}")
-    try:
-        destination = open_destination(job.destination)
-        try:
-            destination.check()
-        finally:
-            destination.close()
-    except CopyJobError as exc:
-        problems.append(f"{where}, field 'destination.url': {exc}")
-    return problems
-
-
-def _check_table(path: Path, job: CopyJob, table: TableConfig, source: Source) -> list[str]:
-    """A problem for each field of `table` that the source table contradicts."""
-    where = f"{path}: job {job.name!r}, table {table.name!r}"
-    try:
-        described = source.describe(table.name)
-    except CopyJobError as exc:
-        return [f"{where}, field 'name': {exc}"]
-    available = described.column_names
-    problems = [
-        f"{where}, field {field!r}: the source table has no column {', '.join(missing)} "
-        f"(it has: {', '.join(available)})"
-        for field, named in table.referenced_columns.items()
-        if (missing := [c for c in named if c not in available])
-    ]
-    selected = table.columns or available
-    destination_columns = [table.rename.get(c, c) for c in selected]
-    repeated = sorted({c for c in destination_columns if destination_columns.count(c) > 1})
-    if repeated:
-        problems.append(
-            f"{where}, field 'rename': several columns would be named: {', '.join(repeated)}"
-        )
-    if problems:
-        return problems
-    try:
-        plan_copy(job, table, described)
-    except CopyJobError as exc:
-        return [f"{path}: {exc}"]  # the engine's messages name the job and the table
-    return []
+main.add_command(cli_validate.validate)
+main.add_command(cli_plan.plan)
+main.add_command(cli_watermark.watermark)
 
 
 @main.command()
@@ -159,15 +83,26 @@ def _check_table(path: Path, job: CopyJob, table: TableConfig, source: Source) -
     is_flag=True,
     help="Tables with deletes: delete or mark rows even beyond their max_delete_share.",
 )
+@click.option("--from", "backfill_from", help="Backfill one --table: rows from this value...")
+@click.option("--to", "backfill_to", help="...to this one (inclusive); the watermark stays.")
+@click.option("--reason", help="Why (a backfill's reason, kept in its history).")
 def run(
     job_name: str,
     tables: tuple[str, ...],
     full_refresh: bool,
     verbose: bool,
     allow_mass_delete: bool,
+    **backfill: Any,
 ) -> None:
     """Materialize a job's tables through Dagster, on the configured instance."""
-    _run(job_name, tables, full_refresh, verbose, allow_mass_delete)
+    _run(
+        job_name,
+        tables,
+        full_refresh,
+        verbose,
+        backfill_config(job_name, tables, full_refresh, **backfill),
+        allow_mass_delete,
+    )
 
 
 _PER_TABLE = {
@@ -225,7 +160,7 @@ def new(non_interactive: bool, **flags: Any) -> None:
         return
     for variable in created.missing_variables:
         click.echo(f"before running it: export {variable}=<the password>")
-    _validate(connect=True)
+    cli_validate.validate_jobs(connect=True)
     click.echo(f"run it now:   copyjob run {created.name}")
     click.echo(f"open the UI:  copyjob ui   (the asset group {created.name!r})")
 
@@ -260,10 +195,14 @@ def history(job_name: str | None, tables: tuple[str, ...], limit: int, as_json: 
     chosen = {job.name: _selected_tables(job, tables) for job in jobs}
     with dg.DagsterInstance.get() as instance:
         found = read_history(instance, jobs, chosen, limit)
+        changes = operations_of(instance, jobs, chosen, limit)
     if as_json:
-        click.echo(json.dumps(_history_json(found), indent=2))
+        click.echo(
+            json.dumps(_history_json(found) | {"operations": operations_json(changes)}, indent=2)
+        )
     else:
         _print_history(found)
+        print_operations(changes)
 
 
 @main.command()
@@ -287,30 +226,12 @@ def ui(dagster_dev_args: tuple[str, ...]) -> None:
     os.execvp("dagster", ["dagster", "dev", "-w", workspace, *dagster_dev_args])
 
 
-def _find_job(job_name: str) -> CopyJob:
-    jobs = {job.name: job for job in load_jobs(jobs_dir(), project_dir())}
-    if job_name not in jobs:
-        known = ", ".join(sorted(jobs)) or "none"
-        raise CopyJobError(f"no copy job named {job_name!r} in {jobs_dir()} (jobs: {known})")
-    return jobs[job_name]
-
-
-def _selected_tables(job: CopyJob, tables: tuple[str, ...]) -> list[TableConfig]:
-    by_name = {t.name: t for t in job.tables} | {t.destination_name: t for t in job.tables}
-    unknown = [t for t in tables if t not in by_name]
-    if unknown:
-        raise CopyJobError(
-            f"job {job.name!r} has no table {', '.join(map(repr, unknown))} "
-            f"(tables: {', '.join(t.name for t in job.tables)})"
-        )
-    return [by_name[t] for t in tables] if tables else list(job.tables)
-
-
 def _run(
     job_name: str,
     tables: tuple[str, ...],
     full_refresh: bool = False,
     verbose: bool = False,
+    backfill: dict[str, str] | None = None,
     allow_mass_delete: bool = False,
 ) -> None:
     ensure_dagster_home()
@@ -319,7 +240,11 @@ def _run(
     run_config = {
         "ops": {
             naming.op_name(job, table): {
-                "config": {"full_refresh": full_refresh, "allow_mass_delete": allow_mass_delete}
+                "config": {
+                    "full_refresh": full_refresh,
+                    "allow_mass_delete": allow_mass_delete,
+                    **(backfill or {}),
+                }
             }
             for table in chosen
         },
@@ -330,7 +255,7 @@ def _run(
     recon = dg.build_reconstructable_job(
         "copyjob_dagster.definitions", "job_named", reconstructable_args=(job.name,)
     )
-    tags = {RUN_TAG: uuid.uuid4().hex}
+    tags = {RUN_TAG: uuid.uuid4().hex, USER_TAG: run_user()}
     labels = {naming.op_name(job, table): _label(table) for table in chosen}
     console = _console(markup=False)
     with dg.DagsterInstance.get() as instance:
@@ -420,7 +345,8 @@ def _print_history(found: History) -> None:
         runs.add_row(
             f"{run.job}/{run.table}",
             _when(run.started) or "-",
-            run.status if run.attempts == 1 else f"{run.status} ({run.attempts} attempts)",
+            (run.status if run.attempts == 1 else f"{run.status} ({run.attempts} attempts)")
+            + (f", backfill {run.window}" if run.load == "backfill" else ""),
             _number(run.rows_read),
             _number(run.rows_written),
             run.watermark_before or "-",
@@ -489,8 +415,3 @@ def _failure_message(event: dg.DagsterEvent) -> str:
     user = data.user_failure_data
     message = user.description if user and user.description else data.error.message.strip()
     return f"{event.step_key}: {message}"
-
-
-def _console(markup: bool = True) -> Console:
-    """Tables for people: as wide as the terminal, or 200 columns when output is piped."""
-    return Console(width=None if sys.stdout.isatty() else 200, highlight=False, markup=markup)

@@ -20,11 +20,12 @@ import pyarrow as pa
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.deletions import deletion_pass
 from copyjob_dagster.errors import WatermarkError
+from copyjob_dagster.overrides import Backfill
 from copyjob_dagster.planning import CopyPlan, plan_copy, reconcile_schema
 from copyjob_dagster.stamping import Stamp, stamped
 from copyjob_dagster.stores import Destination, Source, open_destination, open_source
 from copyjob_dagster.stores.base import DeletionCounts, TableReader, Window
-from copyjob_dagster.watermark import Watermark, watermark_kind
+from copyjob_dagster.watermark import Watermark, WatermarkKind, watermark_kind
 from copyjob_dagster.windows import fingerprint, plan_window
 
 LOCK_TIMEOUT_SECONDS = 600
@@ -45,7 +46,7 @@ class CopyResult:
     source_url: str
     destination_url: str
     destination_location: str
-    load: Literal["full", "initial", "incremental"] = "full"
+    load: Literal["full", "initial", "incremental", "backfill"] = "full"
     watermark_before: Watermark | None = None
     watermark: Watermark | None = None
     null_cursor_rows: int = 0
@@ -61,6 +62,7 @@ def copy_table(
     progress: ProgressCallback | None = None,
     run_id: str | None = None,
     allow_mass_delete: bool = False,
+    backfill: Backfill | None = None,
 ) -> CopyResult:
     """Copy one table of a job.
 
@@ -68,12 +70,17 @@ def copy_table(
     first time (no `watermark`) or when `full_refresh` is asked; afterwards it copies only the
     window beyond `watermark`, written so that copying the same window again changes nothing.
     `run_id` is written into the audit columns; `allow_mass_delete` lifts the deletion guard.
+    A `backfill` copies its explicit window instead, the same way, and leaves `watermark` as it is.
     """
     source = open_source(job.source)
     destination = open_destination(job.destination)
     stamp = Stamp(run_id, datetime.now(UTC))
     try:
         plan = plan_copy(job, table, source.describe(table.name))
+        if backfill is not None:
+            return _copy_backfill(
+                plan, table, source, destination, watermark, backfill, progress, stamp
+            )
         if plan.incremental_column is None:
             return _copy_full(plan, source, destination, progress, stamp)
         return _copy_increment(
@@ -140,13 +147,7 @@ def _copy_increment(
     allow_mass_delete: bool,
 ) -> CopyResult:
     started = time.monotonic()
-    cursor = plan.incremental_column
-    kind = watermark_kind(source.describe(plan.source_table).schema.field(cursor))
-    if previous is not None and previous.kind != kind:
-        raise WatermarkError(
-            f"job {plan.job!r}, table {plan.source_table!r}: the watermark is a {previous.kind} "
-            f"but column {cursor!r} now holds {kind} values; run a full refresh"
-        )
+    kind = cursor_kind(plan, source, previous)
     existing = destination.describe(plan.destination_table)
     if previous is not None and existing is None:
         previous = None  # the copy is gone from the destination: load it again from the start
@@ -214,6 +215,53 @@ def _write_window(
     )
 
 
+def _copy_backfill(
+    plan: CopyPlan,
+    table: TableConfig,
+    source: Source,
+    destination: Destination,
+    watermark: Watermark | None,
+    backfill: Backfill,
+    progress: ProgressCallback | None,
+    stamp: Stamp,
+) -> CopyResult:
+    """Copy the rows of [low, high] with the table's idempotent write; the watermark stays."""
+    started = time.monotonic()
+    if plan.incremental_column is None:
+        raise WatermarkError(
+            f"job {plan.job!r}, table {plan.source_table!r}: a backfill copies a window of an "
+            f"incremental table; this job copies whole tables"
+        )
+    kind = cursor_kind(plan, source, watermark)
+    low, high = backfill.bounds(plan.job, table, kind)
+    existing = destination.describe(plan.destination_table)
+    if existing is None:
+        raise WatermarkError(
+            f"job {plan.job!r}, table {plan.source_table!r}: the destination has no table "
+            f"{plan.destination_table!r} yet; run the table's first copy before a backfill"
+        )
+    reconcile_schema(plan, existing, destination)
+    window = Window(plan.incremental_column, low, True, high, backfill=True)
+    with source.open_reader(plan.source_table) as reader:
+        nulls = reader.profile(plan.incremental_column, low).null_rows
+        counter = _RowCounter(progress, reader.count(window) if progress else None)
+        stamp = _window_stamp(stamp, kind, window)
+        rows = reader.batches(plan.source_columns, plan.batch_rows, window)
+        renamed = _renamed(rows, plan.destination_schema)
+        batches = _non_empty(counter.count(stamped(renamed, plan, stamp)))
+        rows_written = 0
+        if batches is not None:
+            rows_written = _write_window(plan, destination, batches, window)
+    return dataclasses.replace(
+        _result(plan, source, destination, started, counter.rows, rows_written),
+        load="backfill",
+        watermark_before=watermark,
+        watermark=watermark,
+        null_cursor_rows=nulls,
+        window=window,
+    )
+
+
 def _window_stamp(stamp: Stamp, kind: str, window: Window) -> Stamp:
     """The stamp with the window's bounds as the watermark's exact text."""
 
@@ -221,6 +269,18 @@ def _window_stamp(stamp: Stamp, kind: str, window: Window) -> Stamp:
         return None if value is None else Watermark.of(kind, _aware(kind, value), 0, "").text
 
     return dataclasses.replace(stamp, window_from=text(window.low), window_to=text(window.high))
+
+
+def cursor_kind(plan: CopyPlan, source: Source, previous: Watermark | None) -> WatermarkKind:
+    """The incremental column's watermark kind; refuse a watermark of another kind."""
+    cursor = plan.incremental_column
+    kind = watermark_kind(source.describe(plan.source_table).schema.field(cursor))
+    if previous is not None and previous.kind != kind:
+        raise WatermarkError(
+            f"job {plan.job!r}, table {plan.source_table!r}: the watermark is a {previous.kind} "
+            f"but column {cursor!r} now holds {kind} values; run a full refresh"
+        )
+    return kind
 
 
 def _window_estimate(

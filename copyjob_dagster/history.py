@@ -17,16 +17,20 @@ from copyjob_dagster import naming
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.metadata import (
     DELETED_ROWS,
+    LOAD,
+    OPERATION,
     ROWS_READ,
     ROWS_WRITTEN,
     SOFT_DELETED_ROWS,
     WATERMARK,
     WATERMARK_BEFORE,
+    WINDOW,
 )
 
 _RUN_EVENTS = {
     dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
     dg.DagsterEventType.ASSET_MATERIALIZATION,
+    dg.DagsterEventType.ASSET_OBSERVATION,
     dg.DagsterEventType.STEP_START,
     dg.DagsterEventType.STEP_RESTARTED,
     dg.DagsterEventType.STEP_FAILURE,
@@ -53,6 +57,8 @@ class TableRun:
     error: str | None = None
     rows_deleted: int | None = None
     rows_soft_deleted: int | None = None
+    load: str | None = None  # full, initial, incremental or backfill
+    window: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,8 @@ def _latest_runs(
         if selection and not selection & by_key.keys():
             continue  # a run of other assets: no need to read its events
         events = _RunEvents(instance, record.dagster_run.run_id)
-        for key in events.planned & by_key.keys():
+        # A run that reset or set a watermark copied nothing: `operations.py` lists it.
+        for key in (events.planned - events.operated) & by_key.keys():
             if len(found[key]) < limit:
                 job, table = by_key[key]
                 found[key].append(events.table_run(job, table, record))
@@ -146,6 +153,7 @@ class _RunEvents:
 
     def __init__(self, instance: dg.DagsterInstance, run_id: str) -> None:
         self.planned: set[dg.AssetKey] = set()
+        self.operated: set[dg.AssetKey] = set()
         self.materialized: dict[dg.AssetKey, tuple[float, Mapping[str, Any]]] = {}
         self.started: dict[str, float] = {}
         self.restarts: dict[str, int] = {}
@@ -163,6 +171,9 @@ class _RunEvents:
         elif kind == dg.DagsterEventType.ASSET_MATERIALIZATION:
             materialization = event.step_materialization_data.materialization
             self.materialized[event.asset_key] = (entry.timestamp, materialization.metadata)
+        elif kind == dg.DagsterEventType.ASSET_OBSERVATION:
+            if OPERATION in event.asset_observation_data.asset_observation.metadata:
+                self.operated.add(event.asset_key)
         elif kind == dg.DagsterEventType.STEP_START:
             self.started.setdefault(step, entry.timestamp)
         elif kind == dg.DagsterEventType.STEP_RESTARTED:
@@ -197,6 +208,8 @@ class _RunEvents:
                 watermark_after=_value(metadata, WATERMARK),
                 rows_deleted=_value(metadata, DELETED_ROWS),
                 rows_soft_deleted=_value(metadata, SOFT_DELETED_ROWS),
+                load=_value(metadata, LOAD),
+                window=_value(metadata, WINDOW),
             )
         if step in self.failed:
             ended, error = self.failed[step]

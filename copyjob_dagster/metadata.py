@@ -10,8 +10,8 @@ from typing import Any
 import dagster as dg
 
 from copyjob_dagster.engine import CopyResult
-from copyjob_dagster.stores.base import Window
 from copyjob_dagster.watermark import Watermark, parse
+from copyjob_dagster.windows import describe_window
 
 ROW_COUNT = "dagster/row_count"
 TABLE_NAME = "dagster/table_name"
@@ -36,6 +36,11 @@ NULL_CURSOR_ROWS = "copyjob/null_cursor_rows"
 DELETED_ROWS = "copyjob/deleted_rows"
 SOFT_DELETED_ROWS = "copyjob/soft_deleted_rows"
 RESTORED_ROWS = "copyjob/restored_rows"
+# A state operation (an observation), or a backfill (a materialization): who asked, and why.
+OPERATION = "copyjob/operation"
+REQUESTED_BY = "copyjob/requested_by"
+REASON = "copyjob/reason"
+RUN_TAGS = "copyjob/run_tags"
 
 
 def copy_metadata(result: CopyResult, source_key: dg.AssetKey) -> dict[str, dg.MetadataValue]:
@@ -109,16 +114,6 @@ def _watermark_metadata(result: CopyResult) -> dict[str, dg.MetadataValue]:
             WATERMARK_FINGERPRINT: dg.MetadataValue.text(result.watermark.fingerprint),
         }
     return metadata
-
-
-def describe_window(window: Window) -> str:
-    """`updated_at > 2024-01-01 00:00:00 and <= 2024-02-01 00:00:00`, for people."""
-    parts = []
-    if window.low is not None:
-        parts.append(f"{'>=' if window.low_inclusive else '>'} {window.low}")
-    if window.high is not None:
-        parts.append(f"<= {window.high}")
-    return f"{window.column} " + (" and ".join(parts) if parts else "is not null")
 
 
 def watermark_from_metadata(metadata: Mapping[str, Any]) -> Watermark | None:

@@ -169,32 +169,81 @@ def added_fields(plan: CopyPlan) -> tuple[pa.Field, ...]:
     return tuple(fields)
 
 
-def reconcile_schema(plan: CopyPlan, existing: TableDescription, destination: Destination) -> None:
-    """Add columns new at the source; refuse dropped columns and types that cannot convert."""
+@dataclass(frozen=True)
+class Retyped:
+    """A column whose planned type differs from the destination's; `converts` if it fits."""
+
+    name: str
+    source_type: str
+    destination_type: str
+    converts: bool
+
+
+@dataclass(frozen=True)
+class SchemaDifference:
+    """How the planned columns differ from an existing destination table's."""
+
+    added: tuple[pa.Field, ...]
+    dropped: tuple[str, ...]
+    retyped: tuple[Retyped, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.dropped or self.retyped)
+
+
+def schema_difference(plan: CopyPlan, existing: TableDescription) -> SchemaDifference:
+    """Columns new at the source, columns gone from it, and columns whose type changed."""
     present = {field.name: field for field in existing.schema}
     planned = {field.name: field for field in plan.written_schema}
-    if plan.versions is not None and plan.versions.valid_from not in present:
-        raise SchemaError(
+    return SchemaDifference(
+        added=tuple(field for name, field in planned.items() if name not in present),
+        dropped=tuple(name for name in present if name not in planned),
+        retyped=tuple(
+            Retyped(name, str(field.type), str(present[name].type), converts)
+            for name, field in planned.items()
+            if name in present
+            and (
+                not (converts := _converts(field.type, present[name].type))
+                or field.type != present[name].type
+            )
+        ),
+    )
+
+
+def reconcile_schema(plan: CopyPlan, existing: TableDescription, destination: Destination) -> None:
+    """Add columns new at the source; refuse dropped columns and types that cannot convert."""
+    difference = schema_difference(plan, existing)
+    refusal = schema_refusal(plan, difference)
+    if refusal:
+        raise SchemaError(refusal)
+    if difference.added:
+        destination.add_columns(
+            plan.destination_table, [field.with_nullable(True) for field in difference.added]
+        )
+
+
+def schema_refusal(plan: CopyPlan, difference: SchemaDifference) -> str | None:
+    """Why an incremental copy into the existing table must stop first, or None."""
+    if plan.versions is not None and plan.versions.valid_from in {f.name for f in difference.added}:
+        return (
             f"job {plan.job!r}, table {plan.source_table!r}: the destination table keeps no "
             f"versions (no column {plan.versions.valid_from!r}); run a full refresh to start "
             f"its history with write: scd2"
         )
-    dropped = [name for name in present if name not in planned]
-    if dropped:
-        raise SchemaError(
+    if difference.dropped:
+        return (
             f"job {plan.job!r}, table {plan.source_table!r}: column(s) "
-            f"{', '.join(map(repr, dropped))} of the destination no longer come from the source; "
-            f"restore them, select columns explicitly, or run a full refresh"
+            f"{', '.join(map(repr, difference.dropped))} of the destination no longer come from "
+            f"the source; restore them, select columns explicitly, or run a full refresh"
         )
-    for name, field in planned.items():
-        if name in present and not _converts(field.type, present[name].type):
-            raise SchemaError(
-                f"job {plan.job!r}, table {plan.source_table!r}, column {name!r}: the source "
-                f"type {field.type} cannot be written into the destination's {present[name].type}"
+    for column in difference.retyped:
+        if not column.converts:
+            return (
+                f"job {plan.job!r}, table {plan.source_table!r}, column {column.name!r}: the "
+                f"source type {column.source_type} cannot be written into the destination's "
+                f"{column.destination_type}"
             )
-    added = [field.with_nullable(True) for name, field in planned.items() if name not in present]
-    if added:
-        destination.add_columns(plan.destination_table, added)
+    return None
 
 
 def _converts(source: pa.DataType, destination: pa.DataType) -> bool:

@@ -79,3 +79,13 @@ def minus_lookback(watermark: Watermark, lookback: float) -> Any:
     if watermark.kind == "decimal":
         return value - Decimal(str(lookback))
     raise WatermarkError(f"lookback cannot apply to a {watermark.kind} watermark")
+
+
+def describe_window(window: Window) -> str:
+    """`updated_at > 2024-01-01 00:00:00 and <= 2024-02-01 00:00:00`, for people."""
+    parts = []
+    if window.low is not None:
+        parts.append(f"{'>=' if window.low_inclusive else '>'} {window.low}")
+    if window.high is not None:
+        parts.append(f"<= {window.high}")
+    return f"{window.column} " + (" and ".join(parts) if parts else "is not null")

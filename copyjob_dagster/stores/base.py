@@ -46,13 +46,16 @@ class Window:
     """Rows whose `column` lies in (low, high] or [low, high]; NULLs are never in a window.
 
     `low=None` starts from the smallest value; `high=None` has no upper bound. The bounds are
-    bound as parameters of the column's own type, never pasted into SQL text.
+    bound as parameters of the column's own type, never pasted into SQL text. A live run's
+    write rewrites the destination from `low` upward; a backfill's (`backfill=True`) rewrites
+    only the window, keeping the rows above `high`.
     """
 
     column: str
     low: Any = None
     low_inclusive: bool = False
     high: Any = None
+    backfill: bool = False
 
 
 @dataclass(frozen=True)

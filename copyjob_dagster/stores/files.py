@@ -189,7 +189,7 @@ class FolderStore:
             folder.mkdir(parents=True, exist_ok=True)
             remove_strays(folder)
             rows = write_file(folder / name, schema, batches)
-            rewritten = dataclasses.replace(window, high=None)
+            rewritten = window if window.backfill else dataclasses.replace(window, high=None)
             for older in parts(folder):
                 if older.name != name:
                     _remove_window(older, rewritten)
@@ -298,6 +298,8 @@ def remove_strays(folder: Path) -> None:
 
 def window_id(window: Window) -> str:
     bound = f"{type(window.low).__name__}:{window.low}:{window.low_inclusive}"
+    if window.backfill:  # a backfill never replaces a live window's file, nor it one of them
+        bound += f":backfill:{window.high}"
     return hashlib.sha256(bound.encode()).hexdigest()[:16]
 
 

@@ -232,8 +232,9 @@ class SqlStore:
             if method == "merge":
                 return self.merge(target, schema, primary_key, batches)
             with self.engine.begin() as conn:
-                # Everything from the window's start is rewritten from this snapshot.
-                rewritten = dataclasses.replace(window, high=None)
+                # A live window is rewritten from its start upward (this snapshot holds all of
+                # it); a backfill only between its bounds.
+                rewritten = window if window.backfill else dataclasses.replace(window, high=None)
                 conn.execute(sa.delete(target).where(*window_conditions(target, rewritten)))
                 return self.write_batches(conn, target, batches)
 
