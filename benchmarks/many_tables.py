@@ -3,12 +3,12 @@
 It makes a scratch source database of `--tables` tables (`--rows` rows each) on the PostgreSQL
 server of COPYJOB_TEST_PG_URL, a job that copies them all into a Parquet folder with
 `max_parallel_tables: --parallel`, and runs it twice on a fresh Dagster instance each time:
-without a source limit, and with `source: max_connections: --limit`. For each run it reports
-the wall time, the peak memory (VmHWM) of the `copyjob run` process and of the processes
-below it (one per table, Dagster's multiprocess executor), and the most source connections
-open at once, sampled every 0.1 s from `pg_stat_activity`: copyjob's connections
-(`application_name` 'copyjob') to the scratch source database. Everything it made is dropped
-at the end.
+with `source: max_connections: --limit`, then without a source limit. For each run it prints
+the wall time; the peak memory (VmHWM) of the `copyjob run` process, of the step processes
+below it (one per table, Dagster's multiprocess executor) and of Dagster's helper processes
+(a `tail` per step that captures its output); and the most source connections open at once,
+sampled every 0.1 s from `pg_stat_activity`: copyjob's connections (`application_name`
+'copyjob') to the scratch source database. Everything it made is dropped at the end.
 
     .venv/bin/python benchmarks/many_tables.py                 # 200 tables, 8 at once, limit 2
     .venv/bin/python benchmarks/many_tables.py --tables 20     # a quick look
@@ -47,7 +47,7 @@ class Sample:
 
     connections: list[int] = field(default_factory=list)
     peak_kib: dict[int, int] = field(default_factory=dict)  # pid -> VmHWM
-    step_pids: set[int] = field(default_factory=set)
+    kinds: dict[int, str] = field(default_factory=dict)  # pid -> "step" | "helper"
 
 
 @dataclass
@@ -61,6 +61,8 @@ class Figures:
     step_processes_seen: int
     step_peak_mib_median: float
     step_peak_mib_max: float
+    helper_processes_seen: int
+    helper_peak_mib_max: float
 
 
 def main() -> None:
@@ -80,16 +82,14 @@ def main() -> None:
     try:
         source_url = sa.engine.make_url(PG_URL).set(database=source_db)
         _fill(source_url, args.tables, args.rows)
-        results = [
-            _measure(source_url, args, limit=None),
-            _measure(source_url, args, limit=args.limit),
-        ]
+        results = []
+        for limit in (args.limit, None):
+            results.append(_measure(source_url, args, limit))
+            print(json.dumps(asdict(results[-1])), flush=True)
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {source_db} WITH (FORCE)"))
         admin.dispose()
-    for figures in results:
-        print(json.dumps(asdict(figures)))
     if args.json:
         args.json.write_text(json.dumps([asdict(f) for f in results], indent=2))
 
@@ -156,7 +156,8 @@ def _measure(source_url: sa.URL, args: argparse.Namespace, limit: int | None) ->
         copied = len(list((root / "lake").glob("*.parquet")))
         if copied != args.tables:
             raise SystemExit(f"{label}: {copied} of {args.tables} tables copied")
-    steps = [sample.peak_kib[pid] / 1024 for pid in sample.step_pids if pid in sample.peak_kib]
+    steps = _peaks_mib(sample, "step")
+    helpers = _peaks_mib(sample, "helper")
     return Figures(
         label=label,
         tables=args.tables,
@@ -167,7 +168,13 @@ def _measure(source_url: sa.URL, args: argparse.Namespace, limit: int | None) ->
         step_processes_seen=len(steps),
         step_peak_mib_median=round(statistics.median(steps or [0]), 1),
         step_peak_mib_max=round(max(steps, default=0), 1),
+        helper_processes_seen=len(helpers),
+        helper_peak_mib_max=round(max(helpers, default=0), 1),
     )
+
+
+def _peaks_mib(sample: Sample, kind: str) -> list[float]:
+    return [sample.peak_kib[pid] / 1024 for pid, k in sample.kinds.items() if k == kind]
 
 
 def _dagster_home(folder: Path, storage: str) -> Path:
@@ -197,8 +204,8 @@ def _sample_memory(root_pid: int, sample: Sample, stop: threading.Event) -> None
             peak = _vm_hwm(pid)
             if peak is not None:
                 sample.peak_kib[pid] = max(sample.peak_kib.get(pid, 0), peak)
-                if pid != root_pid:
-                    sample.step_pids.add(pid)
+                if pid != root_pid and pid not in sample.kinds:
+                    sample.kinds[pid] = _kind(pid)
         stop.wait(SAMPLE_SECONDS)
 
 
@@ -217,6 +224,16 @@ def _tree(root_pid: int) -> list[int]:
         found.append(pid)
         todo.extend(children.get(pid, []))
     return found
+
+
+def _kind(pid: int) -> str:
+    """A step's process (started by multiprocessing), or one of Dagster's helpers (the
+    compute-log watchers it starts beside each step, multiprocessing's resource tracker)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "helper"
+    return "step" if "spawn_main" in command or "forkserver" in command else "helper"
 
 
 def _vm_hwm(pid: int) -> int | None:

@@ -4,8 +4,8 @@
   (each table is a step in its own process).
 - Per source database: every table is an op of its source database's pool (`pools.py`);
   `source.max_connections` is that pool's limit in the Dagster instance. With the instance's
-  `concurrency: pools: granularity: op` (the default for runs that `copyjob run` executes),
-  each step holds a slot while it copies, across all runs, schedules and sensors.
+  `concurrency: pools: granularity: op` (what Dagster 1.13 also does when it is unset), each
+  step holds a slot while it copies, across all runs, schedules and sensors.
 
 Dagster keeps pool limits in the instance, not in code: `apply_pool_limits` writes them there.
 `copyjob run`, `copyjob ui` (and so the schedules and sensors of its daemon) and `copyjob

@@ -108,7 +108,7 @@ def check_kubernetes(root: Path) -> None:
 
 def check_celery(root: Path) -> None:
     home, queue, results = root / "home", root / "broker", root / "results"
-    for folder in (home, queue / "in", queue / "processed", results):
+    for folder in (home, queue / "in", queue / "processed", queue / "control", results):
         folder.mkdir(parents=True)
     # Both ends of the filesystem transport read and write one folder.
     filesystem_broker = {
@@ -116,6 +116,7 @@ def check_celery(root: Path) -> None:
             "data_folder_in": str(queue / "in"),
             "data_folder_out": str(queue / "in"),
             "processed_folder": str(queue / "processed"),
+            "control_folder": str(queue / "control"),  # else kombu writes ./control
         }
     }
     config = yaml.safe_load((PROJECT / "deploy" / "dagster.celery.yaml").read_text())
