@@ -90,6 +90,9 @@ def main() -> None:
         with admin.connect() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {source_db} WITH (FORCE)"))
         admin.dispose()
+        from conftest import drop_instance_databases
+
+        drop_instance_databases()
     if args.json:
         args.json.write_text(json.dumps([asdict(f) for f in results], indent=2))
 

@@ -143,15 +143,20 @@ def instance_storage(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Drops the PostgreSQL databases of the instances the tests made."""
+def drop_instance_databases() -> None:
+    """Drops the PostgreSQL databases of the instances `make_dagster_home` made."""
     if not _instance_databases:
         return
     engine = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        for name in _instance_databases:
+        while _instance_databases:
+            name = _instance_databases.pop()
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
     engine.dispose()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    drop_instance_databases()
 
 
 @pytest.fixture(scope="session")
