@@ -19,6 +19,7 @@ from copyjob_dagster.engine import copy_table, table_lock
 from copyjob_dagster.errors import CopyJobError, WatermarkError
 from copyjob_dagster.metadata import ROW_COUNT, copy_metadata
 from copyjob_dagster.overrides import Backfill
+from copyjob_dagster.pools import source_pool
 from copyjob_dagster.progress import ProgressLog
 from copyjob_dagster.watermark import Watermark
 
@@ -74,6 +75,7 @@ def build_copy_asset(job: CopyJob, table: TableConfig) -> dg.AssetsDefinition:
         can_subset=True,
         name=naming.op_name(job, table),
         retry_policy=retry_policy(job),
+        pool=source_pool(job.source),
     )
     def copy(
         context: dg.AssetExecutionContext, config: CopyConfig

@@ -27,6 +27,7 @@ from copyjob_dagster.cli_watermark import (
     print_operations,
     run_user,
 )
+from copyjob_dagster.concurrency import apply_pool_limits
 from copyjob_dagster.config import TableConfig
 from copyjob_dagster.errors import CopyJobError
 from copyjob_dagster.history import History, Totals, read_history
@@ -221,9 +222,23 @@ def demo(fresh: bool) -> None:
 def ui(dagster_dev_args: tuple[str, ...]) -> None:
     """Start the Dagster UI (`dagster dev`) on the same instance as `copyjob run`."""
     ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        apply_pool_limits(instance, load_jobs(jobs_dir(), project_dir()))
     workspace = str(project_dir() / "workspace.yaml")
     os.chdir(project_dir())
     os.execvp("dagster", ["dagster", "dev", "-w", workspace, *dagster_dev_args])
+
+
+@main.command()
+def pools() -> None:
+    """Apply each source's max_connections to the instance's pools, and print them."""
+    ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        limits = apply_pool_limits(instance, load_jobs(jobs_dir(), project_dir()))
+    if not limits:
+        click.echo("no job sets source.max_connections: no pool limit to apply")
+    for pool, limit in sorted(limits.items()):
+        click.echo(f"{pool}: at most {limit} table(s) at once")
 
 
 def _run(
@@ -259,6 +274,7 @@ def _run(
     labels = {naming.op_name(job, table): _label(table) for table in chosen}
     console = _console(markup=False)
     with dg.DagsterInstance.get() as instance:
+        apply_pool_limits(instance, load_jobs(jobs_dir(), project_dir()))
         with show_progress(console, tags, labels):
             result = dg.execute_job(
                 recon,

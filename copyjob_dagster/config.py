@@ -154,6 +154,14 @@ class StoreConfig(_Model):
         return (url.get_backend_name(), url.host, url.port, url.database, self.db_schema)
 
 
+class SourceConfig(StoreConfig):
+    """The store rows come from, and how many of its tables may be copied at once."""
+
+    max_connections: int | None = Field(
+        None, ge=1, strict=True, description="tables of this database copied at once (a pool)"
+    )
+
+
 class TableConfig(_Model):
     """One table to copy, with its column selection and mapping."""
 
@@ -301,7 +309,7 @@ class CopyJob(_Model):
     """A copy job: a source, a destination, a copy mode, and the tables to copy."""
 
     name: str = Field(pattern=JOB_NAME_PATTERN, description="the job; becomes the asset group")
-    source: StoreConfig
+    source: SourceConfig
     destination: StoreConfig
     mode: Literal["full", "incremental"] = "full"
     schedule: ScheduleConfig | None = Field(
@@ -314,6 +322,9 @@ class CopyJob(_Model):
     batch_rows: int = Field(50_000, gt=0, strict=True, description="rows per Arrow batch")
     audit_columns: AuditColumns | None = Field(
         None, description="true, or a mapping of names: columns added to every copied row"
+    )
+    max_parallel_tables: int | None = Field(
+        None, ge=1, strict=True, description="tables of a run copied at once (default: cores)"
     )
     tables: list[TableConfig] = Field(min_length=1)
 

@@ -5,6 +5,7 @@ import dagster as dg
 
 from copyjob_dagster.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.automation import build_new_data_sensor, build_schedule
+from copyjob_dagster.concurrency import job_executor
 from copyjob_dagster.config import CopyJob
 from copyjob_dagster.loading import load_jobs
 from copyjob_dagster.project import jobs_dir, project_dir
@@ -16,7 +17,11 @@ def build_definitions(jobs: list[CopyJob]) -> dg.Definitions:
     return dg.Definitions(
         assets=[*build_source_specs(jobs), *build_copy_assets(jobs)],
         jobs=[
-            dg.define_asset_job(name=job.name, selection=dg.AssetSelection.groups(job.name))
+            dg.define_asset_job(
+                name=job.name,
+                selection=dg.AssetSelection.groups(job.name),
+                executor_def=job_executor(job),
+            )
             for job in jobs
         ],
         schedules=[build_schedule(job, job.schedule) for job in jobs if job.schedule],

@@ -31,6 +31,7 @@ from copyjob_dagster.config import (
     TableConfig,
 )
 from copyjob_dagster.errors import ConfigError
+from copyjob_dagster.pools import pool_limit_problems
 
 
 def load_job(path: Path, base_dir: Path | None = None) -> CopyJob:
@@ -63,7 +64,8 @@ def load_jobs(jobs_dir: Path, base_dir: Path | None = None) -> list[CopyJob]:
 
 def check_across_jobs(loaded: list[tuple[Path, CopyJob]]) -> list[str]:
     """Problems between job files: a job name used twice, a destination table written by two
-    jobs, two different source stores under one name (their lineage nodes would merge)."""
+    jobs, two different source stores under one name (their lineage nodes would merge), two
+    connection limits for one source database."""
     problems = []
     names: dict[str, Path] = {}
     targets: dict[tuple[Any, ...], tuple[Path, CopyJob]] = {}
@@ -88,7 +90,7 @@ def check_across_jobs(loaded: list[tuple[Path, CopyJob]]) -> list[str]:
                 f"{where}, field 'source.name': job {other.name!r} ({other_path.name}) reads "
                 f"another database or schema also named {name!r}; give one of them a `name:`"
             )
-    return problems
+    return problems + pool_limit_problems(loaded)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -14,11 +14,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from copyjob_dagster.sample import create_shop
 
 PG_URL = os.environ.get("COPYJOB_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("COPYJOB_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+PG_INSTANCE_FILE = Path(__file__).resolve().parent.parent / "deploy" / "dagster.postgres.yaml"
 
 
 def _server_or_skip(url: str, name: str) -> None:
@@ -79,13 +81,82 @@ def mysql_url(mysql_server: str) -> Iterator[str]:
         )
 
 
-def make_dagster_home(folder: Path) -> Path:
+def make_dagster_home(folder: Path, storage: str = "sqlite") -> Path:
     """A Dagster instance of its own in `folder`, its storage created now: two processes that
-    create it at once race in its schema migrations."""
+    create it at once race in its schema migrations.
+
+    `storage="postgres"` (with the `instance_storage` fixture) keeps it in a fresh PostgreSQL
+    database, configured by the production file deploy/dagster.postgres.yaml itself.
+    """
     folder.mkdir(parents=True)
-    (folder / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    if storage == "postgres":
+        (folder / "dagster.yaml").write_text(postgres_instance_yaml(_new_instance_database()))
+    else:
+        (folder / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     dg.DagsterInstance.from_config(str(folder)).dispose()
     return folder
+
+
+def postgres_instance_yaml(database: str) -> str:
+    """deploy/dagster.postgres.yaml, its database named: the connection's other values still
+    come from the DAGSTER_PG_* variables, as in production."""
+    config = yaml.safe_load(PG_INSTANCE_FILE.read_text())
+    config["storage"]["postgres"]["postgres_db"]["db_name"] = database
+    return yaml.safe_dump(config)
+
+
+_instance_databases: list[str] = []
+
+
+def _new_instance_database() -> str:
+    url = sa.engine.make_url(PG_URL)
+    os.environ.update(
+        DAGSTER_PG_HOST=url.host or "localhost",
+        DAGSTER_PG_PORT=str(url.port or 5432),
+        DAGSTER_PG_USERNAME=url.username or "",
+        DAGSTER_PG_PASSWORD=url.password or "",
+    )
+    name = f"cj_dagster_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    _instance_databases.append(name)
+    return name
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def instance_storage(request: pytest.FixtureRequest) -> str:
+    """Runs a test on both instance storages: the embedded SQLite one, and PostgreSQL
+    (dagster-postgres, as deploy/dagster.postgres.yaml configures it)."""
+    if request.param == "postgres":
+        request.getfixturevalue("pg_server")
+        try:
+            import dagster_postgres  # noqa: F401
+        except ImportError:
+            message = "dagster-postgres is not installed (pip install -e .)"
+            if os.environ.get("CI") == "true":
+                pytest.fail(message)
+            pytest.skip(message)
+    return request.param
+
+
+def drop_instance_databases() -> None:
+    """Drops the PostgreSQL databases of the instances `make_dagster_home` made."""
+    if not _instance_databases:
+        return
+    engine = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        while _instance_databases:
+            name = _instance_databases.pop()
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    engine.dispose()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    drop_instance_databases()
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from conftest import make_dagster_home
 
 from copyjob_dagster.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.config import CopyJob
@@ -81,11 +82,14 @@ def test_sensor_settings_and_a_job_without_automation(tmp_path: Path) -> None:
     assert not plain.sensors
 
 
-def test_sensor_requests_a_run_of_just_the_tables_with_new_rows(tmp_path: Path) -> None:
+def test_sensor_requests_a_run_of_just_the_tables_with_new_rows(
+    tmp_path: Path, instance_storage: str
+) -> None:
     _source(tmp_path / "source.sqlite", {"orders": [1, 2], "customers": [5], "empty": []})
     job = _job(tmp_path, ["orders", "customers", "empty"], sensor=True)
     defs = build_definitions([job])
-    with dg.instance_for_test() as instance:
+    home = make_dagster_home(tmp_path / "dagster_home", instance_storage)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         first = _tick(defs, instance)
         assert _selected(first) == [["customers", "orders"]]  # never copied; `empty` has no rows
 

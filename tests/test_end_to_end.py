@@ -21,7 +21,9 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture
-def project_env(tmp_path: Path, shop_db: Path) -> dict[str, str]:
+def project_env(tmp_path: Path, shop_db: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    """A jobs folder and an instance; on the storage of `instance_storage` where a test asks
+    for it (both storages), else on the embedded SQLite one."""
     jobs = tmp_path / "jobs"
     jobs.mkdir()
     (jobs / "shop.yaml").write_text(
@@ -36,7 +38,12 @@ tables:
     rename: {{total: total_amount}}
 """
     )
-    home = make_dagster_home(tmp_path / "dagster_home")
+    storage = (
+        request.getfixturevalue("instance_storage")
+        if "instance_storage" in request.fixturenames
+        else "sqlite"
+    )
+    home = make_dagster_home(tmp_path / "dagster_home", storage)
     return {**os.environ, "DAGSTER_HOME": str(home), "COPYJOB_JOBS_DIR": str(jobs)}
 
 
@@ -52,7 +59,7 @@ def _count(db: Path, table: str) -> int:
 
 
 def test_copyjob_run_materializes_on_the_configured_instance(
-    project_env: dict[str, str], shop_db: Path, tmp_path: Path
+    instance_storage: str, project_env: dict[str, str], shop_db: Path, tmp_path: Path
 ) -> None:
     done = _run([str(BIN / "copyjob"), "run", "shop_e2e", "--table", "orders"], project_env)
     assert done.returncode == 0, done.stderr

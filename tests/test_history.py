@@ -20,9 +20,9 @@ PROJECT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def project(tmp_path_factory: pytest.TempPathFactory, instance_storage: str) -> dict[str, str]:
     """A job `hist` with three runs: an initial copy, an increment of orders, and a failed copy
-    of customers (a NULL incremental value)."""
+    of customers (a NULL incremental value); on each instance storage."""
     root = tmp_path_factory.mktemp("history")
     source = root / "shop.sqlite"
     with sqlite3.connect(source) as db:
@@ -43,7 +43,7 @@ tables:
   - {{name: customers, incremental_column: updated_at}}
 """
     )
-    home = make_dagster_home(root / "dagster_home")
+    home = make_dagster_home(root / "dagster_home", instance_storage)
 
     job = load_jobs(jobs)[0]
     assets = [*build_source_specs([job]), *build_copy_assets([job])]

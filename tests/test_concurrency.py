@@ -1,0 +1,116 @@
+"""Tables in parallel: a job's `max_parallel_tables`, and a source's `max_connections` as a
+Dagster pool that `copyjob run` applies to the instance by itself."""
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from conftest import make_dagster_home
+
+from copyjob_dagster.config import CopyJob
+from copyjob_dagster.definitions import build_definitions
+from copyjob_dagster.errors import ConfigError
+from copyjob_dagster.loading import load_jobs
+from copyjob_dagster.pools import source_pool
+
+COPYJOB = Path(sys.executable).parent / "copyjob"
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def _job(source: dict, **fields: object) -> CopyJob:
+    return CopyJob.model_validate(
+        {"name": "j", "source": source, "destination": {"url": "/lake"}, **fields}
+        | {"tables": [{"name": "t"}]}
+    )
+
+
+def test_one_pool_per_source_database_named_without_credentials() -> None:
+    url = "postgresql+psycopg://bob:${PW}@db.example.com:6543/shop"
+    pools = {
+        source_pool(_job({"url": url.replace("${PW}", "s3cret"), "schema": schema}).source)
+        for schema in ("sales", "stock")
+    }
+    assert pools == {"source:postgresql://db.example.com:6543/shop"}
+    assert source_pool(_job({"url": "mysql+pymysql://u@other/shop"}).source) not in pools
+    folder = source_pool(_job({"url": "/data/my lake"}).source)
+    assert folder == "source:folder:/data/my%20lake"  # Dagster refuses whitespace in pools
+
+
+def test_every_table_copies_in_its_source_pool_and_the_job_caps_parallel_tables() -> None:
+    job = _job({"url": "sqlite:////data/shop.sqlite", "max_connections": 2}, max_parallel_tables=3)
+    defs = build_definitions([job])
+    (copy,) = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and a.is_executable]
+    assert copy.op.pool == "source:sqlite:////data/shop.sqlite"
+    executor = defs.resolve_job_def("j").executor_def
+    assert executor.apply_config_mapping({}).value["config"]["max_concurrent"] == 3
+
+
+def test_two_limits_for_one_source_database_are_refused(tmp_path: Path) -> None:
+    for name, limit in (("a", 2), ("b", 4)):
+        (tmp_path / f"{name}.yaml").write_text(
+            f"name: {name}\nsource: {{url: 'sqlite:////data/shop.sqlite', max_connections: "
+            f"{limit}}}\ndestination: {{url: /lake/{name}}}\ntables: [{{name: t}}]\n"
+        )
+    with pytest.raises(ConfigError) as refused:
+        load_jobs(tmp_path)
+    assert "b.yaml: job 'b', field 'source.max_connections'" in str(refused.value)
+    assert "max_connections 2, this one 4" in str(refused.value)
+
+
+def test_copyjob_run_holds_a_source_to_its_max_connections(tmp_path: Path) -> None:
+    source = tmp_path / "shop.sqlite"
+    tables = [f"t{i}" for i in range(3)]
+    with sqlite3.connect(source) as db:
+        for table in tables:
+            db.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY)")
+            db.executemany(f"INSERT INTO {table} VALUES (?)", [(i,) for i in range(100)])
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    (jobs / "many.yaml").write_text(
+        f"name: many\nsource: {{url: 'sqlite:///{source}', max_connections: 2}}\n"
+        f"destination: {{url: '{tmp_path / 'lake'}'}}\nmax_parallel_tables: 3\n"
+        f"tables: [{', '.join(f'{{name: {t}}}' for t in tables)}]\n"
+    )
+    home = make_dagster_home(tmp_path / "home")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "COPYJOB_JOBS_DIR": str(jobs)}
+    done = subprocess.run(
+        [str(COPYJOB), "run", "many"], cwd=PROJECT, env=env, capture_output=True, text=True,
+        timeout=240, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+    pool = f"source:sqlite:///{source}"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert {p.name: p.limit for p in instance.event_log_storage.get_pool_limits()} == {pool: 2}
+        (run,) = instance.get_runs()
+        entries = [r.event_log_entry for r in instance.get_records_for_run(run.run_id).records]
+    spans: dict[str, list[float]] = {}
+    blocked = set()
+    for entry in entries:
+        kind = entry.dagster_event_type
+        if kind in (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS):
+            spans.setdefault(entry.step_key, []).append(entry.timestamp)
+        elif kind == dg.DagsterEventType.ENGINE_EVENT and f"limit for pool {pool}" in (
+            entry.user_message
+        ):
+            blocked.add(entry.step_key)
+    assert len(spans) == len(tables) and all(len(s) == 2 for s in spans.values())
+    assert _most_at_once(spans.values()) <= 2
+    # The executor would have run 3 at once: the pool held the others back.
+    assert blocked
+
+
+def _most_at_once(spans: object) -> int:
+    edges = sorted(
+        [(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans],  # type: ignore[attr-defined]
+        key=lambda edge: (edge[0], edge[1]),
+    )
+    running = most = 0
+    for _, change in edges:
+        running += change
+        most = max(most, running)
+    return most
