@@ -22,6 +22,8 @@ from copyjob_dagster.errors import WatermarkError
 from copyjob_dagster.planning import CopyPlan, plan_copy, reconcile_schema
 from copyjob_dagster.stores import Destination, Source, open_destination, open_source
 from copyjob_dagster.stores.base import TableReader, Window
+from copyjob_dagster.stores.pgcopy import BinaryCopy, PostgresTableReader, same_column_types
+from copyjob_dagster.stores.postgres import PostgresStore
 from copyjob_dagster.watermark import Watermark, watermark_kind
 from copyjob_dagster.windows import fingerprint, plan_window
 
@@ -101,12 +103,13 @@ def _copy_full(
     estimate = source.estimate_rows(plan.source_table) if progress else None
     counter = _RowCounter(progress, estimate)
     with source.open_reader(plan.source_table) as reader:
-        batches = reader.batches(plan.source_columns, plan.batch_rows)
+        if _streams_bytes(plan, source, destination):
+            rows: Any = _binary_copy(plan, reader, counter)
+        else:
+            batches = reader.batches(plan.source_columns, plan.batch_rows)
+            rows = counter.count(_renamed(batches, plan.destination_schema))
         rows_written = destination.replace(
-            plan.destination_table,
-            plan.destination_schema,
-            plan.primary_key,
-            counter.count(_renamed(batches, plan.destination_schema)),
+            plan.destination_table, plan.destination_schema, plan.primary_key, rows
         )
     return _result(plan, source, destination, started, counter.rows, rows_written)
 
@@ -136,14 +139,20 @@ def _copy_increment(
     with source.open_reader(plan.source_table) as reader:
         window, nulls = plan_window(plan, table, reader, previous)
         counter = _RowCounter(progress, _window_estimate(plan, source, reader, window, progress))
-        batches = _non_empty(
-            counter.count(
-                _renamed(
-                    reader.batches(plan.source_columns, plan.batch_rows, window),
-                    plan.destination_schema,
+        batches: Any
+        if _streams_bytes(plan, source, destination):
+            # A window has rows when it has an upper bound (see windows.plan_window).
+            has_rows = previous is None or window.high is not None
+            batches = _binary_copy(plan, reader, counter, window) if has_rows else None
+        else:
+            batches = _non_empty(
+                counter.count(
+                    _renamed(
+                        reader.batches(plan.source_columns, plan.batch_rows, window),
+                        plan.destination_schema,
+                    )
                 )
             )
-        )
         rows_written = 0
         if batches is not None or previous is None:
             rows_written = destination.write_increment(
@@ -167,6 +176,43 @@ def _copy_increment(
         null_cursor_rows=nulls,
         window=window,
     )
+
+
+def _streams_bytes(plan: CopyPlan, source: Source, destination: Destination) -> bool:
+    """Whether the rows go as PostgreSQL binary COPY bytes from source to destination, never
+    decoded: both stores are PostgreSQL, and every column keeps its exact type (into the table
+    the plan creates, and into the existing table an incremental copy writes to). A feature
+    that changes rows on the way, or adds columns the source does not have, excludes itself
+    here, and the copy takes the Arrow path."""
+    if not (isinstance(source, PostgresStore) and isinstance(destination, PostgresStore)):
+        return False
+    source_table = source.reflect(plan.source_table)
+    if source_table is None:
+        return False
+    planned = [
+        destination.column_type(field, is_key=field.name in plan.primary_key)
+        for field in plan.destination_schema
+    ]
+    if not same_column_types(source_table, plan.source_columns, planned):
+        return False
+    existing = destination.reflect(plan.destination_table) if plan.incremental_column else None
+    if existing is None:
+        return True
+    kept = [
+        existing.c[name].type if name in existing.c else None
+        for name in plan.destination_schema.names
+    ]
+    return same_column_types(source_table, plan.source_columns, kept)
+
+
+def _binary_copy(
+    plan: CopyPlan,
+    reader: PostgresTableReader,
+    counter: "_RowCounter",
+    window: Window | None = None,
+) -> BinaryCopy:
+    chunks = reader.binary_chunks(plan.source_columns, plan.batch_rows, window)
+    return BinaryCopy(counter.count(chunks), tuple(plan.destination_schema.names))
 
 
 def _window_estimate(

@@ -10,9 +10,10 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
-from copyjob_dagster.stores import identifiers
+from copyjob_dagster.stores import identifiers, pgcopy
 from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.locking import lock_key, wait_for
+from copyjob_dagster.stores.pgcopy import BinaryCopy, PostgresTableReader
 from copyjob_dagster.stores.sql import SqlStore, database_timestamps
 
 EXACT_COUNT_BELOW = 1_000_000  # rows; smaller tables are counted exactly
@@ -79,6 +80,9 @@ class PostgresStore(SqlStore):
     def begin_snapshot(self, conn: Connection) -> None:
         conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
 
+    def table_reader(self, conn: Connection, table: sa.Table) -> PostgresTableReader:
+        return PostgresTableReader(self, conn, table)
+
     def rename(self, conn: Connection, old: str, new: str) -> None:
         super().rename(conn, old, new)
         # The primary key's index keeps the staging table's name unless it is renamed too.
@@ -101,8 +105,12 @@ class PostgresStore(SqlStore):
         return sql.Identifier(*(part for part in (self._schema, table) if part))
 
     def write_batches(
-        self, conn: Connection, table: sa.Table, batches: Iterable[pa.RecordBatch]
+        self, conn: Connection, table: sa.Table, batches: Iterable[pa.RecordBatch] | BinaryCopy
     ) -> int:
+        if isinstance(batches, BinaryCopy):
+            return pgcopy.write_binary(
+                conn.connection.driver_connection, self._identifier(table.name), batches
+            )
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
             self._identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, table.c.keys()))
         )
