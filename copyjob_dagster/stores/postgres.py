@@ -1,5 +1,6 @@
 """PostgreSQL: sessions pinned to UTC, snapshot reads, and COPY for writing."""
 
+import itertools
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -10,7 +11,7 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
-from copyjob_dagster.stores import identifiers, pgcopy
+from copyjob_dagster.stores import identifiers, pgcopy, pgcsv
 from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.locking import lock_key, wait_for
 from copyjob_dagster.stores.pgcopy import BinaryCopy, PostgresTableReader
@@ -111,14 +112,40 @@ class PostgresStore(SqlStore):
             return pgcopy.write_binary(
                 conn.connection.driver_connection, self._identifier(table.name), batches
             )
+        batches = map(database_timestamps, batches)
+        first = next(batches, None)
+        if first is None:
+            return 0
+        batches = itertools.chain([first], batches)
+        if pgcsv.writes_exactly(first.schema):
+            return self._copy_csv(conn, table, first.schema.names, batches)
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
             self._identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, table.c.keys()))
         )
         rows = 0
         cursor = conn.connection.driver_connection.cursor()
         with cursor, cursor.copy(statement) as copy:
-            for batch in map(database_timestamps, batches):
+            for batch in batches:
                 for row in zip(*(column.to_pylist() for column in batch.columns), strict=True):
                     copy.write_row(row)
+                rows += batch.num_rows
+        return rows
+
+    def _copy_csv(
+        self,
+        conn: Connection,
+        table: sa.Table,
+        columns: list[str],
+        batches: Iterable[pa.RecordBatch],
+    ) -> int:
+        """COPY from CSV that Arrow writes: no value goes through Python (see `pgcsv`)."""
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+            self._identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        rows = 0
+        cursor = conn.connection.driver_connection.cursor()
+        with cursor, cursor.copy(statement) as copy:
+            for batch in batches:
+                copy.write(pgcsv.csv_bytes(batch))
                 rows += batch.num_rows
         return rows

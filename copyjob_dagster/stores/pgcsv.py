@@ -1,0 +1,79 @@
+"""Arrow batches into PostgreSQL's `COPY ... FROM STDIN (FORMAT csv)`, written by Arrow.
+
+Arrow writes each batch in native code, so no value passes through Python. Every value that is
+not NULL is quoted: PostgreSQL's CSV reads an unquoted empty field as NULL and a quoted one as
+an empty string, and a quoted `\\.` is data, never the end-of-data marker. Booleans (`true`),
+numbers (shortest exact text for floats, `nan` and `inf` included), decimals, dates, times and
+timestamps (aware ones in UTC with a `Z`) are written in forms PostgreSQL reads back exactly.
+Binary values are written as bytea's hex form (`\\x00ff`), hex-encoded in one call per batch.
+Types Arrow's writer does not spell exactly (durations, nested types) keep the row-by-row path.
+"""
+
+import io
+
+import numpy as np
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as csv
+
+_OPTIONS = csv.WriteOptions(include_header=False, quoting_style="all_valid", batch_size=8192)
+
+
+def writes_exactly(schema: pa.Schema) -> bool:
+    """Whether every column's type is one the CSV path writes exactly."""
+    return all(_exact(field.type) for field in schema)
+
+
+def _exact(t: pa.DataType) -> bool:
+    return (
+        pa.types.is_boolean(t)
+        or pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_decimal(t)
+        or pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_timestamp(t)
+        or pa.types.is_date32(t)
+        or pa.types.is_null(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or (pa.types.is_time64(t) and t.unit == "us")
+    )
+
+
+def csv_bytes(batch: pa.RecordBatch) -> bytes:
+    """The batch as CSV rows; refuses text PostgreSQL cannot hold, naming the column."""
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        if (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)) and pc.any(
+            pc.match_substring(column, "\x00")
+        ).as_py():
+            raise psycopg.DataError(
+                f"column {name!r}: PostgreSQL text cannot contain NUL (0x00) bytes"
+            )
+    columns = [
+        _hex(column)
+        if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)
+        else column
+        for column in batch.columns
+    ]
+    sink = io.BytesIO()
+    csv.write_csv(pa.RecordBatch.from_arrays(columns, names=batch.schema.names), sink, _OPTIONS)
+    return sink.getvalue()
+
+
+def _hex(column: pa.Array) -> pa.Array:
+    """Binary values as bytea hex text: the data buffer hex-encoded at once, offsets doubled."""
+    if column.offset:
+        column = pa.concat_arrays([column])  # a slice: make its buffers start at its first value
+    large = pa.types.is_large_binary(column.type)
+    validity, offsets, data = column.buffers()
+    ends = np.frombuffer(offsets, dtype=np.int64 if large else np.int32, count=len(column) + 1)
+    hexed = data.to_pybytes()[ends[0] : ends[-1]].hex().encode() if data is not None else b""
+    doubled = pa.py_buffer(((ends - ends[0]) * 2).tobytes())
+    strings = pa.Array.from_buffers(
+        pa.large_string() if large else pa.string(),
+        len(column),
+        [validity, doubled, pa.py_buffer(hexed)],
+    )
+    return pc.binary_join_element_wise("\\x", strings, "")
