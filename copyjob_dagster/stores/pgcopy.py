@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 import sqlalchemy as sa
 from psycopg import pq, sql
 from sqlalchemy.dialects import postgresql
 
+from copyjob_dagster.stores import pgcsv
 from copyjob_dagster.stores.base import Window
 from copyjob_dagster.stores.sql import SqlTableReader
 
@@ -80,15 +82,36 @@ def _spelling(column_type: Any) -> str | None:
 class PostgresTableReader(SqlTableReader):
     """A PostgreSQL snapshot reader that can also hand over its rows as binary COPY bytes."""
 
+    def batches(
+        self, columns: list[str], batch_rows: int, window: Window | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Rows as Arrow batches parsed from COPY's CSV by Arrow where that is exact, else
+        through the generic row path."""
+        description = self._store.describe(self._table.name)
+        schema = pa.schema([description.schema.field(name) for name in columns])
+        if not pgcsv.reads_exactly(schema):
+            yield from super().batches(columns, batch_rows, window)
+            return
+        statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(
+            self._select(columns, window)
+        )
+        chunks = (chunk.data for chunk in self._copy_out(statement, batch_rows, text=True))
+        yield from pgcsv.csv_batches(chunks, schema, batch_rows)
+
     def binary_chunks(
         self, columns: list[str], batch_rows: int, window: Window | None = None
     ) -> Iterator[CopyChunk]:
         """The selected rows as binary COPY chunks of at most `batch_rows` rows (or about
         CHUNK_BYTES bytes), read in this reader's snapshot transaction."""
-        driver = self._conn.connection.driver_connection
         statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(
             self._select(columns, window)
         )
+        return self._copy_out(statement, batch_rows, text=False)
+
+    def _copy_out(
+        self, statement: sql.Composable, batch_rows: int, text: bool
+    ) -> Iterator[CopyChunk]:
+        driver = self._conn.connection.driver_connection
         cursor = driver.cursor()
         with cursor, cursor.copy(statement):
             pgconn = driver.pgconn
@@ -98,7 +121,7 @@ class PostgresTableReader(SqlTableReader):
                 if size < 0:
                     break
                 buffer += data
-                if size not in _END_SIZES or bytes(data) not in _ENDS:
+                if text or size not in _END_SIZES or bytes(data) not in _ENDS:
                     rows += 1
                 if rows >= batch_rows or len(buffer) >= CHUNK_BYTES:
                     yield CopyChunk(bytes(buffer), rows)

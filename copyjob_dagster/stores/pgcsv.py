@@ -1,4 +1,6 @@
-"""Arrow batches into PostgreSQL's `COPY ... FROM STDIN (FORMAT csv)`, written by Arrow.
+"""CSV between Arrow and PostgreSQL's COPY, written and parsed by Arrow's native code.
+
+Writing: Arrow batches into `COPY ... FROM STDIN (FORMAT csv)`.
 
 Arrow writes each batch in native code, so no value passes through Python. Every value that is
 not NULL is quoted: PostgreSQL's CSV reads an unquoted empty field as NULL and a quoted one as
@@ -7,9 +9,17 @@ numbers (shortest exact text for floats, `nan` and `inf` included), decimals, da
 timestamps (aware ones in UTC with a `Z`) are written in forms PostgreSQL reads back exactly.
 Binary values are written as bytea's hex form (`\\x00ff`), hex-encoded in one call per batch.
 Types Arrow's writer does not spell exactly (durations, nested types) keep the row-by-row path.
+
+Reading: `COPY (SELECT ...) TO STDOUT (FORMAT csv)` parsed by Arrow's streaming CSV reader into
+the columns' own Arrow types, for columns whose PostgreSQL text form Arrow parses exactly
+(integers, floats, decimals, booleans, dates and timestamps in ISO style with the session in
+UTC, and text, including the text forms of JSON, UUIDs, intervals and unbounded NUMERIC that the
+row path reads too). PostgreSQL's CSV quotes empty strings, so an unquoted empty field is NULL.
 """
 
 import io
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -18,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as csv
 
 _OPTIONS = csv.WriteOptions(include_header=False, quoting_style="all_valid", batch_size=8192)
+READ_BLOCK_BYTES = 1 << 20
 
 
 def writes_exactly(schema: pa.Schema) -> bool:
@@ -77,3 +88,63 @@ def _hex(column: pa.Array) -> pa.Array:
         [validity, doubled, pa.py_buffer(hexed)],
     )
     return pc.binary_join_element_wise("\\x", strings, "")
+
+
+def reads_exactly(schema: pa.Schema) -> bool:
+    """Whether every column's PostgreSQL CSV text parses exactly into its Arrow type."""
+    return all(
+        pa.types.is_boolean(t)
+        or pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_decimal(t)
+        or pa.types.is_string(t)
+        or pa.types.is_date32(t)
+        or (pa.types.is_timestamp(t) and t.tz in (None, "UTC"))
+        for t in schema.types
+    )
+
+
+def csv_batches(
+    chunks: Iterator[bytes], schema: pa.Schema, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """Parse PostgreSQL CSV, fed by `chunks`, into batches of at most `batch_rows` rows."""
+    stream = io.BufferedReader(_ChunkReader(chunks), READ_BLOCK_BYTES)
+    reader = csv.open_csv(
+        stream,
+        read_options=csv.ReadOptions(column_names=schema.names, block_size=READ_BLOCK_BYTES),
+        parse_options=csv.ParseOptions(newlines_in_values=True),
+        convert_options=csv.ConvertOptions(
+            column_types=schema,
+            true_values=["t"],
+            false_values=["f"],
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    for batch in reader:
+        batch = pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+        for start in range(0, batch.num_rows, batch_rows):
+            yield batch.slice(start, batch_rows)
+
+
+class _ChunkReader(io.RawIOBase):
+    """A readable stream over an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._chunk = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._chunk:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._chunk = memoryview(chunk)
+        size = min(len(buffer), len(self._chunk))
+        buffer[:size] = self._chunk[:size]
+        self._chunk = self._chunk[size:]
+        return size

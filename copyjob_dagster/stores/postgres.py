@@ -27,8 +27,9 @@ class PostgresStore(SqlStore):
     driver_errors = (*SqlStore.driver_errors, psycopg.Error)
 
     def engine_options(self) -> dict[str, Any]:
-        # ISO 8601 intervals read back the same whatever the reader's IntervalStyle.
-        options = "-c TimeZone=UTC -c IntervalStyle=iso_8601"
+        # ISO 8601 intervals read back the same whatever the reader's IntervalStyle; ISO dates
+        # are what Arrow parses from COPY's CSV.
+        options = "-c TimeZone=UTC -c IntervalStyle=iso_8601 -c DateStyle=ISO"
         if self.timeouts.statement is not None:
             options += f" -c statement_timeout={max(1, round(self.timeouts.statement * 1000))}"
         return {

@@ -11,7 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from copyjob_dagster.config import StoreConfig
-from copyjob_dagster.stores import open_destination, pgcsv
+from copyjob_dagster.stores import open_destination, open_source, pgcsv
+from copyjob_dagster.stores.base import Window
+from copyjob_dagster.stores.sql import SqlTableReader
 
 NAN, INF = float("nan"), float("inf")
 EDGES = pa.table(
@@ -104,3 +106,52 @@ def test_a_type_csv_cannot_spell_exactly_takes_the_row_path(
     with store.engine.connect() as conn:
         query = f"SELECT extract(epoch FROM span) FROM {store.qualified('spans')} ORDER BY id"
         assert conn.execute(sa.text(query)).scalars().all() == [Decimal("-86399.999999"), None]
+
+
+READ_EDGES = """
+CREATE TABLE {table} (
+    id bigint PRIMARY KEY, t text, v varchar(5), c char(3), f double precision, r real,
+    n numeric(12, 2), u numeric, b boolean, d date, ts timestamp, tz timestamptz, j jsonb,
+    g uuid, i interval, s smallint
+);
+INSERT INTO {table} VALUES
+    (1, '', '', 'a', 'NaN', 'Infinity', -12345.67, 'NaN', true, '0001-01-01',
+     '0001-01-01 00:00:00', '1900-01-01 00:00:00+00', '{{"a": [1, "two", null]}}',
+     '00000000-0000-0000-0000-000000000001', '1 mon 2 days 03:04:05.000006', -32768),
+    (2, E'\\\\.', 'x,y', NULL, '-Infinity', '-0', 0.01, '123456789012345678901234567890.5',
+     false, '9999-12-31', '9999-12-31 23:59:59.999999', '2024-06-30 23:59:59.999999+05',
+     '"text"', NULL, '-1 days', 32767),
+    (3, E'line\\nbreak "quoted", back\\\\slash\\ttab', NULL, 'abc', 0.1, 1.1, NULL, NULL, NULL,
+     NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+    (4, NULL, '😀', '', 1e-300, 1e-45, 0, 0, true, '2000-02-29', '2000-02-29 12:00:00.5',
+     '1970-01-01 00:00:00+00', 'null', 'ffffffff-ffff-ffff-ffff-ffffffffffff', 'PT0S', 0);
+"""
+
+
+def test_csv_reads_give_the_row_paths_batches(pg_server: str, pg_schema: str) -> None:
+    source = open_source(StoreConfig(url=pg_server, schema=pg_schema))
+    try:
+        with source.engine.begin() as conn:
+            conn.exec_driver_sql(READ_EDGES.format(table=source.qualified("edges")))
+        columns = source.describe("edges").column_names
+        with source.open_reader("edges") as reader:
+            assert pgcsv.reads_exactly(source.describe("edges").schema)
+            through_csv = pa.Table.from_batches(list(reader.batches(columns, 3)))
+            by_rows = pa.Table.from_batches(list(SqlTableReader.batches(reader, columns, 3)))
+            window = Window("id", 1, False, 3)
+            csv_window = pa.Table.from_batches(list(reader.batches(columns, 3, window)))
+    finally:
+        source.close()
+    assert through_csv.schema == by_rows.schema
+    assert through_csv.to_pylist() == by_rows.to_pylist() or _nan_equal(through_csv, by_rows)
+    assert csv_window.column("id").to_pylist() == [2, 3]
+
+
+def _nan_equal(left: pa.Table, right: pa.Table) -> bool:
+    return all(
+        all(
+            _same(a, b)
+            for a, b in zip(left[name].to_pylist(), right[name].to_pylist(), strict=True)
+        )
+        for name in left.column_names
+    )
