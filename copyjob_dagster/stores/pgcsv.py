@@ -63,7 +63,7 @@ def csv_bytes(batch: pa.RecordBatch) -> bytes:
                 f"column {name!r}: PostgreSQL text cannot contain NUL (0x00) bytes"
             )
     columns = [
-        _hex(column)
+        hex_text(column)
         if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)
         else column
         for column in batch.columns
@@ -73,8 +73,9 @@ def csv_bytes(batch: pa.RecordBatch) -> bytes:
     return sink.getvalue()
 
 
-def _hex(column: pa.Array) -> pa.Array:
-    """Binary values as bytea hex text: the data buffer hex-encoded at once, offsets doubled."""
+def hex_text(column: pa.Array, prefix: str = "\\x") -> pa.Array:
+    """Binary values as hex text (bytea's `\\x00ff` by default): the data buffer hex-encoded at
+    once, offsets doubled."""
     if column.offset:
         column = pa.concat_arrays([column])  # a slice: make its buffers start at its first value
     large = pa.types.is_large_binary(column.type)
@@ -87,7 +88,7 @@ def _hex(column: pa.Array) -> pa.Array:
         len(column),
         [validity, doubled, pa.py_buffer(hexed)],
     )
-    return pc.binary_join_element_wise("\\x", strings, "")
+    return pc.binary_join_element_wise(prefix, strings, "") if prefix else strings
 
 
 def reads_exactly(schema: pa.Schema) -> bool:
