@@ -18,6 +18,7 @@ row path reads too). PostgreSQL's CSV quotes empty strings, so an unquoted empty
 """
 
 import io
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -109,7 +110,10 @@ def csv_batches(
     chunks: Iterator[bytes], schema: pa.Schema, batch_rows: int
 ) -> Iterator[pa.RecordBatch]:
     """Parse PostgreSQL CSV, fed by `chunks`, into batches of at most `batch_rows` rows."""
-    stream = io.BufferedReader(_ChunkReader(chunks), READ_BLOCK_BYTES)
+    first = next((chunk for chunk in chunks if chunk), None)
+    if first is None:
+        return  # no row: Arrow refuses an empty CSV
+    stream = io.BufferedReader(_ChunkReader(itertools.chain([first], chunks)), READ_BLOCK_BYTES)
     reader = csv.open_csv(
         stream,
         read_options=csv.ReadOptions(column_names=schema.names, block_size=READ_BLOCK_BYTES),

@@ -140,6 +140,7 @@ def test_csv_reads_give_the_row_paths_batches(pg_server: str, pg_schema: str) ->
             by_rows = pa.Table.from_batches(list(SqlTableReader.batches(reader, columns, 3)))
             window = Window("id", 1, False, 3)
             csv_window = pa.Table.from_batches(list(reader.batches(columns, 3, window)))
+            assert list(reader.batches(columns, 3, Window("id", 4))) == []  # no row, no batch
     finally:
         source.close()
     assert through_csv.schema == by_rows.schema
