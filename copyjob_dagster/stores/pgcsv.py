@@ -116,7 +116,9 @@ def csv_batches(
     stream = io.BufferedReader(_ChunkReader(itertools.chain([first], chunks)), READ_BLOCK_BYTES)
     reader = csv.open_csv(
         stream,
-        read_options=csv.ReadOptions(column_names=schema.names, block_size=READ_BLOCK_BYTES),
+        read_options=csv.ReadOptions(
+            column_names=schema.names, block_size=READ_BLOCK_BYTES, use_threads=False
+        ),
         parse_options=csv.ParseOptions(newlines_in_values=True),
         convert_options=csv.ConvertOptions(
             column_types=schema,
