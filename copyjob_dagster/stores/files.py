@@ -260,8 +260,21 @@ class DatasetReader:
         self, columns: list[str], batch_rows: int, window: Window | None = None
     ) -> Iterator[pa.RecordBatch]:
         expression = _window_expression(window) if window else None
+        # One batch of one file ahead, and no buffering of whole Parquet files: memory stays
+        # flat (Arrow's defaults hold 16 batches of 4 files, each read whole first).
+        options = (
+            {"fragment_scan_options": ds.ParquetFragmentScanOptions(pre_buffer=False)}
+            if isinstance(self._dataset.format, ds.ParquetFileFormat)
+            else {}
+        )
         yield from self._dataset.to_batches(
-            columns=columns, filter=expression, batch_size=batch_rows
+            columns=columns,
+            filter=expression,
+            batch_size=batch_rows,
+            batch_readahead=1,
+            fragment_readahead=1,
+            use_threads=False,  # threads read ahead of a slow writer without bound
+            **options,
         )
 
     def count(self, window: Window | None = None) -> int:

@@ -1,5 +1,6 @@
 """PostgreSQL: sessions pinned to UTC, snapshot reads, and COPY for writing."""
 
+import itertools
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -10,9 +11,10 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
-from copyjob_dagster.stores import identifiers
+from copyjob_dagster.stores import identifiers, pgcopy, pgcsv
 from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.locking import lock_key, wait_for
+from copyjob_dagster.stores.pgcopy import BinaryCopy, PostgresTableReader
 from copyjob_dagster.stores.sql import SqlStore, database_timestamps
 
 EXACT_COUNT_BELOW = 1_000_000  # rows; smaller tables are counted exactly
@@ -25,8 +27,9 @@ class PostgresStore(SqlStore):
     driver_errors = (*SqlStore.driver_errors, psycopg.Error)
 
     def engine_options(self) -> dict[str, Any]:
-        # ISO 8601 intervals read back the same whatever the reader's IntervalStyle.
-        options = "-c TimeZone=UTC -c IntervalStyle=iso_8601"
+        # ISO 8601 intervals read back the same whatever the reader's IntervalStyle; ISO dates
+        # are what Arrow parses from COPY's CSV.
+        options = "-c TimeZone=UTC -c IntervalStyle=iso_8601 -c DateStyle=ISO"
         if self.timeouts.statement is not None:
             options += f" -c statement_timeout={max(1, round(self.timeouts.statement * 1000))}"
         return {
@@ -79,6 +82,9 @@ class PostgresStore(SqlStore):
     def begin_snapshot(self, conn: Connection) -> None:
         conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
 
+    def table_reader(self, conn: Connection, table: sa.Table) -> PostgresTableReader:
+        return PostgresTableReader(self, conn, table)
+
     def rename(self, conn: Connection, old: str, new: str) -> None:
         super().rename(conn, old, new)
         # The primary key's index keeps the staging table's name unless it is renamed too.
@@ -101,16 +107,46 @@ class PostgresStore(SqlStore):
         return sql.Identifier(*(part for part in (self._schema, table) if part))
 
     def write_batches(
-        self, conn: Connection, table: sa.Table, batches: Iterable[pa.RecordBatch]
+        self, conn: Connection, table: sa.Table, batches: Iterable[pa.RecordBatch] | BinaryCopy
     ) -> int:
+        if isinstance(batches, BinaryCopy):
+            return pgcopy.write_binary(
+                conn.connection.driver_connection, self._identifier(table.name), batches
+            )
+        batches = map(database_timestamps, batches)
+        first = next(batches, None)
+        if first is None:
+            return 0
+        batches = itertools.chain([first], batches)
+        if pgcsv.writes_exactly(first.schema):
+            return self._copy_csv(conn, table, first.schema.names, batches)
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
             self._identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, table.c.keys()))
         )
         rows = 0
         cursor = conn.connection.driver_connection.cursor()
         with cursor, cursor.copy(statement) as copy:
-            for batch in map(database_timestamps, batches):
+            for batch in batches:
                 for row in zip(*(column.to_pylist() for column in batch.columns), strict=True):
                     copy.write_row(row)
+                rows += batch.num_rows
+        return rows
+
+    def _copy_csv(
+        self,
+        conn: Connection,
+        table: sa.Table,
+        columns: list[str],
+        batches: Iterable[pa.RecordBatch],
+    ) -> int:
+        """COPY from CSV that Arrow writes: no value goes through Python (see `pgcsv`)."""
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+            self._identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        rows = 0
+        cursor = conn.connection.driver_connection.cursor()
+        with cursor, cursor.copy(statement) as copy:
+            for batch in batches:
+                copy.write(pgcsv.csv_bytes(batch))
                 rows += batch.num_rows
         return rows

@@ -185,9 +185,12 @@ class SqlStore:
         with self.translated_errors(f"reading table {table!r}"), self.engine.connect() as conn:
             self.begin_snapshot(conn)
             try:
-                yield SqlTableReader(self, conn, reflected)
+                yield self.table_reader(conn, reflected)
             finally:
                 conn.rollback()
+
+    def table_reader(self, conn: Connection, table: sa.Table) -> "SqlTableReader":
+        return SqlTableReader(self, conn, table)
 
     def begin_snapshot(self, conn: Connection) -> None:
         """Start the read-only, repeatable-read transaction the table is read in."""

@@ -252,8 +252,29 @@ def test_sigkill_then_rerun(
     write: str,
     point: str,
 ) -> None:
+    _kill_then_rerun(tmp_path, request, record_case, "sqlite", destination, write, point)
+
+
+@pytest.mark.parametrize("point", ["batch"])
+def test_sigkill_in_a_binary_copy_passthrough_then_rerun(
+    tmp_path: Path, request: pytest.FixtureRequest, record_case: Any, point: str
+) -> None:
+    """PostgreSQL to PostgreSQL streams COPY bytes, not Arrow batches: killed mid-stream, the
+    same invariant holds."""
+    _kill_then_rerun(tmp_path, request, record_case, "postgres", "postgres", "merge", point)
+
+
+def _kill_then_rerun(
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    record_case: Any,
+    source: str,
+    destination: str,
+    write: str,
+    point: str,
+) -> None:
     rng = random.Random(f"{destination}-{write}-{point}")
-    case = _make_case(tmp_path, request, "sqlite", destination, write)
+    case = _make_case(tmp_path, request, source, destination, write)
     killed_round = rng.randrange(3)
     outcomes = []
     try:

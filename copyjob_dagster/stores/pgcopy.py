@@ -1,0 +1,180 @@
+"""PostgreSQL to PostgreSQL: the source's binary COPY bytes stream straight into the destination.
+
+No value is decoded on the way: the source runs `COPY (SELECT ...) TO STDOUT (FORMAT binary)`
+inside the reader's own snapshot transaction, and the destination takes the same bytes with
+`COPY table (columns) FROM STDIN (FORMAT binary)`. Column selection is the SELECT list, renames
+are the COPY's column list. Binary COPY is exact only between identical column types, so the
+passthrough is used only when every column's type is the same on both sides
+(`same_column_types`); otherwise the engine takes the Arrow path.
+
+The source is read through libpq's own `get_copy_data` (psycopg's `pq` layer), which hands one
+row per message: psycopg's `Copy.read()` costs about 2.5x the raw `psql | psql` pipe for that
+reason, the loop below about 1.0-1.1x, the same as asyncpg's chunked reads, without a second
+driver, a second connection or an exported snapshot. Each message is one row, so chunks carry
+exact row counts for progress; the final count is COPY's own.
+"""
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import sqlalchemy as sa
+from psycopg import pq, sql
+from sqlalchemy.dialects import postgresql
+
+from copyjob_dagster.stores import pgcsv
+from copyjob_dagster.stores.base import Window
+from copyjob_dagster.stores.sql import SqlTableReader
+
+CHUNK_BYTES = 1 << 20  # bytes handed to the destination at a time: memory stays flat
+# Binary COPY's end marker is a message of its own, not a row; the header goes out with the
+# first row, or with the end marker when there is no row.
+_TRAILER = b"\xff\xff"
+_ENDS = {_TRAILER, b"PGCOPY\n\xff\r\n\x00" + bytes(8) + _TRAILER}
+_END_SIZES = {len(end) for end in _ENDS}
+_DIALECT = postgresql.dialect()
+
+
+@dataclass(frozen=True)
+class CopyChunk:
+    """Binary COPY bytes holding `num_rows` whole rows (the first chunk also holds the header)."""
+
+    data: bytes
+    num_rows: int
+
+
+@dataclass(frozen=True)
+class BinaryCopy:
+    """Chunks of a binary COPY, and the destination columns they fill, in order."""
+
+    chunks: Iterable[CopyChunk]
+    columns: tuple[str, ...]
+
+
+def same_column_types(source: sa.Table, source_columns: list[str], targets: list[Any]) -> bool:
+    """Whether each source column has exactly the type of its destination column.
+
+    Types are compared as PostgreSQL spells them (`NUMERIC(12, 2)`, `TIMESTAMP WITH TIME ZONE`),
+    so a length, precision, scale or time zone that differs sends the copy down the Arrow path,
+    which converts values one by one. Unbounded VARCHAR and TEXT share one binary form.
+    """
+    if len(source_columns) != len(targets):
+        return False
+    for name, target in zip(source_columns, targets, strict=True):
+        spelled = _spelling(source.c[name].type)
+        if spelled is None or spelled != _spelling(target):
+            return False
+    return True
+
+
+def _spelling(column_type: Any) -> str | None:
+    if column_type is None:
+        return None
+    try:
+        spelled = column_type.compile(dialect=_DIALECT)
+    except sa.exc.CompileError:
+        return None
+    return "TEXT" if spelled == "VARCHAR" else spelled
+
+
+class PostgresTableReader(SqlTableReader):
+    """A PostgreSQL snapshot reader that can also hand over its rows as binary COPY bytes."""
+
+    def batches(
+        self, columns: list[str], batch_rows: int, window: Window | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Rows as Arrow batches parsed from COPY's CSV by Arrow where that is exact, else
+        through the generic row path."""
+        description = self._store.describe(self._table.name)
+        schema = pa.schema([description.schema.field(name) for name in columns])
+        if not pgcsv.reads_exactly(schema):
+            yield from super().batches(columns, batch_rows, window)
+            return
+        statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(
+            self._select(columns, window)
+        )
+        chunks = (chunk.data for chunk in self._copy_out(statement, batch_rows, text=True))
+        yield from pgcsv.csv_batches(chunks, schema, batch_rows)
+
+    def binary_chunks(
+        self, columns: list[str], batch_rows: int, window: Window | None = None
+    ) -> Iterator[CopyChunk]:
+        """The selected rows as binary COPY chunks of at most `batch_rows` rows (or about
+        CHUNK_BYTES bytes), read in this reader's snapshot transaction."""
+        statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(
+            self._select(columns, window)
+        )
+        return self._copy_out(statement, batch_rows, text=False)
+
+    def _copy_out(
+        self, statement: sql.Composable, batch_rows: int, text: bool
+    ) -> Iterator[CopyChunk]:
+        driver = self._conn.connection.driver_connection
+        cursor = driver.cursor()
+        with cursor, cursor.copy(statement):
+            pgconn = driver.pgconn
+            buffer, rows, total = bytearray(), 0, 0
+            while True:
+                size, data = pgconn.get_copy_data(0)  # blocks until a row has arrived
+                if size < 0:
+                    break
+                buffer += data
+                if text or size not in _END_SIZES or bytes(data) not in _ENDS:
+                    rows += 1
+                if rows >= batch_rows or len(buffer) >= CHUNK_BYTES:
+                    yield CopyChunk(bytes(buffer), rows)
+                    total += rows
+                    buffer, rows = bytearray(), 0
+            copied = _copy_result(pgconn)
+            if buffer:
+                yield CopyChunk(bytes(buffer), rows)
+                total += rows
+        if copied != total:
+            raise psycopg.DataError(f"COPY reported {copied} rows but sent {total}")
+
+    def _select(self, columns: list[str], window: Window | None) -> sql.Composable:
+        """The SELECT of the COPY. COPY cannot take bind parameters, so the window's bounds are
+        quoted by psycopg's own literal adaptation (`sql.Literal`, typed like a bound value:
+        `'2024-01-01 00:00:00+00:00'::timestamptz`), never pasted into the text by hand."""
+        table = self._table
+        name = sql.Identifier(*(part for part in (table.schema, table.name) if part))
+        query = sql.SQL("SELECT {} FROM {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, columns)), name
+        )
+        if window is None:
+            return query
+        cursor = sql.Identifier(window.column)
+        conditions = [sql.SQL("{} IS NOT NULL").format(cursor)]
+        if window.low is not None:
+            compare = sql.SQL(">=" if window.low_inclusive else ">")
+            conditions.append(sql.SQL("{} {} {}").format(cursor, compare, sql.Literal(window.low)))
+        if window.high is not None:
+            conditions.append(sql.SQL("{} <= {}").format(cursor, sql.Literal(window.high)))
+        return sql.SQL("{} WHERE {}").format(query, sql.SQL(" AND ").join(conditions))
+
+
+def _copy_result(pgconn: Any) -> int:
+    """COPY's final result: its row count, or the error that ended it."""
+    result, last = None, pgconn.get_result()
+    while last is not None:
+        result, last = last, pgconn.get_result()
+    if result is None or result.status != pq.ExecStatus.COMMAND_OK:
+        if result is None:
+            raise psycopg.OperationalError(pgconn.get_error_message().decode(errors="replace"))
+        raise psycopg.errors.error_from_result(result)
+    return result.command_tuples or 0
+
+
+def write_binary(driver: Any, target: sql.Composable, stream: BinaryCopy) -> int:
+    """Write the chunks with COPY FROM STDIN (FORMAT binary); return the rows COPY took."""
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
+        target, sql.SQL(", ").join(map(sql.Identifier, stream.columns))
+    )
+    cursor = driver.cursor()
+    with cursor:
+        with cursor.copy(statement) as copy:
+            for chunk in stream.chunks:
+                copy.write(chunk.data)
+        return cursor.pgresult.command_tuples if cursor.pgresult is not None else 0
