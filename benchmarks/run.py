@@ -20,7 +20,7 @@ import peers
 from measure import Measured, Sample, WayFailed, run_measured
 from report import MB, PairingResult, Row, machine, pairing_table
 from settings import BENCH_DIR, Settings
-from ways import COPYJOB_RUN, PAIRINGS, Way, environment, job_name, ways_for
+from ways import COPYJOB_RUN, PAIRINGS, Way, copyjob_run, environment, job_name, ways_for
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,10 +60,10 @@ def compare(settings: Settings, pairing: str, args: argparse.Namespace) -> Pairi
     """Each way of one pairing, `repeat` times, round robin (so drift on a shared machine
     spreads over all ways); copyjob run also copies a one-row table, its fixed cost."""
     chosen = [w for w in ways_for(pairing) if _wanted(w, pairing, args)]
-    fixed_cost = Way(f"{COPYJOB_RUN} (one row)", "project", command=chosen[-1].command)
+    fixed_cost = Way(f"{COPYJOB_RUN} (one row)", "project", command=copyjob_run)
     has_run = any(w.name == COPYJOB_RUN for w in chosen)
     planned: list[tuple[Way, str, int]] = [(w, job_name(pairing), settings.rows) for w in chosen]
-    if has_run:
+    if has_run and args.fixed_cost:
         planned.append((fixed_cost, job_name(pairing, "one"), 1))
     measured = {way.name: Measured() for way, _, _ in planned}
     errors: dict[str, str] = {}
@@ -92,7 +92,8 @@ def compare(settings: Settings, pairing: str, args: argparse.Namespace) -> Pairi
             way.name, measured[way.name], expected, way.reference, error=errors.get(way.name, "")
         )
         row.fixed_cost = way is fixed_cost
-        if way.name == COPYJOB_RUN and not row.error and fixed_cost.name not in errors:
+        fixed_runs = measured.get(fixed_cost.name)
+        if way.name == COPYJOB_RUN and not row.error and fixed_runs and fixed_runs.samples:
             fixed = measured[fixed_cost.name].process_seconds
             row.copy_seconds = max(0.0, measured[way.name].process_seconds - fixed)
             row.note = (
@@ -179,6 +180,12 @@ def _parser() -> argparse.ArgumentParser:
         "--copyjob-run-on",
         default=",".join(PAIRINGS),
         help="pairings on which to time `copyjob run` (each costs two Dagster runs)",
+    )
+    parser.add_argument(
+        "--no-fixed-cost",
+        dest="fixed_cost",
+        action="store_false",
+        help="do not time `copyjob run` on a one-row table (its wall is then the whole command)",
     )
     parser.add_argument(
         "--no-goals", dest="goals", action="store_false", help="skip the goal measurements"

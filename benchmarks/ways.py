@@ -156,7 +156,7 @@ def _sling_environment(settings: Settings) -> list[str]:
     return ["env", f"HOME={home}", f"DUCKDB_PATH={PEERS_PYTHON.with_name('duckdb')}", str(SLING)]
 
 
-def _copyjob_run(settings: Settings, job: str) -> list[str]:
+def copyjob_run(settings: Settings, job: str) -> list[str]:
     return [str(Path(sys.executable).with_name("copyjob")), "run", job]
 
 
@@ -223,6 +223,6 @@ def ways_for(pairing: str) -> list[Way]:
             f"copiers.copy_pandas:{key}",
         ),
         Way("copyjob engine (copy_table)", "project", "copiers.copy_engine:copy"),
-        Way(COPYJOB_RUN, "project", command=_copyjob_run),
+        Way(COPYJOB_RUN, "project", command=copyjob_run),
     ]
     return found
