@@ -39,14 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     jobs.fresh_dagster_home(settings)
     try:
         results, sections = [], []
-        for pairing in pairings:
+        for pairing in [] if args.goals_only else pairings:
             results.append(compare(settings, pairing, args))
             sections.append(pairing_table(results[-1]))
             print("\n" + sections[-1] + "\n", flush=True)
             _write_markdown(Path(args.output), settings, args, sections, [])
         goal_lines: list[str] = []
-        if args.goals:
-            goal_lines = goals.measure(settings, results, args.repeat, args.timeout)
+        if args.goals or args.goals_only:
+            goal_lines = goals.measure(settings, results, pairings, args.repeat, args.timeout)
             print("\n" + "\n".join(goal_lines))
         _write_markdown(Path(args.output), settings, args, sections, goal_lines)
         print(f"\nwritten to {args.output}")
@@ -189,6 +189,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--no-goals", dest="goals", action="store_false", help="skip the goal measurements"
+    )
+    parser.add_argument(
+        "--goals-only",
+        action="store_true",
+        help="only the memory, incremental and parallel goals (no comparison tables)",
     )
     parser.add_argument("--rebuild", action="store_true", help="rebuild the data set")
     parser.add_argument("--prefix", default="cjbench", help="name prefix of the databases made")
