@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from jobs import INCREMENTAL_JOB, INCREMENTAL_TABLE, PARALLEL_JOB
-from measure import Measured, Sample, WayFailed, run_measured
+from measure import Measured, WayFailed, run_retried
 from report import MB, PairingResult
 from settings import BENCH_DIR, Settings
 from ways import COPYJOB_RUN, PAIRINGS, environment, job_name
@@ -57,22 +57,10 @@ def speed_goals(results: list[PairingResult]) -> list[str]:
     return lines
 
 
-def _run(
-    argv: list[str], env: dict[str, str], timeout: float, reports_time: bool = False
-) -> Sample:
-    """One run; a failure is tried once more (other sessions on a shared server may end
-    connections), then raised."""
-    try:
-        return run_measured(argv, env, timeout, reports_time)
-    except WayFailed as exc:
-        print(f"    failed, trying once more: {exc}", flush=True)
-        return run_measured(argv, env, timeout, reports_time)
-
-
 def _repeat(argv: list[str], env: dict[str, str], repeat: int, timeout: float) -> Measured:
     measured = Measured()
     for _ in range(repeat):
-        measured.samples.append(_run(argv, env, timeout))
+        measured.samples.append(run_retried(argv, env, timeout))
     return measured
 
 
@@ -91,7 +79,9 @@ def _engine_runs(
             settings.to_json(),
             job_name(pairing, variant),
         ]
-        measured.samples.append(_run(argv, environment(settings), timeout, reports_time=True))
+        measured.samples.append(
+            run_retried(argv, environment(settings), timeout, reports_time=True)
+        )
     return measured
 
 
@@ -122,7 +112,7 @@ def incremental_goal(settings: Settings, repeat: int, timeout: float) -> list[st
     env = environment(settings, INCREMENTAL_JOB)
     copyjob = str(Path(sys.executable).with_name("copyjob"))
     dagster = str(Path(sys.executable).with_name("dagster"))
-    _run([copyjob, "run", INCREMENTAL_JOB], env, timeout)  # the initial copy
+    run_retried([copyjob, "run", INCREMENTAL_JOB], env, timeout)  # the initial copy
     nothing_new = _repeat(
         [dagster, "asset", "materialize", "-m", "copyjob_dagster.definitions",
          "--select", f"{INCREMENTAL_JOB}/{INCREMENTAL_TABLE}"], env, repeat, timeout,
@@ -146,8 +136,8 @@ def parallel_goal(settings: Settings, repeat: int, timeout: float) -> list[str]:
     helper = [sys.executable, str(BENCH_DIR / "dagster_job.py"), PARALLEL_JOB]
     parallel, sequential = Measured(), Measured()
     for _ in range(repeat):
-        parallel.samples.append(_run([*helper, "2"], env, timeout))
-        sequential.samples.append(_run([*helper, "1"], env, timeout))
+        parallel.samples.append(run_retried([*helper, "2"], env, timeout))
+        sequential.samples.append(run_retried([*helper, "1"], env, timeout))
     ratio = sequential.process_seconds / parallel.process_seconds
     return [
         f"- a job of 8 tables of {settings.part_rows:,} rows (PostgreSQL → PostgreSQL): "

@@ -15,10 +15,12 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 SAMPLE_SECONDS = 0.01
+ATTEMPTS = 3
 
 
 class WayFailed(RuntimeError):
@@ -90,6 +92,27 @@ def run_measured(
     if reports_time:
         copy_seconds = json.loads(stdout.strip().splitlines()[-1])["seconds"]
     return Sample(process_seconds=elapsed, copy_seconds=copy_seconds, peak_rss=peak)
+
+
+def run_retried(
+    argv: list[str],
+    env: dict[str, str],
+    timeout: float,
+    reports_time: bool = False,
+    before: Callable[[], None] | None = None,
+) -> Sample:
+    """`run_measured`, tried up to ATTEMPTS times: on a shared server, other sessions' fault
+    tests end every connection named `copyjob` now and then. `before` runs before each try."""
+    for attempt in range(1, ATTEMPTS + 1):
+        if before is not None:
+            before()
+        try:
+            return run_measured(argv, env, timeout, reports_time)
+        except WayFailed as exc:
+            print(f"    failed (attempt {attempt} of {ATTEMPTS}): {exc}", flush=True)
+            if attempt == ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _kill_group(pid: int) -> None:

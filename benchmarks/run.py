@@ -17,7 +17,7 @@ import dataset
 import goals
 import jobs
 import peers
-from measure import Measured, Sample, WayFailed, run_measured
+from measure import Measured, Sample, WayFailed, run_retried
 from report import MB, PairingResult, Row, machine, pairing_table
 from settings import BENCH_DIR, Settings
 from ways import COPYJOB_RUN, PAIRINGS, Way, copyjob_run, environment, job_name, ways_for
@@ -105,22 +105,14 @@ def compare(settings: Settings, pairing: str, args: argparse.Namespace) -> Pairi
 
 
 def _run_once(settings: Settings, pairing: str, way: Way, param: str, timeout: float) -> Sample:
-    """One run into an empty destination; a failure is tried once more (other sessions on a
-    shared server may end connections), then reported."""
-    for attempt in (1, 2):
-        dataset.reset_destinations(settings, pairing)
-        try:
-            return run_measured(
-                way.argv(settings, param),
-                environment(settings, param),
-                timeout,
-                reports_time=way.python is not None,
-            )
-        except WayFailed as exc:
-            print(f"    failed (attempt {attempt}): {exc}", flush=True)
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    """One run into an empty destination (retried: see `run_retried`)."""
+    return run_retried(
+        way.argv(settings, param),
+        environment(settings, param),
+        timeout,
+        reports_time=way.python is not None,
+        before=lambda: dataset.reset_destinations(settings, pairing),
+    )
 
 
 def _wanted(way: Way, pairing: str, args: argparse.Namespace) -> bool:
