@@ -66,16 +66,17 @@ def compare(settings: Settings, pairing: str, args: argparse.Namespace) -> Pairi
     if has_run and args.fixed_cost:
         planned.append((fixed_cost, job_name(pairing, "one"), 1))
     measured = {way.name: Measured() for way, _, _ in planned}
-    errors: dict[str, str] = {}
+    errors: dict[str, list[str]] = {name: [] for name in measured}
     for repeat in range(args.repeat):
         for way, param, _ in planned:
-            if way.name in errors or (way.group == "pandas" and repeat >= args.pandas_repeat):
+            never_worked = errors[way.name] and not measured[way.name].samples
+            if never_worked or (way.group == "pandas" and repeat >= args.pandas_repeat):
                 continue
             print(f"[{pairing}] run {repeat + 1}/{args.repeat}: {way.name} ...", flush=True)
             try:
                 sample = _run_once(settings, pairing, way, param, args.timeout)
             except WayFailed as exc:
-                errors[way.name] = str(exc).splitlines()[-1][:200]
+                errors[way.name].append(str(exc).splitlines()[-1][:200])
                 continue
             sample.rows = dataset.count_rows(
                 settings, pairing, way.count_in(settings) if way.count_in else None
@@ -88,15 +89,18 @@ def compare(settings: Settings, pairing: str, args: argparse.Namespace) -> Pairi
             )
     result = PairingResult(pairing, PAIRINGS[pairing])
     for way, _, expected in planned:
-        row = Row(
-            way.name, measured[way.name], expected, way.reference, error=errors.get(way.name, "")
-        )
+        failures = errors[way.name]
+        worked = bool(measured[way.name].samples)
+        row = Row(way.name, measured[way.name], expected, way.reference)
+        row.error = "" if worked else (failures[0] if failures else "")
         row.fixed_cost = way is fixed_cost
+        if worked and failures:
+            row.note = f"{len(failures)} round(s) failed (median of the others): {failures[0]}"
         fixed_runs = measured.get(fixed_cost.name)
         if way.name == COPYJOB_RUN and not row.error and fixed_runs and fixed_runs.samples:
             fixed = measured[fixed_cost.name].process_seconds
             row.copy_seconds = max(0.0, measured[way.name].process_seconds - fixed)
-            row.note = (
+            row.note += (" " if row.note else "") + (
                 f"wall = the whole command ({measured[way.name].process_seconds:.2f} s) minus "
                 f"its fixed cost, the same command copying a one-row table ({fixed:.2f} s)"
             )
