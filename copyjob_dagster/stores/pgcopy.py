@@ -14,7 +14,7 @@ driver, a second connection or an exported snapshot. Each message is one row, so
 exact row counts for progress; the final count is COPY's own.
 """
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,6 +111,12 @@ class PostgresTableReader(SqlTableReader):
     def _copy_out(
         self, statement: sql.Composable, batch_rows: int, text: bool
     ) -> Iterator[CopyChunk]:
+        return self.streaming(self._copy_chunks(statement, batch_rows, text))
+
+    def _copy_chunks(
+        self, statement: sql.Composable, batch_rows: int, text: bool
+    ) -> Generator[CopyChunk, None, None]:
+        """Closed early, psycopg's `Copy` cancels the COPY and drains what is in flight."""
         driver = self._conn.connection.driver_connection
         cursor = driver.cursor()
         with cursor, cursor.copy(statement):

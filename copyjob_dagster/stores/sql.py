@@ -6,10 +6,10 @@ override the few steps where their engines offer something better or behave diff
 """
 
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -35,6 +35,7 @@ from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.transient import is_transient
 
 Role = Literal["source", "destination"]
+T = TypeVar("T")
 _UPSERTING_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
@@ -184,9 +185,11 @@ class SqlStore:
             self.describe(table)  # raises the "not found" error
         with self.translated_errors(f"reading table {table!r}"), self.engine.connect() as conn:
             self.begin_snapshot(conn)
+            reader = self.table_reader(conn, reflected)
             try:
-                yield self.table_reader(conn, reflected)
+                yield reader
             finally:
+                reader.close()
                 conn.rollback()
 
     def table_reader(self, conn: Connection, table: sa.Table) -> "SqlTableReader":
@@ -473,6 +476,18 @@ class SqlTableReader:
         self._store = store
         self._conn = conn
         self._table = table
+        self._streams: list[Generator[Any, None, None]] = []
+
+    def streaming(self, stream: Generator[T, None, None]) -> Generator[T, None, None]:
+        """`stream`, closed by `close` if its reader stops early (a failed write): a COPY still
+        sending rows would otherwise keep the snapshot connection from rolling back."""
+        self._streams.append(stream)
+        return stream
+
+    def close(self) -> None:
+        """End what still streams, so that the snapshot can be rolled back."""
+        for stream in self._streams:
+            stream.close()
 
     def batches(
         self, columns: list[str], batch_rows: int, window: Window | None = None
