@@ -21,12 +21,12 @@ from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.deletions import deletion_pass
 from copyjob_dagster.errors import WatermarkError
 from copyjob_dagster.overrides import Backfill
+from copyjob_dagster.passthrough import binary_copy, streams_bytes
 from copyjob_dagster.planning import CopyPlan, plan_copy, reconcile_schema
 from copyjob_dagster.stamping import Stamp, stamped
 from copyjob_dagster.stores import Destination, Source, open_destination, open_source
 from copyjob_dagster.stores.base import DeletionCounts, TableReader, Window
-from copyjob_dagster.stores.pgcopy import BinaryCopy, PostgresTableReader, same_column_types
-from copyjob_dagster.stores.postgres import PostgresStore
+from copyjob_dagster.stores.pgcopy import BinaryCopy
 from copyjob_dagster.watermark import Watermark, WatermarkKind, watermark_kind
 from copyjob_dagster.windows import fingerprint, plan_window
 
@@ -128,8 +128,8 @@ def _copy_full(
     estimate = source.estimate_rows(plan.source_table) if progress else None
     counter = _RowCounter(progress, estimate)
     with source.open_reader(plan.source_table) as reader:
-        if _streams_bytes(plan, source, destination):
-            rows: Any = _binary_copy(plan, reader, counter)
+        if streams_bytes(plan, source, destination):
+            rows: Any = binary_copy(plan, reader, counter.count)
         else:
             batches = reader.batches(plan.source_columns, plan.batch_rows)
             rows = counter.count(stamped(_renamed(batches, plan.destination_schema), plan, stamp))
@@ -174,10 +174,10 @@ def _copy_increment(
             initial=previous is None,
         ) as deletions:
             batches: Any
-            if _streams_bytes(plan, source, destination):
+            if streams_bytes(plan, source, destination):
                 # A window has rows when it has an upper bound (see windows.plan_window).
                 has_rows = previous is None or window.high is not None
-                batches = _binary_copy(plan, reader, counter, window) if has_rows else None
+                batches = binary_copy(plan, reader, counter.count, window) if has_rows else None
             else:
                 rows = reader.batches(plan.source_columns, plan.batch_rows, window)
                 renamed = _renamed(rows, plan.destination_schema)
@@ -293,45 +293,6 @@ def cursor_kind(plan: CopyPlan, source: Source, previous: Watermark | None) -> W
             f"but column {cursor!r} now holds {kind} values; run a full refresh"
         )
     return kind
-
-
-def _streams_bytes(plan: CopyPlan, source: Source, destination: Destination) -> bool:
-    """Whether the rows go as PostgreSQL binary COPY bytes from source to destination, never
-    decoded: both stores are PostgreSQL, and every column keeps its exact type (into the table
-    the plan creates, and into the existing table an incremental copy writes to). A feature
-    that changes rows on the way, or adds columns the source does not have, excludes itself
-    here, and the copy takes the Arrow path."""
-    if plan.needs_arrow_path:
-        return False
-    if not (isinstance(source, PostgresStore) and isinstance(destination, PostgresStore)):
-        return False
-    source_table = source.reflect(plan.source_table)
-    if source_table is None:
-        return False
-    planned = [
-        destination.column_type(field, is_key=field.name in plan.primary_key)
-        for field in plan.destination_schema
-    ]
-    if not same_column_types(source_table, plan.source_columns, planned):
-        return False
-    existing = destination.reflect(plan.destination_table) if plan.incremental_column else None
-    if existing is None:
-        return True
-    kept = [
-        existing.c[name].type if name in existing.c else None
-        for name in plan.destination_schema.names
-    ]
-    return same_column_types(source_table, plan.source_columns, kept)
-
-
-def _binary_copy(
-    plan: CopyPlan,
-    reader: PostgresTableReader,
-    counter: "_RowCounter",
-    window: Window | None = None,
-) -> BinaryCopy:
-    chunks = reader.binary_chunks(plan.source_columns, plan.batch_rows, window)
-    return BinaryCopy(counter.count(chunks), tuple(plan.destination_schema.names))
 
 
 def _window_estimate(
