@@ -99,8 +99,8 @@ def row_count_parity(
         return _result(False, f"{found}: something else writes into the table", metadata=counts)
     return _result(
         False,
-        f"{found}: rows deleted at the source stay copied (or marked, with deletes: soft), "
-        f"and write: append and write: scd2 keep every version of an updated row",
+        f"{found}: rows deleted at the source stay copied (unless the table sets deletes), "
+        f"and write: append keeps every version of an updated row",
         dg.AssetCheckSeverity.WARN,
         counts,
     )

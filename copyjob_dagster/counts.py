@@ -12,7 +12,7 @@ from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.errors import CopyJobError
 from copyjob_dagster.planning import plan_copy
 from copyjob_dagster.stores import Source, open_destination, open_source
-from copyjob_dagster.stores.base import Window
+from copyjob_dagster.stores.base import LiveRows, Window
 from copyjob_dagster.watermark import Watermark
 
 
@@ -70,12 +70,24 @@ def source_rows_up_to(job: CopyJob, table: TableConfig, watermark: Watermark) ->
 
 
 def destination_rows(job: CopyJob, table: TableConfig) -> int | None:
-    """The rows of a table's copy at the destination, or None when there is no copy."""
+    """The rows of a table's copy at the destination that stand for source rows (its current
+    versions, its rows not marked deleted), or None when there is no copy."""
     destination = open_destination(job.destination)
     try:
         if destination.describe(table.destination_name) is None:
             return None
         with destination.open_reader(table.destination_name) as reader:
-            return reader.count()
+            return reader.count(live=live_rows(job, table))
     finally:
         destination.close()
+
+
+def live_rows(job: CopyJob, table: TableConfig) -> LiveRows | None:
+    """Which destination rows a table's copy keeps for rows now at the source."""
+    if job.mode != "incremental":
+        return None
+    if table.write == "scd2":
+        return LiveRows(current_column=table.history_columns.is_current)
+    if table.deletes == "soft":
+        return LiveRows(deleted_column=table.deleted_column)
+    return None

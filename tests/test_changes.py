@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from copyjob_dagster.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.config import CopyJob
+from copyjob_dagster.counts import destination_rows
 from copyjob_dagster.engine import CopyResult, copy_table
 from copyjob_dagster.errors import MassDeleteError
 from copyjob_dagster.history import read_history
@@ -269,6 +270,8 @@ def test_scd2_keeps_every_version_once(tmp_path: Path, destination: dict[str, An
     assert not gone[CURRENT] and gone[VALID_TO] == 9  # closed at the run's upper bound
     table.copy(result.watermark_before)
     _versions_hold(table, expected | {(1, 9)})
+    # The row-count check compares the current versions with the source's rows.
+    assert destination_rows(table.job, table.job.tables[0]) == 4
 
 
 def test_audit_columns_name_the_run_and_window(tmp_path: Path, destination: dict[str, Any]) -> None:
@@ -328,3 +331,7 @@ def test_through_dagster_metadata_history_and_the_guard(tmp_path: Path) -> None:
         assert rows[8]["run"] == first.run_id and rows[9]["run"] == allowed.run_id
         totals = read_history(instance, [table.job]).tables[0]
         assert (totals.copies, totals.rows_soft_deleted, totals.rows_deleted) == (2, 5, 0)
+        # The row-count check counts the rows not marked deleted: 4 of the 9 held.
+        parity = allowed.get_asset_check_evaluations()[0]
+        assert parity.passed, parity.description
+        assert metadata["dagster/row_count"].value == 4

@@ -67,6 +67,15 @@ class CursorProfile:
 
 
 @dataclass(frozen=True)
+class LiveRows:
+    """Which rows of a copy stand for rows at the source now: the current versions (SCD2),
+    the rows not marked deleted (soft deletes)."""
+
+    current_column: str | None = None
+    deleted_column: str | None = None
+
+
+@dataclass(frozen=True)
 class VersionColumns:
     """The validity columns of a table that keeps every version of a row (SCD type 2)."""
 
@@ -122,8 +131,9 @@ class TableReader(Protocol):
         """Stream the given columns as record batches of at most `batch_rows` rows."""
         ...
 
-    def count(self, window: Window | None = None) -> int:
-        """The number of rows (in `window`), by one query that an index on its column serves."""
+    def count(self, window: Window | None = None, live: LiveRows | None = None) -> int:
+        """The number of rows (in `window`; only the `live` ones), by one query that an index
+        on the window's column serves."""
         ...
 
     def profile(self, column: str, low: Any) -> CursorProfile:

@@ -12,7 +12,9 @@ the new file is in place.
 """
 
 import dataclasses
+import functools
 import hashlib
+import operator
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -29,6 +31,7 @@ from copyjob_dagster.stores import parquet_changes
 from copyjob_dagster.stores.base import (
     CursorProfile,
     DeletePolicy,
+    LiveRows,
     TableDescription,
     VersionColumns,
     Window,
@@ -277,8 +280,14 @@ class DatasetReader:
             **options,
         )
 
-    def count(self, window: Window | None = None) -> int:
-        return self._dataset.count_rows(filter=_window_expression(window) if window else None)
+    def count(self, window: Window | None = None, live: LiveRows | None = None) -> int:
+        conditions = [_window_expression(window)] if window else []
+        if live is not None and live.current_column:
+            conditions.append(ds.field(live.current_column) == True)  # noqa: E712
+        if live is not None and live.deleted_column:
+            conditions.append(ds.field(live.deleted_column).is_null())
+        where = functools.reduce(operator.and_, conditions) if conditions else None
+        return self._dataset.count_rows(filter=where)
 
     def profile(self, column: str, low: Any) -> CursorProfile:
         nulls, high = 0, None

@@ -25,6 +25,7 @@ from copyjob_dagster.stores import sql_changes, types
 from copyjob_dagster.stores.base import (
     CursorProfile,
     DeletePolicy,
+    LiveRows,
     TableDescription,
     VersionColumns,
     Window,
@@ -505,10 +506,14 @@ class SqlTableReader:
         for rows in result.partitions(batch_rows):
             yield _to_batch(rows, schema, converters)
 
-    def count(self, window: Window | None = None) -> int:
+    def count(self, window: Window | None = None, live: LiveRows | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(self._table)
         if window is not None:
             query = query.where(*window_conditions(self._table, window))
+        if live is not None and live.current_column:
+            query = query.where(self._table.c[live.current_column] == sa.true())
+        if live is not None and live.deleted_column:
+            query = query.where(self._table.c[live.deleted_column].is_(None))
         return self._conn.execute(query).scalar_one()
 
     def profile(self, column: str, low: Any) -> CursorProfile:
