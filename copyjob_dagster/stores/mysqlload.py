@@ -23,6 +23,7 @@ import pyarrow.csv as csv
 from sqlalchemy.engine import Connection
 
 from copyjob_dagster.errors import DestinationError
+from copyjob_dagster.stores import types
 from copyjob_dagster.stores.pgcsv import hex_text
 from copyjob_dagster.stores.sql import database_timestamps
 
@@ -34,21 +35,7 @@ _JOIN_SECONDS = 30
 
 def loads_exactly(schema: pa.Schema) -> bool:
     """Whether every column's type is one the CSV for LOAD DATA spells exactly."""
-    return all(
-        pa.types.is_boolean(t)
-        or pa.types.is_integer(t)
-        or pa.types.is_floating(t)
-        or pa.types.is_decimal(t)
-        or pa.types.is_string(t)
-        or pa.types.is_large_string(t)
-        or pa.types.is_binary(t)
-        or pa.types.is_large_binary(t)
-        or pa.types.is_timestamp(t)
-        or pa.types.is_date32(t)
-        or pa.types.is_null(t)
-        or (pa.types.is_time64(t) and t.unit == "us")
-        for t in schema.types
-    )
+    return all(types.csv_spells_exactly(t) for t in schema.types)
 
 
 def load(

@@ -29,30 +29,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as csv
 
+from copyjob_dagster.stores import types
+
 _OPTIONS = csv.WriteOptions(include_header=False, quoting_style="all_valid", batch_size=8192)
 READ_BLOCK_BYTES = 1 << 20
 
 
 def writes_exactly(schema: pa.Schema) -> bool:
     """Whether every column's type is one the CSV path writes exactly."""
-    return all(_exact(field.type) for field in schema)
-
-
-def _exact(t: pa.DataType) -> bool:
-    return (
-        pa.types.is_boolean(t)
-        or pa.types.is_integer(t)
-        or pa.types.is_floating(t)
-        or pa.types.is_decimal(t)
-        or pa.types.is_string(t)
-        or pa.types.is_large_string(t)
-        or pa.types.is_timestamp(t)
-        or pa.types.is_date32(t)
-        or pa.types.is_null(t)
-        or pa.types.is_binary(t)
-        or pa.types.is_large_binary(t)
-        or (pa.types.is_time64(t) and t.unit == "us")
-    )
+    return all(types.csv_spells_exactly(field.type) for field in schema)
 
 
 def csv_bytes(batch: pa.RecordBatch) -> bytes:

@@ -215,3 +215,23 @@ def _logical_column_type(logical: str, dialect: str, is_key: bool) -> TypeEngine
             return mysql.JSON()
         return sa.JSON()
     return _text_column_type(None, dialect, is_key)
+
+
+def csv_spells_exactly(arrow_type: pa.DataType) -> bool:
+    """Whether Arrow's CSV writer spells values of `arrow_type` in a form that PostgreSQL's COPY
+    and MySQL's LOAD DATA read back exactly (binary columns are hex-encoded first)."""
+    t = arrow_type
+    return (
+        pa.types.is_boolean(t)
+        or pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_decimal(t)
+        or pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_timestamp(t)
+        or pa.types.is_date32(t)
+        or pa.types.is_null(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or (pa.types.is_time64(t) and t.unit == "us")
+    )
