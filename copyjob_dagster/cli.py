@@ -96,14 +96,7 @@ def run(
     **backfill: Any,
 ) -> None:
     """Materialize a job's tables through Dagster, on the configured instance."""
-    _run(
-        job_name,
-        tables,
-        full_refresh,
-        verbose,
-        backfill_config(job_name, tables, full_refresh, **backfill),
-        allow_mass_delete,
-    )
+    _run(job_name, tables, full_refresh, verbose, backfill, allow_mass_delete)
 
 
 _PER_TABLE = {
@@ -246,19 +239,21 @@ def _run(
     tables: tuple[str, ...],
     full_refresh: bool = False,
     verbose: bool = False,
-    backfill: dict[str, str] | None = None,
+    backfill: dict[str, str | None] | None = None,
     allow_mass_delete: bool = False,
 ) -> None:
     ensure_dagster_home()
-    job = _find_job(job_name)
+    jobs = load_jobs(jobs_dir(), project_dir())
+    job = _find_job(job_name, jobs)
     chosen = _selected_tables(job, tables)
+    backfill_options = backfill_config(job, tables, full_refresh, **(backfill or {}))
     run_config = {
         "ops": {
             naming.op_name(job, table): {
                 "config": {
                     "full_refresh": full_refresh,
                     "allow_mass_delete": allow_mass_delete,
-                    **(backfill or {}),
+                    **backfill_options,
                 }
             }
             for table in chosen
@@ -274,7 +269,7 @@ def _run(
     labels = {naming.op_name(job, table): _label(table) for table in chosen}
     console = _console(markup=False)
     with dg.DagsterInstance.get() as instance:
-        apply_pool_limits(instance, load_jobs(jobs_dir(), project_dir()))
+        apply_pool_limits(instance, jobs)
         with show_progress(console, tags, labels):
             result = dg.execute_job(
                 recon,

@@ -139,7 +139,7 @@ def run_user() -> str:
 
 
 def backfill_config(
-    job_name: str,
+    job: CopyJob,
     tables: tuple[str, ...],
     full_refresh: bool,
     backfill_from: str | None,
@@ -158,7 +158,6 @@ def backfill_config(
         raise CopyJobError(
             "a backfill copies one table: give exactly one --table, no --full-refresh"
         )
-    job = find_job(job_name)
     (table,) = selected_tables(job, tables)
     Backfill(backfill_from, backfill_to).bounds(job.name, table, incremental_kind(job, table))
     config = {"backfill_from": backfill_from, "backfill_to": backfill_to}
