@@ -131,8 +131,7 @@ def _copy_full(
         if streams_bytes(plan, source, destination):
             rows: Any = binary_copy(plan, reader, counter.count)
         else:
-            batches = reader.batches(plan.source_columns, plan.batch_rows)
-            rows = counter.count(stamped(_renamed(batches, plan.destination_schema), plan, stamp))
+            rows = _arrow_batches(plan, reader, counter, stamp)
         rows_written = destination.replace(
             plan.destination_table, plan.written_schema, plan.primary_key, rows
         )
@@ -179,9 +178,7 @@ def _copy_increment(
                 has_rows = previous is None or window.high is not None
                 batches = binary_copy(plan, reader, counter.count, window) if has_rows else None
             else:
-                rows = reader.batches(plan.source_columns, plan.batch_rows, window)
-                renamed = _renamed(rows, plan.destination_schema)
-                batches = _non_empty(counter.count(stamped(renamed, plan, stamp)))
+                batches = _non_empty(_arrow_batches(plan, reader, counter, stamp, window))
             rows_written = 0
             if batches is not None or previous is None:
                 rows_written = _write_window(plan, destination, batches or iter(()), window)
@@ -199,6 +196,19 @@ def _copy_increment(
         window=window,
         deletions=deleted if plan.deletes != "ignore" else None,
     )
+
+
+def _arrow_batches(
+    plan: CopyPlan,
+    reader: TableReader,
+    counter: "_RowCounter",
+    stamp: Stamp,
+    window: Window | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """The rows (of `window`) as the destination takes them: renamed, with the columns the
+    copy adds, counted."""
+    rows = reader.batches(plan.source_columns, plan.batch_rows, window)
+    return counter.count(stamped(_renamed(rows, plan.destination_schema), plan, stamp))
 
 
 def _write_window(
@@ -258,9 +268,7 @@ def _copy_backfill(
         nulls = reader.profile(plan.incremental_column, low).null_rows
         counter = _RowCounter(progress, reader.count(window) if progress else None)
         stamp = _window_stamp(stamp, kind, window)
-        rows = reader.batches(plan.source_columns, plan.batch_rows, window)
-        renamed = _renamed(rows, plan.destination_schema)
-        batches = _non_empty(counter.count(stamped(renamed, plan, stamp)))
+        batches = _non_empty(_arrow_batches(plan, reader, counter, stamp, window))
         rows_written = 0
         if batches is not None:
             rows_written = _write_window(plan, destination, batches, window)
