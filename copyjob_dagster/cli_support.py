@@ -12,7 +12,9 @@ from copyjob_dagster.project import jobs_dir, project_dir
 
 def find_job(job_name: str, loaded: list[CopyJob] | None = None) -> CopyJob:
     """The job named `job_name`, among `loaded` or else the project's job files."""
-    jobs = {job.name: job for job in loaded or load_jobs(jobs_dir(), project_dir())}
+    if loaded is None:
+        loaded = load_jobs(jobs_dir(), project_dir())
+    jobs = {job.name: job for job in loaded}
     if job_name not in jobs:
         known = ", ".join(sorted(jobs)) or "none"
         raise CopyJobError(f"no copy job named {job_name!r} in {jobs_dir()} (jobs: {known})")
