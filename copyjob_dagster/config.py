@@ -5,6 +5,7 @@ everything below works on the models.
 """
 
 import hashlib
+import keyword
 import re
 import zoneinfo
 from collections.abc import Iterator
@@ -35,6 +36,12 @@ NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Words joined by single underscores: op names join the job and the table with "__", and must
 # not collide (job "a__b" with table "c", and job "a" with table "b__c").
 JOB_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)*$"
+# A job's name is also a Dagster job's, which may be neither a Python keyword nor one of the
+# names Dagster keeps for itself (`dagster._core.definitions.utils.DISALLOWED_NAMES`).
+RESERVED_JOB_NAMES = frozenset(keyword.kwlist) | {
+    "arg_dict", "bool", "conf", "config", "context", "dict", "float", "input", "input_arg_dict",
+    "int", "meta", "output", "output_arg_dict", "str", "type",
+}  # fmt: skip
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 URL_PASSWORD = re.compile(r"^[A-Za-z0-9+._-]+://[^:/@]*:([^@]*)@")
 DEFAULT_CONNECT_TIMEOUT = 10  # seconds
@@ -327,6 +334,13 @@ class CopyJob(_Model):
         None, ge=1, strict=True, description="tables of a run copied at once (default: cores)"
     )
     tables: list[TableConfig] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name in RESERVED_JOB_NAMES:
+            raise ValueError(f"{name!r} is reserved by Python or Dagster: choose another job name")
+        return name
 
     @field_validator("audit_columns", mode="before")
     @classmethod

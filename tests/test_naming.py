@@ -145,3 +145,9 @@ def test_job_names_that_could_make_op_names_collide_are_refused(job_name: str) -
     # Job "a__b" with table "c" and job "a" with table "b__c" would both be op "a__b__c".
     with pytest.raises(ValidationError, match="string_pattern_mismatch"):
         make_job(name=job_name)
+
+
+@pytest.mark.parametrize("job_name", ["import", "class", "config", "context"])
+def test_job_names_that_dagster_reserves_are_refused(job_name: str) -> None:
+    with pytest.raises(ValidationError, match="reserved by Python or Dagster"):
+        make_job(name=job_name)
