@@ -142,9 +142,9 @@ def backfill_config(
     job: CopyJob,
     tables: tuple[str, ...],
     full_refresh: bool,
-    backfill_from: str | None,
-    backfill_to: str | None,
-    reason: str | None,
+    backfill_from: str | None = None,
+    backfill_to: str | None = None,
+    reason: str | None = None,
 ) -> dict[str, str]:
     """`copyjob run JOB --table T --from X --to Y` as the asset's run config, its bounds
     checked against the incremental column before any run starts."""

@@ -6,12 +6,14 @@ instance's history, the messages.
 """
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import dagster as dg
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from conftest import make_dagster_home
@@ -122,3 +124,29 @@ def test_workspace_loads_and_dagster_cli_materializes(
     assert pq.read_table(tmp_path / "lake" / "customers.parquet").num_rows == _count(
         shop_db, "customers"
     )
+
+
+def test_copyjob_demo_as_the_readme_runs_it(tmp_path: Path) -> None:
+    """README's first command on a project checkout of its own: no DAGSTER_HOME, no jobs
+    folder named; the sample database is created and every table lands in the lake."""
+    for name in ("workspace.yaml", "dagster.yaml", "copy_jobs"):
+        copy = shutil.copytree if (PROJECT / name).is_dir() else shutil.copy
+        copy(PROJECT / name, tmp_path / name)
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "COPYJOB_JOBS_DIR")}
+    done = subprocess.run(
+        [str(BIN / "copyjob"), "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    output = done.stdout + done.stderr
+    assert "succeeded" in done.stdout
+    assert "Traceback" not in output and " - DEBUG - " not in output
+    source = tmp_path / ".demo" / "shop.sqlite"
+    lake = tmp_path / ".demo" / "lake"
+    for table, copied in [("customers", "customers"), ("orders", "orders_copy")]:
+        assert ds.dataset(lake / copied, format="parquet").count_rows() == _count(source, table)
