@@ -22,7 +22,12 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from copyjob_dagster.answers import DERIVED_MAP, Answers, split_list
-from copyjob_dagster.config import JOB_FILE_SUFFIXES, JOB_NAME_PATTERN, StoreConfig
+from copyjob_dagster.config import (
+    JOB_FILE_SUFFIXES,
+    JOB_NAME_PATTERN,
+    RESERVED_JOB_NAMES,
+    StoreConfig,
+)
 from copyjob_dagster.discovery import (
     TableSummary,
     check_destination,
@@ -139,6 +144,8 @@ class Wizard:
                     "use words of letters and digits joined by single underscores, starting "
                     "with a letter, e.g. shop_to_warehouse"
                 )
+            if name in RESERVED_JOB_NAMES:
+                return f"{name!r} is reserved by Python or Dagster: choose another name"
             if name in taken:
                 return f"{taken[name]} already holds a job named {name!r}"
             return None

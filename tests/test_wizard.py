@@ -390,12 +390,21 @@ SCRIPTED = ["new", "--non-interactive", "--tables=orders", "--destination-url=la
     [
         (["--name=taken"], "--name: taken.yaml already holds a job named 'taken'"),
         (["--name=bad__name"], "--name: use words of letters and digits"),
+        (["--name=import"], "--name: 'import' is reserved by Python or Dagster"),
         (["--tables=nope"], "--tables: no table 'nope'"),
         (["--mode=incremental", "--incremental-column=orders=note"], "'note' is not one of"),
         (["--to=customers=x"], "--to customers=...: no question took this answer"),
         (["--primary-key=orders=id"], "--primary-key orders=...: no question took this answer"),
     ],
-    ids=["name-taken", "bad-name", "no-such-table", "not-orderable", "table-not-chosen", "unused"],
+    ids=[
+        "name-taken",
+        "bad-name",
+        "reserved-name",
+        "no-such-table",
+        "not-orderable",
+        "table-not-chosen",
+        "unused",
+    ],
 )
 def test_non_interactive_mistakes_write_nothing(
     tmp_path: Path, shop_db: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str], message: str
