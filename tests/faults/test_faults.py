@@ -372,30 +372,51 @@ def _cut_connections_of(store: Store, process: subprocess.Popen, rng: random.Ran
         with engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT")
             while process.poll() is None and time.monotonic() < deadline:
-                if _copy_sessions(conn, store):
+                if _copy_sessions(conn, store, process.pid):
                     break
                 time.sleep(0.05)
             time.sleep(rng.uniform(0.1, 0.6))
             cutting_until = time.monotonic() + 2
             while process.poll() is None and time.monotonic() < cutting_until:
-                for session in _copy_sessions(conn, store):
+                for session in _copy_sessions(conn, store, process.pid):
                     _kill_session(conn, session)
                 time.sleep(0.1)
     finally:
         engine.dispose()
 
 
-def _copy_sessions(conn: sa.Connection, store: Store) -> list[int]:
+def _copy_sessions(conn: sa.Connection, store: Store, pid: int) -> list[int]:
+    """The copy process's sessions: on PostgreSQL, those whose client port is one of its
+    sockets (other tests' copies, running at the same time, are left alone)."""
     if conn.dialect.name == "postgresql":
         query = sa.text(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = 'copyjob' "
-            "AND pid <> pg_backend_pid()"
-        )
+            "SELECT pid FROM pg_stat_activity WHERE client_port = ANY(:ports) "
+            "AND client_addr IS NOT NULL"
+        ).bindparams(ports=sorted(_local_ports(pid)))
     else:
         query = sa.text(
             "SELECT id FROM information_schema.processlist WHERE db = :db AND id <> CONNECTION_ID()"
         ).bindparams(db=sa.engine.make_url(store.url).database)
     return [row[0] for row in conn.execute(query)]
+
+
+def _local_ports(pid: int) -> set[int]:
+    """The local TCP ports of the process's open sockets, from /proc."""
+    try:
+        inodes = {
+            os.readlink(f"/proc/{pid}/fd/{fd}")[len("socket:[") : -1]
+            for fd in os.listdir(f"/proc/{pid}/fd")
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:[")
+        }
+    except OSError:  # the process has ended
+        return set()
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def _kill_session(conn: sa.Connection, session: int) -> None:
