@@ -9,7 +9,7 @@ import functools
 import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.types import NullType, TypeEngine
 
 from copyjob_dagster.errors import DestinationError
-from copyjob_dagster.stores import identifiers, mysqlload, types
+from copyjob_dagster.stores import identifiers, mysqlload, snapshots, types
 from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.locking import lock_key, wait_for
 from copyjob_dagster.stores.sql import Role, SqlStore, Timeouts
@@ -162,6 +162,10 @@ class MySQLStore(SqlStore):
     def begin_snapshot(self, conn: Connection) -> None:
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         conn.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+
+    def open_split(self, table: str, parts: int) -> AbstractContextManager[snapshots.Readers]:
+        """Readers of one moment of the table, taken under a brief read lock (see `snapshots`)."""
+        return snapshots.mysql_split(self, table, parts)
 
     def replace(
         self,
