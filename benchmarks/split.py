@@ -12,6 +12,7 @@ is printed, with the load average before and after each run (the machine is shar
 """
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -24,6 +25,7 @@ from measure import Sample, run_retried
 from psycopg import sql
 from settings import BENCH_DIR, Settings
 
+TRACE_ROWS = 250_000
 PAIRINGS = {
     "pg-parquet": "PostgreSQL → Parquet",
     "pg-mariadb": "PostgreSQL → MariaDB",
@@ -32,13 +34,27 @@ PAIRINGS = {
 
 
 def copy_file(settings: Settings, job_file: str) -> None:
-    """Run by `child.py`: copy the job's one table as a program would."""
+    """Run by `child.py`: copy the job's one table as a program would, and write the resident
+    set size every TRACE_ROWS rows to `<job>.rss.json`."""
     from copyjob_dagster.engine import copy_table
     from copyjob_dagster.loading import load_job
 
+    trace: list[tuple[int, int]] = []
+
+    def progress(rows: int, _total: int | None, _seconds: float) -> None:
+        if rows >= TRACE_ROWS * (len(trace) + 1):
+            trace.append((rows, _resident_mb()))
+
     job = load_job(Path(job_file))
-    result = copy_table(job, job.tables[0])
-    print(f"parts={result.parts} rows={result.rows_written}")
+    copy_table(job, job.tables[0], progress=progress)
+    Path(job_file).with_suffix(".rss.json").write_text(json.dumps(trace))
+
+
+def _resident_mb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+    return 0
 
 
 def main() -> None:
@@ -77,7 +93,12 @@ def main() -> None:
                 f"{sample.peak_rss / 2**20:.0f} MB, {sample.rows} rows, load {loads[name][-1]}",
                 flush=True,
             )
-    report = _report(settings, args.parts, pairings, runs, loads)
+    traces = {
+        name: json.loads(path.with_suffix(".rss.json").read_text())
+        for name, path in jobs.items()
+        if name.startswith("memory") and name.endswith(" orders")
+    }
+    report = _report(settings, args.parts, pairings, runs, loads, traces)
     print(report)
     results = BENCH_DIR / "results" / "split.md"
     results.write_text(report)
@@ -161,6 +182,7 @@ def _report(
     pairings: list[str],
     runs: dict[str, list[Sample]],
     loads: dict[str, list[str]],
+    traces: dict[str, list[tuple[int, int]]],
 ) -> str:
     def seconds(name: str) -> float:
         return statistics.median(s.copy_seconds for s in runs[name])
@@ -210,6 +232,9 @@ def _report(
             f"| {variant} | {rss(small):.0f} | {rss(large):.0f} | {rss(large) / rss(small):.2f} "
             f"| {'; '.join(loads[small] + loads[large])} |"
         )
+    lines += ["", f"Resident set (MB) during the copy of `orders`, every {TRACE_ROWS:,} rows:", ""]
+    for name, trace in traces.items():
+        lines.append(f"- {name.split()[1]}: " + ", ".join(f"{mb}" for _, mb in trace))
     return "\n".join(lines) + "\n"
 
 

@@ -166,7 +166,7 @@ class SplitConfig(_Model):
     """Read a large table as key ranges in parallel (see `splitting.py`); it still commits once."""
 
     parts: Annotated[int, Field(ge=2, strict=True)] | Literal["auto"] = Field(
-        description="ranges read at once, or auto: one per ROWS_PER_PART rows of the table, "
+        description="ranges read at once, or auto: one per 500,000 rows of the table, "
         "at most the CPU count and source.max_connections"
     )
     column: Text | None = Field(
