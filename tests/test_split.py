@@ -4,6 +4,8 @@ moment of the source, and a user's mistake in `split:` is named before anything 
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
+import psycopg
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
@@ -12,9 +14,11 @@ import sqlalchemy as sa
 from copyjob_dagster import splitting
 from copyjob_dagster.config import CopyJob
 from copyjob_dagster.engine import copy_table
-from copyjob_dagster.errors import ConfigError, SchemaError
+from copyjob_dagster.errors import ConfigError, SchemaError, SourceError
 from copyjob_dagster.loading import load_job
+from copyjob_dagster.metadata import PARTS, copy_metadata
 from copyjob_dagster.stores.base import TableDescription
+from copyjob_dagster.stores.pgcopy import PostgresTableReader
 
 ROWS = 3000
 
@@ -131,6 +135,7 @@ def test_an_incremental_split_copies_each_window_once(
     second = copy_table(job, job.tables[0], watermark=first.watermark)
 
     assert (first.parts, second.parts) == (3, 3)
+    assert copy_metadata(second, dg.AssetKey(["source", "items"]))[PARTS].value == 3
     assert (first.rows_written, second.rows_written) == (ROWS, 600)
     assert second.watermark is not None and second.watermark.text == str(ROWS + 600)
     copy = sa.create_engine(f"sqlite:///{tmp_path / 'copy.sqlite'}")
@@ -138,6 +143,27 @@ def test_an_incremental_split_copies_each_window_once(
         ids = [row[0] for row in conn.execute(sa.text("SELECT id FROM items ORDER BY id"))]
     copy.dispose()
     assert ids == list(range(1, ROWS + 601))
+
+
+def test_a_part_that_fails_fails_the_copy_and_writes_nothing(
+    tmp_path: Path, pg_server: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fill(pg_server, pg_schema)
+    batches = PostgresTableReader.batches
+
+    def cut_after_one_batch(self: Any, *args: Any, **kwargs: Any) -> Any:
+        stream = batches(self, *args, **kwargs)
+        yield next(stream)
+        part = kwargs.get("part", args[3] if len(args) > 3 else None)
+        if part is not None and part.low is not None:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        yield from stream
+
+    monkeypatch.setattr(PostgresTableReader, "batches", cut_after_one_batch)
+    job = _job(pg_server, pg_schema, tmp_path / "lake", {"parts": 3})
+    with pytest.raises(SourceError, match="server closed the connection"):
+        copy_table(job, job.tables[0])
+    assert not (tmp_path / "lake" / "items.parquet").exists()
 
 
 def test_split_mistakes_are_named(tmp_path: Path) -> None:
