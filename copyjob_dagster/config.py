@@ -165,7 +165,7 @@ class SourceConfig(StoreConfig):
 class SplitConfig(_Model):
     """Read a large table as key ranges in parallel (see `splitting.py`); it still commits once."""
 
-    parts: Annotated[int, Field(ge=2, strict=True)] | Literal["auto"] = Field(
+    parts: int | Literal["auto"] = Field(
         description="ranges read at once, or auto: one per 500,000 rows of the table, "
         "at most the CPU count and source.max_connections"
     )
@@ -174,6 +174,14 @@ class SplitConfig(_Model):
         description="an integer, date or timestamp column; default: the incremental column, "
         "else the one-column primary key",
     )
+
+    @field_validator("parts", mode="before")
+    @classmethod
+    def _parts(cls, value: Any) -> Any:
+        """One message for both forms (pydantic would report each member of the union)."""
+        if value == "auto" or (type(value) is int and value >= 2):
+            return value
+        raise ValueError(f"should be a number of parts, 2 or more, or auto (got {value!r})")
 
 
 class TableConfig(_Model):

@@ -180,6 +180,9 @@ def test_split_mistakes_are_named(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"split\.parts.*max_connections \(2\)"):
         load_job(job_file)
+    job_file.write_text(job_file.read_text().replace("parts: 4", "parts: 1"))
+    with pytest.raises(ConfigError, match=r"'split\.parts': should be a number of parts, 2 or"):
+        load_job(job_file)
 
     job = _job("postgresql+psycopg://h/db", None, tmp_path, {"parts": 2})
     text_key = TableDescription("items", pa.schema([("code", pa.string())]), ("code",))
