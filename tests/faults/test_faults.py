@@ -291,7 +291,7 @@ def test_sigkill_in_a_split_copy_then_rerun(
             outcomes.append(case.verify())
     finally:
         record_case(
-            "F5 split SIGKILL + rerun",
+            "F5 split kill + rerun",
             "postgres-to-mariadb-merge",
             _sum(outcomes) if len(outcomes) == 2 else None,
         )
