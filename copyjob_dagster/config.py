@@ -169,6 +169,28 @@ class SourceConfig(StoreConfig):
     )
 
 
+class SplitConfig(_Model):
+    """Read a large table as key ranges in parallel (see `splitting.py`); it still commits once."""
+
+    parts: int | Literal["auto"] = Field(
+        description="ranges read at once, or auto: one per 500,000 rows of the table, "
+        "at most the CPU count and source.max_connections"
+    )
+    column: Text | None = Field(
+        None,
+        description="an integer, date or timestamp column; default: the incremental column, "
+        "else the one-column primary key",
+    )
+
+    @field_validator("parts", mode="before")
+    @classmethod
+    def _parts(cls, value: Any) -> Any:
+        """One message for both forms (pydantic would report each member of the union)."""
+        if value == "auto" or (type(value) is int and value >= 2):
+            return value
+        raise ValueError(f"should be a number of parts, 2 or more, or auto (got {value!r})")
+
+
 class TableConfig(_Model):
     """One table to copy, with its column selection and mapping."""
 
@@ -212,6 +234,9 @@ class TableConfig(_Model):
     )
     null_cursor: Literal["fail", "skip"] = Field(
         "fail", description="rows whose incremental column is NULL: stop the run, or skip them"
+    )
+    split: SplitConfig | None = Field(
+        None, description="read the table as key ranges in parallel, e.g. {parts: 4}"
     )
 
     @property
@@ -374,6 +399,7 @@ class CopyJob(_Model):
         for index, table in enumerate(self.tables):
             self._check_mode(index, table)
             self._check_added_columns(index, table)
+            self._check_split(index, table)
         return self
 
     def _check_destinations(self) -> None:
@@ -437,6 +463,25 @@ class CopyJob(_Model):
         if problem:
             field, message = problem
             raise FieldProblem(("tables", index, field), message)
+
+    def _check_split(self, index: int, table: TableConfig) -> None:
+        """Only PostgreSQL and MySQL/MariaDB let several connections read one snapshot."""
+        if table.split is None:
+            return
+        if self.source.technology not in ("postgres", "mysql"):
+            raise FieldProblem(
+                ("tables", index, "split"),
+                f"a split reads ranges in parallel inside one snapshot, which a "
+                f"{self.source.technology} source cannot share between connections; it needs "
+                f"a PostgreSQL or MySQL/MariaDB source (remove `split:`)",
+            )
+        limit = self.source.max_connections
+        if limit is not None and isinstance(table.split.parts, int) and table.split.parts > limit:
+            raise FieldProblem(
+                ("tables", index, "split", "parts"),
+                f"{table.split.parts} parts open {table.split.parts} source connections, more "
+                f"than source.max_connections ({limit})",
+            )
 
     def table(self, destination_name: str) -> TableConfig:
         for table in self.tables:

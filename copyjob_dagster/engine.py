@@ -23,6 +23,7 @@ from copyjob_dagster.errors import WatermarkError
 from copyjob_dagster.overrides import Backfill
 from copyjob_dagster.passthrough import binary_copy, streams_bytes
 from copyjob_dagster.planning import CopyPlan, plan_copy, reconcile_schema
+from copyjob_dagster.splitting import open_reader, parts_of
 from copyjob_dagster.stamping import Stamp, stamped
 from copyjob_dagster.stores import Destination, Source, open_destination, open_source
 from copyjob_dagster.stores.base import DeletionCounts, TableReader, Window
@@ -54,6 +55,7 @@ class CopyResult:
     null_cursor_rows: int = 0
     window: Window | None = None
     deletions: DeletionCounts | None = None  # None: the table ignores deletions
+    parts: int = 1  # key ranges read in parallel (see splitting.py); 1: a single stream
 
 
 def copy_table(
@@ -127,15 +129,20 @@ def _copy_full(
     started = time.monotonic()
     estimate = source.estimate_rows(plan.source_table) if progress else None
     counter = _RowCounter(progress, estimate)
-    with source.open_reader(plan.source_table) as reader:
-        if streams_bytes(plan, source, destination):
+    # The binary passthrough already runs at the pipe's speed: it reads one stream.
+    passthrough = streams_bytes(plan, source, destination)
+    with open_reader(source, plan.source_table, None if passthrough else plan.split) as reader:
+        if passthrough:
             rows: Any = binary_copy(plan, reader, counter.count)
         else:
             rows = _arrow_batches(plan, reader, counter, stamp)
         rows_written = destination.replace(
             plan.destination_table, plan.written_schema, plan.primary_key, rows
         )
-    return _result(plan, source, destination, started, counter.rows, rows_written)
+    return dataclasses.replace(
+        _result(plan, source, destination, started, counter.rows, rows_written),
+        parts=parts_of(reader),
+    )
 
 
 def _copy_increment(
@@ -156,7 +163,8 @@ def _copy_increment(
     if existing is not None and previous is not None:
         reconcile_schema(plan, existing, destination)
 
-    with source.open_reader(plan.source_table) as reader:
+    passthrough = streams_bytes(plan, source, destination)
+    with open_reader(source, plan.source_table, None if passthrough else plan.split) as reader:
         window, nulls = plan_window(plan, table, reader, previous)
         counter = _RowCounter(progress, _window_estimate(plan, source, reader, window, progress))
         stamp = _window_stamp(stamp, kind, window)
@@ -173,7 +181,7 @@ def _copy_increment(
             initial=previous is None,
         ) as deletions:
             batches: Any
-            if streams_bytes(plan, source, destination):
+            if passthrough:
                 # A window has rows when it has an upper bound (see windows.plan_window).
                 has_rows = previous is None or window.high is not None
                 batches = binary_copy(plan, reader, counter.count, window) if has_rows else None
@@ -195,6 +203,7 @@ def _copy_increment(
         null_cursor_rows=nulls,
         window=window,
         deletions=deleted if plan.deletes != "ignore" else None,
+        parts=parts_of(reader),
     )
 
 
@@ -264,7 +273,7 @@ def _copy_backfill(
         )
     reconcile_schema(plan, existing, destination)
     window = Window(plan.incremental_column, low, True, high, backfill=True)
-    with source.open_reader(plan.source_table) as reader:
+    with open_reader(source, plan.source_table, plan.split) as reader:
         nulls = reader.profile(plan.incremental_column, low).null_rows
         counter = _RowCounter(progress, reader.count(window) if progress else None)
         stamp = _window_stamp(stamp, kind, window)
@@ -279,6 +288,7 @@ def _copy_backfill(
         watermark=watermark,
         null_cursor_rows=nulls,
         window=window,
+        parts=parts_of(reader),
     )
 
 

@@ -36,6 +36,7 @@ NULL_CURSOR_ROWS = "copyjob/null_cursor_rows"
 DELETED_ROWS = "copyjob/deleted_rows"
 SOFT_DELETED_ROWS = "copyjob/soft_deleted_rows"
 RESTORED_ROWS = "copyjob/restored_rows"
+PARTS = "copyjob/parts"
 # A state operation (an observation), or a backfill (a materialization): who asked, and why.
 OPERATION = "copyjob/operation"
 REQUESTED_BY = "copyjob/requested_by"
@@ -81,6 +82,7 @@ def copy_metadata(result: CopyResult, source_key: dg.AssetKey) -> dict[str, dg.M
         LOAD: dg.MetadataValue.text(result.load),
         **_watermark_metadata(result),
         **_deletion_metadata(result),
+        **({PARTS: dg.MetadataValue.int(result.parts)} if plan.split is not None else {}),
     }
 
 

@@ -14,6 +14,7 @@ import pyarrow as pa
 from copyjob_dagster.added_columns import AuditColumns
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.errors import SchemaError
+from copyjob_dagster.splitting import SplitPlan, plan_split
 from copyjob_dagster.stores import Destination
 from copyjob_dagster.stores.base import TableDescription, VersionColumns, WriteMethod
 from copyjob_dagster.watermark import watermark_kind
@@ -45,6 +46,7 @@ class CopyPlan:
     deleted_column: str | None = None
     max_delete_share: float = 0.5
     added_fields: tuple[pa.Field, ...] = ()
+    split: SplitPlan | None = None  # read as key ranges in parallel (see splitting.py)
 
     @property
     def written_schema(self) -> pa.Schema:
@@ -134,6 +136,7 @@ def plan_copy(job: CopyJob, table: TableConfig, source_table: TableDescription) 
         deletes=table.deletes,
         deleted_column=table.deleted_column if table.deletes == "soft" else None,
         max_delete_share=table.max_delete_share,
+        split=plan_split(job, table, source_table),
     )
     added = added_fields(plan)
     for field in added:

@@ -9,7 +9,7 @@ family can recreate them.
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import pyarrow as pa
 
@@ -56,6 +56,18 @@ class Window:
     low_inclusive: bool = False
     high: Any = None
     backfill: bool = False
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """One part of a split read: rows whose `column` lies in [low, high), and its NULLs if
+    `nulls`. `low=None` and `high=None` are open ends, so that no value falls outside the
+    parts; exactly one part of a split holds the NULLs."""
+
+    column: str
+    low: Any = None
+    high: Any = None
+    nulls: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,9 +138,14 @@ class TableReader(Protocol):
     """Reads one table inside one consistent snapshot of the source."""
 
     def batches(
-        self, columns: list[str], batch_rows: int, window: Window | None = None
+        self,
+        columns: list[str],
+        batch_rows: int,
+        window: Window | None = None,
+        part: KeyRange | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        """Stream the given columns as record batches of at most `batch_rows` rows."""
+        """Stream the given columns (of the rows in `window` and `part`) as record batches of
+        at most `batch_rows` rows."""
         ...
 
     def count(self, window: Window | None = None, live: LiveRows | None = None) -> int:
@@ -161,6 +178,18 @@ class Source(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SplittableSource(Protocol):
+    """A source whose snapshot several connections can read at once (a split copy)."""
+
+    def open_split(
+        self, table: str, parts: int
+    ) -> AbstractContextManager[tuple[TableReader, list[TableReader]]]:
+        """Open a snapshot reader and `parts - 1` more readers of the very same snapshot; the
+        first one also serves counts, bounds and keys."""
+        ...
 
 
 class Destination(Protocol):

@@ -25,7 +25,7 @@ from psycopg import pq, sql
 from sqlalchemy.dialects import postgresql
 
 from copyjob_dagster.stores import pgcsv
-from copyjob_dagster.stores.base import Window
+from copyjob_dagster.stores.base import KeyRange, Window
 from copyjob_dagster.stores.sql import SqlTableReader
 
 CHUNK_BYTES = 1 << 20  # bytes handed to the destination at a time: memory stays flat
@@ -83,17 +83,21 @@ class PostgresTableReader(SqlTableReader):
     """A PostgreSQL snapshot reader that can also hand over its rows as binary COPY bytes."""
 
     def batches(
-        self, columns: list[str], batch_rows: int, window: Window | None = None
+        self,
+        columns: list[str],
+        batch_rows: int,
+        window: Window | None = None,
+        part: KeyRange | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """Rows as Arrow batches parsed from COPY's CSV by Arrow where that is exact, else
         through the generic row path."""
         description = self._store.describe(self._table.name)
         schema = pa.schema([description.schema.field(name) for name in columns])
         if not pgcsv.reads_exactly(schema):
-            yield from super().batches(columns, batch_rows, window)
+            yield from super().batches(columns, batch_rows, window, part)
             return
         statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(
-            self._select(columns, window)
+            self._select(columns, window, part)
         )
         chunks = (chunk.data for chunk in self._copy_out(statement, batch_rows, text=True))
         yield from pgcsv.csv_batches(chunks, schema, batch_rows)
@@ -140,7 +144,14 @@ class PostgresTableReader(SqlTableReader):
         if copied != total:
             raise psycopg.DataError(f"COPY reported {copied} rows but sent {total}")
 
-    def _select(self, columns: list[str], window: Window | None) -> sql.Composable:
+    def export_snapshot(self) -> str:
+        """This reader's snapshot, for other connections to read it (`SET TRANSACTION
+        SNAPSHOT`) while this transaction lasts."""
+        return str(self._conn.execute(sa.text("SELECT pg_export_snapshot()")).scalar_one())
+
+    def _select(
+        self, columns: list[str], window: Window | None, part: KeyRange | None = None
+    ) -> sql.Composable:
         """The SELECT of the COPY. COPY cannot take bind parameters, so the window's bounds are
         quoted by psycopg's own literal adaptation (`sql.Literal`, typed like a bound value:
         `'2024-01-01 00:00:00+00:00'::timestamptz`), never pasted into the text by hand."""
@@ -149,16 +160,36 @@ class PostgresTableReader(SqlTableReader):
         query = sql.SQL("SELECT {} FROM {}").format(
             sql.SQL(", ").join(map(sql.Identifier, columns)), name
         )
-        if window is None:
+        conditions = [] if part is None else _range_conditions(part)
+        if window is not None:
+            cursor = sql.Identifier(window.column)
+            conditions.append(sql.SQL("{} IS NOT NULL").format(cursor))
+            if window.low is not None:
+                compare = sql.SQL(">=" if window.low_inclusive else ">")
+                conditions.append(
+                    sql.SQL("{} {} {}").format(cursor, compare, sql.Literal(window.low))
+                )
+            if window.high is not None:
+                conditions.append(sql.SQL("{} <= {}").format(cursor, sql.Literal(window.high)))
+        if not conditions:
             return query
-        cursor = sql.Identifier(window.column)
-        conditions = [sql.SQL("{} IS NOT NULL").format(cursor)]
-        if window.low is not None:
-            compare = sql.SQL(">=" if window.low_inclusive else ">")
-            conditions.append(sql.SQL("{} {} {}").format(cursor, compare, sql.Literal(window.low)))
-        if window.high is not None:
-            conditions.append(sql.SQL("{} <= {}").format(cursor, sql.Literal(window.high)))
         return sql.SQL("{} WHERE {}").format(query, sql.SQL(" AND ").join(conditions))
+
+
+def _range_conditions(part: KeyRange) -> list[sql.Composable]:
+    """`stores.ranges.range_conditions` for COPY, whose bounds psycopg quotes as typed literals."""
+    column = sql.Identifier(part.column)
+    inside = []
+    if part.low is not None:
+        inside.append(sql.SQL("{} >= {}").format(column, sql.Literal(part.low)))
+    if part.high is not None:
+        inside.append(sql.SQL("{} < {}").format(column, sql.Literal(part.high)))
+    if not inside:
+        return [] if part.nulls else [sql.SQL("{} IS NOT NULL").format(column)]
+    condition = sql.SQL("({})").format(sql.SQL(" AND ").join(inside))
+    if part.nulls:
+        condition = sql.SQL("({} IS NULL OR {})").format(column, condition)
+    return [condition]
 
 
 def _copy_result(pgconn: Any) -> int:

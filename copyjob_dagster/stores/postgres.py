@@ -2,7 +2,7 @@
 
 import itertools
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
-from copyjob_dagster.stores import identifiers, pgcopy, pgcsv
+from copyjob_dagster.stores import identifiers, pgcopy, pgcsv, snapshots
 from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.locking import lock_key, wait_for
 from copyjob_dagster.stores.pgcopy import BinaryCopy, PostgresTableReader
@@ -84,6 +84,10 @@ class PostgresStore(SqlStore):
 
     def table_reader(self, conn: Connection, table: sa.Table) -> PostgresTableReader:
         return PostgresTableReader(self, conn, table)
+
+    def open_split(self, table: str, parts: int) -> AbstractContextManager[snapshots.Readers]:
+        """Readers of one exported snapshot (see `snapshots`)."""
+        return snapshots.postgres_split(self, table, parts)
 
     def rename(self, conn: Connection, old: str, new: str) -> None:
         super().rename(conn, old, new)

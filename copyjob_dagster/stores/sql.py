@@ -21,10 +21,11 @@ from sqlalchemy.types import TypeEngine
 
 from copyjob_dagster.config import DEFAULT_CONNECT_TIMEOUT, mask_url
 from copyjob_dagster.errors import CopyJobError, DestinationError, SchemaError, SourceError
-from copyjob_dagster.stores import sql_changes, types
+from copyjob_dagster.stores import ranges, sql_changes, types
 from copyjob_dagster.stores.base import (
     CursorProfile,
     DeletePolicy,
+    KeyRange,
     LiveRows,
     TableDescription,
     VersionColumns,
@@ -491,7 +492,11 @@ class SqlTableReader:
             stream.close()
 
     def batches(
-        self, columns: list[str], batch_rows: int, window: Window | None = None
+        self,
+        columns: list[str],
+        batch_rows: int,
+        window: Window | None = None,
+        part: KeyRange | None = None,
     ) -> Iterator[pa.RecordBatch]:
         description = self._store.describe(self._table.name)
         schema = pa.schema([description.schema.field(name) for name in columns])
@@ -500,6 +505,8 @@ class SqlTableReader:
         query = sa.select(*selected)
         if window is not None:
             query = query.where(*window_conditions(self._table, window))
+        if part is not None:
+            query = query.where(*ranges.range_conditions(self._table, part))
         result = self._conn.execution_options(
             stream_results=True, max_row_buffer=batch_rows
         ).execute(query)
@@ -515,6 +522,12 @@ class SqlTableReader:
         if live is not None and live.deleted_column:
             query = query.where(self._table.c[live.deleted_column].is_(None))
         return self._conn.execute(query).scalar_one()
+
+    def span(self, column: str, window: Window | None = None) -> tuple[Any, Any]:
+        """The smallest and largest value of `column` (in `window`) in this snapshot."""
+        conditions = window_conditions(self._table, window) if window is not None else []
+        low, high = self._conn.execute(ranges.span_query(self._table, column, conditions)).one()
+        return low, high
 
     def profile(self, column: str, low: Any) -> CursorProfile:
         cursor = self._table.c[column]

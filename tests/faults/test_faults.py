@@ -78,7 +78,9 @@ class Store:
 class Case:
     """One source table, one destination, one Dagster instance, and the runs against them."""
 
-    def __init__(self, tmp_path: Path, source: Store, destination: Store, write: str) -> None:
+    def __init__(
+        self, tmp_path: Path, source: Store, destination: Store, write: str, split: str = ""
+    ) -> None:
         self.source, self.destination, self.write = source, destination, write
         self.home = make_dagster_home(tmp_path / "dagster_home")
         self.job_file = tmp_path / "faults.yaml"
@@ -93,7 +95,7 @@ class Case:
             + "}\n"
             "tables:\n"
             f"  - {{name: events, incremental_column: updated_at, write: {write},"
-            " primary_key: [id]}\n"
+            f" primary_key: [id]{split}}}\n"
         )
         self.job = load_job(self.job_file)
         self.next_id = 1
@@ -208,13 +210,19 @@ def _store_for(kind: str, tmp_path: Path, request: pytest.FixtureRequest, role: 
 
 
 def _make_case(
-    tmp_path: Path, request: pytest.FixtureRequest, source: str, destination: str, write: str
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    source: str,
+    destination: str,
+    write: str,
+    split: str = "",
 ) -> Case:
     return Case(
         tmp_path,
         _store_for(source, tmp_path, request, "source"),
         _store_for(destination, tmp_path, request, "destination"),
         write,
+        split,
     )
 
 
@@ -262,6 +270,32 @@ def test_sigkill_in_a_binary_copy_passthrough_then_rerun(
     """PostgreSQL to PostgreSQL streams COPY bytes, not Arrow batches: killed mid-stream, the
     same invariant holds."""
     _kill_then_rerun(tmp_path, request, record_case, "postgres", "postgres", "merge", point)
+
+
+def test_sigkill_in_a_split_copy_then_rerun(
+    tmp_path: Path, request: pytest.FixtureRequest, record_case: Any
+) -> None:
+    """Killed while three parts stream into the one write: the destination still shows the last
+    committed copy whole, never some parts alone, and the rerun loses and duplicates nothing."""
+    rng = random.Random("split")
+    case = _make_case(tmp_path, request, "postgres", "mariadb", "merge", ", split: {parts: 3}")
+    outcomes = []
+    try:
+        for round_number in range(2):
+            _change_source(case, rng, round_number)
+            if round_number == 0:  # killed mid-way through the initial load's 30 batches
+                process = case.start("batch", rng.randint(2, 20))
+                assert process.wait(timeout=120) == -signal.SIGKILL, process.stderr.read()[-3000:]
+                assert case.destination.rows() == []
+            case.run_until_success()
+            outcomes.append(case.verify())
+    finally:
+        record_case(
+            "F5 split kill + rerun",
+            "postgres-to-mariadb-merge",
+            _sum(outcomes) if len(outcomes) == 2 else None,
+        )
+    assert _sum(outcomes) == dict.fromkeys(_sum(outcomes), 0)
 
 
 def _kill_then_rerun(
