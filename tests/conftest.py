@@ -5,16 +5,18 @@ COPYJOB_TEST_MYSQL_URL (defaults: the local servers). Without a server they skip
 reason, except under CI=true, where a missing server is a failure.
 """
 
+import dataclasses
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+import tallies
 import yaml
+from tallies import BadInputTally
 
 from copyjob_dagster.sample import create_shop
 
@@ -167,55 +169,21 @@ def shop_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@dataclass
-class BadInputTally:
-    """What the bad-input and security tests saw, printed as one line at the end of pytest."""
-
-    tried: int = 0
-    refused: int = 0
-    secrets_leaked: int = 0
-    canaries_lost: int = 0
-    checks: int = 0
-    failures: list[str] = field(default_factory=list)
-
-    def refusal(self, case: str, clear: bool) -> None:
-        """One bad input tried: refused clearly (its message names where, no traceback) or not."""
-        self.tried += 1
-        self.refused += clear
-        if not clear:
-            self.failures.append(f"{case}: not refused clearly")
-
-    def leaks(self, place: str, count: int) -> None:
-        self.checks += 1
-        self.secrets_leaked += count
-        if count:
-            self.failures.append(f"{place}: the secret appears {count} time(s)")
-
-    def canaries(self, case: str, lost: int) -> None:
-        self.checks += 1
-        self.canaries_lost += lost
-        if lost:
-            self.failures.append(f"{case}: {lost} canary table(s) lost")
-
-    def line(self) -> str:
-        return (
-            f"{self.tried} bad inputs tried, {self.refused} refused clearly, "
-            f"secrets leaked {self.secrets_leaked}, canary tables lost {self.canaries_lost}"
-        )
-
-
-BAD_INPUTS = BadInputTally()
-
-
 @pytest.fixture
-def bad_inputs() -> BadInputTally:
-    return BAD_INPUTS
+def bad_inputs(request: pytest.FixtureRequest) -> Iterator[BadInputTally]:
+    """This test's tally of bad inputs and leaks, added to the session's when it ends."""
+    tally = BadInputTally()
+    yield tally
+    tallies.record(request.node, tallies.BAD_INPUTS, dataclasses.asdict(tally))
+
+
+SESSION_TALLIES = tallies.SessionTallies()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":
+        SESSION_TALLIES.add(report)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not (BAD_INPUTS.tried or BAD_INPUTS.checks):
-        return
-    terminalreporter.section("bad input and security")
-    terminalreporter.write_line(BAD_INPUTS.line())
-    for failure in BAD_INPUTS.failures:
-        terminalreporter.write_line(f"    {failure}")
+    SESSION_TALLIES.summarize(terminalreporter)

@@ -14,6 +14,9 @@ from copyjob_dagster.cli import main
 from copyjob_dagster.engine import table_lock
 from copyjob_dagster.loading import load_jobs
 
+# One pytest-xdist worker runs this module: its module-scoped fixtures are made once.
+pytestmark = pytest.mark.xdist_group("cli_watermark")
+
 KEY = dg.AssetKey(["ops", "events"])
 
 

@@ -32,6 +32,9 @@ from copyjob_dagster.errors import ConfigError
 from copyjob_dagster.stores import TableDescription
 from copyjob_dagster.wizard import parse_renames, select_tables
 
+# One pytest-xdist worker runs this module: its module-scoped fixtures are made once.
+pytestmark = pytest.mark.xdist_group("wizard")
+
 COPYJOB = Path(sys.executable).parent / "copyjob"
 CLEAR = "\x15"  # Ctrl-U: empties the answer's pre-filled default
 DOWN = "\x1b[B"
@@ -73,7 +76,8 @@ class Terminal:
         self.child = pexpect.spawn(
             str(COPYJOB),
             ["new"],
-            env=env,
+            # The terminal's size, also where a COLUMNS of the caller's would override it.
+            env={**env, "LINES": "60", "COLUMNS": "200"},
             cwd=str(cwd),
             dimensions=(60, 200),
             encoding="utf-8",
