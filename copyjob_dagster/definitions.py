@@ -5,7 +5,7 @@ import dagster as dg
 
 from copyjob_dagster.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.automation import build_new_data_sensor, build_schedule
-from copyjob_dagster.concurrency import job_executor
+from copyjob_dagster.concurrency import default_executor, job_executor
 from copyjob_dagster.config import CopyJob
 from copyjob_dagster.loading import load_jobs
 from copyjob_dagster.project import jobs_dir, project_dir
@@ -26,6 +26,7 @@ def build_definitions(jobs: list[CopyJob]) -> dg.Definitions:
         ],
         schedules=[build_schedule(job, job.schedule) for job in jobs if job.schedule],
         sensors=[build_new_data_sensor(job, job.sensor) for job in jobs if job.sensor],
+        executor=default_executor(jobs),
     )
 
 
