@@ -28,25 +28,37 @@ from copyjob_dagster.errors import ConfigError
 from copyjob_dagster.pools import POOL_PREFIX, pool_limits
 
 JOB_TAG = "copyjob/job"  # every copy op's tag: the name of its copy job
-# What the forkserver imports before it forks a step: Dagster, the project, the drivers.
-PRELOAD = ["copyjob_dagster.definitions"]
+# What the forkserver imports before it forks a step: Dagster, the project, the drivers, and
+# the project's Definitions, built.
+PRELOAD = ["copyjob_dagster.forkserver"]
 
 
 def job_executor(job: CopyJob) -> dg.ExecutorDefinition:
     """The executor of the job's asset job: steps from the forkserver, `max_parallel_tables`
-    at once (Dagster's default, the number of cores, when unset)."""
-    return _multiprocess({"max_concurrent": job.max_parallel_tables})
+    at once (Dagster's default, the number of cores, when unset).
+
+    With `max_connections`, the run also starts at most that many steps itself. The pool would
+    hold the others back anyway, but the executor asks the instance for a slot for every
+    waiting step, again and again (backing off to 15 s): with 200 tables that is a storm of
+    claims that keeps the run's process busy and leaves slots idle for minutes. The pool still
+    shares the source between runs."""
+    return _multiprocess({"max_concurrent": job.max_parallel_tables} | _tag_limits([job]))
 
 
 def default_executor(jobs: Sequence[CopyJob]) -> dg.ExecutorDefinition:
     """The executor of every other run (the UI's Materialize, `dagster asset materialize`):
-    steps from the forkserver, and each job's tables at most `max_parallel_tables` at once."""
-    limits = [
-        {"key": JOB_TAG, "value": job.name, "limit": job.max_parallel_tables}
-        for job in jobs
-        if job.max_parallel_tables is not None
-    ]
-    return _multiprocess({"tag_concurrency_limits": limits} if limits else {})
+    steps from the forkserver, and each job's tables at most `max_parallel_tables` (and
+    `max_connections`) at once."""
+    return _multiprocess(_tag_limits(jobs))
+
+
+def _tag_limits(jobs: Sequence[CopyJob]) -> dict[str, object]:
+    limits = []
+    for job in jobs:
+        set_ = [n for n in (job.max_parallel_tables, job.source.max_connections) if n is not None]
+        if set_:
+            limits.append({"key": JOB_TAG, "value": job.name, "limit": min(set_)})
+    return {"tag_concurrency_limits": limits} if limits else {}
 
 
 def _multiprocess(config: dict[str, object]) -> dg.ExecutorDefinition:
