@@ -141,7 +141,8 @@ def parallel_goal(settings: Settings, repeat: int, timeout: float) -> list[str]:
     ratio = sequential.process_seconds / parallel.process_seconds
     return [
         f"- a job of 8 tables of {settings.part_rows:,} rows (PostgreSQL → PostgreSQL): "
-        f"{parallel.process_seconds:.2f} s in parallel (multiprocess executor, 2 at once) vs "
+        f"{parallel.process_seconds:.2f} s in parallel (multiprocess executor, forkserver, 2 at "
+        f"once) vs "
         f"{sequential.process_seconds:.2f} s one after another: {ratio:.2f}× (≥ 1.6) → "
         f"{_verdict(ratio >= 1.6)}",
     ]

@@ -5,8 +5,11 @@ server of COPYJOB_TEST_PG_URL, a job that copies them all into a Parquet folder 
 `max_parallel_tables: --parallel`, and runs it twice on a fresh Dagster instance each time:
 with `source: max_connections: --limit`, then without a source limit. For each run it prints
 the wall time; the peak memory (VmHWM) of the `copyjob run` process, of the step processes
-below it (one per table, Dagster's multiprocess executor) and of Dagster's helper processes
-(a `tail` per step that captures its output); and the most source connections open at once,
+below it (one per table, forked by the multiprocess executor's forkserver) and of Dagster's
+helper processes (the forkserver, a `tail` per step that captures its output); each step's peak
+proportional set size (PSS: its resident pages, the ones it shares with the forkserver divided
+among their sharers, which is what a step costs the machine); the load average at the start
+and the end; and the most source connections open at once,
 sampled every 0.1 s from `pg_stat_activity`: copyjob's connections (`application_name`
 'copyjob') to the scratch source database. Everything it made is dropped at the end.
 
@@ -47,6 +50,7 @@ class Sample:
 
     connections: list[int] = field(default_factory=list)
     peak_kib: dict[int, int] = field(default_factory=dict)  # pid -> VmHWM
+    peak_pss_kib: dict[int, int] = field(default_factory=dict)  # step pid -> largest Pss seen
     kinds: dict[int, str] = field(default_factory=dict)  # pid -> "step" | "helper"
 
 
@@ -61,8 +65,12 @@ class Figures:
     step_processes_seen: int
     step_peak_mib_median: float
     step_peak_mib_max: float
+    step_pss_mib_median: float
+    step_pss_mib_max: float
     helper_processes_seen: int
     helper_peak_mib_max: float
+    load_average_start: str
+    load_average_end: str
 
 
 def main() -> None:
@@ -134,6 +142,7 @@ def _measure(source_url: sa.URL, args: argparse.Namespace, limit: int | None) ->
         env = {**os.environ, "DAGSTER_HOME": str(home), "COPYJOB_JOBS_DIR": str(jobs)}
         sample = Sample()
         stop = threading.Event()
+        load_start = _loadavg()
         started = time.monotonic()
         process = subprocess.Popen(
             [str(COPYJOB), "run", "many"],
@@ -160,6 +169,7 @@ def _measure(source_url: sa.URL, args: argparse.Namespace, limit: int | None) ->
         if copied != args.tables:
             raise SystemExit(f"{label}: {copied} of {args.tables} tables copied")
     steps = _peaks_mib(sample, "step")
+    pss = [kib / 1024 for kib in sample.peak_pss_kib.values()]
     helpers = _peaks_mib(sample, "helper")
     return Figures(
         label=label,
@@ -171,9 +181,17 @@ def _measure(source_url: sa.URL, args: argparse.Namespace, limit: int | None) ->
         step_processes_seen=len(steps),
         step_peak_mib_median=round(statistics.median(steps or [0]), 1),
         step_peak_mib_max=round(max(steps, default=0), 1),
+        step_pss_mib_median=round(statistics.median(pss or [0]), 1),
+        step_pss_mib_max=round(max(pss, default=0), 1),
         helper_processes_seen=len(helpers),
         helper_peak_mib_max=round(max(helpers, default=0), 1),
+        load_average_start=load_start,
+        load_average_end=_loadavg(),
     )
+
+
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def _peaks_mib(sample: Sample, kind: str) -> list[float]:
@@ -209,6 +227,9 @@ def _sample_memory(root_pid: int, sample: Sample, stop: threading.Event) -> None
                 sample.peak_kib[pid] = max(sample.peak_kib.get(pid, 0), peak)
                 if pid != root_pid and pid not in sample.kinds:
                     sample.kinds[pid] = _kind(pid)
+            pss = _pss(pid) if sample.kinds.get(pid) == "step" else None
+            if pss is not None:
+                sample.peak_pss_kib[pid] = max(sample.peak_pss_kib.get(pid, 0), pss)
         stop.wait(SAMPLE_SECONDS)
 
 
@@ -230,13 +251,36 @@ def _tree(root_pid: int) -> list[int]:
 
 
 def _kind(pid: int) -> str:
-    """A step's process (started by multiprocessing), or one of Dagster's helpers (the
-    compute-log watchers it starts beside each step, multiprocessing's resource tracker)."""
+    """A step's process (spawned, or forked by the forkserver, whose command line it keeps), or
+    one of Dagster's helpers (the forkserver itself, the compute-log watchers it starts beside
+    each step, multiprocessing's resource tracker)."""
+    command = _command(pid)
+    if "spawn_main" in command:
+        return "step"
+    if "forkserver" in command:
+        try:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return "helper"
+        return "step" if "forkserver" in _command(parent) else "helper"
+    return "helper"
+
+
+def _command(pid: int) -> str:
     try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
-        return "helper"
-    return "step" if "spawn_main" in command or "forkserver" in command else "helper"
+        return ""
+
+
+def _pss(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
 
 
 def _vm_hwm(pid: int) -> int | None:

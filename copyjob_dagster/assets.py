@@ -14,6 +14,7 @@ import dagster as dg
 from pydantic import Field
 
 from copyjob_dagster import checks, naming, operations
+from copyjob_dagster.concurrency import JOB_TAG
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.engine import copy_table, table_lock
 from copyjob_dagster.errors import CopyJobError, WatermarkError
@@ -76,6 +77,7 @@ def build_copy_asset(job: CopyJob, table: TableConfig) -> dg.AssetsDefinition:
         name=naming.op_name(job, table),
         retry_policy=retry_policy(job),
         pool=source_pool(job.source),
+        op_tags={JOB_TAG: job.name},  # the Definitions' executor limits each job by it
     )
     def copy(
         context: dg.AssetExecutionContext, config: CopyConfig

@@ -224,14 +224,17 @@ def ui(dagster_dev_args: tuple[str, ...]) -> None:
 
 @main.command()
 def pools() -> None:
-    """Apply each source's max_connections to the instance's pools, and print them."""
+    """Apply each source's max_connections to the instance's pools (removing the limits no job
+    sets any more), and print them."""
     ensure_dagster_home()
     with dg.DagsterInstance.get() as instance:
-        limits = apply_pool_limits(instance, load_jobs(jobs_dir(), project_dir()))
-    if not limits:
+        changes = apply_pool_limits(instance, load_jobs(jobs_dir(), project_dir()))
+    if not changes.limits:
         click.echo("no job sets source.max_connections: no pool limit to apply")
-    for pool, limit in sorted(limits.items()):
+    for pool, limit in sorted(changes.limits.items()):
         click.echo(f"{pool}: at most {limit} table(s) at once")
+    for pool in changes.removed:
+        click.echo(f"{pool}: limit removed (no job sets its source.max_connections any more)")
 
 
 def _run(

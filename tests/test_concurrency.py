@@ -9,8 +9,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from click.testing import CliRunner
 from conftest import make_dagster_home
 
+from copyjob_dagster.cli import main
 from copyjob_dagster.config import CopyJob
 from copyjob_dagster.definitions import build_definitions
 from copyjob_dagster.errors import ConfigError
@@ -19,6 +21,7 @@ from copyjob_dagster.pools import source_pool
 
 COPYJOB = Path(sys.executable).parent / "copyjob"
 PROJECT = Path(__file__).resolve().parent.parent
+TABLES = ["t0", "t1", "t2"]
 
 
 def _job(source: dict, **fields: object) -> CopyJob:
@@ -45,8 +48,10 @@ def test_every_table_copies_in_its_source_pool_and_the_job_caps_parallel_tables(
     defs = build_definitions([job])
     (copy,) = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and a.is_executable]
     assert copy.op.pool == "source:sqlite:////data/shop.sqlite"
-    executor = defs.resolve_job_def("j").executor_def
-    assert executor.apply_config_mapping({}).value["config"]["max_concurrent"] == 3
+    config = defs.resolve_job_def("j").executor_def.apply_config_mapping({}).value["config"]
+    assert config["max_concurrent"] == 3
+    # The run itself starts no more than the source takes: the pool shares it between runs.
+    assert config["tag_concurrency_limits"] == [{"key": "copyjob/job", "value": "j", "limit": 2}]
 
 
 def test_two_limits_for_one_source_database_are_refused(tmp_path: Path) -> None:
@@ -61,47 +66,75 @@ def test_two_limits_for_one_source_database_are_refused(tmp_path: Path) -> None:
     assert "max_connections 2, this one 4" in str(refused.value)
 
 
-def test_copyjob_run_holds_a_source_to_its_max_connections(tmp_path: Path) -> None:
+def _three_tables(
+    tmp_path: Path, max_parallel_tables: int, max_connections: int | None = None
+) -> tuple[Path, dict[str, str]]:
+    """A job `many` of three small SQLite tables; its instance's home, and the environment
+    that runs it."""
     source = tmp_path / "shop.sqlite"
-    tables = [f"t{i}" for i in range(3)]
     with sqlite3.connect(source) as db:
-        for table in tables:
+        for table in TABLES:
             db.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY)")
             db.executemany(f"INSERT INTO {table} VALUES (?)", [(i,) for i in range(100)])
     jobs = tmp_path / "jobs"
     jobs.mkdir()
+    limit = max_connections or "null"
     (jobs / "many.yaml").write_text(
-        f"name: many\nsource: {{url: 'sqlite:///{source}', max_connections: 2}}\n"
-        f"destination: {{url: '{tmp_path / 'lake'}'}}\nmax_parallel_tables: 3\n"
-        f"tables: [{', '.join(f'{{name: {t}}}' for t in tables)}]\n"
+        f"name: many\nsource: {{url: 'sqlite:///{source}', max_connections: {limit}}}\n"
+        f"destination: {{url: '{tmp_path / 'lake'}'}}\nmax_parallel_tables: {max_parallel_tables}\n"
+        f"tables: [{', '.join(f'{{name: {t}}}' for t in TABLES)}]\n"
     )
     home = make_dagster_home(tmp_path / "home")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "COPYJOB_JOBS_DIR": str(jobs)}
+    return home, {**os.environ, "DAGSTER_HOME": str(home), "COPYJOB_JOBS_DIR": str(jobs)}
+
+
+def _run_entries(home: Path) -> list[dg.EventLogEntry]:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        (run,) = instance.get_runs()
+        return [r.event_log_entry for r in instance.get_records_for_run(run.run_id).records]
+
+
+def test_copyjob_run_holds_a_source_to_its_max_connections(tmp_path: Path) -> None:
+    home, env = _three_tables(tmp_path, max_parallel_tables=3, max_connections=2)
     done = subprocess.run(
         [str(COPYJOB), "run", "many"], cwd=PROJECT, env=env, capture_output=True, text=True,
         timeout=240, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
 
-    pool = f"source:sqlite:///{source}"
+    pool = f"source:sqlite:///{tmp_path / 'shop.sqlite'}"
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert {p.name: p.limit for p in instance.event_log_storage.get_pool_limits()} == {pool: 2}
-        (run,) = instance.get_runs()
-        entries = [r.event_log_entry for r in instance.get_records_for_run(run.run_id).records]
+    spans = _spans(_run_entries(home))
+    assert len(spans) == len(TABLES) and all(len(s) == 2 for s in spans.values())
+    assert _most_at_once(spans.values()) <= 2
+
+
+def test_materialize_outside_the_job_keeps_its_max_parallel_tables(tmp_path: Path) -> None:
+    """The UI's Materialize (like `dagster asset materialize`) runs Dagster's implicit asset
+    job, under the Definitions' executor: the job's limit holds there too."""
+    home, env = _three_tables(tmp_path, max_parallel_tables=1)
+    done = subprocess.run(
+        [str(COPYJOB.with_name("dagster")), "asset", "materialize", "-m",
+         "copyjob_dagster.definitions", "--select", "group:many"],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_runs()[0].job_name == "__ASSET_JOB"
+    spans = _spans(_run_entries(home))
+    assert len(spans) == len(TABLES) and all(len(s) == 2 for s in spans.values())
+    assert _most_at_once(spans.values()) == 1
+
+
+def _spans(entries: list[dg.EventLogEntry]) -> dict[str, list[float]]:
+    """Each step's start and end."""
     spans: dict[str, list[float]] = {}
-    blocked = set()
     for entry in entries:
         kind = entry.dagster_event_type
         if kind in (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS):
             spans.setdefault(entry.step_key, []).append(entry.timestamp)
-        elif kind == dg.DagsterEventType.ENGINE_EVENT and f"limit for pool {pool}" in (
-            entry.user_message
-        ):
-            blocked.add(entry.step_key)
-    assert len(spans) == len(tables) and all(len(s) == 2 for s in spans.values())
-    assert _most_at_once(spans.values()) <= 2
-    # The executor would have run 3 at once: the pool held the others back.
-    assert blocked
+    return spans
 
 
 def _most_at_once(spans: object) -> int:
@@ -114,3 +147,30 @@ def _most_at_once(spans: object) -> int:
         running += change
         most = max(most, running)
     return most
+
+
+def test_copyjob_pools_removes_a_limit_no_job_declares_any_more(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    home = make_dagster_home(tmp_path / "home")
+    env = {"DAGSTER_HOME": str(home), "COPYJOB_JOBS_DIR": str(jobs)}
+    job_file = "name: j\nsource: {url: 'sqlite:////data/shop.sqlite'%s}\n"
+    job_file += "destination: {url: /lake}\ntables: [{name: t}]\n"
+    (jobs / "j.yaml").write_text(job_file % ", max_connections: 2")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.event_log_storage.set_concurrency_slots("warehouse", 3)  # not copyjob's pool
+
+    first = CliRunner(env=env).invoke(main, ["pools"])
+    (jobs / "j.yaml").write_text(job_file % "")
+    second = CliRunner(env=env).invoke(main, ["pools"])
+
+    pool = "source:sqlite:////data/shop.sqlite"
+    assert first.output == f"{pool}: at most 2 table(s) at once\n", first.output
+    assert second.output == (
+        "no job sets source.max_connections: no pool limit to apply\n"
+        f"{pool}: limit removed (no job sets its source.max_connections any more)\n"
+    ), second.output
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert {p.name: p.limit for p in instance.event_log_storage.get_pool_limits()} == {
+            "warehouse": 3
+        }
