@@ -27,6 +27,7 @@ from copyjob_dagster.stores.base import logical_type
 from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.locking import file_lock, lock_key
 from copyjob_dagster.stores.sql import Role, SqlStore, Timeouts
+from copyjob_dagster.stores.sqlite_reader import SQLiteTableReader
 from copyjob_dagster.stores.types import MAX_DECIMAL256_PRECISION
 
 BUSY_TIMEOUT_SECONDS = 30
@@ -68,6 +69,9 @@ class SQLiteStore(SqlStore):
     def begin_snapshot(self, conn: Connection) -> None:
         conn.exec_driver_sql("PRAGMA query_only = ON")
         conn.execute(sa.select(sa.literal(1)))  # opens the transaction: the snapshot starts
+
+    def table_reader(self, conn: Connection, table: sa.Table) -> SQLiteTableReader:
+        return SQLiteTableReader(self, conn, table)
 
     def bind_type(self, column_type: TypeEngine) -> TypeEngine:
         if _is_decimal(column_type):
