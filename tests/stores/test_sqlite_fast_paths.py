@@ -1,17 +1,20 @@
-"""The SQLite reader's vectorized conversions give what the generic per-value path gives, also
-for files whose columns hold values of other storage classes than their declared type."""
+"""SQLite's column-wise reader and writer give what the generic per-value path gives: the
+reader also for files whose columns hold values of other storage classes than their declared
+type, the writer down to each value's storage class and text."""
 
 import sqlite3
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
 from copyjob_dagster.config import StoreConfig
-from copyjob_dagster.stores import open_source
+from copyjob_dagster.stores import open_destination, open_source
 from copyjob_dagster.stores.base import Window
-from copyjob_dagster.stores.sql import SqlTableReader
+from copyjob_dagster.stores.sql import SqlStore, SqlTableReader
+from copyjob_dagster.stores.sqlite import SQLiteStore
 
 COLUMNS = "id INTEGER, flag BOOLEAN, amount NUMERIC(12,2), at DATETIME, day DATE, score DOUBLE"
 # Rows 1-3 are how SQLAlchemy and most programs store values; the others are what other
@@ -71,3 +74,49 @@ def test_a_window_reads_the_same_rows(tmp_path: Path) -> None:
 
     assert fast.equals(slow)
     assert fast.column("id").to_pylist() == [2]
+
+
+WRITTEN = pa.table(
+    {
+        "id": pa.array([1, 2, 3], pa.int64()),
+        "u64": pa.array([2**64 - 1, 0, None], pa.uint64()),
+        "f32": pa.array([1.5, float("inf"), None], pa.float32()),
+        "d12": pa.array([Decimal("1234.56"), Decimal("-0.01"), None], pa.decimal128(12, 2)),
+        "d38": pa.array([Decimal("1E-10"), Decimal("0E-10"), None], pa.decimal128(38, 10)),
+        "ts": pa.array([datetime(1, 1, 1), datetime(2024, 2, 29, 1, 2, 3, 4), None]),
+        "ns": pa.array([1_001, -1, None], pa.timestamp("ns")),
+        "tz": pa.array(
+            [datetime(2024, 1, 1, 1, tzinfo=timezone(timedelta(hours=2))), None, None],
+            pa.timestamp("us", "Europe/Paris"),
+        ),
+        "day": pa.array([date(2024, 2, 29), date(1, 1, 1), None]),
+        "tod": pa.array([time(1, 2, 3, 4), time(0), None]),
+        "flag": pa.array([True, False, None]),
+        "txt": pa.array(["é'\"", "", None]),
+        "bin": pa.array([b"\x00x", b"", None]),
+    }
+)
+
+
+def _written(path: Path) -> list[tuple[object, ...]]:
+    """Each stored value of WRITTEN written to `path`, as its storage class and SQL literal."""
+    store = open_destination(StoreConfig(url=f"sqlite:///{path}"))
+    try:
+        store.replace("t", WRITTEN.schema, ("id",), WRITTEN.to_batches(max_chunksize=2))
+    finally:
+        store.close()
+    cells = ", ".join(f'typeof("{name}"), quote("{name}")' for name in WRITTEN.column_names)
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(f"SELECT {cells} FROM t ORDER BY id").fetchall()
+    conn.close()
+    return rows
+
+
+def test_the_writer_stores_what_the_generic_insert_stores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast = _written(tmp_path / "fast.sqlite")
+    monkeypatch.setattr(SQLiteStore, "write_batches", SqlStore.write_batches)
+
+    assert fast == _written(tmp_path / "generic.sqlite")
+    assert fast[1][10:12] == ("text", "'2024-02-29 01:02:03.000004'")
