@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.types import TypeEngine
@@ -30,7 +29,6 @@ from copyjob_dagster.stores.sql import database_timestamps
 CACHE_KIB = 32 * 1024
 # str(Decimal) switches to exponent notation below 1E-6; up to six places Arrow's text is the same.
 _PLAIN_DECIMAL_SCALE = 6
-_TIMESTAMP_TEXT = "%Y-%m-%d %H:%M:%S"  # Arrow adds the six fraction digits of microseconds
 
 Spell = Callable[[pa.Array], list[Any]]
 
@@ -93,7 +91,9 @@ def _spelled(
         return values.to_pylist()
     arrow_type = values.type
     if pa.types.is_timestamp(arrow_type) and isinstance(column_type, sa.DateTime):
-        return pc.strftime(values, _TIMESTAMP_TEXT).to_pylist()
+        # UTC's wall time (database_timestamps made aware values UTC), in DATETIME's text:
+        # Arrow's cast spells it as SQLAlchemy does, ten times faster than its strftime.
+        return values.cast(pa.timestamp("us")).cast(pa.string()).to_pylist()
     if pa.types.is_date32(arrow_type) and _is_date(column_type):
         return values.cast(pa.string()).to_pylist()
     if pa.types.is_boolean(arrow_type) and isinstance(column_type, sa.Boolean):
