@@ -17,9 +17,9 @@ def ensure() -> None:
     if STAMP.exists() and STAMP.read_text() == wanted:
         return
     print(f"Installing the peer tools into {PEERS} ...", flush=True)
-    if not (PEERS / "bin" / "python").exists():
+    if not (PEERS / "bin" / "pip").exists():  # also a venv left half-made
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(PEERS)], check=True)
-        subprocess.run([str(PEERS / "bin" / "python"), "-m", "ensurepip", "-q"], check=True)
+        subprocess.run([str(PEERS / "bin" / "python"), "-m", "ensurepip"], check=True)
     subprocess.run(
         [str(PEERS / "bin" / "python"), "-m", "pip", "install", "-q", "-r", str(REQUIREMENTS)],
         check=True,

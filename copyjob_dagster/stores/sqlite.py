@@ -9,7 +9,7 @@ INSERT, DROP and RENAME commit together.
 import decimal
 import functools
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -22,11 +22,12 @@ from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.exc import SAWarning
 from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
 
-from copyjob_dagster.stores import identifiers
+from copyjob_dagster.stores import identifiers, sqlite_writer
 from copyjob_dagster.stores.base import logical_type
 from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.locking import file_lock, lock_key
-from copyjob_dagster.stores.sql import Role, SqlStore, Timeouts
+from copyjob_dagster.stores.sql import Role, SqlStore, Timeouts, database_timestamps
+from copyjob_dagster.stores.sqlite_reader import SQLiteTableReader
 from copyjob_dagster.stores.types import MAX_DECIMAL256_PRECISION
 
 BUSY_TIMEOUT_SECONDS = 30
@@ -68,6 +69,19 @@ class SQLiteStore(SqlStore):
     def begin_snapshot(self, conn: Connection) -> None:
         conn.exec_driver_sql("PRAGMA query_only = ON")
         conn.execute(sa.select(sa.literal(1)))  # opens the transaction: the snapshot starts
+
+    def table_reader(self, conn: Connection, table: sa.Table) -> SQLiteTableReader:
+        return SQLiteTableReader(self, conn, table)
+
+    def write_batches(
+        self, conn: Connection, table: sa.Table, batches: Iterable[pa.RecordBatch]
+    ) -> int:
+        def generic(batch: pa.RecordBatch) -> None:
+            conn.execute(self.insert_statement(table), database_timestamps(batch).to_pylist())
+
+        return sqlite_writer.insert_batches(
+            conn, table, self.qualified(table.name), self.quote, self.bind_type, batches, generic
+        )
 
     def bind_type(self, column_type: TypeEngine) -> TypeEngine:
         if _is_decimal(column_type):
