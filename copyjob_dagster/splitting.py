@@ -50,6 +50,18 @@ class SplitPlan:
 
 
 class RangeReader(TableReader, Protocol):
+    """A reader of a splittable source: it also reads one key range of the table."""
+
+    def batches(
+        self,
+        columns: list[str],
+        batch_rows: int,
+        window: Window | None = None,
+        part: KeyRange | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream the given columns of the rows in `window` and `part`."""
+        ...
+
     def span(self, column: str, window: Window | None = None) -> tuple[Any, Any]:
         """The smallest and largest value of `column` (in `window`) in the snapshot."""
         ...

@@ -138,14 +138,10 @@ class TableReader(Protocol):
     """Reads one table inside one consistent snapshot of the source."""
 
     def batches(
-        self,
-        columns: list[str],
-        batch_rows: int,
-        window: Window | None = None,
-        part: KeyRange | None = None,
+        self, columns: list[str], batch_rows: int, window: Window | None = None
     ) -> Iterator[pa.RecordBatch]:
-        """Stream the given columns (of the rows in `window` and `part`) as record batches of
-        at most `batch_rows` rows."""
+        """Stream the given columns (of the rows in `window`) as record batches of at most
+        `batch_rows` rows."""
         ...
 
     def count(self, window: Window | None = None, live: LiveRows | None = None) -> int:

@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql
 
 from copyjob_dagster.stores import pgcsv
 from copyjob_dagster.stores.base import KeyRange, Window
-from copyjob_dagster.stores.sql import SqlTableReader
+from copyjob_dagster.stores.sql_reader import SqlTableReader
 
 CHUNK_BYTES = 1 << 20  # bytes handed to the destination at a time: memory stays flat
 # Binary COPY's end marker is a message of its own, not a row; the header goes out with the

@@ -1,10 +1,22 @@
-"""The key range of one part of a split read, as WHERE conditions with bound values."""
+"""An incremental window, and the key range of one part of a split read, as WHERE conditions
+with bound values."""
 
 from typing import Any
 
 import sqlalchemy as sa
 
-from copyjob_dagster.stores.base import KeyRange
+from copyjob_dagster.stores.base import KeyRange, Window
+
+
+def window_conditions(table: sa.Table, window: Window) -> list[sa.ColumnElement[bool]]:
+    """The window as WHERE conditions; bounds are bound parameters of the column's type."""
+    cursor = table.c[window.column]
+    conditions = [cursor.is_not(None)]
+    if window.low is not None:
+        conditions.append(cursor >= window.low if window.low_inclusive else cursor > window.low)
+    if window.high is not None:
+        conditions.append(cursor <= window.high)
+    return conditions
 
 
 def range_conditions(table: sa.Table, part: KeyRange) -> list[sa.ColumnElement[bool]]:

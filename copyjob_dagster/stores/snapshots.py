@@ -20,7 +20,8 @@ from psycopg import sql
 from sqlalchemy.engine import Connection
 
 from copyjob_dagster.stores.pgcopy import PostgresTableReader
-from copyjob_dagster.stores.sql import SqlStore, SqlTableReader
+from copyjob_dagster.stores.sql import SqlStore
+from copyjob_dagster.stores.sql_reader import SqlTableReader
 
 LOCK_WAIT_SECONDS = 60
 

@@ -6,9 +6,8 @@ override the few steps where their engines offer something better or behave diff
 """
 
 import dataclasses
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
 import pyarrow as pa
@@ -20,13 +19,10 @@ from sqlalchemy.schema import CreateTable, DropTable
 from sqlalchemy.types import TypeEngine
 
 from copyjob_dagster.config import DEFAULT_CONNECT_TIMEOUT, mask_url
-from copyjob_dagster.errors import CopyJobError, DestinationError, SchemaError, SourceError
-from copyjob_dagster.stores import ranges, sql_changes, types
+from copyjob_dagster.errors import CopyJobError, DestinationError, SourceError
+from copyjob_dagster.stores import sql_changes, types
 from copyjob_dagster.stores.base import (
-    CursorProfile,
     DeletePolicy,
-    KeyRange,
-    LiveRows,
     TableDescription,
     VersionColumns,
     Window,
@@ -34,6 +30,8 @@ from copyjob_dagster.stores.base import (
     logical_type,
 )
 from copyjob_dagster.stores.identifiers import NameRules
+from copyjob_dagster.stores.ranges import window_conditions
+from copyjob_dagster.stores.sql_reader import SqlTableReader, as_bool, as_text
 from copyjob_dagster.stores.transient import is_transient
 
 Role = Literal["source", "destination"]
@@ -420,9 +418,9 @@ class SqlStore:
     def converter(self, field: pa.Field) -> Callable[[Any], Any] | None:
         """Per-value conversion for values the driver returns in a form Arrow does not take."""
         if logical_type(field) is not None:
-            return _as_text
+            return as_text
         if pa.types.is_boolean(field.type):
-            return _as_bool  # MySQL's BOOLEAN is TINYINT(1): the driver returns 0 and 1
+            return as_bool  # MySQL's BOOLEAN is TINYINT(1): the driver returns 0 and 1
         return None
 
     @contextmanager
@@ -447,17 +445,6 @@ def _secrets_of(url: str) -> list[str]:
     return [secret for secret in secrets if secret]
 
 
-def window_conditions(table: sa.Table, window: Window) -> list[sa.ColumnElement[bool]]:
-    """The window as WHERE conditions; bounds are bound parameters of the column's type."""
-    cursor = table.c[window.column]
-    conditions = [cursor.is_not(None)]
-    if window.low is not None:
-        conditions.append(cursor >= window.low if window.low_inclusive else cursor > window.low)
-    if window.high is not None:
-        conditions.append(cursor <= window.high)
-    return conditions
-
-
 def database_timestamps(batch: pa.RecordBatch) -> pa.RecordBatch:
     """Timestamps as databases hold them: in microseconds, nanoseconds cut off (drivers would
     otherwise round on one database and truncate on another), and aware ones in UTC, so that
@@ -469,119 +456,3 @@ def database_timestamps(batch: pa.RecordBatch) -> pa.RecordBatch:
         for c in batch.columns
     ]
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
-
-
-class SqlTableReader:
-    """Streams a table's rows as Arrow batches through one open snapshot connection."""
-
-    def __init__(self, store: SqlStore, conn: Connection, table: sa.Table) -> None:
-        self._store = store
-        self._conn = conn
-        self._table = table
-        self._streams: list[Generator[Any, None, None]] = []
-
-    def streaming(self, stream: Generator[T, None, None]) -> Generator[T, None, None]:
-        """`stream`, closed by `close` if its reader stops early (a failed write): a COPY still
-        sending rows would otherwise keep the snapshot connection from rolling back."""
-        self._streams.append(stream)
-        return stream
-
-    def close(self) -> None:
-        """End what still streams, so that the snapshot can be rolled back."""
-        for stream in self._streams:
-            stream.close()
-
-    def batches(
-        self,
-        columns: list[str],
-        batch_rows: int,
-        window: Window | None = None,
-        part: KeyRange | None = None,
-    ) -> Iterator[pa.RecordBatch]:
-        description = self._store.describe(self._table.name)
-        schema = pa.schema([description.schema.field(name) for name in columns])
-        selected = [self._store.select_expression(self._table.c[name]) for name in columns]
-        converters = [self._store.converter(field) for field in schema]
-        query = sa.select(*selected)
-        if window is not None:
-            query = query.where(*window_conditions(self._table, window))
-        if part is not None:
-            query = query.where(*ranges.range_conditions(self._table, part))
-        result = self._conn.execution_options(
-            stream_results=True, max_row_buffer=batch_rows
-        ).execute(query)
-        for rows in result.partitions(batch_rows):
-            yield _to_batch(rows, schema, converters)
-
-    def count(self, window: Window | None = None, live: LiveRows | None = None) -> int:
-        query = sa.select(sa.func.count()).select_from(self._table)
-        if window is not None:
-            query = query.where(*window_conditions(self._table, window))
-        if live is not None and live.current_column:
-            query = query.where(self._table.c[live.current_column] == sa.true())
-        if live is not None and live.deleted_column:
-            query = query.where(self._table.c[live.deleted_column].is_(None))
-        return self._conn.execute(query).scalar_one()
-
-    def span(self, column: str, window: Window | None = None) -> tuple[Any, Any]:
-        """The smallest and largest value of `column` (in `window`) in this snapshot."""
-        conditions = window_conditions(self._table, window) if window is not None else []
-        low, high = self._conn.execute(ranges.span_query(self._table, column, conditions)).one()
-        return low, high
-
-    def profile(self, column: str, low: Any) -> CursorProfile:
-        cursor = self._table.c[column]
-        above = [cursor >= low] if low is not None else [cursor.is_not(None)]
-        return CursorProfile(
-            null_rows=self._conn.execute(
-                sa.select(sa.func.count()).where(cursor.is_(None))
-            ).scalar_one(),
-            high=self._conn.execute(sa.select(sa.func.max(cursor)).where(*above)).scalar(),
-        )
-
-
-def _as_text(value: Any) -> Any:
-    if value is None or isinstance(value, str):
-        return value
-    return format(value, "f") if isinstance(value, Decimal) else str(value)
-
-
-def _as_bool(value: Any) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    if value in (0, 1):
-        return bool(value)
-    raise ValueError(f"{value!r} is neither 0 nor 1")
-
-
-def _to_batch(
-    rows: list[Any], schema: pa.Schema, converters: list[Callable[[Any], Any] | None]
-) -> pa.RecordBatch:
-    arrays = []
-    for index, (field, convert) in enumerate(zip(schema, converters, strict=True)):
-        values = [row[index] for row in rows]
-        try:
-            arrays.append(_array(values, field.type, convert))
-        except (pa.ArrowException, ArithmeticError, ValueError, TypeError) as exc:
-            raise SchemaError(
-                f"column {field.name!r}: a value does not fit {field.type}: {exc}"
-            ) from None
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
-def _array(
-    values: list[Any], arrow_type: pa.DataType, convert: Callable[[Any], Any] | None
-) -> pa.Array:
-    if convert is not None:
-        return pa.array([convert(v) for v in values], type=arrow_type)
-    if pa.types.is_string(arrow_type):
-        return _text_array(values)
-    return pa.array(values, type=arrow_type)
-
-
-def _text_array(values: list[Any]) -> pa.Array:
-    """Text columns; SQLite lets any value sit in a TEXT column, so non-text is made text."""
-    try:
-        return pa.array(values, type=pa.string())
-    except (pa.ArrowTypeError, pa.ArrowInvalid):
-        return pa.array([_as_text(v) for v in values], type=pa.string())

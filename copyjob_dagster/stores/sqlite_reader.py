@@ -25,7 +25,8 @@ from sqlalchemy.engine import Dialect
 
 from copyjob_dagster.errors import SchemaError
 from copyjob_dagster.stores.base import Window
-from copyjob_dagster.stores.sql import SqlTableReader, _array, window_conditions
+from copyjob_dagster.stores.ranges import window_conditions
+from copyjob_dagster.stores.sql_reader import SqlTableReader, values_array
 
 # The spellings that `datetime.fromisoformat` and Arrow's cast read alike; any other spelling
 # (an offset, a week date, seven fraction digits) takes the generic path.
@@ -207,7 +208,7 @@ def _per_value(values: Sequence[Any], plan: _Column) -> pa.Array:
     try:
         if plan.process is not None:
             values = [plan.process(value) for value in values]
-        return _array(list(values), field.type, plan.convert)
+        return values_array(list(values), field.type, plan.convert)
     except _VALUE_ERRORS as exc:
         raise SchemaError(
             f"column {field.name!r}: a value does not fit {field.type}: {exc}"

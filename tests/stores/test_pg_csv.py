@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from copyjob_dagster.config import StoreConfig
 from copyjob_dagster.stores import open_destination, open_source, pgcsv
 from copyjob_dagster.stores.base import Window
-from copyjob_dagster.stores.sql import SqlTableReader
+from copyjob_dagster.stores.sql_reader import SqlTableReader
 
 NAN, INF = float("nan"), float("inf")
 EDGES = pa.table(

@@ -13,7 +13,8 @@ import pytest
 from copyjob_dagster.config import StoreConfig
 from copyjob_dagster.stores import open_destination, open_source
 from copyjob_dagster.stores.base import Window
-from copyjob_dagster.stores.sql import SqlStore, SqlTableReader
+from copyjob_dagster.stores.sql import SqlStore
+from copyjob_dagster.stores.sql_reader import SqlTableReader
 from copyjob_dagster.stores.sqlite import SQLiteStore
 
 COLUMNS = "id INTEGER, flag BOOLEAN, amount NUMERIC(12,2), at DATETIME, day DATE, score DOUBLE"
