@@ -62,7 +62,9 @@ def compare(settings: Settings, pairing: str, args: argparse.Namespace) -> Pairi
     chosen = [w for w in ways_for(pairing) if _wanted(w, pairing, args)]
     fixed_cost = Way(f"{COPYJOB_RUN} (one row)", "project", command=copyjob_run)
     has_run = any(w.name == COPYJOB_RUN for w in chosen)
-    planned: list[tuple[Way, str, int]] = [(w, job_name(pairing), settings.rows) for w in chosen]
+    planned: list[tuple[Way, str, int]] = [
+        (w, job_name(pairing, w.variant), settings.rows) for w in chosen
+    ]
     if has_run and args.fixed_cost:
         planned.append((fixed_cost, job_name(pairing, "one"), 1))
     measured = {way.name: Measured() for way, _, _ in planned}

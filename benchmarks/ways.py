@@ -25,6 +25,9 @@ PEERS_PYTHON = BENCH_DIR / ".peers" / "bin" / "python"
 SLING = BENCH_DIR / ".peers/lib/python3.11/site-packages/sling_linux_amd64/bin/sling-linux-amd64"
 DUCKDB_EXTENSIONS = BENCH_DIR / ".peers/lib/python3.11/site-packages/duckdb_ext/extensions"
 COPYJOB_RUN = "copyjob run"
+# Pairings where reading is the slow end, so that a split copy (README, "Large tables") pays.
+SPLIT_PAIRINGS = ("pg-parquet",)
+SPLIT_PARTS = 2
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class Way:
     command: Callable[[Settings, str], list[str]] | None = None
     reference: bool = False
     count_in: Callable[[Settings], str] | None = None
+    variant: str = ""  # the job it runs: `job_name(pairing, variant)`
 
     @property
     def needs_peers(self) -> bool:
@@ -223,6 +227,15 @@ def ways_for(pairing: str) -> list[Way]:
             f"copiers.copy_pandas:{key}",
         ),
         Way("copyjob engine (copy_table)", "project", "copiers.copy_engine:copy"),
-        Way(COPYJOB_RUN, "project", command=copyjob_run),
     ]
+    if pairing in SPLIT_PAIRINGS:
+        found.append(
+            Way(
+                f"copyjob engine, split: {{parts: {SPLIT_PARTS}}}",
+                "project",
+                "copiers.copy_engine:copy",
+                variant="split",
+            )
+        )
+    found.append(Way(COPYJOB_RUN, "project", command=copyjob_run))
     return found
