@@ -89,6 +89,12 @@ class SQLiteStore(SqlStore):
         return super().bind_type(column_type)
 
     def select_expression(self, column: sa.Column) -> sa.ColumnElement[Any]:
+        if isinstance(column.type, sa.Integer):
+            # An INTEGER column keeps a REAL with a fraction (2.5) as it is, and Arrow would cut
+            # it to 2. Selected as its text instead, it fits no integer: the copy stops, naming
+            # the column, rather than change the value.
+            real = sa.func.typeof(column) == "real"
+            return sa.case((real, sa.cast(column, sa.Text)), else_=column).label(column.name)
         if _is_decimal(column.type):
             # The stored INTEGER or REAL itself: SQLAlchemy would format it through a float
             # with a fixed number of places, losing big integers and tiny fractions.

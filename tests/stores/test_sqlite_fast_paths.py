@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from copyjob_dagster.config import StoreConfig
+from copyjob_dagster.errors import SchemaError
 from copyjob_dagster.stores import open_destination, open_source
 from copyjob_dagster.stores.base import Window
 from copyjob_dagster.stores.sql import SqlStore
@@ -67,6 +68,18 @@ def test_values_of_other_storage_classes_read_as_the_generic_path_reads_them(
         datetime(2024, 1, 31, 10, 0),  # the offset applied, as datetime.fromisoformat does
     ]
     assert fast.column("score").to_pylist() == [1.5, None, -0.25, 7.0, 2.0]
+
+
+def test_a_fraction_in_an_integer_column_stops_the_read_instead_of_being_cut(
+    tmp_path: Path,
+) -> None:
+    url = _source(tmp_path, [(1, 1, "1", None, None, None), (2.5, 0, "1", None, None, None)])
+    store = open_source(StoreConfig(url=url))
+    try:
+        with store.open_reader("t") as reader, pytest.raises(SchemaError, match="column 'id'"):
+            list(reader.batches(["id", "flag"], 10))
+    finally:
+        store.close()
 
 
 def test_a_window_reads_the_same_rows(tmp_path: Path) -> None:
