@@ -13,7 +13,7 @@ start (milliseconds; writers of t wait that long), needs the LOCK TABLES privile
 after LOCK_WAIT_SECONDS when a long transaction keeps writing t.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 from psycopg import sql
@@ -40,7 +40,7 @@ def postgres_split(store: SqlStore, table: str, parts: int) -> Iterator[Readers]
             store.begin_snapshot(conn)
             conn.exec_driver_sql(snapshot.as_string(conn.connection.driver_connection))
 
-        others = [stack.enter_context(_reader(store, table, start)) for _ in range(parts - 1)]
+        others = [stack.enter_context(store.open_reader(table, start)) for _ in range(parts - 1)]
         yield main, others
 
 
@@ -55,28 +55,7 @@ def mysql_split(store: SqlStore, table: str, parts: int) -> Iterator[Readers]:
             lock.exec_driver_sql(f"LOCK TABLES {store.qualified(table)} READ")
             try:
                 main = stack.enter_context(store.open_reader(table))
-                start = store.begin_snapshot
-                others = [
-                    stack.enter_context(_reader(store, table, start)) for _ in range(parts - 1)
-                ]
+                others = [stack.enter_context(store.open_reader(table)) for _ in range(parts - 1)]
             finally:
                 lock.exec_driver_sql("UNLOCK TABLES")
         yield main, others
-
-
-@contextmanager
-def _reader(
-    store: SqlStore, table: str, start: Callable[[Connection], None]
-) -> Iterator[SqlTableReader]:
-    """A reader on a connection of its own, whose snapshot `start` begins."""
-    reflected = store.reflect(table)
-    if reflected is None:
-        store.describe(table)  # raises the "not found" error
-    with store.translated_errors(f"reading table {table!r}"), store.engine.connect() as conn:
-        start(conn)
-        reader = store.table_reader(conn, reflected)
-        try:
-            yield reader
-        finally:
-            reader.close()
-            conn.rollback()

@@ -175,16 +175,22 @@ class SqlStore:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def open_reader(self, table: str) -> AbstractContextManager["SqlTableReader"]:
-        return self._reader(table)
+    def open_reader(
+        self, table: str, start: Callable[[Connection], None] | None = None
+    ) -> AbstractContextManager["SqlTableReader"]:
+        """A reader of `table` on a connection of its own, in the snapshot that `start` begins
+        (`begin_snapshot`'s, unless a split copy's part joins another reader's)."""
+        return self._reader(table, start or self.begin_snapshot)
 
     @contextmanager
-    def _reader(self, table: str) -> Iterator["SqlTableReader"]:
+    def _reader(
+        self, table: str, start: Callable[[Connection], None]
+    ) -> Iterator["SqlTableReader"]:
         reflected = self.reflect(table)
         if reflected is None:
             self.describe(table)  # raises the "not found" error
         with self.translated_errors(f"reading table {table!r}"), self.engine.connect() as conn:
-            self.begin_snapshot(conn)
+            start(conn)
             reader = self.table_reader(conn, reflected)
             try:
                 yield reader
