@@ -98,7 +98,7 @@ def _print(plans: list[TablePlan]) -> None:
             found.destination + ("" if found.destination_exists else " (new)"),
             found.mode,
             found.write,
-            found.load,
+            found.load + (f", {found.parts} parts" if found.parts > 1 else ""),
             found.watermark or "-",
             found.window or "-",
             "-" if found.rows is None else f"{found.rows:,}",

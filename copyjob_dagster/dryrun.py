@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.engine import cursor_kind
 from copyjob_dagster.errors import CopyJobError
+from copyjob_dagster.passthrough import streams_bytes
 from copyjob_dagster.planning import (
     CopyPlan,
     SchemaDifference,
@@ -23,7 +24,8 @@ from copyjob_dagster.planning import (
     schema_difference,
     schema_refusal,
 )
-from copyjob_dagster.stores import Source, open_destination, open_source
+from copyjob_dagster.splitting import part_count
+from copyjob_dagster.stores import Destination, Source, open_destination, open_source
 from copyjob_dagster.stores.base import TableDescription, TableReader
 from copyjob_dagster.watermark import Watermark
 from copyjob_dagster.windows import describe_window, plan_window
@@ -42,6 +44,7 @@ class TablePlan:
     watermark: str | None = None
     window: str | None = None
     rows: int | None = None
+    parts: int = 1  # key ranges the rows would be read in (split copies)
     null_cursor_rows: int = 0
     destination_exists: bool = False
     schema: SchemaDifference | None = None
@@ -79,6 +82,7 @@ def plan_table(job: CopyJob, table: TableConfig, watermark: Watermark | None) ->
                 write="replace" if plan.incremental_column is None else plan.write,
                 destination_exists=existing is not None,
                 schema=None if existing is None else schema_difference(plan, existing),
+                parts=_parts(plan, table, source, destination),
             )
             with source.open_reader(table.name) as reader:
                 if plan.incremental_column is None:
@@ -122,6 +126,13 @@ def _incremental(
         rows=rows,
         null_cursor_rows=nulls,
     )
+
+
+def _parts(plan: CopyPlan, table: TableConfig, source: Source, destination: Destination) -> int:
+    """As `copy_table` decides: the byte passthrough reads one stream whatever `split:` says."""
+    if plan.split is None or streams_bytes(plan, source, destination):
+        return 1
+    return part_count(plan.split, source, table.name)
 
 
 def _may_exist(job: CopyJob) -> bool:

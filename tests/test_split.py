@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from copyjob_dagster import splitting
 from copyjob_dagster.config import CopyJob
+from copyjob_dagster.dryrun import plan_table
 from copyjob_dagster.engine import copy_table
 from copyjob_dagster.errors import ConfigError, SchemaError, SourceError
 from copyjob_dagster.loading import load_job
@@ -108,6 +109,7 @@ def test_a_split_copy_equals_a_single_stream_copy_as_of_one_moment(
     result = copy_table(split, split.tables[0])
 
     assert result.parts == 3
+    assert plan_table(split, split.tables[0], None).parts == 3  # what `copyjob plan` shows
     assert result.rows_written == ROWS
     assert _copied(tmp_path / "split") == _copied(tmp_path / "single")
 
