@@ -131,7 +131,8 @@ def _copy_full(
     counter = _RowCounter(progress, estimate)
     # The binary passthrough already runs at the pipe's speed: it reads one stream.
     passthrough = streams_bytes(plan, source, destination)
-    with open_reader(source, plan.source_table, None if passthrough else plan.split) as reader:
+    split = None if passthrough else plan.split
+    with open_reader(source, plan.source_table, split, estimate) as reader:
         if passthrough:
             rows: Any = binary_copy(plan, reader, counter.count)
         else:

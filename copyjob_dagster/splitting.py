@@ -95,21 +95,24 @@ def plan_split(job: CopyJob, table: TableConfig, described: TableDescription) ->
     return SplitPlan(column, table.split.parts, job.source.max_connections)
 
 
-def part_count(split: SplitPlan, source: Source, table: str) -> int:
-    """The parts to read: as configured, or for `auto` one per ROWS_PER_PART rows, at most one
-    per CPU and `source.max_connections` (the Dagster pool limits steps, not the connections a
-    step opens)."""
+def part_count(split: SplitPlan, source: Source, table: str, rows: int | None = None) -> int:
+    """The parts to read: as configured, or for `auto` one per ROWS_PER_PART rows (`rows`, the
+    table's estimate when the caller has it already), at most one per CPU and
+    `source.max_connections` (the Dagster pool limits steps, not the connections a step opens)."""
     if split.parts != "auto":
         return split.parts
-    wanted = math.ceil(source.estimate_rows(table) / ROWS_PER_PART)
+    wanted = math.ceil((source.estimate_rows(table) if rows is None else rows) / ROWS_PER_PART)
     caps = [len(os.sched_getaffinity(0)), split.max_connections or wanted]
     return max(1, min(wanted, *caps))
 
 
 @contextmanager
-def open_reader(source: Source, table: str, split: SplitPlan | None) -> Iterator[TableReader]:
-    """A reader of one snapshot of `table`: split into parts when `split` says so."""
-    parts = 1 if split is None else part_count(split, source, table)
+def open_reader(
+    source: Source, table: str, split: SplitPlan | None, rows: int | None = None
+) -> Iterator[TableReader]:
+    """A reader of one snapshot of `table`: split into parts when `split` says so (`rows`: the
+    table's estimate, when the caller has it)."""
+    parts = 1 if split is None else part_count(split, source, table, rows)
     if split is None or parts < 2:
         with source.open_reader(table) as reader:
             yield reader
