@@ -43,6 +43,15 @@ from copyjob_dagster.stores.sql import Role
 TEMPORARY_SUFFIX = ".tmp"
 INITIAL_PART = "part-initial.parquet"
 LOCK_SUFFIX = ".copyjob-lock"
+# The writer dictionary-encodes a column until its dictionary outgrows this, then writes the rest
+# of the row group plain. Arrow's 1 MB lets columns of mostly distinct values (keys, timestamps,
+# amounts) build a dictionary they then drop: on the benchmark's orders table that is half the
+# write's time (2.0 s of 2,000,000 rows against 1.1 s) for a 139 MB file against 118 MB. Columns
+# of few distinct values (a status, a country) stay dictionary-encoded.
+DICTIONARY_PAGE_BYTES = 64 * 1024
+# Rows per row group, gathered from the reader's batches (DuckDB writes 122,880).
+ROW_GROUP_ROWS = 100_000
+ROW_GROUP_BYTES = 32 << 20
 # The longest file name made from a table's name is its lock file, `.<table>.copyjob-lock`.
 MAX_TABLE_NAME_BYTES = 255 - len(LOCK_SUFFIX) - 1
 
@@ -334,17 +343,37 @@ def write_file(target: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch
     temporary = target.with_name(target.name + TEMPORARY_SUFFIX)
     rows = 0
     try:
-        with pq.ParquetWriter(temporary, schema) as writer:
-            for batch in batches:
-                if batch.num_rows:
-                    writer.write_batch(batch)
-                    rows += batch.num_rows
+        with pq.ParquetWriter(
+            temporary, schema, dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES
+        ) as writer:
+            for group in _row_groups(batches):
+                writer.write_table(pa.Table.from_batches(group, schema))
+                rows += sum(batch.num_rows for batch in group)
         _fsync(temporary)
         os.replace(temporary, target)
         _fsync(target.parent)
     finally:
         temporary.unlink(missing_ok=True)
     return rows
+
+
+def _row_groups(batches: Iterable[pa.RecordBatch]) -> Iterator[list[pa.RecordBatch]]:
+    """The batches gathered into row groups of about ROW_GROUP_ROWS rows (fewer where they are
+    wide, so that memory stays flat): pyarrow writes a
+    row group per call, and a reader's batch may be small (PostgreSQL's CSV gives about 7,000
+    rows a block), which made files of tiny row groups, slow to write and to read."""
+    group: list[pa.RecordBatch] = []
+    rows = size = 0
+    for batch in batches:
+        if batch.num_rows:
+            group.append(batch)
+            rows += batch.num_rows
+            size += batch.nbytes
+        if rows >= ROW_GROUP_ROWS or size >= ROW_GROUP_BYTES:
+            yield group
+            group, rows, size = [], 0, 0
+    if group:
+        yield group
 
 
 def _remove_window(path: Path, window: Window) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql
 
 from copyjob_dagster.stores import pgcsv
 from copyjob_dagster.stores.base import KeyRange, Window
+from copyjob_dagster.stores.read_ahead import read_ahead
 from copyjob_dagster.stores.sql_reader import SqlTableReader
 
 CHUNK_BYTES = 1 << 20  # bytes handed to the destination at a time: memory stays flat
@@ -100,7 +101,7 @@ class PostgresTableReader(SqlTableReader):
             self._select(columns, window, part)
         )
         chunks = (chunk.data for chunk in self._copy_out(statement, batch_rows, text=True))
-        yield from pgcsv.csv_batches(chunks, schema, batch_rows)
+        yield from read_ahead(pgcsv.csv_batches(chunks, schema, batch_rows))
 
     def binary_chunks(
         self, columns: list[str], batch_rows: int, window: Window | None = None

@@ -68,7 +68,9 @@ class SQLiteStore(SqlStore):
 
     def begin_snapshot(self, conn: Connection) -> None:
         conn.exec_driver_sql("PRAGMA query_only = ON")
-        conn.execute(sa.select(sa.literal(1)))  # opens the transaction: the snapshot starts
+        # The first read of the file starts the snapshot (SELECT 1 reads none): from here the
+        # connection holds its SHARED lock, or its WAL read mark, until the transaction ends.
+        conn.exec_driver_sql("SELECT count(*) FROM sqlite_schema").scalar()
 
     def table_reader(self, conn: Connection, table: sa.Table) -> SQLiteTableReader:
         return SQLiteTableReader(self, conn, table)

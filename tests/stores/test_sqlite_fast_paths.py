@@ -1,8 +1,15 @@
 """SQLite's column-wise reader and writer give what the generic per-value path gives: the
 reader also for files whose columns hold values of other storage classes than their declared
-type, the writer down to each value's storage class and text."""
+type, the writer down to each value's storage class and text.
+
+The reader has two ways in: ADBC's driver on a connection of its own (files in a rollback
+journal mode), and the snapshot connection's own sqlite3 cursor (WAL files, or where the
+driver would not be exact). Each exactness test runs on both."""
 
 import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -12,7 +19,7 @@ import pytest
 
 from copyjob_dagster.config import StoreConfig
 from copyjob_dagster.errors import SchemaError
-from copyjob_dagster.stores import open_destination, open_source
+from copyjob_dagster.stores import open_destination, open_source, sqlite_native
 from copyjob_dagster.stores.base import Window
 from copyjob_dagster.stores.sql import SqlStore
 from copyjob_dagster.stores.sql_reader import SqlTableReader
@@ -32,11 +39,30 @@ ROWS = [
 ]
 
 
-def _source(tmp_path: Path, rows: list[tuple[object, ...]]) -> str:
+@pytest.fixture(params=["delete", "wal"])
+def journal(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The file's journal mode; the test fails unless the read took the way the mode gives."""
+    native_reads = []
+    batches = sqlite_native.batches
+
+    def counted(*args: object, **kwargs: object) -> object:
+        native_reads.append(args)
+        return batches(*args, **kwargs)
+
+    monkeypatch.setattr(sqlite_native, "batches", counted)
+    yield request.param
+    assert bool(native_reads) == (request.param == "delete")
+
+
+def _source(
+    tmp_path: Path, rows: list[tuple[object, ...]], journal: str = "delete", columns: str = COLUMNS
+) -> str:
     path = tmp_path / "odd.sqlite"
     with sqlite3.connect(path) as conn:
-        conn.execute(f"CREATE TABLE t ({COLUMNS})")
-        conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?)", rows)
+        conn.execute(f"PRAGMA journal_mode = {journal}")
+        conn.execute(f"CREATE TABLE t ({columns})")
+        marks = ", ".join("?" * len(rows[0]))
+        conn.executemany(f"INSERT INTO t VALUES ({marks})", rows)
     conn.close()
     return f"sqlite:///{path}"
 
@@ -56,9 +82,9 @@ def _read(url: str, window: Window | None = None) -> tuple[pa.Table, pa.Table]:
 
 
 def test_values_of_other_storage_classes_read_as_the_generic_path_reads_them(
-    tmp_path: Path,
+    tmp_path: Path, journal: str
 ) -> None:
-    fast, slow = _read(_source(tmp_path, ROWS))
+    fast, slow = _read(_source(tmp_path, ROWS, journal))
 
     assert fast.equals(slow)
     assert fast.column("flag").to_pylist() == [True, False, None, True, True]
@@ -70,10 +96,13 @@ def test_values_of_other_storage_classes_read_as_the_generic_path_reads_them(
     assert fast.column("score").to_pylist() == [1.5, None, -0.25, 7.0, 2.0]
 
 
+@pytest.mark.parametrize("first", [True, False], ids=["in-the-first-batch", "later"])
 def test_a_fraction_in_an_integer_column_stops_the_read_instead_of_being_cut(
-    tmp_path: Path,
+    tmp_path: Path, first: bool
 ) -> None:
-    url = _source(tmp_path, [(1, 1, "1", None, None, None), (2.5, 0, "1", None, None, None)])
+    rows = [(n, 1, "1", None, None, None) for n in range(1, 6)]
+    rows.insert(0 if first else 4, (2.5, 0, "1", None, None, None))
+    url = _source(tmp_path, rows)
     store = open_source(StoreConfig(url=url))
     try:
         with store.open_reader("t") as reader, pytest.raises(SchemaError, match="column 'id'"):
@@ -82,12 +111,88 @@ def test_a_fraction_in_an_integer_column_stops_the_read_instead_of_being_cut(
         store.close()
 
 
-def test_a_window_reads_the_same_rows(tmp_path: Path) -> None:
+def test_a_window_reads_the_same_rows(tmp_path: Path, journal: str) -> None:
     window = Window("day", low=date(2024, 2, 1), high=date(2024, 3, 1))
-    fast, slow = _read(_source(tmp_path, ROWS[:3]), window)
+    fast, slow = _read(_source(tmp_path, ROWS[:3], journal), window)
 
     assert fast.equals(slow)
     assert fast.column("id").to_pylist() == [2]
+
+
+def test_columns_whose_first_batch_is_null_or_of_another_class_read_as_the_generic_path(
+    tmp_path: Path, journal: str
+) -> None:
+    # The driver types each column by its first batch: `note` is NULL there and `n` holds
+    # only integers (a DOUBLE read must stay DOUBLE); a non-UTF-8 BLOB sits in a TEXT column.
+    columns = "id INTEGER, note TEXT, n NUMERIC(6,2), blob TEXT"
+    rows = [(1, None, 5, "a"), (2, None, 6, "b"), (3, "é", 7.25, b"\xff\xfe")]
+    rows += [(i, f"note {i}", i / 4, f"b{i}") for i in range(4, 9)]
+    fast, slow = _read(_source(tmp_path, rows, journal, columns))
+
+    assert fast.equals(slow)
+    assert fast.column("note").to_pylist()[:4] == [None, None, "é", "note 4"]
+    assert fast.column("n").to_pylist()[:3] == [Decimal("5.00"), Decimal("6.00"), Decimal("7.25")]
+    assert fast.column("blob").to_pylist()[2] == "b'\\xff\\xfe'"
+
+
+@pytest.mark.parametrize("journal", ["delete", "wal"])
+def test_a_wide_decimal_keeps_integers_a_double_cannot_hold(tmp_path: Path, journal: str) -> None:
+    rows = [(1, 2**62 + 1), (2, 0.5), (3, -(2**60) - 1)]
+    fast, slow = _read(_source(tmp_path, rows, journal, "id INTEGER, big NUMERIC(20,1)"))
+
+    assert fast.equals(slow)
+    assert fast.column("big").to_pylist() == [
+        Decimal(2**62 + 1),
+        Decimal("0.5"),
+        Decimal(-(2**60) - 1),
+    ]
+
+
+def test_text_among_doubles_after_the_first_batch_stops_the_read_naming_the_column(
+    tmp_path: Path,
+) -> None:
+    rows = [(n, None, None, None, None, n / 2) for n in range(1, 6)] + [
+        (6, None, None, None, None, "not a number")
+    ]
+    store = open_source(StoreConfig(url=_source(tmp_path, rows)))
+    try:
+        with store.open_reader("t") as reader, pytest.raises(SchemaError, match="column 'score'"):
+            list(reader.batches(["id", "score"], 2))
+    finally:
+        store.close()
+
+
+def _insert_from_another_process(path: str) -> subprocess.CompletedProcess[str]:
+    script = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=0.2);"
+    script += " c.execute('INSERT INTO t (id) VALUES (99)'); c.commit()"
+    return subprocess.run(
+        [sys.executable, "-c", script, path], capture_output=True, text=True, check=False
+    )
+
+
+def test_the_snapshot_keeps_writers_out_before_during_and_after_the_native_read(
+    tmp_path: Path,
+) -> None:
+    """The driver's connection reads what the snapshot's lock keeps unchanged, and must not
+    release that lock (POSIX locks are the process's: a second SQLite library that unlocked or
+    closed the file would)."""
+    url = _source(tmp_path, ROWS)
+    path = url.removeprefix("sqlite:///")
+    store = open_source(StoreConfig(url=url))
+    try:
+        with store.open_reader("t") as reader:
+            before = _insert_from_another_process(path)
+            rows = pa.Table.from_batches(list(reader.batches(["id"], 2)))
+            again = pa.Table.from_batches(list(reader.batches(["id"], 2)))
+            after = _insert_from_another_process(path)
+        then = _insert_from_another_process(path)
+    finally:
+        store.close()
+
+    assert "database is locked" in before.stderr
+    assert rows.column("id").to_pylist() == again.column("id").to_pylist() == [1, 2, 3, 4, 5]
+    assert "database is locked" in after.stderr
+    assert then.returncode == 0, then.stderr
 
 
 WRITTEN = pa.table(

@@ -1,0 +1,54 @@
+"""Reading that overlaps writing: a thread pulls the next batches while the copy writes.
+
+Worth it where the read runs in native code that lets go of the GIL (a driver filling Arrow
+arrays), so that on two cores the read and the conversion and writing of the batches before it
+run at once. At most `depth` batches wait, so memory stays flat.
+"""
+
+import queue
+import threading
+from collections.abc import Generator, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+_DONE = object()
+
+
+def read_ahead(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
+    """`items`, pulled by a thread of their own. An exception of theirs is raised here; closing
+    this generator stops the thread, which then closes `items` itself."""
+    waiting: queue.Queue[Any] = queue.Queue(depth)
+    stopping = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stopping.is_set():
+            try:
+                waiting.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pull() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # raised again by the consumer, in its own thread
+            put(exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=pull, name="copyjob-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while (item := waiting.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stopping.set()
+        thread.join()
