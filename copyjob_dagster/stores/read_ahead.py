@@ -3,6 +3,11 @@
 Worth it where the read runs in native code that lets go of the GIL (a driver filling Arrow
 arrays), so that on two cores the read and the conversion and writing of the batches before it
 run at once. At most `depth` batches wait, so memory stays flat.
+
+Batches built in one thread and freed in another are also why the package makes jemalloc
+Arrow's memory pool (`copyjob_dagster/__init__.py`): the default pool on Linux, mimalloc, keeps
+the pages a thread freed for that thread, and the benchmark's 2,000,000-row copies to Parquet
+peaked at 305-313 MB of RSS with it against 263-277 MB with jemalloc, at the same speed.
 """
 
 import queue
