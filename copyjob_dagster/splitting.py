@@ -15,9 +15,7 @@ connections can share split (PostgreSQL, MySQL/MariaDB: see `stores/snapshots.py
 
 import math
 import os
-import queue
-import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -34,10 +32,10 @@ from copyjob_dagster.stores.base import (
     TableReader,
     Window,
 )
+from copyjob_dagster.stores.read_ahead import read_in_parallel
 
 ROWS_PER_PART = 500_000  # `parts: auto` reads one range per this many rows (estimated)
 BATCHES_AHEAD_PER_PART = 2
-_DONE = object()
 
 
 @dataclass(frozen=True)
@@ -159,7 +157,7 @@ class SplitReader:
     def __init__(self, readers: list[RangeReader], column: str) -> None:
         self._readers = readers
         self._column = column
-        self._running: list[_Parallel] = []
+        self._running: list[Generator[pa.RecordBatch, None, None]] = []
         self.parts_read = 1
 
     def batches(
@@ -179,9 +177,14 @@ class SplitReader:
             yield from main.batches(columns, batch_rows, window)
             return
         self.parts_read = max(self.parts_read, len(ranges))
-        parallel = _Parallel(list(zip(self._readers, ranges, strict=False)))
+        # Each part's batches start (and its query runs) in the part's own thread.
+        parts = [
+            reader.batches(columns, batch_rows, window, part)
+            for reader, part in zip(self._readers, ranges, strict=False)
+        ]
+        parallel = read_in_parallel(parts, BATCHES_AHEAD_PER_PART)
         self._running.append(parallel)
-        yield from parallel.batches(columns, batch_rows, window)
+        yield from parallel
 
     def count(self, *args: Any, **kwargs: Any) -> int:
         return self._readers[0].count(*args, **kwargs)
@@ -192,74 +195,4 @@ class SplitReader:
     def close(self) -> None:
         """Stop the parts still reading (a write that failed), before their snapshots end."""
         for parallel in self._running:
-            parallel.stop()
-
-
-class _Parallel:
-    """One thread per (reader, range); their batches meet in one bounded queue."""
-
-    def __init__(self, work: list[tuple[RangeReader, KeyRange]]) -> None:
-        self._work = work
-        self._queue: queue.Queue[Any] = queue.Queue(BATCHES_AHEAD_PER_PART * len(work))
-        self._stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
-
-    def batches(
-        self, columns: list[str], batch_rows: int, window: Window | None
-    ) -> Iterator[pa.RecordBatch]:
-        for index, (reader, part) in enumerate(self._work):
-            thread = threading.Thread(
-                target=self._read,
-                args=(reader, part, columns, batch_rows, window),
-                name=f"copyjob-part-{index}",
-                daemon=True,
-            )
-            self._threads.append(thread)
-            thread.start()
-        try:
-            remaining = len(self._threads)
-            while remaining:
-                item = self._queue.get()
-                if item is _DONE:
-                    remaining -= 1
-                elif isinstance(item, Exception):
-                    raise item
-                else:
-                    yield item
-        finally:
-            self.stop()
-
-    def stop(self) -> None:
-        """Ask every part to stop at its next batch and wait until it has ended its query."""
-        self._stopping.set()
-        for thread in self._threads:
-            thread.join()
-
-    def _read(
-        self,
-        reader: RangeReader,
-        part: KeyRange,
-        columns: list[str],
-        batch_rows: int,
-        window: Window | None,
-    ) -> None:
-        stream = reader.batches(columns, batch_rows, window, part)
-        try:
-            for batch in stream:
-                if not self._put(batch):
-                    return
-            self._put(_DONE)
-        except Exception as exc:  # the consumer raises it, in the copy's own thread
-            self._put(exc)
-        finally:
-            stream.close()  # in this thread: a COPY still sending is cancelled here
-
-    def _put(self, item: Any) -> bool:
-        """Queue `item` unless the copy is stopping; False when it is."""
-        while not self._stopping.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+            parallel.close()

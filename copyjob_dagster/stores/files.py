@@ -348,8 +348,9 @@ def write_file(target: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch
             temporary, schema, dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES
         ) as writer:
             for group in _row_groups(batches):
-                writer.write_table(pa.Table.from_batches(group, schema))
-                rows += sum(batch.num_rows for batch in group)
+                table = pa.Table.from_batches(group, schema)
+                writer.write_table(table)
+                rows += table.num_rows
         _fsync(temporary)
         os.replace(temporary, target)
         _fsync(target.parent)

@@ -12,7 +12,7 @@ peaked at 305-313 MB of RSS with it against 263-277 MB with jemalloc, at the sam
 
 import queue
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -22,7 +22,15 @@ _DONE = object()
 def read_ahead(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
     """`items`, pulled by a thread of their own. An exception of theirs is raised here; closing
     this generator stops the thread, which then closes `items` itself."""
-    waiting: queue.Queue[Any] = queue.Queue(depth)
+    return read_in_parallel([items], depth)
+
+
+def read_in_parallel(sources: Sequence[Iterator[T]], depth: int) -> Generator[T, None, None]:
+    """The items of every source, in the order they arrive, each source pulled by a thread of
+    its own and at most `depth` items each waiting. The first exception of any source is raised
+    here; closing this generator stops every thread, each then closing its own source (a COPY
+    still sending is cancelled in the thread that reads it)."""
+    waiting: queue.Queue[Any] = queue.Queue(depth * len(sources))
     stopping = threading.Event()
 
     def put(item: Any) -> bool:
@@ -34,7 +42,7 @@ def read_ahead(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
                 continue
         return False
 
-    def pull() -> None:
+    def pull(items: Iterator[T]) -> None:
         try:
             for item in items:
                 if not put(item):
@@ -47,13 +55,23 @@ def read_ahead(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
             if close is not None:
                 close()
 
-    thread = threading.Thread(target=pull, name="copyjob-read-ahead", daemon=True)
-    thread.start()
+    threads = [
+        threading.Thread(target=pull, args=(items,), name="copyjob-read-ahead", daemon=True)
+        for index, items in enumerate(sources)
+    ]
+    for thread in threads:
+        thread.start()
     try:
-        while (item := waiting.get()) is not _DONE:
-            if isinstance(item, BaseException):
+        remaining = len(threads)
+        while remaining:
+            item = waiting.get()
+            if item is _DONE:
+                remaining -= 1
+            elif isinstance(item, BaseException):
                 raise item
-            yield item
+            else:
+                yield item
     finally:
         stopping.set()
-        thread.join()
+        for thread in threads:
+            thread.join()

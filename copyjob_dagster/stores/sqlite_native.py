@@ -91,8 +91,11 @@ def batches(
     NativeUnavailable before the first batch where the read would not be exact."""
     from adbc_driver_sqlite import dbapi  # imported on first use: it loads a driver library
 
-    file_id = _file_id(path)
-    connection = _take(path, file_id)
+    try:
+        file_id = _file_id(path)
+        connection = _take(path, file_id)
+    except (OSError, dbapi.Error) as exc:  # the file is gone, or the driver cannot open it
+        raise NativeUnavailable(str(exc)) from None
     try:
         with connection.cursor() as cursor:
             cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(batch_rows)})
