@@ -11,8 +11,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from copyjob_dagster.concurrency import PRELOAD
 from copyjob_dagster.definitions import job_named
+from copyjob_dagster.defs.concurrency import PRELOAD
 
 
 def job_with(job: str, max_concurrent: int, start: str) -> dg.JobDefinition:

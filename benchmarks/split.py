@@ -36,8 +36,8 @@ PAIRINGS = {
 def copy_file(settings: Settings, job_file: str) -> None:
     """Run by `child.py`: copy the job's one table as a program would, and write the resident
     set size every TRACE_ROWS rows to `<job>.rss.json`."""
+    from copyjob_dagster.config.loading import load_job
     from copyjob_dagster.engine import copy_table
-    from copyjob_dagster.loading import load_job
 
     trace: list[tuple[int, int]] = []
 

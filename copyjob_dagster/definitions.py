@@ -3,11 +3,16 @@ schedules and sensors."""
 
 import dagster as dg
 
-from copyjob_dagster.assets import build_copy_assets, build_source_specs
-from copyjob_dagster.automation import build_new_data_sensor, build_schedule
-from copyjob_dagster.concurrency import default_executor, job_executor
 from copyjob_dagster.config import CopyJob
-from copyjob_dagster.loading import load_jobs
+from copyjob_dagster.defs import (
+    build_copy_assets,
+    build_new_data_sensor,
+    build_schedule,
+    build_source_specs,
+    default_executor,
+    job_executor,
+)
+from copyjob_dagster.engine import load_jobs
 from copyjob_dagster.project import jobs_dir, project_dir
 
 

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 import yaml
 
-from copyjob_dagster.sample import create_shop
+from copyjob_dagster.cli.sample import create_shop
 
 PROJECT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

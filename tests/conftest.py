@@ -18,7 +18,7 @@ import tallies
 import yaml
 from tallies import BadInputTally
 
-from copyjob_dagster.sample import create_shop
+from copyjob_dagster.cli.sample import create_shop
 
 PG_URL = os.environ.get("COPYJOB_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("COPYJOB_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")

@@ -7,9 +7,9 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from copyjob_dagster.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.config import CopyJob
 from copyjob_dagster.definitions import build_definitions
+from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
 
 
 def _job(source: Path, destination: str, **table: object) -> CopyJob:

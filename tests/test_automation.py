@@ -8,9 +8,9 @@ import dagster as dg
 import pytest
 from conftest import make_dagster_home
 
-from copyjob_dagster.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.config import CopyJob
 from copyjob_dagster.definitions import build_definitions
+from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
 
 
 def _source(path: Path, tables: dict[str, list[int]]) -> None:

@@ -21,15 +21,15 @@ import pyarrow.dataset as ds
 import pytest
 import sqlalchemy as sa
 
-from copyjob_dagster.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.config import CopyJob
-from copyjob_dagster.counts import destination_rows
+from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
+from copyjob_dagster.defs.history import read_history
+from copyjob_dagster.defs.metadata import DELETED_ROWS, SOFT_DELETED_ROWS
 from copyjob_dagster.engine import CopyResult, copy_table
+from copyjob_dagster.engine.counts import destination_rows
+from copyjob_dagster.engine.watermark import Watermark
 from copyjob_dagster.errors import MassDeleteError
-from copyjob_dagster.history import read_history
-from copyjob_dagster.metadata import DELETED_ROWS, SOFT_DELETED_ROWS
 from copyjob_dagster.stores import parquet_changes
-from copyjob_dagster.watermark import Watermark
 
 DELETED = "_copyjob_deleted_at"
 VALID_FROM, VALID_TO, CURRENT = "_copyjob_valid_from", "_copyjob_valid_to", "_copyjob_is_current"

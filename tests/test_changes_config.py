@@ -6,9 +6,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from copyjob_dagster.engine import load_job
+from copyjob_dagster.engine.planning import plan_copy
 from copyjob_dagster.errors import ConfigError, SchemaError
-from copyjob_dagster.loading import load_job
-from copyjob_dagster.planning import plan_copy
 from copyjob_dagster.stores.base import TableDescription
 
 HEAD = "name: shop\nsource: {url: 'sqlite:///shop.db'}\ndestination: {url: lake}\n"

@@ -8,9 +8,9 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from copyjob_dagster.assets import build_copy_assets, build_source_specs
-from copyjob_dagster.checks import freshness_policy, longest_interval
 from copyjob_dagster.config import CopyJob
+from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
+from copyjob_dagster.defs.checks import freshness_policy, longest_interval
 
 KEY = dg.AssetKey(["checked", "events"])
 

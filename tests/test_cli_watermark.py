@@ -8,11 +8,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import make_dagster_home
 
-from copyjob_dagster import cli_watermark
-from copyjob_dagster.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.cli import main
-from copyjob_dagster.engine import table_lock
-from copyjob_dagster.loading import load_jobs
+from copyjob_dagster.cli import watermark as cli_watermark
+from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
+from copyjob_dagster.engine import load_jobs, table_lock
 
 # One pytest-xdist worker runs this module: its module-scoped fixtures are made once.
 pytestmark = pytest.mark.xdist_group("cli_watermark")

@@ -14,10 +14,10 @@ from conftest import make_dagster_home
 
 from copyjob_dagster.cli import main
 from copyjob_dagster.config import CopyJob
+from copyjob_dagster.config.pools import source_pool
 from copyjob_dagster.definitions import build_definitions
+from copyjob_dagster.engine import load_jobs
 from copyjob_dagster.errors import ConfigError
-from copyjob_dagster.loading import load_jobs
-from copyjob_dagster.pools import source_pool
 
 COPYJOB = Path(sys.executable).parent / "copyjob"
 PROJECT = Path(__file__).resolve().parent.parent

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from copyjob_dagster.config import CopyJob, StoreConfig, mask_url
+from copyjob_dagster.config.loading import check_across_jobs
+from copyjob_dagster.engine import load_job, load_jobs
 from copyjob_dagster.errors import ConfigError
-from copyjob_dagster.loading import check_across_jobs, load_job, load_jobs
 
 SECRET = "s3cret-Zq81x"
 HEAD = "source: {url: 'sqlite:///shop.db'}\ndestination: {url: lake}\n"

@@ -14,8 +14,8 @@ import pyarrow.dataset as ds
 import pytest
 import sqlalchemy as sa
 
-from copyjob_dagster.assets import build_copy_assets, build_source_specs, latest_watermark
 from copyjob_dagster.config import CopyJob
+from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs, latest_watermark
 from copyjob_dagster.engine import copy_table
 
 KEY = dg.AssetKey(["inc", "events"])

@@ -4,8 +4,8 @@ import dagster as dg
 import pytest
 from pydantic import ValidationError
 
-from copyjob_dagster import naming
 from copyjob_dagster.config import CopyJob, TableConfig, mask_url
+from copyjob_dagster.defs import naming
 
 SECRET = "s3cret-Zq81x"
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from copyjob_dagster.config import TableConfig
+from copyjob_dagster.engine.overrides import Backfill, parse_value, typed_watermark
 from copyjob_dagster.errors import WatermarkError
-from copyjob_dagster.overrides import Backfill, parse_value, typed_watermark
 
 TABLE = TableConfig(name="orders", incremental_column="updated_at")
 

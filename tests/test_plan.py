@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from test_incremental import DESTINATIONS, Scenario
 
-from copyjob_dagster.dryrun import plan_table
 from copyjob_dagster.engine import copy_table
+from copyjob_dagster.engine.dryrun import plan_table
 from copyjob_dagster.stores import open_destination
 
 

@@ -18,12 +18,12 @@ import sqlalchemy as sa
 from conftest import make_dagster_home
 from rich.console import Console
 
-from copyjob_dagster import progress, watch
+from copyjob_dagster.cli import watch
 from copyjob_dagster.config import CopyJob, StoreConfig
-from copyjob_dagster.engine import copy_table
+from copyjob_dagster.engine import copy_table, progress
+from copyjob_dagster.engine.watermark import Watermark
 from copyjob_dagster.stores import open_source
 from copyjob_dagster.stores import postgres as postgres_store
-from copyjob_dagster.watermark import Watermark
 
 COPYJOB = Path(sys.executable).parent / "copyjob"
 

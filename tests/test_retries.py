@@ -13,8 +13,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from copyjob_dagster import assets
 from copyjob_dagster.config import CopyJob
+from copyjob_dagster.defs import assets
 from copyjob_dagster.errors import CopyJobError, SchemaError, SourceError
 from copyjob_dagster.stores import open_source
 from copyjob_dagster.stores.transient import is_transient

@@ -11,13 +11,11 @@ import pyarrow.dataset as ds
 import pytest
 import sqlalchemy as sa
 
-from copyjob_dagster import splitting
 from copyjob_dagster.config import CopyJob
-from copyjob_dagster.dryrun import plan_table
-from copyjob_dagster.engine import copy_table
+from copyjob_dagster.defs.metadata import PARTS, copy_metadata
+from copyjob_dagster.engine import copy_table, load_job, splitting
+from copyjob_dagster.engine.dryrun import plan_table
 from copyjob_dagster.errors import ConfigError, SchemaError, SourceError
-from copyjob_dagster.loading import load_job
-from copyjob_dagster.metadata import PARTS, copy_metadata
 from copyjob_dagster.stores.base import TableDescription
 from copyjob_dagster.stores.pgcopy import PostgresTableReader
 

@@ -18,13 +18,13 @@ from conftest import make_dagster_home
 from test_automation import _job, _selected, _source, _tick
 from test_incremental import DESTINATIONS, KEY, Scenario
 
-from copyjob_dagster import naming
-from copyjob_dagster.assets import latest_watermark
 from copyjob_dagster.cli import main
 from copyjob_dagster.definitions import build_definitions
-from copyjob_dagster.metadata import LOAD, OPERATION, REASON, WATERMARK, WATERMARK_TYPE, WINDOW
-from copyjob_dagster.operations import NO_WATERMARK, operation_event
-from copyjob_dagster.overrides import typed_watermark
+from copyjob_dagster.defs import naming
+from copyjob_dagster.defs.assets import latest_watermark
+from copyjob_dagster.defs.metadata import LOAD, OPERATION, REASON, WATERMARK, WATERMARK_TYPE, WINDOW
+from copyjob_dagster.defs.operations import NO_WATERMARK, operation_event
+from copyjob_dagster.engine.overrides import typed_watermark
 
 CASES = {"postgres": "merge", "mariadb": "append", "parquet": "append"}
 

@@ -10,11 +10,11 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from copyjob_dagster.assets import build_copy_assets, build_source_specs, latest_watermark
 from copyjob_dagster.config import CopyJob
+from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs, latest_watermark
+from copyjob_dagster.defs.metadata import WATERMARK, WATERMARK_TYPE, watermark_from_metadata
+from copyjob_dagster.engine.watermark import Watermark, parse, watermark_kind
 from copyjob_dagster.errors import SchemaError, WatermarkError
-from copyjob_dagster.metadata import WATERMARK, WATERMARK_TYPE, watermark_from_metadata
-from copyjob_dagster.watermark import Watermark, parse, watermark_kind
 
 ROUND_TRIPS = [
     ("integer", 2**63 - 1, "9223372036854775807"),

@@ -27,10 +27,10 @@ from click.testing import CliRunner
 from conftest import make_dagster_home
 
 from copyjob_dagster import cli
-from copyjob_dagster.discovery import incremental_candidates
+from copyjob_dagster.cli.wizard import parse_renames, select_tables
+from copyjob_dagster.engine.discovery import incremental_candidates
 from copyjob_dagster.errors import ConfigError
 from copyjob_dagster.stores import TableDescription
-from copyjob_dagster.wizard import parse_renames, select_tables
 
 # One pytest-xdist worker runs this module: its module-scoped fixtures are made once.
 pytestmark = pytest.mark.xdist_group("wizard")

@@ -2,8 +2,7 @@
 
 from settings import Settings
 
-from copyjob_dagster.engine import copy_table
-from copyjob_dagster.loading import load_job
+from copyjob_dagster.engine import copy_table, load_job
 
 
 def copy(settings: Settings, job_name: str) -> int:

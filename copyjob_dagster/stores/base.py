@@ -13,6 +13,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import pyarrow as pa
 
+from copyjob_dagster.stores.capabilities import Capabilities
+
 WriteMethod = Literal["append", "merge", "scd2"]
 LOGICAL_TYPE = b"copyjob.logical"
 STRING_LENGTH = b"copyjob.length"
@@ -158,6 +160,7 @@ class Source(Protocol):
     """A store that rows are read from."""
 
     display_url: str
+    capabilities: Capabilities
 
     def list_tables(self) -> list[str]: ...
 
@@ -192,6 +195,7 @@ class Destination(Protocol):
     """A store that rows are written to."""
 
     display_url: str
+    capabilities: Capabilities
 
     def check(self) -> None:
         """Raise `DestinationError` when the destination cannot be reached or written."""

@@ -13,9 +13,7 @@ the new file is in place.
 
 import dataclasses
 import functools
-import hashlib
 import operator
-import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,22 +35,21 @@ from copyjob_dagster.stores.base import (
     Window,
     WriteMethod,
 )
+from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.locking import file_lock
+from copyjob_dagster.stores.parquet_files import (
+    INITIAL_PART,
+    TEMPORARY_SUFFIX,
+    parts,
+    remove_strays,
+    remove_window,
+    window_expression,
+    window_id,
+    write_file,
+)
 from copyjob_dagster.stores.sql import Role
 
-TEMPORARY_SUFFIX = ".tmp"
-INITIAL_PART = "part-initial.parquet"
 LOCK_SUFFIX = ".copyjob-lock"
-# The writer dictionary-encodes a column until its dictionary outgrows this, then writes the rest
-# of the row group plain. Arrow's 1 MB lets columns of mostly distinct values (keys, timestamps,
-# amounts) build a dictionary they then drop: on the benchmark's orders table that is half the
-# write's time (2.0 s of 2,000,000 rows against 1.1 s) for a 139 MB file against 118 MB. Columns
-# of few distinct values (a status, a country) stay dictionary-encoded.
-DICTIONARY_PAGE_BYTES = 64 * 1024
-# Rows per row group, gathered from the reader's batches. 100,000 (DuckDB writes 122,880) raised
-# the peak RSS of a 2,000,000-row copy from PostgreSQL by 14 MB, for no speed that showed.
-ROW_GROUP_ROWS = 50_000
-ROW_GROUP_BYTES = 32 << 20
 # The longest file name made from a table's name is its lock file, `.<table>.copyjob-lock`.
 MAX_TABLE_NAME_BYTES = 255 - len(LOCK_SUFFIX) - 1
 
@@ -60,10 +57,22 @@ MAX_TABLE_NAME_BYTES = 255 - len(LOCK_SUFFIX) - 1
 class FolderStore:
     """Tables as Parquet/CSV files in one folder."""
 
+    # Files are appended or replaced whole: a change by key rewrites files (deletions, SCD2),
+    # but an upsert of each run's rows is not offered.
+    capabilities = Capabilities(merge=False)
+
     def __init__(self, folder: str, role: Role) -> None:
         self.folder = Path(folder)
         self.display_url = str(self.folder)
         self.role = role
+
+    @classmethod
+    def created_by_opening(cls, url: str) -> bool:
+        return False
+
+    @classmethod
+    def url_problem(cls, url: str) -> str | None:
+        return None
 
     @property
     def _error(self) -> type[SourceError] | type[DestinationError]:
@@ -205,7 +214,7 @@ class FolderStore:
             rewritten = window if window.backfill else dataclasses.replace(window, high=None)
             for older in parts(folder):
                 if older.name != name:
-                    _remove_window(older, rewritten)
+                    remove_window(older, rewritten)
         except OSError as exc:
             raise DestinationError(
                 f"destination {folder}: writing failed: {exc.strerror}"
@@ -272,7 +281,7 @@ class DatasetReader:
     def batches(
         self, columns: list[str], batch_rows: int, window: Window | None = None
     ) -> Iterator[pa.RecordBatch]:
-        expression = _window_expression(window) if window else None
+        expression = window_expression(window) if window else None
         # One batch of one file ahead, and no buffering of whole Parquet files: memory stays
         # flat (Arrow's defaults hold 16 batches of 4 files, each read whole first).
         options = (
@@ -291,7 +300,7 @@ class DatasetReader:
         )
 
     def count(self, window: Window | None = None, live: LiveRows | None = None) -> int:
-        conditions = [_window_expression(window)] if window else []
+        conditions = [window_expression(window)] if window else []
         if live is not None and live.current_column:
             conditions.append(ds.field(live.current_column) == True)  # noqa: E712
         if live is not None and live.deleted_column:
@@ -310,92 +319,3 @@ class DatasetReader:
             if batch_high is not None and (high is None or batch_high > high):
                 high = batch_high
         return CursorProfile(nulls, high)
-
-
-def _window_expression(window: Window) -> ds.Expression:
-    cursor = ds.field(window.column)
-    expression = cursor.is_valid()
-    if window.low is not None:
-        expression &= (cursor >= window.low) if window.low_inclusive else (cursor > window.low)
-    if window.high is not None:
-        expression &= cursor <= window.high
-    return expression
-
-
-def remove_strays(folder: Path) -> None:
-    """Remove what a killed writer left; never a finished file."""
-    for stray in folder.glob(f"*{TEMPORARY_SUFFIX}"):
-        stray.unlink()
-
-
-def window_id(window: Window) -> str:
-    bound = f"{type(window.low).__name__}:{window.low}:{window.low_inclusive}"
-    if window.backfill:  # a backfill never replaces a live window's file, nor it one of them
-        bound += f":backfill:{window.high}"
-    return hashlib.sha256(bound.encode()).hexdigest()[:16]
-
-
-def parts(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.glob("*.parquet") if p.is_file())
-
-
-def write_file(target: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> int:
-    """Write batches to `target` atomically: temporary file, fsync, rename, fsync the folder."""
-    temporary = target.with_name(target.name + TEMPORARY_SUFFIX)
-    rows = 0
-    try:
-        with pq.ParquetWriter(
-            temporary, schema, dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES
-        ) as writer:
-            for group in _row_groups(batches):
-                table = pa.Table.from_batches(group, schema)
-                writer.write_table(table)
-                rows += table.num_rows
-        _fsync(temporary)
-        os.replace(temporary, target)
-        _fsync(target.parent)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return rows
-
-
-def _row_groups(batches: Iterable[pa.RecordBatch]) -> Iterator[list[pa.RecordBatch]]:
-    """The batches gathered into row groups of about ROW_GROUP_ROWS rows, or ROW_GROUP_BYTES
-    where rows are wide. pyarrow writes a row group per call, and a reader's batches may be
-    small (PostgreSQL's CSV gives about 7,000 rows a block): files of tiny row groups are slow
-    to write and to read."""
-    group: list[pa.RecordBatch] = []
-    rows = size = 0
-    for batch in batches:
-        if batch.num_rows:
-            group.append(batch)
-            rows += batch.num_rows
-            size += batch.nbytes
-        if rows >= ROW_GROUP_ROWS or size >= ROW_GROUP_BYTES:
-            yield group
-            group, rows, size = [], 0, 0
-    if group:
-        yield group
-
-
-def _remove_window(path: Path, window: Window) -> None:
-    """Rewrite `path` without the window's rows (streaming), or delete it if none remain."""
-    parquet = pq.ParquetFile(path)
-    if window.column not in parquet.schema_arrow.names:
-        return
-    outside = ~_window_expression(window)
-    dataset = ds.dataset(path, format="parquet")
-    if dataset.count_rows(filter=~outside) == 0:
-        return
-    if dataset.count_rows(filter=outside) == 0:
-        path.unlink()
-        return
-    write_file(path, parquet.schema_arrow, dataset.to_batches(filter=outside))
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

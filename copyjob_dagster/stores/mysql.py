@@ -22,6 +22,7 @@ from sqlalchemy.types import NullType, TypeEngine
 
 from copyjob_dagster.errors import DestinationError
 from copyjob_dagster.stores import identifiers, mysqlload, snapshots, types
+from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.locking import lock_key, wait_for
 from copyjob_dagster.stores.sql import Role, SqlStore, Timeouts
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 class MySQLStore(SqlStore):
     """MySQL/MariaDB through PyMySQL."""
 
+    capabilities = Capabilities(split_reads=True)
     transactional_ddl = False
 
     def __init__(

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from copyjob_dagster.stores import files
+from copyjob_dagster.stores import parquet_files
 from copyjob_dagster.stores.base import DeletePolicy, DeletionCounts, VersionColumns, Window
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def write_versions(
     if window.low is None:
         return store.write_increment(table, schema, key, batches, method="append", window=window)
     folder = store.folder / table
-    name = f"part-{files.window_id(window)}.parquet"
+    name = f"part-{parquet_files.window_id(window)}.parquet"
     seen: list[pa.RecordBatch] = []
 
     def remember(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -62,12 +62,12 @@ def write_versions(
             yield batch
 
     folder.mkdir(parents=True, exist_ok=True)
-    files.remove_strays(folder)
-    rows = files.write_file(folder / name, schema, remember(batches))
+    parquet_files.remove_strays(folder)
+    rows = parquet_files.write_file(folder / name, schema, remember(batches))
     if not seen:
         return rows
     new = pa.Table.from_batches(seen).rename_columns([*key, NEW_FROM])
-    for older in files.parts(folder):
+    for older in parquet_files.parts(folder):
         if older.name != name:
             _close_versions(older, new, key, versions)
     return rows
@@ -79,7 +79,7 @@ def _close_versions(
     parquet = pq.ParquetFile(path)
     if not any(_closed(b, new, key, versions)[1] for b in parquet.iter_batches()):
         return
-    files.write_file(
+    parquet_files.write_file(
         path,
         parquet.schema_arrow,
         (_closed(b, new, key, versions)[0] for b in pq.ParquetFile(path).iter_batches()),
@@ -141,7 +141,7 @@ class ParquetKeyDiff:
         self.pending = actions[2]
 
     def _count_rows(self) -> int:
-        return sum(pq.ParquetFile(p).metadata.num_rows for p in files.parts(self._folder))
+        return sum(pq.ParquetFile(p).metadata.num_rows for p in parquet_files.parts(self._folder))
 
     def _spill(
         self, side: str, batches: Iterable[tuple[pa.RecordBatch, int]], schema: pa.Schema
@@ -170,7 +170,7 @@ class ParquetKeyDiff:
     def _destination_rows(self) -> Iterator[tuple[pa.RecordBatch, int]]:
         """Each part's keys with their position and whether the row is live (and marked)."""
         policy = self._policy
-        for index, path in enumerate(files.parts(self._folder)):
+        for index, path in enumerate(parquet_files.parts(self._folder)):
             parquet = pq.ParquetFile(path)
             names = parquet.schema_arrow.names
             offset = 0
@@ -252,7 +252,7 @@ class ParquetKeyDiff:
             return DeletionCounts()
         actions = ds.dataset([str(p) for p in paths], format="ipc")
         counts = {MARK: 0, RESTORE: 0}
-        for index, path in enumerate(files.parts(self._folder)):
+        for index, path in enumerate(parquet_files.parts(self._folder)):
             mine = actions.to_table(filter=ds.field(FILE) == index).sort_by(ROW)
             if mine.num_rows:
                 for action, rows in self._rewrite(path, mine).items():
@@ -283,7 +283,7 @@ class ParquetKeyDiff:
                 offset += count
                 yield self._changed_batch(batch, schema, pa.array(marks), pa.array(restores))
 
-        files.write_file(path, schema, changed())
+        parquet_files.write_file(path, schema, changed())
         return {MARK: int((kinds == MARK).sum()), RESTORE: int((kinds == RESTORE).sum())}
 
     def _changed_batch(

@@ -12,6 +12,7 @@ from psycopg import sql
 from sqlalchemy.engine import Connection
 
 from copyjob_dagster.stores import identifiers, pgcopy, pgcsv, snapshots
+from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.locking import lock_key, wait_for
 from copyjob_dagster.stores.pgcopy import BinaryCopy, PostgresTableReader
@@ -23,6 +24,7 @@ EXACT_COUNT_BELOW = 1_000_000  # rows; smaller tables are counted exactly
 class PostgresStore(SqlStore):
     """PostgreSQL through psycopg 3."""
 
+    capabilities = Capabilities(split_reads=True, byte_format="postgresql-binary-copy")
     # COPY runs on psycopg's own cursor, whose errors SQLAlchemy does not wrap.
     driver_errors = (*SqlStore.driver_errors, psycopg.Error)
 

@@ -29,6 +29,7 @@ from copyjob_dagster.stores.base import (
     WriteMethod,
     logical_type,
 )
+from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.ranges import window_conditions
 from copyjob_dagster.stores.sql_reader import SqlTableReader, as_bool, as_text
@@ -51,7 +52,27 @@ class Timeouts:
 class SqlStore:
     """A SQLAlchemy database: describe, stream batches, replace tables atomically."""
 
+    capabilities = Capabilities()
     transactional_ddl = True  # CREATE/DROP/RENAME roll back with the transaction
+
+    @classmethod
+    def created_by_opening(cls, url: str) -> bool:
+        """Whether connecting to `url` would create the database (the dry run must not)."""
+        return False
+
+    @classmethod
+    def url_problem(cls, url: str) -> str | None:
+        """Why `url` names no database this store can open (its dialect is not installed)."""
+        parsed = make_url(url)
+        try:
+            parsed.get_dialect()
+        except NoSuchModuleError:
+            return (
+                f"unknown database dialect {parsed.drivername!r} (is its SQLAlchemy dialect "
+                f"installed?)"
+            )
+        return None
+
     driver_errors: tuple[type[Exception], ...] = (SQLAlchemyError, OSError)
 
     def __init__(

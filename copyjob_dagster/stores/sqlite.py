@@ -24,6 +24,7 @@ from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
 
 from copyjob_dagster.stores import identifiers, sqlite_writer
 from copyjob_dagster.stores.base import logical_type
+from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.locking import file_lock, lock_key
 from copyjob_dagster.stores.sql import Role, SqlStore, Timeouts, database_timestamps
@@ -35,6 +36,8 @@ BUSY_TIMEOUT_SECONDS = 30
 
 class SQLiteStore(SqlStore):
     """A SQLite database file."""
+
+    capabilities = Capabilities(case_insensitive_names=True)
 
     def __init__(
         self, url: str, schema: str | None, role: Role, timeouts: Timeouts | None = None
@@ -48,6 +51,11 @@ class SQLiteStore(SqlStore):
         warnings.filterwarnings(
             "ignore", message=".*does \\*not\\* support Decimal", category=SAWarning
         )
+
+    @classmethod
+    def created_by_opening(cls, url: str) -> bool:
+        database = make_url(url).database
+        return database not in (None, "", ":memory:") and not Path(database).exists()
 
     @property
     def name_rules(self) -> NameRules:

@@ -22,8 +22,9 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
-from copyjob_dagster import assets, engine
-from copyjob_dagster.loading import load_job
+from copyjob_dagster.defs import assets
+from copyjob_dagster.engine import copying as engine
+from copyjob_dagster.engine import load_job
 
 
 def die() -> None:

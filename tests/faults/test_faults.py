@@ -24,8 +24,8 @@ import pytest
 import sqlalchemy as sa
 from conftest import make_dagster_home
 
-from copyjob_dagster.assets import build_copy_assets, build_source_specs, latest_watermark
-from copyjob_dagster.loading import load_job
+from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs, latest_watermark
+from copyjob_dagster.engine import load_job
 
 RUNNER = Path(__file__).with_name("fault_runner.py")
 KEY = dg.AssetKey(["faults", "events"])

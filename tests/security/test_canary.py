@@ -29,10 +29,9 @@ import sqlalchemy as sa
 from conftest import BadInputTally, make_dagster_home
 from dagster_web import free_port, graphql, serve, wait_until_ready
 
-from copyjob_dagster.assets import build_copy_assets, build_source_specs
-from copyjob_dagster.engine import copy_table
+from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
+from copyjob_dagster.engine import copy_table, load_jobs
 from copyjob_dagster.errors import CopyJobError
-from copyjob_dagster.loading import load_jobs
 
 from .conftest import MySQLUser, PgRole, url_password
 from .private_pg import PrivatePostgres

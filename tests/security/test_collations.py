@@ -12,11 +12,11 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from copyjob_dagster.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.config import CopyJob
+from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.engine import copy_table
+from copyjob_dagster.engine.watermark import Watermark
 from copyjob_dagster.errors import DestinationError
-from copyjob_dagster.watermark import Watermark
 
 KEYS = ["a", "A", "x", "x ", "x  ", "é", "É", "e"]
 

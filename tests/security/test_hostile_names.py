@@ -22,9 +22,9 @@ import pytest
 import sqlalchemy as sa
 from conftest import BadInputTally
 
-from copyjob_dagster import naming
-from copyjob_dagster.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.config import CopyJob
+from copyjob_dagster.defs import naming
+from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.engine import copy_table
 from copyjob_dagster.errors import CopyJobError
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from copyjob_dagster.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.config import CopyJob
-from copyjob_dagster.metadata import WATERMARK, WATERMARK_TYPE
+from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
+from copyjob_dagster.defs.metadata import WATERMARK, WATERMARK_TYPE
 
 KEY = dg.AssetKey(["tampered", "events"])
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from copyjob_dagster.engine import load_job
 from copyjob_dagster.errors import SourceError
-from copyjob_dagster.loading import load_job
 from copyjob_dagster.stores import open_source
 
 from .certificates import write_ca_and_server_certificate

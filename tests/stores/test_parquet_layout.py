@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from copyjob_dagster.stores import files
+from copyjob_dagster.stores import parquet_files as files
 
 
 def _batches(rows: int, size: int) -> list[pa.RecordBatch]:

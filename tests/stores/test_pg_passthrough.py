@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from conftest import scratch_schema
 
 from copyjob_dagster import engine
-from copyjob_dagster.loading import load_job
+from copyjob_dagster.engine import load_job
 from copyjob_dagster.stores import pgcopy
 
 COLUMNS = """

@@ -1,0 +1,43 @@
+"""The Dagster layer: each table an asset (naming, specs, the asset body), its checks,
+schedules and sensors, materialization metadata and the watermark of record, history read from
+the instance, and the concurrency settings of runs."""
+
+from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs, latest_watermark
+from copyjob_dagster.defs.automation import build_new_data_sensor, build_schedule
+from copyjob_dagster.defs.concurrency import apply_pool_limits, default_executor, job_executor
+from copyjob_dagster.defs.history import History, Totals, read_history
+from copyjob_dagster.defs.listing import JobEntry, list_jobs
+from copyjob_dagster.defs.metadata import (
+    ROWS_PER_SECOND,
+    ROWS_READ,
+    ROWS_WRITTEN,
+    SECONDS,
+    TABLE_NAME,
+    WATERMARK,
+    WATERMARK_BEFORE,
+)
+from copyjob_dagster.defs.operations import StateOperation
+
+__all__ = [
+    "ROWS_PER_SECOND",
+    "ROWS_READ",
+    "ROWS_WRITTEN",
+    "SECONDS",
+    "TABLE_NAME",
+    "WATERMARK",
+    "WATERMARK_BEFORE",
+    "History",
+    "JobEntry",
+    "StateOperation",
+    "Totals",
+    "apply_pool_limits",
+    "build_copy_assets",
+    "build_new_data_sensor",
+    "build_schedule",
+    "build_source_specs",
+    "default_executor",
+    "job_executor",
+    "latest_watermark",
+    "list_jobs",
+    "read_history",
+]

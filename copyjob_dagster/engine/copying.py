@@ -1,0 +1,399 @@
+"""Copy one table: plan, read, map, write, commit. Returns a `CopyResult`. Never imports Dagster.
+
+The plan (`planning.py`) says which columns go where; for an incremental copy the window
+(`windows.py`) says which rows. Rows then stream from the source's snapshot as Arrow batches of
+bounded size into the destination's atomic or idempotent write, so memory stays flat whatever
+the table's size, and the new watermark is taken from the same snapshot.
+"""
+
+import dataclasses
+import itertools
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from copyjob_dagster.config import CopyJob, TableConfig
+from copyjob_dagster.engine.deletions import deletion_pass
+from copyjob_dagster.engine.overrides import Backfill
+from copyjob_dagster.engine.passthrough import binary_copy, streams_bytes
+from copyjob_dagster.engine.planning import CopyPlan, plan_copy, reconcile_schema
+from copyjob_dagster.engine.splitting import open_reader, parts_of
+from copyjob_dagster.engine.stamping import Stamp, stamped
+from copyjob_dagster.engine.watermark import Watermark, WatermarkKind, watermark_kind
+from copyjob_dagster.engine.windows import fingerprint, plan_window
+from copyjob_dagster.errors import WatermarkError
+from copyjob_dagster.stores import (
+    BinaryCopy,
+    DeletionCounts,
+    Destination,
+    Source,
+    TableReader,
+    Window,
+    open_destination,
+    open_source,
+)
+
+LOCK_TIMEOUT_SECONDS = 600
+
+# Called with the rows copied so far, the estimated total (None if unknown) and the seconds
+# since the copy started: once before the first row, then after each batch.
+ProgressCallback = Callable[[int, int | None, float], None]
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    """What a copy did: counts, timing, and where the rows came from and went."""
+
+    plan: CopyPlan
+    rows_read: int
+    rows_written: int
+    seconds: float
+    source_url: str
+    destination_url: str
+    destination_location: str
+    load: Literal["full", "initial", "incremental", "backfill"] = "full"
+    watermark_before: Watermark | None = None
+    watermark: Watermark | None = None
+    null_cursor_rows: int = 0
+    window: Window | None = None
+    deletions: DeletionCounts | None = None  # None: the table ignores deletions
+    parts: int = 1  # key ranges read in parallel (see splitting.py); 1: a single stream
+
+
+def copy_table(
+    job: CopyJob,
+    table: TableConfig,
+    watermark: Watermark | None = None,
+    full_refresh: bool = False,
+    progress: ProgressCallback | None = None,
+    run_id: str | None = None,
+    allow_mass_delete: bool = False,
+    backfill: Backfill | None = None,
+) -> CopyResult:
+    """Copy one table of a job.
+
+    A full job replaces the destination table atomically. An incremental job does the same the
+    first time (no `watermark`) or when `full_refresh` is asked; afterwards it copies only the
+    window beyond `watermark`, written so that copying the same window again changes nothing.
+    `run_id` is written into the audit columns; `allow_mass_delete` lifts the deletion guard.
+    A `backfill` copies its explicit window instead, the same way, and leaves `watermark` as it is.
+    """
+    source = open_source(job.source)
+    destination = open_destination(job.destination)
+    stamp = Stamp(run_id, datetime.now(UTC))
+    try:
+        plan = plan_copy(job, table, source.describe(table.name))
+        if backfill is not None:
+            return _copy_backfill(
+                plan, table, source, destination, watermark, backfill, progress, stamp
+            )
+        if plan.incremental_column is None:
+            return _copy_full(plan, source, destination, progress, stamp)
+        return _copy_increment(
+            plan,
+            table,
+            source,
+            destination,
+            None if full_refresh else watermark,
+            progress,
+            stamp,
+            allow_mass_delete,
+        )
+    finally:
+        source.close()
+        destination.close()
+
+
+@contextmanager
+def table_lock(
+    job: CopyJob, table: TableConfig, timeout_seconds: float = LOCK_TIMEOUT_SECONDS
+) -> Iterator[None]:
+    """Hold the destination table's copy lock: a second copy of the table waits, then refuses.
+
+    The caller holds it from reading the watermark until the new one is recorded, so two runs
+    of one table never copy the same window at once nor record watermarks out of order.
+    """
+    destination = open_destination(job.destination)
+    try:
+        with destination.lock(table.destination_name, timeout_seconds):
+            yield
+    finally:
+        destination.close()
+
+
+def _copy_full(
+    plan: CopyPlan,
+    source: Source,
+    destination: Destination,
+    progress: ProgressCallback | None,
+    stamp: Stamp,
+) -> CopyResult:
+    started = time.monotonic()
+    estimate = source.estimate_rows(plan.source_table) if progress else None
+    counter = _RowCounter(progress, estimate)
+    # The binary passthrough already runs at the pipe's speed: it reads one stream.
+    passthrough = streams_bytes(plan, source, destination)
+    split = None if passthrough else plan.split
+    with open_reader(source, plan.source_table, split, estimate) as reader:
+        if passthrough:
+            rows: Any = binary_copy(plan, reader, counter.count)
+        else:
+            rows = _arrow_batches(plan, reader, counter, stamp)
+        rows_written = destination.replace(
+            plan.destination_table, plan.written_schema, plan.primary_key, rows
+        )
+    return dataclasses.replace(
+        _result(plan, source, destination, started, counter.rows, rows_written),
+        parts=parts_of(reader),
+    )
+
+
+def _copy_increment(
+    plan: CopyPlan,
+    table: TableConfig,
+    source: Source,
+    destination: Destination,
+    previous: Watermark | None,
+    progress: ProgressCallback | None,
+    stamp: Stamp,
+    allow_mass_delete: bool,
+) -> CopyResult:
+    started = time.monotonic()
+    kind = cursor_kind(plan, source, previous)
+    existing = destination.describe(plan.destination_table)
+    if previous is not None and existing is None:
+        previous = None  # the copy is gone from the destination: load it again from the start
+    if existing is not None and previous is not None:
+        reconcile_schema(plan, existing, destination)
+
+    passthrough = streams_bytes(plan, source, destination)
+    with open_reader(source, plan.source_table, None if passthrough else plan.split) as reader:
+        window, nulls = plan_window(plan, table, reader, previous)
+        counter = _RowCounter(progress, _window_estimate(plan, source, reader, window, progress))
+        stamp = _window_stamp(stamp, kind, window)
+        high = _aware(kind, window.high) if window.high is not None else None
+        # The source's keys are read (and deletions counted) before the window's rows stream:
+        # a snapshot connection serves one query at a time.
+        with deletion_pass(
+            plan,
+            destination,
+            reader,
+            deleted_at=stamp.loaded_at,
+            closed_at=high if high is not None else previous.value if previous else None,
+            allow_mass_delete=allow_mass_delete,
+            initial=previous is None,
+        ) as deletions:
+            batches: Any
+            if passthrough:
+                # A window has rows when it has an upper bound (see windows.plan_window).
+                has_rows = previous is None or window.high is not None
+                batches = binary_copy(plan, reader, counter.count, window) if has_rows else None
+            else:
+                batches = _non_empty(_arrow_batches(plan, reader, counter, stamp, window))
+            rows_written = 0
+            if batches is not None or previous is None:
+                rows_written = _write_window(plan, destination, batches or iter(()), window)
+            deleted = deletions.apply() if deletions is not None else DeletionCounts()
+        new_watermark = previous
+        if high is not None:
+            rows_at_high, fingerprint_at_high = fingerprint(reader, plan, window.high)
+            new_watermark = Watermark.of(kind, high, rows_at_high, fingerprint_at_high)
+    return dataclasses.replace(
+        _result(plan, source, destination, started, counter.rows, rows_written),
+        load="initial" if previous is None else "incremental",
+        watermark_before=previous,
+        watermark=new_watermark,
+        null_cursor_rows=nulls,
+        window=window,
+        deletions=deleted if plan.deletes != "ignore" else None,
+        parts=parts_of(reader),
+    )
+
+
+def _arrow_batches(
+    plan: CopyPlan,
+    reader: TableReader,
+    counter: "_RowCounter",
+    stamp: Stamp,
+    window: Window | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """The rows (of `window`) as the destination takes them: renamed, with the columns the
+    copy adds, counted."""
+    rows = reader.batches(plan.source_columns, plan.batch_rows, window)
+    return counter.count(stamped(_renamed(rows, plan.destination_schema), plan, stamp))
+
+
+def _write_window(
+    plan: CopyPlan,
+    destination: Destination,
+    batches: Iterator[pa.RecordBatch] | BinaryCopy,
+    window: Window,
+) -> int:
+    window = dataclasses.replace(window, column=plan.destination_cursor)
+    if plan.versions is not None:
+        return destination.write_versions(
+            plan.destination_table,
+            plan.written_schema,
+            plan.primary_key,
+            batches,
+            versions=plan.versions,
+            window=window,
+        )
+    return destination.write_increment(
+        plan.destination_table,
+        plan.written_schema,
+        plan.primary_key,
+        batches,
+        method=plan.write,
+        window=window,
+    )
+
+
+def _copy_backfill(
+    plan: CopyPlan,
+    table: TableConfig,
+    source: Source,
+    destination: Destination,
+    watermark: Watermark | None,
+    backfill: Backfill,
+    progress: ProgressCallback | None,
+    stamp: Stamp,
+) -> CopyResult:
+    """Copy the rows of [low, high] with the table's idempotent write; the watermark stays."""
+    started = time.monotonic()
+    if plan.incremental_column is None:
+        raise WatermarkError(
+            f"job {plan.job!r}, table {plan.source_table!r}: a backfill copies a window of an "
+            f"incremental table; this job copies whole tables"
+        )
+    kind = cursor_kind(plan, source, watermark)
+    low, high = backfill.bounds(plan.job, table, kind)
+    existing = destination.describe(plan.destination_table)
+    if existing is None:
+        raise WatermarkError(
+            f"job {plan.job!r}, table {plan.source_table!r}: the destination has no table "
+            f"{plan.destination_table!r} yet; run the table's first copy before a backfill"
+        )
+    reconcile_schema(plan, existing, destination)
+    window = Window(plan.incremental_column, low, True, high, backfill=True)
+    with open_reader(source, plan.source_table, plan.split) as reader:
+        nulls = reader.profile(plan.incremental_column, low).null_rows
+        counter = _RowCounter(progress, reader.count(window) if progress else None)
+        stamp = _window_stamp(stamp, kind, window)
+        batches = _non_empty(_arrow_batches(plan, reader, counter, stamp, window))
+        rows_written = 0
+        if batches is not None:
+            rows_written = _write_window(plan, destination, batches, window)
+    return dataclasses.replace(
+        _result(plan, source, destination, started, counter.rows, rows_written),
+        load="backfill",
+        watermark_before=watermark,
+        watermark=watermark,
+        null_cursor_rows=nulls,
+        window=window,
+        parts=parts_of(reader),
+    )
+
+
+def _window_stamp(stamp: Stamp, kind: str, window: Window) -> Stamp:
+    """The stamp with the window's bounds as the watermark's exact text."""
+
+    def text(value: Any) -> str | None:
+        return None if value is None else Watermark.of(kind, _aware(kind, value), 0, "").text
+
+    return dataclasses.replace(stamp, window_from=text(window.low), window_to=text(window.high))
+
+
+def cursor_kind(plan: CopyPlan, source: Source, previous: Watermark | None) -> WatermarkKind:
+    """The incremental column's watermark kind; refuse a watermark of another kind."""
+    cursor = plan.incremental_column
+    kind = watermark_kind(source.describe(plan.source_table).schema.field(cursor))
+    if previous is not None and previous.kind != kind:
+        raise WatermarkError(
+            f"job {plan.job!r}, table {plan.source_table!r}: the watermark is a {previous.kind} "
+            f"but column {cursor!r} now holds {kind} values; run a full refresh"
+        )
+    return kind
+
+
+def _window_estimate(
+    plan: CopyPlan,
+    source: Source,
+    reader: TableReader,
+    window: Window,
+    progress: ProgressCallback | None,
+) -> int | None:
+    """The rows a window will copy, for progress: counted when an index on the incremental
+    column can serve it, estimated like a full copy for the initial load."""
+    if progress is None:
+        return None
+    if window.low is None:
+        return source.estimate_rows(plan.source_table)
+    return reader.count(window)
+
+
+def _aware(kind: str, value: Any) -> Any:
+    """MySQL returns TIMESTAMP values naive, in the session's time zone, which is UTC."""
+    if kind == "timestamp_tz" and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _non_empty(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch] | None:
+    """The batches, or None when there is no row at all (so nothing is written)."""
+    for batch in batches:
+        if batch.num_rows:
+            return itertools.chain([batch], batches)
+    return None
+
+
+def _result(
+    plan: CopyPlan,
+    source: Source,
+    destination: Destination,
+    started: float,
+    rows_read: int,
+    rows_written: int,
+) -> CopyResult:
+    return CopyResult(
+        plan=plan,
+        rows_read=rows_read,
+        rows_written=rows_written,
+        seconds=time.monotonic() - started,
+        source_url=source.display_url,
+        destination_url=destination.display_url,
+        destination_location=destination.location(plan.destination_table),
+    )
+
+
+def _renamed(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+
+
+class _RowCounter:
+    """Counts the rows that pass to the destination, and reports them to `progress`."""
+
+    def __init__(
+        self, progress: ProgressCallback | None = None, estimate: int | None = None
+    ) -> None:
+        self.rows = 0
+        self._progress = progress
+        self._estimate = estimate
+        self._started = time.monotonic()
+
+    def count(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        self._report()
+        for batch in batches:
+            self.rows += batch.num_rows
+            yield batch
+            self._report()  # the destination has taken the batch and asks for the next
+
+    def _report(self) -> None:
+        if self._progress is not None:
+            self._progress(self.rows, self._estimate, time.monotonic() - self._started)

@@ -1,0 +1,92 @@
+"""Row counts at a job's source and destination, one query each, for sensors and checks.
+
+Like the engine, this module never imports Dagster. The new-data sensor asks it how many source
+rows lie beyond each table's watermark; the row-count check asks how many rows each side holds.
+Each count is a single `COUNT(*)`, whose window an index on the incremental column serves.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from copyjob_dagster.config import CopyJob, TableConfig
+from copyjob_dagster.engine.planning import plan_copy
+from copyjob_dagster.engine.watermark import Watermark
+from copyjob_dagster.errors import CopyJobError
+from copyjob_dagster.stores import LiveRows, Source, Window, open_destination, open_source
+
+
+@dataclass(frozen=True)
+class NewRows:
+    """How many source rows of `table` lie beyond its watermark, or why that is unknown."""
+
+    table: TableConfig
+    rows: int = 0
+    error: CopyJobError | None = None
+
+
+def rows_beyond(job: CopyJob, watermarks: Mapping[str, Watermark | None]) -> list[NewRows]:
+    """For each table named (by destination name) in `watermarks`, the source rows beyond it.
+
+    A table without a watermark counts every row with an incremental value. An error that
+    concerns one table is kept with it; a transient one (the source cannot be reached) is
+    raised at once, since every other table would meet it too.
+    """
+    source = open_source(job.source)
+    try:
+        return [
+            _rows_beyond(job, table, source, watermarks[table.destination_name])
+            for table in job.tables
+            if table.destination_name in watermarks
+        ]
+    finally:
+        source.close()
+
+
+def _rows_beyond(
+    job: CopyJob, table: TableConfig, source: Source, watermark: Watermark | None
+) -> NewRows:
+    try:
+        plan = plan_copy(job, table, source.describe(table.name))
+        low = None if watermark is None else watermark.value
+        with source.open_reader(table.name) as reader:
+            rows = reader.count(Window(plan.incremental_column, low))
+    except CopyJobError as exc:
+        if exc.transient:
+            raise
+        return NewRows(table, error=exc)
+    return NewRows(table, rows)
+
+
+def source_rows_up_to(job: CopyJob, table: TableConfig, watermark: Watermark) -> int:
+    """The source rows whose incremental value is at or below `watermark` (NULLs excluded)."""
+    source = open_source(job.source)
+    try:
+        plan = plan_copy(job, table, source.describe(table.name))
+        with source.open_reader(table.name) as reader:
+            return reader.count(Window(plan.incremental_column, high=watermark.value))
+    finally:
+        source.close()
+
+
+def destination_rows(job: CopyJob, table: TableConfig) -> int | None:
+    """The rows of a table's copy at the destination that stand for source rows (its current
+    versions, its rows not marked deleted), or None when there is no copy."""
+    destination = open_destination(job.destination)
+    try:
+        if destination.describe(table.destination_name) is None:
+            return None
+        with destination.open_reader(table.destination_name) as reader:
+            return reader.count(live=live_rows(job, table))
+    finally:
+        destination.close()
+
+
+def live_rows(job: CopyJob, table: TableConfig) -> LiveRows | None:
+    """Which destination rows a table's copy keeps for rows now at the source."""
+    if job.mode != "incremental":
+        return None
+    if table.write == "scd2":
+        return LiveRows(current_column=table.history_columns.is_current)
+    if table.deletes == "soft":
+        return LiveRows(deleted_column=table.deleted_column)
+    return None

@@ -1,0 +1,141 @@
+"""What the next run of each table would do, found without writing anything anywhere.
+
+For a table: its mode and write method, the watermark it starts from, the window it would read
+and how many rows that holds (counted in one snapshot of the source, as `copy_table` windows
+it: the initial load, the fingerprint at the watermark, the lookback), and how the source's
+columns differ from the destination table's. The source is read in its read-only snapshot; the
+destination is only described (a SQLite destination file that does not exist is not created);
+no lock is taken. Never imports Dagster: the caller passes the watermark of record.
+"""
+
+from dataclasses import dataclass, field, replace
+
+from copyjob_dagster.config import CopyJob, TableConfig
+from copyjob_dagster.engine.copying import cursor_kind
+from copyjob_dagster.engine.passthrough import streams_bytes
+from copyjob_dagster.engine.planning import (
+    CopyPlan,
+    SchemaDifference,
+    plan_copy,
+    schema_difference,
+    schema_refusal,
+)
+from copyjob_dagster.engine.splitting import part_count
+from copyjob_dagster.engine.watermark import Watermark
+from copyjob_dagster.engine.windows import describe_window, plan_window
+from copyjob_dagster.errors import CopyJobError
+from copyjob_dagster.stores import (
+    Destination,
+    Source,
+    TableDescription,
+    TableReader,
+    may_exist,
+    open_destination,
+    open_source,
+)
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    """The next run of one table, as far as it can be known before it runs."""
+
+    job: str
+    table: str
+    destination: str
+    mode: str  # full | incremental
+    write: str  # replace | append | merge
+    load: str  # full | initial | incremental | nothing new | cannot run
+    watermark: str | None = None
+    window: str | None = None
+    rows: int | None = None
+    parts: int = 1  # key ranges the rows would be read in (split copies)
+    null_cursor_rows: int = 0
+    destination_exists: bool = False
+    schema: SchemaDifference | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def plan_job(
+    job: CopyJob, tables: list[TableConfig], watermarks: dict[str, Watermark | None]
+) -> list[TablePlan]:
+    """The plan of each table; `watermarks` maps destination names to watermarks of record.
+
+    A problem that concerns one table (a missing column, NULL cursors under `fail`, a schema
+    change the copy would refuse) is kept with it; an unreachable store is raised."""
+    return [plan_table(job, table, watermarks.get(table.destination_name)) for table in tables]
+
+
+def plan_table(job: CopyJob, table: TableConfig, watermark: Watermark | None) -> TablePlan:
+    source = open_source(job.source)
+    destination = open_destination(job.destination)
+    try:
+        found = TablePlan(
+            job=job.name,
+            table=table.name,
+            destination=destination.location(table.destination_name),
+            mode=job.mode,
+            write="replace" if job.mode == "full" else (table.write or "-"),
+            load="cannot run",
+            watermark=watermark.text if watermark else None,
+        )
+        try:
+            plan = plan_copy(job, table, source.describe(table.name))
+            existing = (
+                destination.describe(table.destination_name) if may_exist(job.destination) else None
+            )
+            found = replace(
+                found,
+                write="replace" if plan.incremental_column is None else plan.write,
+                destination_exists=existing is not None,
+                schema=None if existing is None else schema_difference(plan, existing),
+                parts=_parts(plan, table, source, destination),
+            )
+            with source.open_reader(table.name) as reader:
+                if plan.incremental_column is None:
+                    return replace(found, load="full", rows=reader.count())
+                return _incremental(found, plan, table, source, reader, watermark, existing)
+        except CopyJobError as exc:
+            if exc.transient:
+                raise
+            return replace(found, problems=[*found.problems, str(exc)])
+    finally:
+        source.close()
+        destination.close()
+
+
+def _incremental(
+    found: TablePlan,
+    plan: CopyPlan,
+    table: TableConfig,
+    source: Source,
+    reader: TableReader,
+    previous: Watermark | None,
+    existing: TableDescription | None,
+) -> TablePlan:
+    """The window `copy_table` would read now, and its rows; mirrors `_copy_increment`."""
+    cursor_kind(plan, source, previous)
+    if existing is None:
+        previous = None  # the copy is gone from the destination: it loads the table again
+    elif previous is not None and found.schema is not None:
+        refusal = schema_refusal(plan, found.schema)
+        if refusal:
+            found = replace(found, problems=[f"the next run stops: {refusal}"])
+    window, nulls = plan_window(plan, table, reader, previous)
+    if previous is not None and window.high is None:
+        load, rows = "nothing new", 0
+    else:
+        load, rows = ("initial" if previous is None else "incremental"), reader.count(window)
+    return replace(
+        found,
+        load="cannot run" if found.problems else load,
+        window=describe_window(window),
+        rows=rows,
+        null_cursor_rows=nulls,
+    )
+
+
+def _parts(plan: CopyPlan, table: TableConfig, source: Source, destination: Destination) -> int:
+    """As `copy_table` decides: the byte passthrough reads one stream whatever `split:` says."""
+    if plan.split is None or streams_bytes(plan, source, destination):
+        return 1
+    return part_count(plan.split, source, table.name)

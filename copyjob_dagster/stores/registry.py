@@ -1,0 +1,71 @@
+"""Open a store from a job's source or destination: a registry keyed by database family.
+
+Adding a store is one module in this folder and one line here.
+"""
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from copyjob_dagster.config import StoreConfig
+from copyjob_dagster.errors import DestinationError, SourceError
+from copyjob_dagster.stores.base import Destination, Source
+from copyjob_dagster.stores.capabilities import Capabilities
+from copyjob_dagster.stores.files import FolderStore
+from copyjob_dagster.stores.mysql import MySQLStore
+from copyjob_dagster.stores.postgres import PostgresStore
+from copyjob_dagster.stores.sql import Role, SqlStore, Timeouts
+from copyjob_dagster.stores.sqlite import SQLiteStore
+
+STORE_FAMILIES: dict[str, type[SqlStore]] = {
+    "postgresql": PostgresStore,
+    "mysql": MySQLStore,
+    "mariadb": MySQLStore,
+    "sqlite": SQLiteStore,
+}
+
+
+def family_of(config: StoreConfig, role: Role) -> type[SqlStore] | type[FolderStore]:
+    """The store class that serves `config`, found without connecting."""
+    if config.is_folder:
+        return FolderStore
+    try:
+        backend = make_url(config.url).get_backend_name()
+    except ArgumentError:
+        error = SourceError if role == "source" else DestinationError
+        raise error(
+            f"{role} {config.masked_url}: not a database URL (dialect+driver://user@host/db) "
+            f"nor a folder; known families: {', '.join(STORE_FAMILIES)}, or any installed "
+            f"SQLAlchemy dialect"
+        ) from None
+    return STORE_FAMILIES.get(backend, SqlStore)
+
+
+def url_problem(config: StoreConfig) -> str | None:
+    """Why no store can be opened at `config`'s URL, found without connecting; None if one can."""
+    return family_of(config, "destination").url_problem(config.url)
+
+
+def capabilities_of(config: StoreConfig) -> Capabilities:
+    """What the store at `config` can do, asked before any connection is opened."""
+    return family_of(config, "destination").capabilities
+
+
+def may_exist(config: StoreConfig) -> bool:
+    """False where opening the store would create it (a SQLite file not there yet)."""
+    return not family_of(config, "destination").created_by_opening(config.url)
+
+
+def _open(config: StoreConfig, role: Role) -> SqlStore | FolderStore:
+    family = family_of(config, role)
+    if family is FolderStore:
+        return FolderStore(config.url, role)
+    timeouts = Timeouts(config.connect_timeout, config.statement_timeout)
+    return family(config.url, config.db_schema, role, timeouts)
+
+
+def open_source(config: StoreConfig) -> Source:
+    return _open(config, "source")
+
+
+def open_destination(config: StoreConfig) -> Destination:
+    return _open(config, "destination")

@@ -1,0 +1,35 @@
+"""What a copy job asks of its stores that they cannot do, found from their capabilities before
+anything connects; each problem names the table's field, as the job file's own checks do."""
+
+from collections.abc import Iterator
+
+from copyjob_dagster.config import CopyJob, FieldProblem, TableConfig
+from copyjob_dagster.stores.registry import capabilities_of, url_problem
+
+
+def store_problems(job: CopyJob) -> Iterator[FieldProblem]:
+    for field, store in (("source", job.source), ("destination", job.destination)):
+        problem = url_problem(store)
+        if problem:
+            yield FieldProblem((field, "url"), problem)
+            return
+    source = capabilities_of(job.source)
+    folds_case = capabilities_of(job.destination).case_insensitive_names
+    folded: dict[str, TableConfig] = {}
+    for index, table in enumerate(job.tables):
+        if folds_case:
+            other = folded.setdefault(table.destination_name.casefold(), table)
+            if other.destination_name != table.destination_name:
+                yield FieldProblem(
+                    ("tables", index, "to"),
+                    f"{table.destination_name!r} and {other.destination_name!r} (table "
+                    f"{other.name!r}) differ only in case, and SQLite takes them for one "
+                    f"table; give one of them another `to:`",
+                )
+        if table.split is not None and not source.split_reads:
+            yield FieldProblem(
+                ("tables", index, "split"),
+                f"a split reads ranges in parallel inside one snapshot, which a "
+                f"{job.source.technology} source cannot share between connections; it needs "
+                f"a PostgreSQL or MySQL/MariaDB source (remove `split:`)",
+            )
