@@ -9,7 +9,7 @@ import psycopg
 import pyarrow as pa
 import sqlalchemy as sa
 from psycopg import sql
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection, make_url
 
 from copyjob_dagster.stores import identifiers, pgcopy, pgcsv, snapshots
 from copyjob_dagster.stores.capabilities import Capabilities
@@ -27,6 +27,15 @@ class PostgresStore(SqlStore):
     capabilities = Capabilities(split_reads=True, byte_format="postgresql-binary-copy")
     # COPY runs on psycopg's own cursor, whose errors SQLAlchemy does not wrap.
     driver_errors = (*SqlStore.driver_errors, psycopg.Error)
+
+    @classmethod
+    def engine_url(cls, url: str) -> str | URL:
+        """A bare `postgresql://` opened with psycopg 3, whatever SQLAlchemy maps the name to
+        (copyjob maps it to psycopg2 for dagster-postgres: copyjob_dagster/__init__.py)."""
+        parsed = make_url(url)
+        if parsed.drivername != "postgresql":
+            return url
+        return parsed.set(drivername="postgresql+psycopg")
 
     def engine_options(self) -> dict[str, Any]:
         # ISO 8601 intervals read back the same whatever the reader's IntervalStyle; ISO dates

@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, NoSuchTableError, SQLAlchemyError
 from sqlalchemy.schema import CreateTable, DropTable
 from sqlalchemy.types import TypeEngine
@@ -85,7 +85,7 @@ class SqlStore:
         self._error = SourceError if role == "source" else DestinationError
         self._schema = schema
         try:
-            self.engine = sa.create_engine(url, **self.engine_options())
+            self.engine = sa.create_engine(self.engine_url(url), **self.engine_options())
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
             raise self._error(
                 f"{role} {self.display_url}: cannot open: {self._scrub(exc)}"
@@ -93,6 +93,11 @@ class SqlStore:
         # `mariadb+pymysql://` URLs name their dialect mariadb; the types are MySQL's.
         self.dialect = {"mariadb": "mysql"}.get(self.engine.dialect.name, self.engine.dialect.name)
         self._tables: dict[str, sa.Table] = {}
+
+    @classmethod
+    def engine_url(cls, url: str) -> str | URL:
+        """The URL the engine opens: `url`, or `url` with the driver this store is written for."""
+        return url
 
     def engine_options(self) -> dict[str, Any]:
         return {"pool_pre_ping": True}
