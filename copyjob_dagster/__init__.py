@@ -17,3 +17,19 @@ dialects.registry.register(
 )
 
 __version__ = "0.1.0"
+
+__all__ = ["CopyJobComponent"]
+
+
+def __getattr__(name: str) -> object:
+    # The Component imports Dagster; the engine, stores and config (which import this package
+    # first) never do, so it loads when asked for (`dg` finds it through the entry point).
+    if name == "CopyJobComponent":
+        from copyjob_dagster.component import CopyJobComponent
+
+        return CopyJobComponent
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -13,6 +13,7 @@ from copyjob_dagster.config.loading import (
     JobCheck,
     check_across_jobs,
     job_files,
+    job_from_tree,
     read_job,
     read_jobs,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "check_across_jobs",
     "job_files",
     "key_part",
+    "job_from_tree",
     "read_job",
     "read_jobs",
     "mask_url",

@@ -36,7 +36,14 @@ JobCheck = Callable[[CopyJob], Iterable[FieldProblem]]
 
 def read_job(path: Path, base_dir: Path | None = None, check: JobCheck | None = None) -> CopyJob:
     """Read, expand and validate one job file. Relative paths resolve against `base_dir`."""
-    tree = _read_yaml(path)
+    return job_from_tree(_read_yaml(path), path, base_dir or path.parent, check)
+
+
+def job_from_tree(
+    tree: dict[str, Any], path: Path, base_dir: Path, check: JobCheck | None = None
+) -> CopyJob:
+    """Expand and validate a job as read from `path` (a job file, or the attributes of a
+    Component's defs.yaml); errors name `path`."""
     locate = functools.partial(_where, path, _job_name(tree), tree=tree)
     _refuse_literal_passwords(tree, locate)
     expanded = _expand_env(tree, (), locate)
@@ -46,7 +53,7 @@ def read_job(path: Path, base_dir: Path | None = None, check: JobCheck | None = 
         raise ConfigError(_describe_validation_error(exc, path, expanded)) from None
     for problem in check(job) if check else ():
         raise ConfigError(f"{locate(problem.loc)}: {problem}")
-    return _resolve_paths(job, base_dir or path.parent)
+    return _resolve_paths(job, base_dir)
 
 
 def job_files(jobs_dir: Path) -> list[Path]:

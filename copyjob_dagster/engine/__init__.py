@@ -13,7 +13,7 @@ from copyjob_dagster.engine.discovery import (
     incremental_candidates,
 )
 from copyjob_dagster.engine.dryrun import TablePlan, plan_table
-from copyjob_dagster.engine.jobs import load_job, load_jobs
+from copyjob_dagster.engine.jobs import load_job, load_job_tree, load_jobs
 from copyjob_dagster.engine.overrides import (
     Backfill,
     incremental_kind,
@@ -43,6 +43,7 @@ __all__ = [
     "incremental_candidates",
     "incremental_kind",
     "load_job",
+    "load_job_tree",
     "load_jobs",
     "parse_watermark",
     "plan_copy",

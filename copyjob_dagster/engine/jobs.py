@@ -3,13 +3,19 @@ against what their stores can do (a split needs a source that shares snapshots, 
 the case of names). Every caller that runs or shows jobs loads them here."""
 
 from pathlib import Path
+from typing import Any
 
-from copyjob_dagster.config import CopyJob, read_job, read_jobs
+from copyjob_dagster.config import CopyJob, job_from_tree, read_job, read_jobs
 from copyjob_dagster.stores import store_problems
 
 
 def load_job(path: Path, base_dir: Path | None = None) -> CopyJob:
     return read_job(path, base_dir, check=store_problems)
+
+
+def load_job_tree(tree: dict[str, Any], path: Path, base_dir: Path) -> CopyJob:
+    """A job as read from `path` (a Component's defs.yaml attributes), checked the same way."""
+    return job_from_tree(tree, path, base_dir, check=store_problems)
 
 
 def load_jobs(jobs_dir: Path, base_dir: Path | None = None) -> list[CopyJob]:
