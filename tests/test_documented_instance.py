@@ -106,3 +106,26 @@ def test_a_job_url_without_driver_still_opens_with_psycopg_3(pg_server: str) -> 
         assert store.engine.dialect.driver == "psycopg"
     finally:
         store.engine.dispose()
+
+
+def test_copyjob_ui_names_the_missing_scheme_before_it_starts(
+    pg_server: str, jobs: Path, tmp_path: Path
+) -> None:
+    """The UI's webserver and daemon build the instance before they load copyjob: there the
+    documented config would fail each run, so `copyjob ui` says which line to add instead."""
+    home = _documented_instance(tmp_path / "home", None)
+    done = subprocess.run(
+        [str(BIN / "copyjob"), "ui"],
+        cwd=PROJECT,
+        env=_env(home, jobs),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"error: {home / 'dagster.yaml'}: the PostgreSQL storage needs `scheme: "
+        "postgresql+psycopg2` under postgres_db (dagster-postgres is written for psycopg2; "
+        "with SQLAlchemy 2.1 the UI's runs would fail with a syntax error at NOTIFY)"
+    )

@@ -1,12 +1,15 @@
 """`copyjob ui`: Dagster's UI (`dagster dev`) on the instance `copyjob run` uses."""
 
 import os
+from pathlib import Path
 
 import click
 import dagster as dg
+from sqlalchemy.engine import make_url
 
 from copyjob_dagster.defs import apply_pool_limits
 from copyjob_dagster.engine import load_jobs
+from copyjob_dagster.errors import ConfigError
 from copyjob_dagster.project import ensure_dagster_home, jobs_dir, project_dir
 
 
@@ -14,9 +17,23 @@ from copyjob_dagster.project import ensure_dagster_home, jobs_dir, project_dir
 @click.argument("dagster_dev_args", nargs=-1, type=click.UNPROCESSED)
 def ui(dagster_dev_args: tuple[str, ...]) -> None:
     """Start the Dagster UI (`dagster dev`) on the same instance as `copyjob run`."""
-    ensure_dagster_home()
+    home = ensure_dagster_home()
     with dg.DagsterInstance.get() as instance:
+        _refuse_psycopg3_storage(instance, home)
         apply_pool_limits(instance, load_jobs(jobs_dir(), project_dir()))
     workspace = str(project_dir() / "workspace.yaml")
     os.chdir(project_dir())
     os.execvp("dagster", ["dagster", "dev", "-w", workspace, *dagster_dev_args])
+
+
+def _refuse_psycopg3_storage(instance: dg.DagsterInstance, home: Path) -> None:
+    """dagster-postgres on a bare `postgresql://` URL: this process maps it to psycopg2 (see
+    copyjob_dagster/__init__.py), but the webserver and daemon that `dagster dev` starts build
+    the instance before they load copyjob, get psycopg 3, and fail a run's first event."""
+    url = getattr(instance.event_log_storage, "postgres_url", None)
+    if url and make_url(url).drivername == "postgresql":
+        raise ConfigError(
+            f"{home / 'dagster.yaml'}: the PostgreSQL storage needs `scheme: "
+            f"postgresql+psycopg2` under postgres_db (dagster-postgres is written for psycopg2; "
+            f"with SQLAlchemy 2.1 the UI's runs would fail with a syntax error at NOTIFY)"
+        )
