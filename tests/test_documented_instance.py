@@ -61,8 +61,16 @@ tables:
     return folder
 
 
-def _env(home: Path, jobs: Path) -> dict[str, str]:
-    return {**os.environ, "DAGSTER_HOME": str(home), "COPYJOB_JOBS_DIR": str(jobs)}
+def _copyjob(home: Path, jobs: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "copyjob"), *args],
+        cwd=PROJECT,
+        env={**os.environ, "DAGSTER_HOME": str(home), "COPYJOB_JOBS_DIR": str(jobs)},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
 
 
 def _assert_copied(home: Path, tmp_path: Path, tables: list[str]) -> None:
@@ -82,15 +90,7 @@ def test_copyjob_run_on_the_documented_instance(
     pg_server: str, jobs: Path, tmp_path: Path, scheme: str | None
 ) -> None:
     home = _documented_instance(tmp_path / "home", scheme)
-    done = subprocess.run(
-        [str(BIN / "copyjob"), "run", "shop_documented"],
-        cwd=PROJECT,
-        env=_env(home, jobs),
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    done = _copyjob(home, jobs, "run", "shop_documented")
     assert "syntax error" not in done.stdout + done.stderr
     assert done.returncode == 0, done.stderr
     _assert_copied(home, tmp_path, ["customers", "orders"])
@@ -114,15 +114,7 @@ def test_copyjob_ui_names_the_missing_scheme_before_it_starts(
     """The UI's webserver and daemon build the instance before they load copyjob: there the
     documented config would fail each run, so `copyjob ui` says which line to add instead."""
     home = _documented_instance(tmp_path / "home", None)
-    done = subprocess.run(
-        [str(BIN / "copyjob"), "ui"],
-        cwd=PROJECT,
-        env=_env(home, jobs),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _copyjob(home, jobs, "ui")
     assert done.returncode == 1
     assert done.stderr.strip() == (
         f"error: {home / 'dagster.yaml'}: the PostgreSQL storage needs `scheme: "
