@@ -11,6 +11,7 @@ from sqlalchemy.exc import ArgumentError
 from copyjob_dagster.config.base import NAME_PATTERN, StrictModel, Text, key_part
 
 URL_PASSWORD = re.compile(r"^[A-Za-z0-9+._-]+://[^:/@]*:([^@]*)@")
+URL_SCHEME = re.compile(r"^[A-Za-z0-9+._-]+://")
 QUERY_PASSWORD = re.compile(r"([?&][^=&#]*password[^=&#]*=)([^&#]*)", re.IGNORECASE)
 DEFAULT_CONNECT_TIMEOUT = 10  # seconds
 

@@ -6,6 +6,7 @@ import difflib
 import functools
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from pydantic_core import ErrorDetails
 from sqlalchemy.engine import make_url
 
 from copyjob_dagster.config.base import NAME_PATTERN, FieldProblem
-from copyjob_dagster.config.endpoints import QUERY_PASSWORD, URL_PASSWORD, StoreConfig
+from copyjob_dagster.config.endpoints import QUERY_PASSWORD, URL_PASSWORD, URL_SCHEME, StoreConfig
 from copyjob_dagster.config.models import (
     ENV_REFERENCE,
     JOB_FILE_SUFFIXES,
@@ -166,16 +167,42 @@ def _expand_env(node: Any, loc: tuple[Any, ...], locate: Callable[[tuple[Any, ..
             f"${{NAME:-default}}, NAME made of letters, digits and _"
         )
 
+    encoded = _url_encoded_spans(node)
+
     def substitute(match: re.Match[str]) -> str:
         variable, default = match.group(1), match.group(2)
         value = os.environ.get(variable)
         if value is None:
             if default is None:
                 raise ConfigError(f"{locate(loc)}: environment variable {variable} is not set")
-            return default
+            value = default
+        if any(start <= match.start() < end for start, end in encoded):
+            return urllib.parse.quote(value, safe="")
         return value
 
     return ENV_REFERENCE.sub(substitute, node)
+
+
+def _url_encoded_spans(template: str) -> list[tuple[int, int]]:
+    """Where in a URL template a substituted value is percent-encoded: the user info and the
+    query. A password is given raw in its variable, so `@`, `/`, `:`, `#`, `?` and `%` in it
+    stay part of it instead of moving the host or hiding in a fragment (where masking would not
+    find it). A `${VAR}` holding a whole URL is taken as it is."""
+    shape = ENV_REFERENCE.sub(lambda m: "x" * len(m.group()), template)
+    scheme = URL_SCHEME.match(shape)
+    if scheme is None:
+        return []
+    authority_end = next(
+        (i for i in range(scheme.end(), len(shape)) if shape[i] in "/?#"), len(shape)
+    )
+    spans = []
+    at = shape.rfind("@", scheme.end(), authority_end)
+    if at != -1:
+        spans.append((scheme.end(), at))
+    query = shape.find("?", scheme.end())
+    if query != -1:
+        spans.append((query, len(shape)))
+    return spans
 
 
 def _refuse_literal_passwords(

@@ -54,7 +54,8 @@ def password(marker: str) -> str:
 
 
 def url_password(password: str) -> str:
-    """The password as it is written in a URL (what `${VAR}` must hold)."""
+    """The password as it is written in a URL built without `${VAR}` (a job's `${VAR}` holds it
+    raw)."""
     return urllib.parse.quote(password, safe="")
 
 

@@ -33,7 +33,7 @@ from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.engine import copy_table, load_jobs
 from copyjob_dagster.errors import CopyJobError
 
-from .conftest import MySQLUser, PgRole, url_password
+from .conftest import MySQLUser, PgRole
 from .private_pg import PrivatePostgres
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -202,8 +202,8 @@ def canary(
         **os.environ,
         "DAGSTER_HOME": str(home),
         "COPYJOB_JOBS_DIR": str(good),
-        "CANARY_PW": url_password(password),
-        "CANARY_WRONG_PW": url_password(password + "-wrong"),
+        "CANARY_PW": password,  # raw, as a user sets it: copyjob URL-encodes it
+        "CANARY_WRONG_PW": password + "-wrong",
     }
     with dg.DagsterInstance.from_config(str(home)) as instance:
         instance.get_runs(limit=1)  # creates the storage before the runs race to

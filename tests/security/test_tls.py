@@ -16,7 +16,7 @@ from copyjob_dagster.errors import SourceError
 from copyjob_dagster.stores import open_source
 
 from .certificates import write_ca_and_server_certificate
-from .conftest import PgRole, url_password
+from .conftest import PgRole
 from .private_pg import SERVER_NAME, PrivatePostgres
 
 
@@ -44,7 +44,7 @@ def test_verify_full_passes_with_the_right_host_name(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("TLS_PW", url_password(password))
+    monkeypatch.setenv("TLS_PW", password)
     path = _job_file(tmp_path, private_postgres, tls_role, SERVER_NAME, private_postgres.ca_file)
     source = open_source(load_job(path).source)
     try:
@@ -68,7 +68,7 @@ def test_verify_full_refuses_another_host_name_or_ca(
     monkeypatch: pytest.MonkeyPatch,
     wrong: str,
 ) -> None:
-    monkeypatch.setenv("TLS_PW", url_password(password))
+    monkeypatch.setenv("TLS_PW", password)
     ca, host = private_postgres.ca_file, SERVER_NAME
     if wrong == "CA":
         ca = tmp_path / "other_ca.crt"
