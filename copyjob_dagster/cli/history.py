@@ -13,7 +13,7 @@ from rich.table import Table
 from copyjob_dagster.cli.support import console as _console
 from copyjob_dagster.cli.support import find_job, selected_tables
 from copyjob_dagster.cli.watermark import operations_json, operations_of, print_operations
-from copyjob_dagster.defs import History, Totals, read_history
+from copyjob_dagster.defs import History, Totals, mark_interrupted_runs, read_history
 from copyjob_dagster.engine import load_jobs
 from copyjob_dagster.errors import CopyJobError
 from copyjob_dagster.project import ensure_dagster_home, jobs_dir, project_dir
@@ -34,6 +34,7 @@ def history(job_name: str | None, tables: tuple[str, ...], limit: int, as_json: 
     jobs = [find_job(job_name)] if job_name else load_jobs(jobs_dir(), project_dir())
     chosen = {job.name: selected_tables(job, tables) for job in jobs}
     with dg.DagsterInstance.get() as instance:
+        mark_interrupted_runs(instance)
         found = read_history(instance, jobs, chosen, limit)
         changes = operations_of(instance, jobs, chosen, limit)
     if as_json:

@@ -8,7 +8,7 @@ import dagster as dg
 from rich.table import Table
 
 from copyjob_dagster.cli.support import console
-from copyjob_dagster.defs import JobEntry, list_jobs
+from copyjob_dagster.defs import JobEntry, list_jobs, mark_interrupted_runs
 from copyjob_dagster.engine import load_jobs
 from copyjob_dagster.project import ensure_dagster_home, jobs_dir, project_dir
 
@@ -20,6 +20,7 @@ def list_(as_json: bool) -> None:
     ensure_dagster_home()
     jobs = load_jobs(jobs_dir(), project_dir())
     with dg.DagsterInstance.get() as instance:
+        mark_interrupted_runs(instance)
         entries = list_jobs(instance, jobs)
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(entry) for entry in entries], indent=2))

@@ -22,6 +22,7 @@ from copyjob_dagster.defs import (
     WATERMARK,
     apply_pool_limits,
     naming,
+    process_tags,
 )
 from copyjob_dagster.engine import load_jobs
 from copyjob_dagster.errors import CopyJobError
@@ -88,7 +89,7 @@ def run_job(
     recon = dg.build_reconstructable_job(
         "copyjob_dagster.definitions", "job_named", reconstructable_args=(job.name,)
     )
-    tags = {RUN_TAG: uuid.uuid4().hex, USER_TAG: run_user()}
+    tags = {RUN_TAG: uuid.uuid4().hex, USER_TAG: run_user(), **process_tags()}
     labels = {naming.op_name(job, table): _label(table) for table in chosen}
     shown = console(markup=False)
     with dg.DagsterInstance.get() as instance:
@@ -106,6 +107,17 @@ def run_job(
             failures = [_failure_message(event) for event in result.get_step_failure_events()]
             raise CopyJobError(
                 f"run {result.run_id} of job {job.name!r} failed:\n  " + "\n  ".join(failures)
+            )
+        failed_checks = [
+            f"{check.asset_key.to_user_string()}: check {check.check_name} failed: "
+            f"{check.description}"
+            for check in result.get_asset_check_evaluations()
+            if not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+        ]
+        if failed_checks:
+            raise CopyJobError(
+                f"run {result.run_id} of job {job.name!r} copied and committed, but failed its "
+                f"checks:\n  " + "\n  ".join(failed_checks)
             )
     click.echo(f"run {result.run_id} succeeded; DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
 

@@ -7,6 +7,7 @@ from copyjob_dagster.defs.automation import build_new_data_sensor, build_schedul
 from copyjob_dagster.defs.concurrency import apply_pool_limits, default_executor, job_executor
 from copyjob_dagster.defs.history import History, Totals, read_history
 from copyjob_dagster.defs.listing import JobEntry, list_jobs
+from copyjob_dagster.defs.liveness import mark_interrupted_runs, process_tags
 from copyjob_dagster.defs.metadata import (
     ROWS_PER_SECOND,
     ROWS_READ,
@@ -39,5 +40,7 @@ __all__ = [
     "job_executor",
     "latest_watermark",
     "list_jobs",
+    "mark_interrupted_runs",
+    "process_tags",
     "read_history",
 ]

@@ -35,6 +35,7 @@ _RUN_EVENTS = {
     dg.DagsterEventType.STEP_RESTARTED,
     dg.DagsterEventType.STEP_FAILURE,
     dg.DagsterEventType.RUN_FAILURE,
+    dg.DagsterEventType.ASSET_CHECK_EVALUATION,
 }
 _PAGE = 500
 
@@ -46,7 +47,7 @@ class TableRun:
     job: str
     table: str
     run_id: str
-    status: str  # success, failure, canceled, started, queued, ...
+    status: str  # success, check_failed, failure, canceled, started, queued, ...
     started: float | None
     duration_seconds: float | None
     attempts: int
@@ -158,6 +159,7 @@ class _RunEvents:
         self.started: dict[str, float] = {}
         self.restarts: dict[str, int] = {}
         self.failed: dict[str, tuple[float, str]] = {}
+        self.failed_checks: dict[dg.AssetKey, list[str]] = {}
         self.run_failure: str | None = None
         connection = instance.get_records_for_run(run_id, of_type=_RUN_EVENTS)
         for record in connection.records:
@@ -185,6 +187,11 @@ class _RunEvents:
             self.failed[step] = (entry.timestamp, message.strip())
         elif kind == dg.DagsterEventType.RUN_FAILURE:
             self.run_failure = event.message
+        elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            check = event.event_specific_data
+            if not check.passed and check.severity == dg.AssetCheckSeverity.ERROR:
+                failed = self.failed_checks.setdefault(check.asset_key, [])
+                failed.append(f"check {check.check_name} failed: {check.description}")
 
     def table_run(self, job: CopyJob, table: TableConfig, record: Any) -> TableRun:
         key, step = naming.asset_key(job, table), naming.op_name(job, table)
@@ -198,9 +205,11 @@ class _RunEvents:
         }
         if key in self.materialized:
             ended, metadata = self.materialized[key]
+            failed_checks = self.failed_checks.get(key)
             return TableRun(
                 **base,
-                status="success",
+                status="check_failed" if failed_checks else "success",
+                error="; ".join(failed_checks) if failed_checks else None,
                 duration_seconds=_duration(started, ended),
                 rows_read=_value(metadata, ROWS_READ),
                 rows_written=_value(metadata, ROWS_WRITTEN),
@@ -229,7 +238,7 @@ def _carry_watermarks(runs: list[TableRun]) -> Iterator[TableRun]:
     """A run that copied nothing left the watermark where the copy before it put it."""
     in_force = None
     for run in reversed(runs):  # oldest first
-        if run.status == "success":
+        if run.status in ("success", "check_failed"):  # both committed their copy
             in_force = run.watermark_after
         elif in_force is not None:
             run = dataclasses.replace(run, watermark_before=in_force, watermark_after=in_force)
