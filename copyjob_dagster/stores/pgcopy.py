@@ -131,13 +131,19 @@ class PostgresTableReader(SqlTableReader):
                 size, data = pgconn.get_copy_data(0)  # blocks until a row has arrived
                 if size < 0:
                     break
-                buffer += data
                 if text or size not in _END_SIZES or bytes(data) not in _ENDS:
                     rows += 1
-                if rows >= batch_rows or len(buffer) >= CHUNK_BYTES:
-                    yield CopyChunk(bytes(buffer), rows)
-                    total += rows
-                    buffer, rows = bytearray(), 0
+                if buffer or size < CHUNK_BYTES:
+                    buffer += data
+                    if rows < batch_rows and len(buffer) < CHUNK_BYTES:
+                        continue
+                    chunk, buffer = bytes(buffer), bytearray()
+                else:
+                    chunk = bytes(data)  # a row of megabytes: one copy of it, not two
+                del data  # libpq's copy of the row, freed before the chunk is parsed
+                yield CopyChunk(chunk, rows)
+                total += rows
+                rows = 0
             copied = _copy_result(pgconn)
             if buffer:
                 yield CopyChunk(bytes(buffer), rows)

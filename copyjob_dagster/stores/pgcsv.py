@@ -32,7 +32,8 @@ import pyarrow.csv as csv
 from copyjob_dagster.stores import types
 
 _OPTIONS = csv.WriteOptions(include_header=False, quoting_style="all_valid", batch_size=8192)
-READ_BLOCK_BYTES = 1 << 20
+# Twice pgcopy's CHUNK_BYTES: its chunks (that much, plus the row that passed it) stream.
+READ_BLOCK_BYTES = 2 << 20
 
 
 def writes_exactly(schema: pa.Schema) -> bool:
@@ -101,15 +102,34 @@ def reads_exactly(schema: pa.Schema) -> bool:
 def csv_batches(
     chunks: Iterator[bytes], schema: pa.Schema, batch_rows: int
 ) -> Iterator[pa.RecordBatch]:
-    """Parse PostgreSQL CSV, fed by `chunks`, into batches of at most `batch_rows` rows."""
-    first = next((chunk for chunk in chunks if chunk), None)
-    if first is None:
-        return  # no row: Arrow refuses an empty CSV
-    stream = io.BufferedReader(_ChunkReader(itertools.chain([first], chunks)), READ_BLOCK_BYTES)
+    """Parse PostgreSQL CSV, fed by `chunks` of whole rows, into batches of at most
+    `batch_rows` rows.
+
+    Arrow's streaming reader needs every row within one block ("straddling object straddles two
+    block boundaries" otherwise). A chunk no larger than a block holds only rows that fit one,
+    so runs of such chunks stream through one reader; a larger chunk (a value of megabytes, up
+    to PostgreSQL's 1 GB) is parsed alone, in a block of its own size: memory follows the
+    largest row, never the table.
+    """
+    filled = (chunk for chunk in chunks if chunk)  # Arrow refuses an empty CSV
+    for oversized, run in itertools.groupby(
+        filled, key=lambda chunk: len(chunk) > READ_BLOCK_BYTES
+    ):
+        if oversized:
+            for chunk in run:
+                yield from _parsed(pa.BufferReader(chunk), schema, batch_rows, len(chunk))
+        else:
+            stream = io.BufferedReader(_ChunkReader(run), READ_BLOCK_BYTES)
+            yield from _parsed(stream, schema, batch_rows, READ_BLOCK_BYTES)
+
+
+def _parsed(
+    stream: io.IOBase | pa.NativeFile, schema: pa.Schema, batch_rows: int, block_bytes: int
+) -> Iterator[pa.RecordBatch]:
     reader = csv.open_csv(
         stream,
         read_options=csv.ReadOptions(
-            column_names=schema.names, block_size=READ_BLOCK_BYTES, use_threads=False
+            column_names=schema.names, block_size=block_bytes, use_threads=False
         ),
         parse_options=csv.ParseOptions(newlines_in_values=True),
         convert_options=csv.ConvertOptions(
