@@ -21,6 +21,7 @@ from copyjob_dagster.stores import (
     VersionColumns,
     WriteMethod,
     capabilities_of,
+    string_length,
 )
 
 
@@ -51,6 +52,7 @@ class CopyPlan:
     max_delete_share: float = 0.5
     added_fields: tuple[pa.Field, ...] = ()
     split: SplitPlan | None = None  # read as key ranges in parallel (see splitting.py)
+    string_lengths: bool = True  # the destination holds text to its columns' declared lengths
 
     @property
     def written_schema(self) -> pa.Schema:
@@ -113,7 +115,8 @@ def plan_copy(job: CopyJob, table: TableConfig, source_table: TableDescription) 
                 f"job {job.name!r}, table {table.name!r}, field 'incremental_column': {exc}"
             ) from None
     primary_key = tuple(table.rename.get(k, k) for k in key_source)
-    can_merge = capabilities_of(job.destination).merge
+    capabilities = capabilities_of(job.destination)
+    can_merge = capabilities.merge
     if table.write == "merge" and not can_merge:
         raise SchemaError(
             f"job {job.name!r}, table {table.name!r}: write: merge needs a database destination; "
@@ -142,6 +145,7 @@ def plan_copy(job: CopyJob, table: TableConfig, source_table: TableDescription) 
         deleted_column=table.deleted_column if table.deletes == "soft" else None,
         max_delete_share=table.max_delete_share,
         split=plan_split(job, table, source_table),
+        string_lengths=capabilities.string_lengths,
     )
     added = added_fields(plan)
     for field in added:
@@ -200,19 +204,20 @@ class SchemaDifference:
 
 
 def schema_difference(plan: CopyPlan, existing: TableDescription) -> SchemaDifference:
-    """Columns new at the source, columns gone from it, and columns whose type changed."""
+    """Columns new at the source, columns gone from it, and columns whose type changed (a
+    string's declared length included)."""
     present = {field.name: field for field in existing.schema}
     planned = {field.name: field for field in plan.written_schema}
     return SchemaDifference(
         added=tuple(field for name, field in planned.items() if name not in present),
         dropped=tuple(name for name in present if name not in planned),
         retyped=tuple(
-            Retyped(name, str(field.type), str(present[name].type), converts)
+            Retyped(name, _spelled(field), _spelled(present[name]), converts)
             for name, field in planned.items()
             if name in present
             and (
-                not (converts := _converts(field.type, present[name].type))
-                or field.type != present[name].type
+                not (converts := _converts(field, present[name], _length_bound(plan, name)))
+                or _spelled(field) != _spelled(present[name])
             )
         ),
     )
@@ -249,13 +254,27 @@ def schema_refusal(plan: CopyPlan, difference: SchemaDifference) -> str | None:
             return (
                 f"job {plan.job!r}, table {plan.source_table!r}, column {column.name!r}: the "
                 f"source type {column.source_type} cannot be written into the destination's "
-                f"{column.destination_type}"
+                f"{column.destination_type} without loss (was the column widened at the "
+                f"source?); run `copyjob run {plan.job} --table {plan.source_table} "
+                f"--full-refresh` to copy the table again with the source's types"
             )
     return None
 
 
-def _converts(source: pa.DataType, destination: pa.DataType) -> bool:
-    """Whether values of `source` fit a destination column of `destination` without loss."""
+def _spelled(field: pa.Field) -> str:
+    length = string_length(field)
+    return f"{field.type}({length})" if length else str(field.type)
+
+
+def _length_bound(plan: CopyPlan, column: str) -> bool:
+    """Whether the column's declared length bounds what it holds, and is not a key's: MySQL
+    destinations cap a text key at an indexable length, whatever the source's."""
+    return plan.string_lengths and column not in plan.primary_key
+
+
+def _converts(source: pa.Field, destination: pa.Field, length_bound: bool = True) -> bool:
+    """Whether values of `source` fit a destination column of `destination` without loss: no
+    rounding of a float or decimal, no string cut to a shorter declared length."""
     families = (
         pa.types.is_integer,
         pa.types.is_floating,
@@ -265,15 +284,19 @@ def _converts(source: pa.DataType, destination: pa.DataType) -> bool:
         pa.types.is_boolean,
         pa.types.is_binary,
     )
-    if pa.types.is_string(destination) or pa.types.is_large_string(destination):
-        return True
+    s, d = source.type, destination.type
+    if pa.types.is_string(d) or pa.types.is_large_string(d):
+        longest, room = string_length(source), string_length(destination)
+        return not (length_bound and pa.types.is_string(s) and longest and room and longest > room)
     for family in families:
-        if family(source) or family(destination):
-            if not (family(source) and family(destination)):
-                return pa.types.is_integer(source) and pa.types.is_decimal(destination)
+        if family(s) or family(d):
+            if not (family(s) and family(d)):
+                return pa.types.is_integer(s) and pa.types.is_decimal(d)
             if family is pa.types.is_integer:
-                return source.bit_width <= destination.bit_width or pa.types.is_unsigned_integer(
-                    destination
-                )
+                return s.bit_width <= d.bit_width or pa.types.is_unsigned_integer(d)
+            if family is pa.types.is_floating:
+                return s.bit_width <= d.bit_width
+            if family is pa.types.is_decimal:
+                return s.scale <= d.scale and s.precision - s.scale <= d.precision - d.scale
             return True
-    return source == destination
+    return s == d

@@ -16,6 +16,7 @@ from copyjob_dagster.stores.base import (
     VersionColumns,
     Window,
     WriteMethod,
+    string_length,
 )
 from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.pgcopy import (
@@ -60,4 +61,5 @@ __all__ = [
     "read_in_parallel",
     "same_column_types",
     "store_problems",
+    "string_length",
 ]

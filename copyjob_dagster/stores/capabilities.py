@@ -14,3 +14,5 @@ class Capabilities:
     """Rows go undecoded between two stores that name the same format here."""
     case_insensitive_names: bool = False
     """Table names that differ only in case are one table."""
+    string_lengths: bool = True
+    """A text column's declared length bounds its values (VARCHAR(10)); Parquet's do not."""

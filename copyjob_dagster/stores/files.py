@@ -59,7 +59,7 @@ class FolderStore:
 
     # Files are appended or replaced whole: a change by key rewrites files (deletions, SCD2),
     # but an upsert of each run's rows is not offered.
-    capabilities = Capabilities(merge=False)
+    capabilities = Capabilities(merge=False, string_lengths=False)
 
     def __init__(self, folder: str, role: Role) -> None:
         self.folder = Path(folder)
