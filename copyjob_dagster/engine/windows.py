@@ -42,6 +42,8 @@ def plan_window(
         )
     if previous is None:
         return Window(cursor, None, False, profile.high), profile.null_rows
+    if profile.high is None or profile.high < previous.value:
+        _refuse_restarted_cursor(plan, reader, previous)
     inclusive = table.lookback > 0 or (
         fingerprint(reader, plan, previous.value)[1] != previous.fingerprint
     )
@@ -49,6 +51,24 @@ def plan_window(
     if not inclusive and high == low:
         high = None  # only the rows already copied at the watermark: nothing new
     return Window(cursor, low, inclusive, high), profile.null_rows
+
+
+def _refuse_restarted_cursor(plan: CopyPlan, reader: TableReader, previous: Watermark) -> None:
+    """Stop when the source holds rows, none of them at or above the watermark: the rows at the
+    watermark's value are gone, so the table was most likely dropped and recreated (or
+    truncated and reloaded) with its incremental values starting again. Copying on would skip
+    every new row below the watermark and leave the old copies stale. An empty source table
+    copies nothing and goes on."""
+    highest = reader.profile(plan.incremental_column, None).high
+    if highest is None:
+        return
+    raise WatermarkError(
+        f"job {plan.job!r}, table {plan.source_table!r}: the source's highest "
+        f"{plan.incremental_column} is {highest}, below the watermark {previous.text}; the "
+        f"table was recreated or reloaded with its values starting again, or its newest rows "
+        f"were deleted. Run `copyjob run {plan.job} --table {plan.source_table} "
+        f"--full-refresh` to copy it anew (or `copyjob watermark set` to a lower value)"
+    )
 
 
 def fingerprint(reader: TableReader, plan: CopyPlan, value: Any) -> tuple[int, str]:
