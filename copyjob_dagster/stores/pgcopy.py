@@ -131,6 +131,10 @@ class PostgresTableReader(SqlTableReader):
                 size, data = pgconn.get_copy_data(0)  # blocks until a row has arrived
                 if size < 0:
                     break
+                if size >= CHUNK_BYTES and buffer:  # a row of megabytes gets a chunk of its own
+                    yield CopyChunk(bytes(buffer), rows)
+                    total += rows
+                    buffer, rows = bytearray(), 0
                 if text or size not in _END_SIZES or bytes(data) not in _ENDS:
                     rows += 1
                 if buffer or size < CHUNK_BYTES:
