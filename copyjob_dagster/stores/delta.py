@@ -51,7 +51,9 @@ class DeltaStore(FolderStore):
     """Delta tables in one folder: the folder store's table names, checks and lock; the data
     and its versions in each table's Delta log."""
 
-    capabilities = Capabilities(merge=True)
+    # Deletions and SCD2 would each take a second commit through the engine's write-then-apply
+    # steps; until they fold into the window's one commit, validation refuses them.
+    capabilities = Capabilities(merge=True, deletes=False, versions=False)
 
     def __init__(self, url: str, role: Role) -> None:
         super().__init__(folder_of(url), role)
