@@ -11,6 +11,7 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from copyjob_dagster.config import CopyJob
+from copyjob_dagster.defs import read_history
 from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.engine import Watermark, copy_table, load_job
 from copyjob_dagster.errors import ConfigError, DestinationError
@@ -216,6 +217,9 @@ def test_materialization_metadata_names_the_delta_versions(tmp_path: Path) -> No
         assert dg.materialize(assets, instance=instance).success
         event = instance.get_latest_materialization_event(key)
         metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+        history = read_history(instance, [events.job])
+
+    assert [run.destination_version for run in history.runs] == [1, 0]  # `copyjob history`
 
     assert metadata["copyjob/destination_version"] == 1
     assert events.table().version() == 1
