@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, write_deltalake
@@ -127,21 +127,13 @@ class DeltaStore(FolderStore):
         batches: Iterable[pa.RecordBatch],
     ) -> int:
         """One commit that overwrites the table (creating it the first time), schema included."""
-        target = delta_schema(schema)
+        target = delta_schema(schema)  # a type Delta cannot hold stops the copy here
         path = self._path(table)
         previous = self._table(table)
-        token = uuid.uuid4().hex
         with self._translated(table, "writing"):
             replaced = previous.count() if previous is not None else 0
             self.folder.mkdir(parents=True, exist_ok=True)
-            write_deltalake(
-                str(path),
-                as_delta(batches, target),
-                mode="overwrite",
-                schema_mode="overwrite",
-                commit_properties=_tagged(token),
-            )
-        return self._record(table, token, deleted=replaced).inserted
+            return self._overwrite(table, str(path), target, batches, replaced, "overwrite")
 
     def write_increment(
         self,
@@ -157,23 +149,38 @@ class DeltaStore(FolderStore):
             return self.replace(table, schema, primary_key, batches)
         target = delta_schema(schema)
         existing = self._existing(table)
-        token = uuid.uuid4().hex
         with self._translated(table, "writing"):
             if method == "merge":
-                return self._merge(table, existing, target, primary_key, batches, token)
+                return self._merge(table, existing, target, primary_key, batches)
             # A live window is rewritten from its start upward (this snapshot holds all of it);
             # a backfill only between its bounds. The rows it replaces are counted in the
             # version the commit starts from (the table's lock keeps other copies out).
             rewritten = window if window.backfill else dataclasses.replace(window, high=None)
             replaced = existing.to_pyarrow_dataset().count_rows(filter=window_expression(rewritten))
-            write_deltalake(
-                existing,
-                as_delta(batches, target),
-                mode="overwrite",
-                predicate=window_predicate(rewritten, target),
-                schema_mode="merge",
-                commit_properties=_tagged(token),
-            )
+            predicate = window_predicate(rewritten, target)
+            return self._overwrite(table, existing, target, batches, replaced, "merge", predicate)
+
+    def _overwrite(
+        self,
+        table: str,
+        where: str | DeltaTable,
+        target: pa.Schema,
+        batches: Iterable[pa.RecordBatch],
+        replaced: int,
+        schema_mode: Literal["merge", "overwrite"],
+        predicate: str | None = None,
+    ) -> int:
+        """One commit that replaces the rows `predicate` selects (all without one), `replaced`
+        of them, by the batches (of the Delta schema `target`); return the rows it added."""
+        token = uuid.uuid4().hex
+        write_deltalake(
+            where,
+            as_delta(batches, target),
+            mode="overwrite",
+            predicate=predicate,
+            schema_mode=schema_mode,
+            commit_properties=_tagged(token),
+        )
         return self._record(table, token, deleted=replaced).inserted
 
     def _merge(
@@ -183,10 +190,10 @@ class DeltaStore(FolderStore):
         target: pa.Schema,
         primary_key: tuple[str, ...],
         batches: Iterable[pa.RecordBatch],
-        token: str,
     ) -> int:
         """Upsert the batches by `primary_key` in one commit (streamed, not held in memory)."""
         on = " AND ".join(f"t.{quoted(k)} = s.{quoted(k)}" for k in primary_key)
+        token = uuid.uuid4().hex
         metrics = (
             existing.merge(
                 as_delta(batches, target),
