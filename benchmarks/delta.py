@@ -96,11 +96,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=500_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--changed",
+        choices=["spread", "recent"],
+        default="spread",
+        help="which 1%% change: every 100th row (every file rewritten), or the newest rows",
+    )
     parser.add_argument("--child")
     args = parser.parse_args()
     if args.child:
         child(json.loads(args.child))
         return
+    changed = "id % 100 = 0" if args.changed == "spread" else f"id > {args.rows - args.rows // 100}"
     schema = f"cj_delta_bench_{uuid.uuid4().hex[:8]}"
     engine = sa.create_engine(PG_URL)
     build(engine, schema, args.rows)
@@ -118,7 +125,7 @@ def main() -> None:
                         sa.text(
                             f"UPDATE {schema}.orders SET status = 'changed', "
                             "updated_at = timestamptz '2030-01-01' + id * interval '1 microsecond'"
-                            " WHERE id % 100 = 0"
+                            f" WHERE {changed}"
                         )
                     )
                 merge = run(
@@ -128,7 +135,7 @@ def main() -> None:
                     conn.execute(
                         sa.text(
                             f"UPDATE {schema}.orders SET status = 'x', updated_at = created_at "
-                            "WHERE id % 100 = 0"
+                            f"WHERE {changed}"
                         )
                     )
                 assert merge["commit"]["updated"] == args.rows // 100, merge
@@ -149,7 +156,10 @@ def main() -> None:
         "PostgreSQL -> Delta (full)": "PostgreSQL -> Parquet (full)",
         "PostgreSQL -> Delta merge of 1% changed rows": "PostgreSQL -> Delta (full)",
     }
-    print(f"{args.rows:,} rows, median of {args.repeat}; load average {os.getloadavg()}")
+    print(
+        f"{args.rows:,} rows, 1% changed: {args.changed}, median of {args.repeat}; "
+        f"load average {os.getloadavg()}"
+    )
     for name, seconds in medians.items():
         ratio = seconds / medians[reference[name]]
         print(

@@ -82,7 +82,9 @@ class DeltaStore(FolderStore):
         except TableNotFoundError:
             return None
         except (DeltaError, OSError) as exc:
-            raise self._error(f"{self.role} {path}: cannot read the Delta table: {exc}") from None
+            raise self._error(
+                f"{self.role} {path}: cannot read the Delta table: {_first_line(exc)}"
+            ) from None
 
     def _existing(self, table: str) -> DeltaTable:
         found = self._table(table)
@@ -260,15 +262,21 @@ class DeltaStore(FolderStore):
         except CopyJobError:
             raise
         except (DeltaError, OSError, pa.ArrowException) as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise self._error(
-                f"{self.role} {self.location(table)}: {doing} the Delta table failed: {first_line}"
+                f"{self.role} {self.location(table)}: {doing} the Delta table failed: "
+                f"{_first_line(exc)}"
             ) from None
 
 
 def folder_of(url: str) -> str:
     """The folder a `delta:///...` URL names (the path after the third slash, as `sqlite:///`)."""
     return make_url(url).database or ""
+
+
+def _first_line(exc: BaseException) -> str:
+    """delta-rs's message without the Rust backtrace it may carry."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else repr(exc)
 
 
 def _tagged(token: str) -> CommitProperties:

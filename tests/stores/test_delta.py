@@ -2,6 +2,8 @@
 history (one commit per run), its rows at each version, and what the copy reports."""
 
 import sqlite3
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,9 @@ from copyjob_dagster.defs import read_history
 from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.engine import Watermark, copy_table, load_job
 from copyjob_dagster.errors import ConfigError, DestinationError
-from copyjob_dagster.stores import Commit
+from copyjob_dagster.stores import Commit, Window
+from copyjob_dagster.stores.delta_types import window_predicate
+from copyjob_dagster.stores.parquet_files import window_expression
 
 
 def delta_url(folder: Path) -> str:
@@ -277,3 +281,42 @@ def test_what_the_delta_store_does_not_do_yet_is_refused_at_validation(
     )
     with pytest.raises(ConfigError, match=f"table 'events', field '{field}': {problem}"):
         load_job(job_file, base_dir=tmp_path)
+
+
+BOUNDARY_VALUES = {
+    "decimal": (pa.decimal128(12, 2), [Decimal("1.10"), Decimal("2.20"), Decimal("3.30")]),
+    "date": (pa.date32(), [date(2024, 1, 1), date(2024, 1, 2), date(2024, 1, 3)]),
+    "timestamp": (
+        pa.timestamp("us"),
+        [datetime(2024, 1, 1, 0, 0, 0, n) for n in (1, 2, 3)],
+    ),
+    "timestamp_tz": (
+        pa.timestamp("us", "UTC"),
+        [datetime(2024, 1, 1, 0, 0, 0, n, tzinfo=UTC) for n in (1, 2, 3)],
+    ),
+    "string": (pa.string(), ["a'", "b'", "c'"]),
+    "integer": (pa.int32(), [1, 2, 3]),
+}
+
+
+@pytest.mark.parametrize("kind", list(BOUNDARY_VALUES))
+@pytest.mark.parametrize("inclusive", [False, True], ids=["open", "closed"])
+def test_the_delta_predicate_selects_the_window_pyarrow_selects(
+    tmp_path: Path, kind: str, inclusive: bool
+) -> None:
+    """The predicate delta-rs runs and the filter that counts the replaced rows agree, to the
+    microsecond and the last decimal digit, for every watermark kind."""
+    arrow_type, values = BOUNDARY_VALUES[kind]
+    table = pa.table({"c": pa.array(values, arrow_type)})
+    write_deltalake(str(tmp_path / "t"), table)
+    window = Window("c", values[1], inclusive)
+    expected = 2 if inclusive else 1
+
+    counted = (
+        DeltaTable(str(tmp_path / "t"))
+        .to_pyarrow_dataset()
+        .count_rows(filter=window_expression(window))
+    )
+    deleted = DeltaTable(str(tmp_path / "t")).delete(window_predicate(window, table.schema))
+
+    assert counted == deleted["num_deleted_rows"] == expected
