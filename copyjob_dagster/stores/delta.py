@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 from sqlalchemy.engine import make_url
 
@@ -39,12 +39,16 @@ from copyjob_dagster.stores.base import (
 from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.delta_types import as_delta, delta_schema, quoted, window_predicate
 from copyjob_dagster.stores.files import DatasetReader, FolderStore
-from copyjob_dagster.stores.parquet_files import window_expression
+from copyjob_dagster.stores.parquet_files import ROW_GROUP_ROWS, window_expression
 from copyjob_dagster.stores.sql import Role
 
 LOG_FOLDER = "_delta_log"
 WRITE_TOKEN = "copyjob.write"
 HISTORY_SEARCHED = 50  # commits after ours that another writer may have made meanwhile
+# The Rust writer holds a whole row group in memory, by default 1,048,576 rows: peak memory grew
+# with the table (262 MB at 100,000 rows, 331 MB at 1,000,000). Row groups as the Parquet
+# folder store writes them keep it flat.
+WRITER = WriterProperties(max_row_group_size=ROW_GROUP_ROWS)
 
 
 class DeltaStore(FolderStore):
@@ -181,6 +185,7 @@ class DeltaStore(FolderStore):
             mode="overwrite",
             predicate=predicate,
             schema_mode=schema_mode,
+            writer_properties=WRITER,
             commit_properties=_tagged(token),
         )
         return self._record(table, token, deleted=replaced).inserted
@@ -203,6 +208,7 @@ class DeltaStore(FolderStore):
                 source_alias="s",
                 target_alias="t",
                 merge_schema=True,
+                writer_properties=WRITER,
                 commit_properties=_tagged(token),
             )
             .when_matched_update_all()
