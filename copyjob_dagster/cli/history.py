@@ -54,7 +54,13 @@ def _print_history(found: History) -> None:
     )  # fmt: skip
     for column in (runs.columns[3], runs.columns[4], runs.columns[7]):
         column.justify = "right"
+    # The table version each copy committed, where the destination numbers them (Delta): the
+    # runs line up with the table's own history.
+    versioned = any(run.destination_version is not None for run in found.runs)
+    if versioned:
+        runs.add_column("version", justify="right")
     for run in found.runs:
+        version = [_number(run.destination_version)] if versioned else []
         runs.add_row(
             f"{run.job}/{run.table}",
             _when(run.started) or "-",
@@ -67,6 +73,7 @@ def _print_history(found: History) -> None:
             "-" if run.duration_seconds is None else f"{run.duration_seconds:.2f}",
             run.run_id[:8],
             run.error or "",
+            *version,
         )
     console.print(runs)
     groups = {

@@ -14,6 +14,8 @@ URL_PASSWORD = re.compile(r"^[A-Za-z0-9+._-]+://[^:/@]*:([^@]*)@")
 URL_SCHEME = re.compile(r"^[A-Za-z0-9+._-]+://")
 QUERY_PASSWORD = re.compile(r"([?&][^=&#]*password[^=&#]*=)([^&#]*)", re.IGNORECASE)
 DEFAULT_CONNECT_TIMEOUT = 10  # seconds
+# URLs whose database is a local path, relative after `///`: SQLite files and Delta folders.
+PATH_URLS = ("sqlite", "delta")
 
 
 class StoreConfig(StrictModel):
@@ -73,7 +75,7 @@ class StoreConfig(StrictModel):
         else:
             url = make_url(self.url)
             stem = url.database
-            if stem and url.get_backend_name() == "sqlite":
+            if stem and url.get_backend_name() in PATH_URLS:
                 stem = Path(stem).stem
         return key_part(stem or "default")
 

@@ -17,7 +17,13 @@ from pydantic_core import ErrorDetails
 from sqlalchemy.engine import make_url
 
 from copyjob_dagster.config.base import NAME_PATTERN, FieldProblem
-from copyjob_dagster.config.endpoints import QUERY_PASSWORD, URL_PASSWORD, URL_SCHEME, StoreConfig
+from copyjob_dagster.config.endpoints import (
+    PATH_URLS,
+    QUERY_PASSWORD,
+    URL_PASSWORD,
+    URL_SCHEME,
+    StoreConfig,
+)
 from copyjob_dagster.config.models import (
     ENV_REFERENCE,
     JOB_FILE_SUFFIXES,
@@ -241,7 +247,11 @@ def _absolute_url(url: str, base_dir: Path) -> str:
         return str((base_dir / url).resolve())
     parsed = make_url(url)
     database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+    if (
+        parsed.get_backend_name() not in PATH_URLS
+        or parsed.host
+        or database in (None, "", ":memory:")
+    ):
         return url
     if Path(database).is_absolute() or database.startswith("file:"):
         return url

@@ -17,6 +17,7 @@ from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.defs import naming
 from copyjob_dagster.defs.metadata import (
     DELETED_ROWS,
+    DESTINATION_VERSION,
     LOAD,
     OPERATION,
     ROWS_READ,
@@ -60,6 +61,7 @@ class TableRun:
     rows_soft_deleted: int | None = None
     load: str | None = None  # full, initial, incremental or backfill
     window: str | None = None
+    destination_version: int | None = None  # the commit's table version (Delta)
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,7 @@ class _RunEvents:
                 rows_soft_deleted=_value(metadata, SOFT_DELETED_ROWS),
                 load=_value(metadata, LOAD),
                 window=_value(metadata, WINDOW),
+                destination_version=_value(metadata, DESTINATION_VERSION),
             )
         if step in self.failed:
             ended, error = self.failed[step]

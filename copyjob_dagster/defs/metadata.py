@@ -35,6 +35,12 @@ DELETED_ROWS = "copyjob/deleted_rows"
 SOFT_DELETED_ROWS = "copyjob/soft_deleted_rows"
 RESTORED_ROWS = "copyjob/restored_rows"
 PARTS = "copyjob/parts"
+# Where the stores number table versions (Delta): the version read, and the commit made.
+SOURCE_VERSION = "copyjob/source_version"
+DESTINATION_VERSION = "copyjob/destination_version"
+ROWS_INSERTED = "copyjob/rows_inserted"
+ROWS_UPDATED = "copyjob/rows_updated"
+ROWS_DELETED = "copyjob/rows_deleted"
 # A state operation (an observation), or a backfill (a materialization): who asked, and why.
 OPERATION = "copyjob/operation"
 REQUESTED_BY = "copyjob/requested_by"
@@ -81,7 +87,23 @@ def copy_metadata(result: CopyResult, source_key: dg.AssetKey) -> dict[str, dg.M
         **_watermark_metadata(result),
         **_deletion_metadata(result),
         **({PARTS: dg.MetadataValue.int(result.parts)} if plan.split is not None else {}),
+        **_version_metadata(result),
     }
+
+
+def _version_metadata(result: CopyResult) -> dict[str, dg.MetadataValue]:
+    """The table versions read and committed, so the UI's history lines up with the tables'."""
+    metadata = {}
+    if result.source_version is not None:
+        metadata[SOURCE_VERSION] = dg.MetadataValue.int(result.source_version)
+    if result.commit is not None:
+        metadata |= {
+            DESTINATION_VERSION: dg.MetadataValue.int(result.commit.version),
+            ROWS_INSERTED: dg.MetadataValue.int(result.commit.inserted),
+            ROWS_UPDATED: dg.MetadataValue.int(result.commit.updated),
+            ROWS_DELETED: dg.MetadataValue.int(result.commit.deleted),
+        }
+    return metadata
 
 
 def _deletion_metadata(result: CopyResult) -> dict[str, dg.MetadataValue]:

@@ -29,6 +29,7 @@ from copyjob_dagster.engine.windows import fingerprint, plan_window
 from copyjob_dagster.errors import WatermarkError
 from copyjob_dagster.stores import (
     BinaryCopy,
+    Commit,
     DeletionCounts,
     Destination,
     Source,
@@ -63,6 +64,8 @@ class CopyResult:
     window: Window | None = None
     deletions: DeletionCounts | None = None  # None: the table ignores deletions
     parts: int = 1  # key ranges read in parallel (see splitting.py); 1: a single stream
+    source_version: int | None = None  # the table version read, where stores number them
+    commit: Commit | None = None  # the destination's commit, where it numbers versions
 
 
 def copy_table(
@@ -147,10 +150,7 @@ def _copy_full(
         rows_written = destination.replace(
             plan.destination_table, plan.written_schema, plan.primary_key, rows
         )
-    return dataclasses.replace(
-        _result(plan, source, destination, started, counter.rows, rows_written),
-        parts=parts_of(reader),
-    )
+    return _result(plan, source, reader, destination, started, counter.rows, rows_written)
 
 
 def _copy_increment(
@@ -204,14 +204,13 @@ def _copy_increment(
             rows_at_high, fingerprint_at_high = fingerprint(reader, plan, window.high)
             new_watermark = Watermark.of(kind, high, rows_at_high, fingerprint_at_high)
     return dataclasses.replace(
-        _result(plan, source, destination, started, counter.rows, rows_written),
+        _result(plan, source, reader, destination, started, counter.rows, rows_written),
         load="initial" if previous is None else "incremental",
         watermark_before=previous,
         watermark=new_watermark,
         null_cursor_rows=nulls,
         window=window,
         deletions=deleted if plan.deletes != "ignore" else None,
-        parts=parts_of(reader),
     )
 
 
@@ -290,13 +289,12 @@ def _copy_backfill(
         if batches is not None:
             rows_written = _write_window(plan, destination, batches, window)
     return dataclasses.replace(
-        _result(plan, source, destination, started, counter.rows, rows_written),
+        _result(plan, source, reader, destination, started, counter.rows, rows_written),
         load="backfill",
         watermark_before=watermark,
         watermark=watermark,
         null_cursor_rows=nulls,
         window=window,
-        parts=parts_of(reader),
     )
 
 
@@ -355,6 +353,7 @@ def _non_empty(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch] | 
 def _result(
     plan: CopyPlan,
     source: Source,
+    reader: TableReader,
     destination: Destination,
     started: float,
     rows_read: int,
@@ -368,12 +367,14 @@ def _result(
         source_url=source.display_url,
         destination_url=destination.display_url,
         destination_location=destination.location(plan.destination_table),
+        parts=parts_of(reader),
+        source_version=reader.version,
+        commit=destination.last_commit,
     )
 
 
 def _renamed(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    for batch in batches:
-        yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+    return (pa.RecordBatch.from_arrays(batch.columns, schema=schema) for batch in batches)
 
 
 class _RowCounter:

@@ -186,6 +186,10 @@ class SplitReader:
         self._running.append(parallel)
         yield from parallel
 
+    @property
+    def version(self) -> int | None:
+        return self._readers[0].version
+
     def count(self, *args: Any, **kwargs: Any) -> int:
         return self._readers[0].count(*args, **kwargs)
 

@@ -1,8 +1,10 @@
 """The stores layer: one module per store family (generic SQLAlchemy, PostgreSQL,
-MySQL/MariaDB, SQLite, Parquet/CSV folders), each declaring its `Capabilities`; the registry
-that opens them; the protocols the engine reads and writes through. Imports only config."""
+MySQL/MariaDB, SQLite, Parquet/CSV folders, Delta tables), each declaring its `Capabilities`;
+the registry that opens them; the protocols the engine reads and writes through. Imports only
+config."""
 
 from copyjob_dagster.stores.base import (
+    Commit,
     DeletePolicy,
     DeletionCounts,
     Destination,
@@ -39,6 +41,7 @@ __all__ = [
     "STORE_FAMILIES",
     "BinaryCopy",
     "Capabilities",
+    "Commit",
     "CopyChunk",
     "DeletePolicy",
     "DeletionCounts",

@@ -115,6 +115,17 @@ class DeletePolicy:
 
 
 @dataclass(frozen=True)
+class Commit:
+    """The commit a write made, where the destination numbers its table's versions (Delta):
+    the version, and the rows it inserted, updated and deleted as the commit reports them."""
+
+    version: int
+    inserted: int
+    updated: int = 0
+    deleted: int = 0
+
+
+@dataclass(frozen=True)
 class DeletionCounts:
     deleted: int = 0
     soft_deleted: int = 0
@@ -138,6 +149,9 @@ class KeyDiff(Protocol):
 
 class TableReader(Protocol):
     """Reads one table inside one consistent snapshot of the source."""
+
+    version: int | None
+    """The table version the snapshot reads, where the store numbers versions (Delta)."""
 
     def batches(
         self, columns: list[str], batch_rows: int, window: Window | None = None
@@ -196,6 +210,8 @@ class Destination(Protocol):
 
     display_url: str
     capabilities: Capabilities
+    last_commit: Commit | None
+    """The commit of the last write, where the store numbers its table's versions."""
 
     def check(self) -> None:
         """Raise `DestinationError` when the destination cannot be reached or written."""

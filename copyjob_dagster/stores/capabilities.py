@@ -8,6 +8,10 @@ from dataclasses import dataclass
 class Capabilities:
     merge: bool = True
     """Upsert by primary key inside one transaction (`write: merge`)."""
+    deletes: bool = True
+    """Rows whose key left the source are deleted or marked (`deletes: hard | soft`)."""
+    versions: bool = True
+    """Every version of a row is kept (`write: scd2`)."""
     split_reads: bool = False
     """Several connections read one snapshot, so a table can be read as key ranges at once."""
     byte_format: str | None = None

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from copyjob_dagster.errors import DestinationError, SourceError
 from copyjob_dagster.stores import parquet_changes
 from copyjob_dagster.stores.base import (
+    Commit,
     CursorProfile,
     DeletePolicy,
     LiveRows,
@@ -60,6 +61,7 @@ class FolderStore:
     # Files are appended or replaced whole: a change by key rewrites files (deletions, SCD2),
     # but an upsert of each run's rows is not offered.
     capabilities = Capabilities(merge=False, string_lengths=False)
+    last_commit: Commit | None = None  # files are not versioned
 
     def __init__(self, folder: str, role: Role) -> None:
         self.folder = Path(folder)
@@ -273,10 +275,12 @@ class FolderStore:
 
 
 class DatasetReader:
-    """Streams a Parquet/CSV dataset's columns in batches; the file list is fixed at open."""
+    """Streams a Parquet/CSV dataset's columns in batches; the file list is fixed at open.
+    `version` is the table version the files make up, where a table format numbers them."""
 
-    def __init__(self, dataset: ds.Dataset) -> None:
+    def __init__(self, dataset: ds.Dataset, version: int | None = None) -> None:
         self._dataset = dataset
+        self.version = version
 
     def batches(
         self, columns: list[str], batch_rows: int, window: Window | None = None

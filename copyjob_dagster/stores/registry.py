@@ -10,17 +10,19 @@ from copyjob_dagster.config import StoreConfig
 from copyjob_dagster.errors import DestinationError, SourceError
 from copyjob_dagster.stores.base import Destination, Source
 from copyjob_dagster.stores.capabilities import Capabilities
+from copyjob_dagster.stores.delta import DeltaStore
 from copyjob_dagster.stores.files import FolderStore
 from copyjob_dagster.stores.mysql import MySQLStore
 from copyjob_dagster.stores.postgres import PostgresStore
 from copyjob_dagster.stores.sql import Role, SqlStore, Timeouts
 from copyjob_dagster.stores.sqlite import SQLiteStore
 
-STORE_FAMILIES: dict[str, type[SqlStore]] = {
+STORE_FAMILIES: dict[str, type[SqlStore] | type[FolderStore]] = {
     "postgresql": PostgresStore,
     "mysql": MySQLStore,
     "mariadb": MySQLStore,
     "sqlite": SQLiteStore,
+    "delta": DeltaStore,
 }
 
 
@@ -57,8 +59,8 @@ def may_exist(config: StoreConfig) -> bool:
 
 def _open(config: StoreConfig, role: Role) -> SqlStore | FolderStore:
     family = family_of(config, role)
-    if family is FolderStore:
-        return FolderStore(config.url, role)
+    if issubclass(family, FolderStore):
+        return family(config.url, role)
     timeouts = Timeouts(config.connect_timeout, config.statement_timeout)
     return family(config.url, config.db_schema, role, timeouts)
 

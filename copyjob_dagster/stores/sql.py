@@ -22,6 +22,7 @@ from copyjob_dagster.config import DEFAULT_CONNECT_TIMEOUT, mask_url
 from copyjob_dagster.errors import CopyJobError, DestinationError, SourceError
 from copyjob_dagster.stores import sql_changes, types
 from copyjob_dagster.stores.base import (
+    Commit,
     DeletePolicy,
     TableDescription,
     VersionColumns,
@@ -53,6 +54,7 @@ class SqlStore:
     """A SQLAlchemy database: describe, stream batches, replace tables atomically."""
 
     capabilities = Capabilities()
+    last_commit: Commit | None = None  # a database's commits are not numbered for readers
     transactional_ddl = True  # CREATE/DROP/RENAME roll back with the transaction
 
     @classmethod

@@ -26,6 +26,8 @@ T = TypeVar("T")
 class SqlTableReader:
     """Streams a table's rows as Arrow batches through one open snapshot connection."""
 
+    version = None  # a database numbers no table versions
+
     def __init__(self, store: "SqlStore", conn: Connection, table: sa.Table) -> None:
         self._store = store
         self._conn = conn

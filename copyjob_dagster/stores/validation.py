@@ -14,7 +14,8 @@ def store_problems(job: CopyJob) -> Iterator[FieldProblem]:
             yield FieldProblem((field, "url"), problem)
             return
     source = capabilities_of(job.source)
-    folds_case = capabilities_of(job.destination).case_insensitive_names
+    destination = capabilities_of(job.destination)
+    folds_case = destination.case_insensitive_names
     folded: dict[str, TableConfig] = {}
     for index, table in enumerate(job.tables):
         if folds_case:
@@ -26,6 +27,18 @@ def store_problems(job: CopyJob) -> Iterator[FieldProblem]:
                     f"{other.name!r}) differ only in case, and SQLite takes them for one "
                     f"table; give one of them another `to:`",
                 )
+        if table.deletes != "ignore" and not destination.deletes:
+            yield FieldProblem(
+                ("tables", index, "deletes"),
+                f"a {job.destination.technology} destination does not apply deletions yet "
+                f"(set deletes: ignore)",
+            )
+        if table.write == "scd2" and not destination.versions:
+            yield FieldProblem(
+                ("tables", index, "write"),
+                f"a {job.destination.technology} destination does not keep row versions yet "
+                f"(write: append or merge)",
+            )
         if table.split is not None and not source.split_reads:
             yield FieldProblem(
                 ("tables", index, "split"),

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
+from deltalake import DeltaTable
 from sqlalchemy.dialects import mysql, postgresql
 
 from copyjob_dagster.config import CopyJob, StoreConfig
@@ -516,12 +517,19 @@ LIMITS: dict[tuple[str, str], Callable[[Any], Any]] = {
     ("mariadb", "time"): _since_midnight,
     # MariaDB's DATETIME has no time zone (TIMESTAMP ends in 2038): aware values arrive as UTC.
     ("mariadb", "timestamptz"): _naive_utc,
+    # Delta timestamps hold microseconds: nanoseconds are cut off.
+    ("delta", "timestamp_ns"): _microseconds,
 }
 
 # Columns a destination has no type for; the copy refuses them (see test_refused_types).
 LEFT_OUT: dict[tuple[str, str], set[str]] = {
     ("mariadb", "sqlite"): {"tod"},  # MariaDB's TIME is a duration: SQLite has no such type
     ("parquet", "sqlite"): {"dur"},
+    # Delta has no time of day nor duration, and decimals of at most 38 digits.
+    ("postgresql", "delta"): {"tod"},
+    ("mariadb", "delta"): {"tod", "d65"},
+    ("sqlite", "delta"): {"tod"},
+    ("parquet", "delta"): {"tod", "dur", "d50"},
 }
 
 
@@ -550,7 +558,7 @@ def _short(value: Any) -> str:
 # -- stores ------------------------------------------------------------------------------------
 
 FAMILIES = ("sqlite", "postgresql", "mariadb", "parquet")
-PAIRS = [pytest.param(s, d, id=f"{s}-to-{d}") for s in FAMILIES for d in FAMILIES]
+PAIRS = [pytest.param(s, d, id=f"{s}-to-{d}") for s in FAMILIES for d in (*FAMILIES, "delta")]
 
 
 @dataclass
@@ -572,6 +580,8 @@ class Store:
             create_database_zoo(self.engine, self.schema, ZOOS[self.family])
 
     def read(self, table: str) -> dict[str, list[Any]]:
+        if self.family == "delta":
+            return DeltaTable(str(self.folder / table)).to_pyarrow_table().sort_by("id").to_pydict()
         if self.engine is None:
             return read_parquet(Path(self.config["url"]) / f"{table}.parquet")
         return read_database(self.engine, self.schema, table)
@@ -582,9 +592,13 @@ class Store:
         columns = sa.inspect(self.engine).get_columns(table, schema=self.schema)
         return {c["name"]: str(c["type"].compile(dialect=self.engine.dialect)) for c in columns}
 
+    @property
+    def folder(self) -> Path:
+        return Path(self.config["url"].removeprefix("delta:///"))
+
     def tables(self) -> list[str]:
         if self.engine is None:
-            return sorted(p.name for p in Path(self.config["url"]).iterdir())
+            return sorted(p.name for p in self.folder.iterdir()) if self.folder.exists() else []
         return sorted(sa.inspect(self.engine).get_table_names(schema=self.schema))
 
 
@@ -601,6 +615,8 @@ def open_store(family: str, role: str, request: pytest.FixtureRequest, tmp_path:
         url = request.getfixturevalue("mysql_url")
         engine = sa.create_engine(url, connect_args=MARIADB_SESSION)
         return Store(family, {"url": url}, _disposed(request, engine))
+    if family == "delta":
+        return Store(family, {"url": f"delta:///{tmp_path / f'{role}_delta'}"}, None)
     return Store(family, {"url": str(tmp_path / f"{role}_folder")}, None)
 
 
@@ -670,6 +686,28 @@ def test_refused_types_name_their_column(
         copy_table(job, job.tables[0])
 
     assert "zoo_copy" not in destination.tables()
+
+
+@pytest.mark.parametrize(
+    ("column", "problem"),
+    [
+        pytest.param("tod", "delta has no time-of-day or interval type", id="time-of-day"),
+        pytest.param("dur", "delta has no time-of-day or interval type", id="duration"),
+        pytest.param("d50", "delta holds decimals of up to 38 digits", id="decimal-50"),
+    ],
+)
+def test_types_delta_cannot_hold_stop_the_copy_naming_the_column(
+    column: str, problem: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    source = open_store("parquet", "source", request, tmp_path)
+    destination = open_store("delta", "destination", request, tmp_path)
+    source.create_zoo()
+    job = copy_job(source, destination, ["tsk", column])
+
+    with pytest.raises(SchemaError, match=f"column '{column}': {problem}"):
+        copy_table(job, job.tables[0])
+
+    assert destination.tables() == []
 
 
 # Column types a copy within one family does not keep, and what it makes of them.
