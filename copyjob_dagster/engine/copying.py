@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.engine.deletions import deletion_pass
+from copyjob_dagster.engine.late_commits import LateCommits, held_watermark, observe
 from copyjob_dagster.engine.overrides import Backfill
 from copyjob_dagster.engine.passthrough import binary_copy, streams_bytes
 from copyjob_dagster.engine.planning import CopyPlan, plan_copy, reconcile_schema
@@ -63,6 +64,7 @@ class CopyResult:
     window: Window | None = None
     deletions: DeletionCounts | None = None  # None: the table ignores deletions
     parts: int = 1  # key ranges read in parallel (see splitting.py); 1: a single stream
+    late_commits: LateCommits | None = None  # None: no bound applies (see late_commits.py)
 
 
 def copy_table(
@@ -171,6 +173,7 @@ def _copy_increment(
     if existing is not None and previous is not None:
         reconcile_schema(plan, existing, destination)
 
+    transactions = observe(source, kind)  # before the snapshot opens: see late_commits.py
     passthrough = streams_bytes(plan, source, destination)
     with open_reader(source, plan.source_table, None if passthrough else plan.split) as reader:
         window, nulls = plan_window(plan, table, reader, previous)
@@ -199,10 +202,13 @@ def _copy_increment(
             if batches is not None or previous is None:
                 rows_written = _write_window(plan, destination, batches or iter(()), window)
             deleted = deletions.apply() if deletions is not None else DeletionCounts()
-        new_watermark = previous
+        new_watermark, late_commits = previous, None
         if high is not None:
-            rows_at_high, fingerprint_at_high = fingerprint(reader, plan, window.high)
-            new_watermark = Watermark.of(kind, high, rows_at_high, fingerprint_at_high)
+            value, late_commits = held_watermark(kind, high, transactions, previous)
+            rows_at_value, fingerprint_at_value = fingerprint(reader, plan, value)
+            new_watermark = Watermark.of(kind, value, rows_at_value, fingerprint_at_value)
+        elif transactions is not None:
+            late_commits = LateCommits(transactions)
     return dataclasses.replace(
         _result(plan, source, destination, started, counter.rows, rows_written),
         load="initial" if previous is None else "incremental",
@@ -212,6 +218,7 @@ def _copy_increment(
         window=window,
         deletions=deleted if plan.deletes != "ignore" else None,
         parts=parts_of(reader),
+        late_commits=late_commits,
     )
 
 

@@ -13,11 +13,13 @@ from copyjob_dagster.stores.base import (
     SplittableSource,
     TableDescription,
     TableReader,
+    TransactionAwareSource,
     VersionColumns,
     Window,
     WriteMethod,
 )
 from copyjob_dagster.stores.capabilities import Capabilities
+from copyjob_dagster.stores.open_transactions import OpenTransaction, OpenTransactions
 from copyjob_dagster.stores.pgcopy import (
     BinaryCopy,
     CopyChunk,
@@ -45,11 +47,14 @@ __all__ = [
     "KeyDiff",
     "KeyRange",
     "LiveRows",
+    "OpenTransaction",
+    "OpenTransactions",
     "PostgresTableReader",
     "Source",
     "SplittableSource",
     "TableDescription",
     "TableReader",
+    "TransactionAwareSource",
     "VersionColumns",
     "Window",
     "WriteMethod",

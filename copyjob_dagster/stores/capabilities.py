@@ -14,3 +14,5 @@ class Capabilities:
     """Rows go undecoded between two stores that name the same format here."""
     case_insensitive_names: bool = False
     """Table names that differ only in case are one table."""
+    open_transactions: bool = False
+    """Reports the transactions open at the source, which bound a timestamp watermark."""

@@ -1,0 +1,247 @@
+"""Rows committed late by a transaction still open during a copy, with no `lookback`.
+
+Real concurrent transactions on PostgreSQL and MariaDB: a transaction inserts a row stamped by
+the database's clock, stays open while later rows commit and a copy runs, then commits. The
+next copies must bring that row, once, whatever the write method. The shared test servers also
+serve other engineers' tests, whose open transactions can only lower the bound (more rows read
+again, never fewer copied): the assertions hold whatever they do. The tests that name the
+blocking session use a database of their own, which PostgreSQL's filter keeps to.
+"""
+
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from copyjob_dagster.config import CopyJob
+from copyjob_dagster.engine import copy_table
+from copyjob_dagster.late_commits import CLOCK_MARGIN
+from copyjob_dagster.watermark import Watermark
+
+VALID_FROM, CURRENT = "_copyjob_valid_from", "_copyjob_is_current"
+COLUMNS = {
+    "postgres": "id bigserial PRIMARY KEY, payload text, "
+    "updated_at timestamptz NOT NULL DEFAULT clock_timestamp()",
+    "mariadb": "id bigint AUTO_INCREMENT PRIMARY KEY, payload text, "
+    "updated_at datetime(6) NOT NULL DEFAULT NOW(6)",
+}
+NOW = {"postgres": "now()", "mariadb": "NOW(6)"}
+
+
+@dataclass
+class Source:
+    """A table `events` at a source, and its copy `events_copy` beside it."""
+
+    kind: str
+    url: str
+    schema: str | None
+    write: str
+
+    def engine(self) -> sa.Engine:
+        return sa.create_engine(self.url)
+
+    @property
+    def table(self) -> str:
+        return self.qualified("events")
+
+    def qualified(self, table: str) -> str:
+        return f"{self.schema}.{table}" if self.schema else table
+
+    def create(self) -> None:
+        self.execute(f"CREATE TABLE {self.table} ({COLUMNS[self.kind]})")
+
+    def execute(self, statement: str) -> None:
+        engine = self.engine()
+        with engine.begin() as conn:
+            conn.exec_driver_sql(statement)
+        engine.dispose()
+
+    def insert(self, rows: int, payload: str = "row") -> None:
+        values = ", ".join(f"('{payload} {n}')" for n in range(rows))
+        self.execute(f"INSERT INTO {self.table} (payload) VALUES {values}")
+
+    def open_late_transaction(self) -> sa.Connection:
+        """A transaction that inserts a row stamped with its clock, and stays open."""
+        conn = self.engine().connect()
+        conn.exec_driver_sql(
+            f"INSERT INTO {self.table} (payload, updated_at) VALUES ('late', {NOW[self.kind]})"
+        )
+        return conn
+
+    def job(self, **table: Any) -> CopyJob:
+        return CopyJob.model_validate(
+            {
+                "name": "late",
+                "mode": "incremental",
+                "source": {"url": self.url, "schema": self.schema},
+                "destination": {"url": self.url, "schema": self.schema},
+                "tables": [
+                    {
+                        "name": "events",
+                        "to": "events_copy",
+                        "incremental_column": "updated_at",
+                        "write": self.write,
+                        "primary_key": ["id"],
+                    }
+                    | table
+                ],
+            }
+        )
+
+    def source_rows(self) -> list[tuple[Any, ...]]:
+        return self._select(self.engine(), self.table, "id, payload, updated_at")
+
+    def destination_rows(self) -> list[tuple[Any, ...]]:
+        extra = f", {VALID_FROM}, {CURRENT}" if self.write == "scd2" else ""
+        return self._select(
+            self.engine(), self.qualified("events_copy"), "id, payload, updated_at" + extra
+        )
+
+    @staticmethod
+    def _select(engine: sa.Engine, table: str, columns: str) -> list[tuple[Any, ...]]:
+        with engine.connect() as conn:
+            rows = [tuple(row) for row in conn.exec_driver_sql(f"SELECT {columns} FROM {table}")]
+        engine.dispose()
+        return rows
+
+
+def lost_and_duplicated(source: Source) -> tuple[int, int]:
+    """Source rows missing at the destination, and destination rows held more than once (by key
+    for merge, by key and incremental value for append and for SCD2's versions)."""
+    expected = {(row[0], row[2]) for row in source.source_rows()}
+    copied = source.destination_rows()
+    if source.write == "scd2":
+        copied = [row for row in copied if row[4]]  # the current versions
+        versions = Counter((row[0], row[3]) for row in source.destination_rows())
+        duplicates = sum(n - 1 for n in versions.values())
+    else:
+        by = (lambda row: row[0]) if source.write == "merge" else (lambda row: (row[0], row[2]))
+        duplicates = sum(n - 1 for n in Counter(map(by, copied)).values())
+    return len(expected - {(row[0], row[2]) for row in copied}), duplicates
+
+
+@pytest.fixture(params=["postgres", "mariadb"])
+def server(request: pytest.FixtureRequest) -> tuple[str, str, str | None]:
+    """(kind, URL, schema) of a scratch schema (PostgreSQL) or database (MariaDB)."""
+    if request.param == "postgres":
+        return (
+            "postgres",
+            request.getfixturevalue("pg_server"),
+            request.getfixturevalue("pg_schema"),
+        )
+    return "mariadb", request.getfixturevalue("mysql_url"), None
+
+
+@pytest.mark.parametrize("write", ["merge", "append", "scd2"])
+def test_a_row_committed_late_is_copied_once_without_lookback(
+    server: tuple[str, str, str | None], write: str
+) -> None:
+    kind, url, schema = server
+    source = Source(kind, url, schema, write)
+    source.create()
+    source.insert(100)
+    job = source.job()
+    first = copy_table(job, job.tables[0])  # the initial load
+    late = source.open_late_transaction()
+    try:
+        source.insert(50)  # committed after the late row was stamped
+        during = copy_table(job, job.tables[0], first.watermark)
+        assert during.late_commits is not None and during.late_commits.blocking is not None
+    finally:
+        late.commit()
+        late.close()
+    after = copy_table(job, job.tables[0], during.watermark)
+    source.insert(20)
+    last = copy_table(job, job.tables[0], after.watermark)
+
+    late_value = next(row[2] for row in source.source_rows() if row[1] == "late")
+    assert _value(during.watermark) < late_value
+    assert lost_and_duplicated(source) == (0, 0)
+    assert last.watermark is not None and _value(last.watermark) >= _value(after.watermark)
+
+
+def test_without_open_transactions_the_watermark_is_the_maximum_less_the_margin(
+    private_pg_database: str,
+) -> None:
+    """On a source whose database nobody else uses, the bound is the copy's own clock."""
+    source = Source("postgres", private_pg_database, None, "merge")
+    source.create()
+    source.insert(10)
+    result = copy_table(source.job(), source.job().tables[0])
+    assert result.late_commits is not None and result.late_commits.blocking is None
+    bound = result.late_commits.transactions.bound
+    newest = max(row[2] for row in source.source_rows())
+    assert _value(result.watermark) == min(newest, bound - CLOCK_MARGIN)
+
+
+def test_a_transaction_left_open_is_named_in_a_warning(private_pg_database: str) -> None:
+    source = Source("postgres", private_pg_database, None, "append")
+    source.create()
+    source.insert(10)
+    job = source.job(open_transaction_warning=1)
+    idle = source.engine().connect()
+    try:
+        pid = idle.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        started = idle.exec_driver_sql("SELECT now()").scalar_one()
+        source.execute("SELECT pg_sleep(1.5)")
+        source.insert(10)
+        result = copy_table(job, job.tables[0])
+    finally:
+        idle.rollback()
+        idle.close()
+    assert result.late_commits is not None
+    warning = result.late_commits.warning(job.tables[0].open_transaction_warning)
+    assert warning is not None
+    assert f"pid {pid}, open since {started.isoformat(sep=' ', timespec='seconds')}" in warning
+    assert result.late_commits.warning(3600) is None
+
+
+def test_mariadb_names_the_oldest_writing_transaction(mysql_url: str) -> None:
+    """MariaDB's transactions are the server's (InnoDB spans databases): the warning names the
+    oldest that has written rows, ours unless another test's began earlier."""
+    source = Source("mariadb", mysql_url, None, "merge")
+    source.create()
+    source.insert(10)
+    job = source.job()
+    late = source.open_late_transaction()
+    try:
+        connection = late.exec_driver_sql("SELECT CONNECTION_ID()").scalar_one()
+        started = late.exec_driver_sql(
+            "SELECT trx_started FROM information_schema.INNODB_TRX "
+            "WHERE trx_mysql_thread_id = CONNECTION_ID()"
+        ).scalar_one()
+        source.execute("DO SLEEP(1.5)")
+        source.insert(10)
+        result = copy_table(job, job.tables[0])
+    finally:
+        late.rollback()
+        late.close()
+    blocking = result.late_commits.blocking if result.late_commits else None
+    assert blocking is not None
+    assert blocking.pid == connection or blocking.started.replace(tzinfo=None) <= started
+    assert result.late_commits.warning(1) is not None
+
+
+def _value(watermark: Watermark | None) -> Any:
+    assert watermark is not None
+    return watermark.value
+
+
+@pytest.fixture
+def private_pg_database(pg_server: str) -> Iterator[str]:
+    """A database of its own on the shared server: PostgreSQL's bound counts the sessions of
+    the copy's database only, so no other test's transaction is seen."""
+    name = f"cj_late_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    try:
+        yield sa.engine.make_url(pg_server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
