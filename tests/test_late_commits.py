@@ -8,18 +8,27 @@ again, never fewer copied): the assertions hold whatever they do. The tests that
 blocking session use a database of their own, which PostgreSQL's filter keeps to.
 """
 
+import logging
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from copyjob_dagster.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.config import CopyJob
 from copyjob_dagster.engine import copy_table
 from copyjob_dagster.late_commits import CLOCK_MARGIN
+from copyjob_dagster.metadata import (
+    HELD_BACK_SECONDS,
+    OLDEST_OPEN_TRANSACTION,
+    OPEN_TRANSACTION_BOUND,
+)
 from copyjob_dagster.watermark import Watermark
 
 VALID_FROM, CURRENT = "_copyjob_valid_from", "_copyjob_is_current"
@@ -194,10 +203,11 @@ def test_a_transaction_left_open_is_named_in_a_warning(private_pg_database: str)
         idle.rollback()
         idle.close()
     assert result.late_commits is not None
-    warning = result.late_commits.warning(job.tables[0].open_transaction_warning)
+    warning = result.late_commits.warning
     assert warning is not None
     assert f"pid {pid}, open since {started.isoformat(sep=' ', timespec='seconds')}" in warning
-    assert result.late_commits.warning(3600) is None
+    quiet = copy_table(source.job(), source.job().tables[0], result.watermark)
+    assert quiet.late_commits is not None and quiet.late_commits.warning is None
 
 
 def test_mariadb_names_the_oldest_writing_transaction(mysql_url: str) -> None:
@@ -223,7 +233,7 @@ def test_mariadb_names_the_oldest_writing_transaction(mysql_url: str) -> None:
     blocking = result.late_commits.blocking if result.late_commits else None
     assert blocking is not None
     assert blocking.pid == connection or blocking.started.replace(tzinfo=None) <= started
-    assert result.late_commits.warning(1) is not None
+    assert result.late_commits.warning is None  # held back less than the default 900 s
 
 
 def _value(watermark: Watermark | None) -> Any:
@@ -245,3 +255,118 @@ def private_pg_database(pg_server: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.dispose()
+
+
+def _materialize(job: CopyJob, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    assets = [*build_source_specs([job]), *build_copy_assets([job])]
+    return dg.materialize(assets, instance=instance)
+
+
+def _warnings(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    return [
+        entry.user_message
+        for entry in instance.all_logs(run_id)
+        if entry.level == logging.WARNING and entry.user_message
+    ]
+
+
+def test_the_run_log_metadata_and_check_name_the_blocking_session(
+    private_pg_database: str, tmp_path: Path
+) -> None:
+    source = Source("postgres", private_pg_database, None, "merge")
+    source.create()
+    source.insert(10)
+    job = source.job(open_transaction_warning=1)
+    idle = source.engine().connect()
+    try:
+        pid = idle.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        source.execute("SELECT pg_sleep(1.5)")
+        source.insert(10)
+        with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+            result = _materialize(job, instance)
+            warnings = _warnings(instance, result.run_id)
+    finally:
+        idle.rollback()
+        idle.close()
+    (materialization,) = result.get_asset_materialization_events()
+    metadata = materialization.materialization.metadata
+    assert metadata[HELD_BACK_SECONDS].value > 1
+    assert f"pid {pid}," in metadata[OLDEST_OPEN_TRANSACTION].value
+    assert OPEN_TRANSACTION_BOUND in metadata
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["row_count_parity"].passed  # the rows above the watermark do not count
+    assert not checks["open_transactions"].passed
+    assert checks["open_transactions"].severity == dg.AssetCheckSeverity.WARN
+    assert f"pid {pid}," in checks["open_transactions"].description
+    assert [w for w in warnings if f"pid {pid}," in w and "holds the watermark" in w]
+
+
+def test_a_role_that_cannot_see_other_sessions_is_warned_once_and_not_held(
+    private_pg_database: str, tmp_path: Path
+) -> None:
+    source = Source("postgres", private_pg_database, None, "append")
+    source.create()
+    source.insert(10)
+    source.execute(f"CREATE TABLE {source.qualified('others')} (LIKE events INCLUDING ALL)")
+    source.execute("INSERT INTO others SELECT * FROM events")
+    role = f"cj_norole_{uuid.uuid4().hex[:8]}"
+    source.execute(f"CREATE ROLE {role} LOGIN")
+    try:
+        source.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+        url = sa.engine.make_url(private_pg_database).set(username=role)
+        table = {"incremental_column": "updated_at", "primary_key": ["id"], "write": "append"}
+        job = CopyJob.model_validate(
+            {
+                "name": "unseen",
+                "mode": "incremental",
+                "source": {"url": url.render_as_string(hide_password=False)},
+                "destination": {"url": f"sqlite:///{tmp_path / 'copy.sqlite'}"},
+                "tables": [{"name": "events", **table}, {"name": "others", **table}],
+            }
+        )
+        watcher = source.engine().connect()  # a session of another role, hidden from `role`
+        try:
+            with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+                result = _materialize(job, instance)
+                warnings = _warnings(instance, result.run_id)
+        finally:
+            watcher.close()
+    finally:
+        source.execute(f"DROP OWNED BY {role}")
+        source.execute(f"DROP ROLE {role}")
+    assert result.success
+    unseen = [w for w in warnings if "pg_read_all_stats" in w]
+    assert len(unseen) == 1, warnings
+    newest = max(row[2] for row in source.source_rows())
+    for materialization in result.get_asset_materialization_events():
+        metadata = materialization.materialization.metadata
+        assert metadata[OPEN_TRANSACTION_BOUND].value == "(unknown)"
+        assert metadata["copyjob/watermark"].value == newest.isoformat(
+            sep=" ", timespec="microseconds"
+        )
+
+
+def test_mariadb_without_process_privilege_copies_with_a_warning(mysql_url: str) -> None:
+    source = Source("mariadb", mysql_url, None, "merge")
+    source.create()
+    source.insert(10)
+    database = sa.engine.make_url(mysql_url).database
+    user = f"cj_np_{uuid.uuid4().hex[:8]}"
+    source.execute(f"CREATE USER '{user}'@'%%' IDENTIFIED BY 'pw'")
+    try:
+        source.execute(f"GRANT ALL ON {database}.* TO '{user}'@'%%'")
+        url = sa.engine.make_url(mysql_url).set(username=user, password="pw")
+        job = source.job()
+        job = job.model_copy(
+            update={
+                "source": job.source.model_copy(
+                    update={"url": url.render_as_string(hide_password=False)}
+                )
+            }
+        )
+        result = copy_table(job, job.tables[0])
+    finally:
+        source.execute(f"DROP USER '{user}'@'%%'")
+    assert result.late_commits is not None and result.late_commits.warning is not None
+    assert "PROCESS" in result.late_commits.warning and "pw" not in result.late_commits.warning
+    assert _value(result.watermark) == max(row[2] for row in source.source_rows())

@@ -202,13 +202,13 @@ def _copy_increment(
             if batches is not None or previous is None:
                 rows_written = _write_window(plan, destination, batches or iter(()), window)
             deleted = deletions.apply() if deletions is not None else DeletionCounts()
-        new_watermark, late_commits = previous, None
-        if high is not None:
-            value, late_commits = held_watermark(kind, high, transactions, previous)
+        new_watermark = previous
+        value, late_commits = held_watermark(
+            kind, high, transactions, previous, table.open_transaction_warning
+        )
+        if value is not None:
             rows_at_value, fingerprint_at_value = fingerprint(reader, plan, value)
             new_watermark = Watermark.of(kind, value, rows_at_value, fingerprint_at_value)
-        elif transactions is not None:
-            late_commits = LateCommits(transactions)
     return dataclasses.replace(
         _result(plan, source, destination, started, counter.rows, rows_written),
         load="initial" if previous is None else "incremental",

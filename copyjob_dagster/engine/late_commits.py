@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from copyjob_dagster.config import CopyJob
 from copyjob_dagster.engine.watermark import Watermark, WatermarkKind
 from copyjob_dagster.stores import (
     OpenTransaction,
     OpenTransactions,
     Source,
     TransactionAwareSource,
+    capabilities_of,
 )
 
 # MySQL's innodb_trx.trx_started is cut to the second, and a statement's NOW() is taken a moment
@@ -35,6 +37,7 @@ class LateCommits:
     """What the open transactions did to one copy's watermark."""
 
     transactions: OpenTransactions
+    warn_after: float  # seconds: the table's open_transaction_warning
     held_back: timedelta = timedelta(0)  # the window's end less the recorded watermark
 
     @property
@@ -42,22 +45,29 @@ class LateCommits:
         """The open transaction that held the watermark back, if one did."""
         return self.transactions.oldest if self.held_back > timedelta(0) else None
 
-    def warning(self, threshold_seconds: float) -> str | None:
+    @property
+    def warning(self) -> str | None:
         """Why late commits need attention, or None: the bound is unknown, or an open
-        transaction holds the watermark back longer than the threshold."""
+        transaction holds the watermark back longer than `warn_after`."""
         if self.transactions.unknown:
             return (
                 f"open transactions at the source are not known ({self.transactions.unknown}); "
                 f"rows that commit late are caught only by `lookback`"
             )
         blocking = self.blocking
-        if blocking is None or self.held_back.total_seconds() <= threshold_seconds:
+        if blocking is None or self.held_back.total_seconds() <= self.warn_after:
             return None
         return (
             f"an open transaction at the source ({blocking.describe()}) holds the watermark "
             f"{self.held_back.total_seconds():,.0f} s below the rows copied; they are read again "
             f"each run until it ends"
         )
+
+
+def watches_open_transactions(job: CopyJob) -> bool:
+    """Whether the job's copies are incremental from a source that reports open transactions
+    (whether a table's cursor is a timestamp is known only once its source is described)."""
+    return job.mode == "incremental" and capabilities_of(job.source).open_transactions
 
 
 def observe(source: Source, kind: WatermarkKind) -> OpenTransactions | None:
@@ -73,17 +83,20 @@ def held_watermark(
     high: Any,
     transactions: OpenTransactions | None,
     previous: Watermark | None,
+    warn_after: float,
 ) -> tuple[Any, LateCommits | None]:
-    """The watermark to record for a window ending at `high`: at most the bound less the
-    margin, never below `previous` (a watermark never goes backwards)."""
+    """The watermark to record for a window ending at `high` (None: the window is empty): at
+    most the bound less the margin, never below `previous` (a watermark never goes backwards)."""
     if transactions is None:
         return high, None
+    if high is None:
+        return None, LateCommits(transactions, warn_after)
     value = high
     if transactions.bound is not None:
         value = min(high, _ceiling(kind, transactions))
     if previous is not None and value < previous.value:
         value = previous.value
-    return value, LateCommits(transactions, high - value)
+    return value, LateCommits(transactions, warn_after, high - value)
 
 
 def _ceiling(kind: WatermarkKind, transactions: OpenTransactions) -> datetime:
