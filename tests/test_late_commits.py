@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from copyjob_dagster.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.config import CopyJob
+from copyjob_dagster.dryrun import plan_table
 from copyjob_dagster.engine import copy_table
 from copyjob_dagster.late_commits import CLOCK_MARGIN
 from copyjob_dagster.metadata import (
@@ -370,3 +371,23 @@ def test_mariadb_without_process_privilege_copies_with_a_warning(mysql_url: str)
     assert result.late_commits is not None and result.late_commits.warning is not None
     assert "PROCESS" in result.late_commits.warning and "pw" not in result.late_commits.warning
     assert _value(result.watermark) == max(row[2] for row in source.source_rows())
+
+
+def test_plan_shows_the_watermark_the_copy_then_records(private_pg_database: str) -> None:
+    source = Source("postgres", private_pg_database, None, "merge")
+    source.create()
+    source.insert(10)
+    job = source.job()
+    first = copy_table(job, job.tables[0])
+    late = source.open_late_transaction()
+    try:
+        pid = late.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        source.insert(10)
+        planned = plan_table(job, job.tables[0], first.watermark)
+        copied = copy_table(job, job.tables[0], first.watermark)
+    finally:
+        late.rollback()
+        late.close()
+    assert f"by the oldest open transaction: pid {pid}," in planned.open_transactions
+    assert planned.held_watermark == copied.watermark.text
+    assert planned.rows == copied.rows_read

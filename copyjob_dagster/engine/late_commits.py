@@ -45,6 +45,15 @@ class LateCommits:
         """The open transaction that held the watermark back, if one did."""
         return self.transactions.oldest if self.held_back > timedelta(0) else None
 
+    def describe(self) -> str:
+        """The bound and what set it, for people."""
+        bound = self.transactions.bound
+        if bound is None:
+            return f"unknown: {self.transactions.unknown}"
+        text = f"bound {bound.isoformat(sep=' ', timespec='microseconds')}"
+        oldest = self.transactions.oldest
+        return text + (f" by the oldest open transaction: {oldest.describe()}" if oldest else "")
+
     @property
     def warning(self) -> str | None:
         """Why late commits need attention, or None: the bound is unknown, or an open
@@ -91,6 +100,8 @@ def held_watermark(
         return high, None
     if high is None:
         return None, LateCommits(transactions, warn_after)
+    if kind == "timestamp_tz" and high.tzinfo is None:
+        high = high.replace(tzinfo=UTC)  # MySQL's TIMESTAMP, read in the session's UTC
     value = high
     if transactions.bound is not None:
         value = min(high, _ceiling(kind, transactions))
