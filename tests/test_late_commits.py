@@ -20,17 +20,17 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from copyjob_dagster.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.config import CopyJob
-from copyjob_dagster.dryrun import plan_table
-from copyjob_dagster.engine import copy_table
-from copyjob_dagster.late_commits import CLOCK_MARGIN
-from copyjob_dagster.metadata import (
+from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
+from copyjob_dagster.defs.metadata import (
     HELD_BACK_SECONDS,
     OLDEST_OPEN_TRANSACTION,
     OPEN_TRANSACTION_BOUND,
 )
-from copyjob_dagster.watermark import Watermark
+from copyjob_dagster.engine import copy_table
+from copyjob_dagster.engine.dryrun import plan_table
+from copyjob_dagster.engine.late_commits import CLOCK_MARGIN
+from copyjob_dagster.engine.watermark import Watermark
 
 VALID_FROM, CURRENT = "_copyjob_valid_from", "_copyjob_is_current"
 COLUMNS = {

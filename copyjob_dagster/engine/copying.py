@@ -19,14 +19,14 @@ import pyarrow as pa
 
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.engine.deletions import deletion_pass
-from copyjob_dagster.engine.late_commits import LateCommits, held_watermark, observe
+from copyjob_dagster.engine.late_commits import LateCommits, next_watermark, observe
 from copyjob_dagster.engine.overrides import Backfill
 from copyjob_dagster.engine.passthrough import binary_copy, streams_bytes
 from copyjob_dagster.engine.planning import CopyPlan, plan_copy, reconcile_schema
 from copyjob_dagster.engine.splitting import open_reader, parts_of
 from copyjob_dagster.engine.stamping import Stamp, stamped
 from copyjob_dagster.engine.watermark import Watermark, WatermarkKind, watermark_kind
-from copyjob_dagster.engine.windows import fingerprint, plan_window
+from copyjob_dagster.engine.windows import plan_window
 from copyjob_dagster.errors import WatermarkError
 from copyjob_dagster.stores import (
     BinaryCopy,
@@ -172,8 +172,7 @@ def _copy_increment(
         previous = None  # the copy is gone from the destination: load it again from the start
     if existing is not None and previous is not None:
         reconcile_schema(plan, existing, destination)
-
-    transactions = observe(source, kind)  # before the snapshot opens: see late_commits.py
+    open_now = observe(source, kind)  # the open transactions, before the snapshot opens
     passthrough = streams_bytes(plan, source, destination)
     with open_reader(source, plan.source_table, None if passthrough else plan.split) as reader:
         window, nulls = plan_window(plan, table, reader, previous)
@@ -202,13 +201,7 @@ def _copy_increment(
             if batches is not None or previous is None:
                 rows_written = _write_window(plan, destination, batches or iter(()), window)
             deleted = deletions.apply() if deletions is not None else DeletionCounts()
-        new_watermark = previous
-        value, late_commits = held_watermark(
-            kind, high, transactions, previous, table.open_transaction_warning
-        )
-        if value is not None:
-            rows_at_value, fingerprint_at_value = fingerprint(reader, plan, value)
-            new_watermark = Watermark.of(kind, value, rows_at_value, fingerprint_at_value)
+        new_watermark, late = next_watermark(reader, plan, table, kind, high, open_now, previous)
     return dataclasses.replace(
         _result(plan, source, destination, started, counter.rows, rows_written),
         load="initial" if previous is None else "incremental",
@@ -218,7 +211,7 @@ def _copy_increment(
         window=window,
         deletions=deleted if plan.deletes != "ignore" else None,
         parts=parts_of(reader),
-        late_commits=late_commits,
+        late_commits=late,
     )
 
 

@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from copyjob_dagster.config import CopyJob
+from copyjob_dagster.config import CopyJob, TableConfig
+from copyjob_dagster.engine.planning import CopyPlan
 from copyjob_dagster.engine.watermark import Watermark, WatermarkKind
+from copyjob_dagster.engine.windows import fingerprint
 from copyjob_dagster.stores import (
     OpenTransaction,
     OpenTransactions,
     Source,
+    TableReader,
     TransactionAwareSource,
     capabilities_of,
 )
@@ -85,6 +88,24 @@ def observe(source: Source, kind: WatermarkKind) -> OpenTransactions | None:
     if kind not in BOUNDED_KINDS or not isinstance(source, TransactionAwareSource):
         return None
     return source.open_transactions()
+
+
+def next_watermark(
+    reader: TableReader,
+    plan: CopyPlan,
+    table: TableConfig,
+    kind: WatermarkKind,
+    high: Any,
+    transactions: OpenTransactions | None,
+    previous: Watermark | None,
+) -> tuple[Watermark | None, LateCommits | None]:
+    """The watermark a window ending at `high` records (`previous` when the window is empty),
+    held below the open transactions, with the fingerprint of the rows at its value."""
+    value, late = held_watermark(kind, high, transactions, previous, table.open_transaction_warning)
+    if value is None:
+        return previous, late
+    rows_at_value, fingerprint_at_value = fingerprint(reader, plan, value)
+    return Watermark.of(kind, value, rows_at_value, fingerprint_at_value), late
 
 
 def held_watermark(
