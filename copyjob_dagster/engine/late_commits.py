@@ -64,7 +64,7 @@ class LateCommits:
         if self.transactions.unknown:
             return (
                 f"open transactions at the source are not known ({self.transactions.unknown}); "
-                f"rows that commit late are caught only by `lookback`"
+                f"rows that commit late are caught only by lookback"
             )
         blocking = self.blocking
         if blocking is None or self.held_back.total_seconds() <= self.warn_after:
