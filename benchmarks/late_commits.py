@@ -15,11 +15,12 @@ after. Usage: python benchmarks/late_commits.py [--runs 6]
 
 import argparse
 import os
+import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -28,32 +29,15 @@ import sqlalchemy as sa
 from copyjob_dagster.config import CopyJob
 from copyjob_dagster.engine import copy_table
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from test_late_commits import COLUMNS, NOW, scratch_database  # noqa: E402  (the tests')
+
 PG = os.environ.get("COPYJOB_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 MYSQL = os.environ.get("COPYJOB_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
-COLUMNS = {
-    "postgres": "id bigserial PRIMARY KEY, payload text, "
-    "updated_at timestamptz NOT NULL DEFAULT clock_timestamp()",
-    "mariadb": "id bigint AUTO_INCREMENT PRIMARY KEY, payload text, "
-    "updated_at datetime(6) NOT NULL DEFAULT NOW(6)",
-}
-NOW = {"postgres": "now()", "mariadb": "NOW(6)"}
 
 
-@contextmanager
-def scratch(kind: str) -> Iterator[str]:
-    """A database of its own: PostgreSQL's bound then sees only this benchmark's sessions."""
-    name = f"cj_late_bench_{uuid.uuid4().hex[:8]}"
-    server = PG if kind == "postgres" else MYSQL
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    try:
-        yield sa.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            force = " WITH (FORCE)" if kind == "postgres" else ""
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}{force}")
-        admin.dispose()
+def scratch(kind: str) -> AbstractContextManager[str]:
+    return scratch_database(PG if kind == "postgres" else MYSQL)
 
 
 def insert(engine: sa.Engine, rows: int) -> None:

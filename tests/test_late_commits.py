@@ -12,7 +12,9 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +121,22 @@ class Source:
         return rows
 
 
+@contextmanager
+def idle_transaction(source: Source) -> Iterator[tuple[int, datetime]]:
+    """A PostgreSQL session idle in a transaction for 1.5 s while 10 rows commit: its pid and
+    start."""
+    idle = source.engine().connect()
+    try:
+        pid = idle.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        started = idle.exec_driver_sql("SELECT now()").scalar_one()
+        source.execute("SELECT pg_sleep(1.5)")
+        source.insert(10)
+        yield pid, started
+    finally:
+        idle.rollback()
+        idle.close()
+
+
 def lost_and_duplicated(source: Source) -> tuple[int, int]:
     """Source rows missing at the destination, and destination rows held more than once (by key
     for merge, by key and incremental value for append and for SCD2's versions)."""
@@ -193,16 +211,8 @@ def test_a_transaction_left_open_is_named_in_a_warning(private_pg_database: str)
     source.create()
     source.insert(10)
     job = source.job(open_transaction_warning=1)
-    idle = source.engine().connect()
-    try:
-        pid = idle.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
-        started = idle.exec_driver_sql("SELECT now()").scalar_one()
-        source.execute("SELECT pg_sleep(1.5)")
-        source.insert(10)
+    with idle_transaction(source) as (pid, started):
         result = copy_table(job, job.tables[0])
-    finally:
-        idle.rollback()
-        idle.close()
     assert result.late_commits is not None
     warning = result.late_commits.warning
     assert warning is not None
@@ -242,20 +252,30 @@ def _value(watermark: Watermark | None) -> Any:
     return watermark.value
 
 
-@pytest.fixture
-def private_pg_database(pg_server: str) -> Iterator[str]:
-    """A database of its own on the shared server: PostgreSQL's bound counts the sessions of
-    the copy's database only, so no other test's transaction is seen."""
+@contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    """The URL of a database of its own on a server, dropped after: PostgreSQL's bound counts
+    the sessions of the copy's database only, so no other test's transaction is seen."""
     name = f"cj_late_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    postgres = sa.engine.make_url(server_url).get_backend_name() == "postgresql"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql(f"CREATE DATABASE {name}")
     try:
-        yield sa.engine.make_url(pg_server).set(database=name).render_as_string(hide_password=False)
+        yield (
+            sa.engine.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        )
     finally:
         with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            force = " WITH (FORCE)" if postgres else ""
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}{force}")
         admin.dispose()
+
+
+@pytest.fixture
+def private_pg_database(pg_server: str) -> Iterator[str]:
+    with scratch_database(pg_server) as url:
+        yield url
 
 
 def _materialize(job: CopyJob, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
@@ -278,17 +298,12 @@ def test_the_run_log_metadata_and_check_name_the_blocking_session(
     source.create()
     source.insert(10)
     job = source.job(open_transaction_warning=1)
-    idle = source.engine().connect()
-    try:
-        pid = idle.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
-        source.execute("SELECT pg_sleep(1.5)")
-        source.insert(10)
-        with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-            result = _materialize(job, instance)
-            warnings = _warnings(instance, result.run_id)
-    finally:
-        idle.rollback()
-        idle.close()
+    with (
+        idle_transaction(source) as (pid, _),
+        dg.instance_for_test(temp_dir=str(tmp_path)) as instance,
+    ):
+        result = _materialize(job, instance)
+        warnings = _warnings(instance, result.run_id)
     (materialization,) = result.get_asset_materialization_events()
     metadata = materialization.materialization.metadata
     assert metadata[HELD_BACK_SECONDS].value > 1
