@@ -19,7 +19,8 @@ Which sessions count:
   database's tables), in a transaction, other than copyjob's own (whose readers are read-only
   and whose writers stamp no database time). Any open transaction counts, whether or not it has
   written yet, since `now()` is its start. Without `pg_read_all_stats` (or superuser), other
-  roles' sessions are hidden: the bound is then unknown.
+  roles' sessions are hidden: the bound is then unknown. So it is while a prepared transaction
+  (two-phase commit) waits: it has left its session, and its start time is not kept.
 - MySQL/MariaDB (InnoDB, one engine for every database of the server): the transactions that
   have written rows or are running a statement; one that has only read and is between two
   statements will write later rows with a later `NOW()`. `information_schema.innodb_trx` needs
@@ -122,6 +123,15 @@ def postgres_open_transactions(conn: Connection) -> OpenTransactions:
             None,
             unknown=f"role {role!r} cannot see the transactions of {hidden} other session(s) of "
             f"this database; grant it pg_read_all_stats",
+        )
+    prepared = conn.exec_driver_sql(
+        "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()"
+    ).scalar_one()
+    if prepared:
+        return OpenTransactions(
+            None,
+            unknown=f"{prepared} prepared transaction(s) (two-phase commit) wait in this database, "
+            f"and PostgreSQL keeps no start time for them",
         )
     sessions = [OpenTransaction(row.pid, row.xact_start.astimezone(UTC), row.state) for row in rows]
     return _bounded(read_at, sessions)
