@@ -304,6 +304,17 @@ def _materialize(job: CopyJob, instance: dg.DagsterInstance) -> dg.ExecuteInProc
     return dg.materialize(assets, instance=instance)
 
 
+def _checks_alone(job: CopyJob, instance: dg.DagsterInstance) -> dict[str, dg.AssetCheckEvaluation]:
+    """The table's checks executed from the UI's way, without copying."""
+    assets = [*build_source_specs([job]), *build_copy_assets([job])]
+    key = dg.AssetKey([job.name, job.tables[0].destination_name])
+    result = dg.materialize(
+        assets, instance=instance, selection=dg.AssetSelection.checks_for_assets(key)
+    )
+    assert result.get_asset_materialization_events() == []
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
 def _warnings(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     return [
         entry.user_message
@@ -323,8 +334,13 @@ def test_the_run_log_metadata_and_check_name_the_blocking_session(
         idle_transaction(source) as (pid, _),
         dg.instance_for_test(temp_dir=str(tmp_path)) as instance,
     ):
+        before = _checks_alone(job, instance)
         result = _materialize(job, instance)
         warnings = _warnings(instance, result.run_id)
+        alone = _checks_alone(job, instance)  # from the latest copy's metadata
+    assert before["open_transactions"].description == "the table has not been copied yet"
+    assert f"pid {pid}," in alone["open_transactions"].description
+    assert not alone["open_transactions"].passed
     (materialization,) = result.get_asset_materialization_events()
     metadata = materialization.materialization.metadata
     assert metadata[HELD_BACK_SECONDS].value > 1

@@ -89,7 +89,7 @@ def open_transactions(metadata: Mapping[str, Any] | None) -> dg.AssetCheckResult
             False,
             "the table has not been copied yet",
             dg.AssetCheckSeverity.WARN,
-            OPEN_TRANSACTIONS,
+            check=OPEN_TRANSACTIONS,
         )
     if LATE_COMMIT_WARNING in metadata:
         warning = str(metadata[LATE_COMMIT_WARNING].value)
