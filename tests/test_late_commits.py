@@ -443,3 +443,31 @@ def test_plan_shows_the_watermark_the_copy_then_records(private_pg_database: str
     assert f"by the oldest open transaction: pid {pid}," in planned.open_transactions
     assert planned.held_watermark == copied.watermark.text
     assert planned.rows == copied.rows_read
+
+
+def test_transactions_that_cannot_write_a_late_row_do_not_hold_the_watermark(
+    private_pg_database: str, mysql_url: str
+) -> None:
+    """A MariaDB transaction that has only read (its later writes get a later NOW()), and a
+    PostgreSQL session of copyjob's own (another copy's read-only snapshot) are not counted."""
+    copyjob_session = sa.engine.make_url(private_pg_database).set(
+        query={"application_name": "copyjob"}
+    )
+    for source in (
+        Source("mariadb", mysql_url, None, "merge"),
+        Source("postgres", copyjob_session.render_as_string(False), None, "merge"),
+    ):
+        source.create()
+        source.insert(10)
+        reader = source.engine().connect()
+        try:
+            reader.exec_driver_sql("SELECT count(*) FROM events").scalar_one()  # begins it
+            session = reader.exec_driver_sql(
+                "SELECT CONNECTION_ID()" if source.kind == "mariadb" else "SELECT pg_backend_pid()"
+            ).scalar_one()
+            result = copy_table(source.job(), source.job().tables[0])
+        finally:
+            reader.rollback()
+            reader.close()
+        blocking = result.late_commits.blocking if result.late_commits else None
+        assert blocking is None or blocking.pid != session, source.kind
