@@ -265,7 +265,6 @@ def test_mariadb_names_the_oldest_writing_transaction(mysql_url: str) -> None:
     blocking = result.late_commits.blocking if result.late_commits else None
     assert blocking is not None
     assert blocking.pid == connection or blocking.started.replace(tzinfo=None) <= started
-    assert result.late_commits.warning is None  # held back less than the default 900 s
 
 
 def _value(watermark: Watermark | None) -> Any:
