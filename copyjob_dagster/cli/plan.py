@@ -106,6 +106,16 @@ def _print(plans: list[TablePlan]) -> None:
     for found in plans:
         for problem in found.problems:
             out.print(f"{found.job}/{found.table}: {problem}", soft_wrap=True)
+        if found.open_transactions:
+            held = (
+                f"; the watermark would be held at {found.held_watermark}"
+                if found.held_watermark
+                else ""
+            )
+            out.print(
+                f"{found.job}/{found.table}: open transactions: {found.open_transactions}{held}",
+                soft_wrap=True,
+            )
 
 
 def _changes(found: TablePlan) -> str:

@@ -100,6 +100,12 @@ class TableConfig(StrictModel):
         description="re-read this far below the watermark each run (seconds for timestamps, "
         "days for dates, units for numbers), for rows that commit late",
     )
+    open_transaction_warning: float = Field(
+        900,
+        gt=0,
+        description="warn when a transaction open at the source holds a timestamp watermark "
+        "back by more than this many seconds (see late commits in the README)",
+    )
     null_cursor: Literal["fail", "skip"] = Field(
         "fail", description="rows whose incremental column is NULL: stop the run, or skip them"
     )

@@ -17,7 +17,15 @@ from copyjob_dagster.config import CopyJob, TableConfig, source_pool
 from copyjob_dagster.defs import checks, naming, operations
 from copyjob_dagster.defs.concurrency import JOB_TAG
 from copyjob_dagster.defs.metadata import ROW_COUNT, copy_metadata
-from copyjob_dagster.engine import Backfill, ProgressLog, Watermark, copy_table, table_lock
+from copyjob_dagster.engine import (
+    Backfill,
+    CopyResult,
+    ProgressLog,
+    Watermark,
+    copy_table,
+    table_lock,
+    watches_open_transactions,
+)
 from copyjob_dagster.errors import CopyJobError, WatermarkError
 
 
@@ -103,7 +111,11 @@ def build_copy_asset(job: CopyJob, table: TableConfig) -> dg.AssetsDefinition:
                     return
                 if spec.key not in context.selected_asset_keys:
                     latest = latest_metadata(context.instance, spec.key)
-                    yield checks.row_count_parity(job, table, latest)
+                    selected = {key.name for key in context.selected_asset_check_keys}
+                    if checks.ROW_COUNT_PARITY in selected:
+                        yield checks.row_count_parity(job, table, latest)
+                    if checks.OPEN_TRANSACTIONS in selected:
+                        yield checks.open_transactions(latest)
                     return
                 previous = latest_watermark(context.instance, spec.key)
                 result = copy_table(
@@ -121,6 +133,7 @@ def build_copy_asset(job: CopyJob, table: TableConfig) -> dg.AssetsDefinition:
                     f"{table.name} → {result.destination_location}: read {result.rows_read:,} "
                     f"rows, wrote {result.rows_written:,} in {result.seconds:.2f} s"
                 )
+                late_commit_warning(context, job, result)
                 metadata = copy_metadata(result, source_key)
                 if backfill is not None:
                     metadata |= operations.backfill_metadata(
@@ -130,13 +143,37 @@ def build_copy_asset(job: CopyJob, table: TableConfig) -> dg.AssetsDefinition:
                 if checks.DESTINATION_ROWS in parity.metadata:
                     # The table's size, as the UI means it, not this run's increment.
                     metadata[ROW_COUNT] = parity.metadata[checks.DESTINATION_ROWS]
+                results = [parity]
+                if watches_open_transactions(job):
+                    results.append(checks.open_transactions(metadata))
                 yield dg.MaterializeResult(
-                    asset_key=spec.key, metadata=metadata, check_results=[parity]
+                    asset_key=spec.key, metadata=metadata, check_results=results
                 )
         except CopyJobError as exc:
             raise dg.Failure(description=str(exc), allow_retries=exc.transient) from None
 
     return copy
+
+
+_UNSEEN_SOURCES: set[tuple[str, str]] = set()  # (run id, source URL) already warned about
+
+
+def late_commit_warning(
+    context: dg.AssetExecutionContext, job: CopyJob, result: CopyResult
+) -> None:
+    """Warn in the run's log when open transactions hold a watermark back too long (each
+    table), or cannot be seen (once per run and source, in this process)."""
+    late = result.late_commits
+    if late is None or late.warning is None:
+        return
+    if late.transactions.unknown:
+        seen = (context.run.run_id, result.source_url)
+        if seen in _UNSEEN_SOURCES:
+            return
+        _UNSEEN_SOURCES.add(seen)
+        context.log.warning(f"job {job.name!r}, source {result.source_url}: {late.warning}")
+        return
+    context.log.warning(f"{result.plan.source_table}: {late.warning}")
 
 
 def requested_backfill(config: CopyConfig) -> Backfill | None:

@@ -28,11 +28,22 @@ from croniter.croniter import CroniterBadDateError
 
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.defs import naming
-from copyjob_dagster.defs.metadata import ROWS_READ, watermark_from_metadata
-from copyjob_dagster.engine import destination_rows, source_rows_up_to
+from copyjob_dagster.defs.metadata import (
+    HELD_BACK_SECONDS,
+    LATE_COMMIT_WARNING,
+    OPEN_TRANSACTION_BOUND,
+    ROWS_READ,
+    watermark_from_metadata,
+)
+from copyjob_dagster.engine import (
+    destination_rows,
+    source_rows_up_to,
+    watches_open_transactions,
+)
 from copyjob_dagster.errors import CopyJobError
 
 ROW_COUNT_PARITY = "row_count_parity"
+OPEN_TRANSACTIONS = "open_transactions"
 EXPECTED_ROWS = "copyjob/expected_rows"
 DESTINATION_ROWS = "copyjob/destination_rows"
 
@@ -50,13 +61,53 @@ def check_specs(job: CopyJob, table: TableConfig) -> list[dg.AssetCheckSpec]:
         if job.mode == "full"
         else "as many rows as the source holds up to the watermark"
     )
-    return [
+    specs = [
         dg.AssetCheckSpec(
             ROW_COUNT_PARITY,
             asset=naming.asset_key(job, table),
             description=f"The destination table holds {held}.",
         )
     ]
+    if watches_open_transactions(job):
+        specs.append(
+            dg.AssetCheckSpec(
+                OPEN_TRANSACTIONS,
+                asset=naming.asset_key(job, table),
+                description="No transaction open at the source holds the watermark back more "
+                f"than {table.open_transaction_warning:g} s, and the source lets copyjob see "
+                "its open transactions.",
+            )
+        )
+    return specs
+
+
+def open_transactions(metadata: Mapping[str, Any] | None) -> dg.AssetCheckResult:
+    """Whether the open transactions at the source, as the copy of `metadata` found them, kept
+    its watermark back too long, or could not be seen (see late_commits.py)."""
+    if metadata is None:
+        return _result(
+            False,
+            "the table has not been copied yet",
+            dg.AssetCheckSeverity.WARN,
+            check=OPEN_TRANSACTIONS,
+        )
+    if LATE_COMMIT_WARNING in metadata:
+        warning = str(metadata[LATE_COMMIT_WARNING].value)
+        return _result(False, warning, dg.AssetCheckSeverity.WARN, check=OPEN_TRANSACTIONS)
+    if OPEN_TRANSACTION_BOUND not in metadata:
+        return _result(
+            True,
+            "no bound applies: the incremental column is not a timestamp, or the source cannot "
+            "report its open transactions; `lookback` is what catches late commits",
+            check=OPEN_TRANSACTIONS,
+        )
+    held = float(metadata[HELD_BACK_SECONDS].value)
+    return _result(
+        True,
+        f"the open transactions bounded the watermark at {metadata[OPEN_TRANSACTION_BOUND].value}"
+        f"; it sits {held:g} s below the rows copied, which the next run reads again",
+        check=OPEN_TRANSACTIONS,
+    )
 
 
 def row_count_parity(
@@ -77,17 +128,23 @@ def row_count_parity(
                 else "source rows (it held no incremental value when copied)"
             )
         actual = destination_rows(job, table)
+        compared = actual
+        if _held_back(metadata) and actual is not None:
+            # The rows above the held watermark are copied and will be read again.
+            compared = destination_rows(job, table, up_to=watermark_from_metadata(metadata))
+            against += " (the destination's rows up to it; those above are read again next run)"
     except CopyJobError as exc:
         return _result(False, f"could not count the rows: {exc}", dg.AssetCheckSeverity.WARN)
     if actual is None:
         return _result(False, f"the destination has no table {table.destination_name!r}")
     counts = {EXPECTED_ROWS: expected, DESTINATION_ROWS: actual}
-    if actual == expected:
-        passed = f"{actual:,} rows: as many as the {expected:,} {against}"
+    assert compared is not None
+    if compared == expected:
+        passed = f"{compared:,} rows: as many as the {expected:,} {against}"
         return _result(True, passed, metadata=counts)
-    difference = f"{abs(actual - expected):,} {'fewer' if actual < expected else 'more'}"
-    found = f"the destination holds {actual:,} rows, {difference} than the {expected:,} {against}"
-    if actual < expected:
+    difference = f"{abs(compared - expected):,} {'fewer' if compared < expected else 'more'}"
+    found = f"the destination holds {compared:,} rows, {difference} than the {expected:,} {against}"
+    if compared < expected:
         cause = (
             ": rows committed late with a smaller incremental value were missed (set "
             "`lookback`), or rows were deleted at the destination"
@@ -106,14 +163,20 @@ def row_count_parity(
     )
 
 
+def _held_back(metadata: Mapping[str, Any]) -> bool:
+    held = metadata.get(HELD_BACK_SECONDS)
+    return held is not None and float(held.value) > 0
+
+
 def _result(
     passed: bool,
     description: str,
     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
     metadata: Mapping[str, int] | None = None,
+    check: str = ROW_COUNT_PARITY,
 ) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
-        check_name=ROW_COUNT_PARITY,
+        check_name=check,
         passed=passed,
         severity=severity,
         description=description,

@@ -41,6 +41,11 @@ DESTINATION_VERSION = "copyjob/destination_version"
 ROWS_INSERTED = "copyjob/rows_inserted"
 ROWS_UPDATED = "copyjob/rows_updated"
 ROWS_DELETED = "copyjob/rows_deleted"
+# The transactions open at the source when the copy began (see late_commits.py).
+OPEN_TRANSACTION_BOUND = "copyjob/open_transaction_bound"
+HELD_BACK_SECONDS = "copyjob/held_back_seconds"
+OLDEST_OPEN_TRANSACTION = "copyjob/oldest_open_transaction"
+LATE_COMMIT_WARNING = "copyjob/late_commit_warning"
 # A state operation (an observation), or a backfill (a materialization): who asked, and why.
 OPERATION = "copyjob/operation"
 REQUESTED_BY = "copyjob/requested_by"
@@ -86,6 +91,7 @@ def copy_metadata(result: CopyResult, source_key: dg.AssetKey) -> dict[str, dg.M
         LOAD: dg.MetadataValue.text(result.load),
         **_watermark_metadata(result),
         **_deletion_metadata(result),
+        **late_commit_metadata(result),
         **({PARTS: dg.MetadataValue.int(result.parts)} if plan.split is not None else {}),
         **_version_metadata(result),
     }
@@ -115,6 +121,25 @@ def _deletion_metadata(result: CopyResult) -> dict[str, dg.MetadataValue]:
         SOFT_DELETED_ROWS: dg.MetadataValue.int(result.deletions.soft_deleted),
         RESTORED_ROWS: dg.MetadataValue.int(result.deletions.restored),
     }
+
+
+def late_commit_metadata(result: CopyResult) -> dict[str, dg.MetadataValue]:
+    """The bound the open transactions set, how far it held the watermark back, and by whom."""
+    late = result.late_commits
+    if late is None:
+        return {}
+    bound = late.transactions.bound
+    metadata = {
+        OPEN_TRANSACTION_BOUND: dg.MetadataValue.text(
+            bound.isoformat(sep=" ", timespec="microseconds") if bound else "(unknown)"
+        ),
+        HELD_BACK_SECONDS: dg.MetadataValue.float(round(late.held_back.total_seconds(), 3)),
+    }
+    if late.blocking is not None:
+        metadata[OLDEST_OPEN_TRANSACTION] = dg.MetadataValue.text(late.blocking.describe())
+    if late.warning is not None:
+        metadata[LATE_COMMIT_WARNING] = dg.MetadataValue.text(late.warning)
+    return metadata
 
 
 def _watermark_metadata(result: CopyResult) -> dict[str, dg.MetadataValue]:

@@ -14,6 +14,7 @@ from copyjob_dagster.engine.discovery import (
 )
 from copyjob_dagster.engine.dryrun import TablePlan, plan_table
 from copyjob_dagster.engine.jobs import load_job, load_job_tree, load_jobs
+from copyjob_dagster.engine.late_commits import watches_open_transactions
 from copyjob_dagster.engine.overrides import (
     Backfill,
     incremental_kind,
@@ -54,4 +55,5 @@ __all__ = [
     "source_rows_up_to",
     "table_lock",
     "typed_watermark",
+    "watches_open_transactions",
 ]

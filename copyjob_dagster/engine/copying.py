@@ -19,13 +19,14 @@ import pyarrow as pa
 
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.engine.deletions import deletion_pass
+from copyjob_dagster.engine.late_commits import LateCommits, next_watermark, observe
 from copyjob_dagster.engine.overrides import Backfill
 from copyjob_dagster.engine.passthrough import binary_copy, streams_bytes
 from copyjob_dagster.engine.planning import CopyPlan, plan_copy, reconcile_schema
 from copyjob_dagster.engine.splitting import open_reader, parts_of
 from copyjob_dagster.engine.stamping import Stamp, stamped
 from copyjob_dagster.engine.watermark import Watermark, WatermarkKind, watermark_kind
-from copyjob_dagster.engine.windows import fingerprint, plan_window
+from copyjob_dagster.engine.windows import plan_window
 from copyjob_dagster.errors import WatermarkError
 from copyjob_dagster.stores import (
     BinaryCopy,
@@ -66,6 +67,7 @@ class CopyResult:
     parts: int = 1  # key ranges read in parallel (see splitting.py); 1: a single stream
     source_version: int | None = None  # the table version read, where stores number them
     commit: Commit | None = None  # the destination's commit, where it numbers versions
+    late_commits: LateCommits | None = None  # None: no bound applies (see late_commits.py)
 
 
 def copy_table(
@@ -170,7 +172,7 @@ def _copy_increment(
         previous = None  # the copy is gone from the destination: load it again from the start
     if existing is not None and previous is not None:
         reconcile_schema(plan, existing, destination)
-
+    open_now = observe(source, kind)  # the open transactions, before the snapshot opens
     passthrough = streams_bytes(plan, source, destination)
     with open_reader(source, plan.source_table, None if passthrough else plan.split) as reader:
         window, nulls = plan_window(plan, table, reader, previous)
@@ -199,10 +201,7 @@ def _copy_increment(
             if batches is not None or previous is None:
                 rows_written = _write_window(plan, destination, batches or iter(()), window)
             deleted = deletions.apply() if deletions is not None else DeletionCounts()
-        new_watermark = previous
-        if high is not None:
-            rows_at_high, fingerprint_at_high = fingerprint(reader, plan, window.high)
-            new_watermark = Watermark.of(kind, high, rows_at_high, fingerprint_at_high)
+        new_watermark, late = next_watermark(reader, plan, table, kind, high, open_now, previous)
     return dataclasses.replace(
         _result(plan, source, reader, destination, started, counter.rows, rows_written),
         load="initial" if previous is None else "incremental",
@@ -211,6 +210,7 @@ def _copy_increment(
         null_cursor_rows=nulls,
         window=window,
         deletions=deleted if plan.deletes != "ignore" else None,
+        late_commits=late,
     )
 
 

@@ -68,15 +68,22 @@ def source_rows_up_to(job: CopyJob, table: TableConfig, watermark: Watermark) ->
         source.close()
 
 
-def destination_rows(job: CopyJob, table: TableConfig) -> int | None:
+def destination_rows(
+    job: CopyJob, table: TableConfig, up_to: Watermark | None = None
+) -> int | None:
     """The rows of a table's copy at the destination that stand for source rows (its current
-    versions, its rows not marked deleted), or None when there is no copy."""
+    versions, its rows not marked deleted), only those at or below `up_to` if given, or None
+    when there is no copy."""
     destination = open_destination(job.destination)
     try:
         if destination.describe(table.destination_name) is None:
             return None
+        window = None
+        if up_to is not None and table.incremental_column is not None:
+            cursor = table.rename.get(table.incremental_column, table.incremental_column)
+            window = Window(cursor, high=up_to.value)
         with destination.open_reader(table.destination_name) as reader:
-            return reader.count(live=live_rows(job, table))
+            return reader.count(window, live=live_rows(job, table))
     finally:
         destination.close()
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.engine.copying import cursor_kind
+from copyjob_dagster.engine.late_commits import held_watermark, observe
 from copyjob_dagster.engine.passthrough import streams_bytes
 from copyjob_dagster.engine.planning import (
     CopyPlan,
@@ -50,6 +51,8 @@ class TablePlan:
     rows: int | None = None
     parts: int = 1  # key ranges the rows would be read in (split copies)
     null_cursor_rows: int = 0
+    open_transactions: str | None = None  # the bound they set (see late_commits.py)
+    held_watermark: str | None = None  # the watermark recorded, when held below the window's end
     destination_exists: bool = False
     schema: SchemaDifference | None = None
     problems: list[str] = field(default_factory=list)
@@ -112,8 +115,10 @@ def _incremental(
     previous: Watermark | None,
     existing: TableDescription | None,
 ) -> TablePlan:
-    """The window `copy_table` would read now, and its rows; mirrors `_copy_increment`."""
-    cursor_kind(plan, source, previous)
+    """The window `copy_table` would read now, its rows, and the watermark it would record;
+    mirrors `_copy_increment` (which reads the open transactions before its snapshot)."""
+    kind = cursor_kind(plan, source, previous)
+    transactions = observe(source, kind)
     if existing is None:
         previous = None  # the copy is gone from the destination: it loads the table again
     elif previous is not None and found.schema is not None:
@@ -125,12 +130,17 @@ def _incremental(
         load, rows = "nothing new", 0
     else:
         load, rows = ("initial" if previous is None else "incremental"), reader.count(window)
+    value, late = held_watermark(
+        kind, window.high, transactions, previous, table.open_transaction_warning
+    )
     return replace(
         found,
         load="cannot run" if found.problems else load,
         window=describe_window(window),
         rows=rows,
         null_cursor_rows=nulls,
+        open_transactions=late.describe() if late else None,
+        held_watermark=(Watermark.of(kind, value, 0, "").text if late and late.held_back else None),
     )
 
 

@@ -15,12 +15,14 @@ from copyjob_dagster.stores.base import (
     SplittableSource,
     TableDescription,
     TableReader,
+    TransactionAwareSource,
     VersionColumns,
     Window,
     WriteMethod,
     string_length,
 )
 from copyjob_dagster.stores.capabilities import Capabilities
+from copyjob_dagster.stores.open_transactions import OpenTransaction, OpenTransactions
 from copyjob_dagster.stores.pgcopy import (
     BinaryCopy,
     CopyChunk,
@@ -49,11 +51,14 @@ __all__ = [
     "KeyDiff",
     "KeyRange",
     "LiveRows",
+    "OpenTransaction",
+    "OpenTransactions",
     "PostgresTableReader",
     "Source",
     "SplittableSource",
     "TableDescription",
     "TableReader",
+    "TransactionAwareSource",
     "VersionColumns",
     "Window",
     "WriteMethod",

@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import pyarrow as pa
 
 from copyjob_dagster.stores.capabilities import Capabilities
+from copyjob_dagster.stores.open_transactions import OpenTransactions
 
 WriteMethod = Literal["append", "merge", "scd2"]
 LOGICAL_TYPE = b"copyjob.logical"
@@ -202,6 +203,16 @@ class SplittableSource(Protocol):
     ) -> AbstractContextManager[tuple[TableReader, list[TableReader]]]:
         """Open a snapshot reader and `parts - 1` more readers of the very same snapshot; the
         first one also serves counts, bounds and keys."""
+        ...
+
+
+@runtime_checkable
+class TransactionAwareSource(Protocol):
+    """A source that can say how far down a row committed late can land (see
+    `open_transactions`)."""
+
+    def open_transactions(self) -> OpenTransactions:
+        """Read, before a snapshot begins, the transactions open at the source."""
         ...
 
 

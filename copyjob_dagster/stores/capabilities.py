@@ -20,3 +20,5 @@ class Capabilities:
     """Table names that differ only in case are one table."""
     string_lengths: bool = True
     """A text column's declared length bounds its values (VARCHAR(10)); Parquet's do not."""
+    open_transactions: bool = False
+    """Reports the transactions open at the source, which bound a timestamp watermark."""

@@ -25,6 +25,11 @@ from copyjob_dagster.stores import identifiers, mysqlload, snapshots, types
 from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.locking import lock_key, wait_for
+from copyjob_dagster.stores.open_transactions import (
+    OpenTransactions,
+    mysql_open_transactions,
+    read_open_transactions,
+)
 from copyjob_dagster.stores.sql import Role, SqlStore, Timeouts
 
 # Binary and NO PAD: 'a' and 'A', and 'x' and 'x ', are distinct keys (MariaDB's utf8mb4_bin
@@ -38,7 +43,7 @@ log = logging.getLogger(__name__)
 class MySQLStore(SqlStore):
     """MySQL/MariaDB through PyMySQL."""
 
-    capabilities = Capabilities(split_reads=True)
+    capabilities = Capabilities(split_reads=True, open_transactions=True)
     transactional_ddl = False
 
     def __init__(
@@ -179,6 +184,10 @@ class MySQLStore(SqlStore):
     def begin_snapshot(self, conn: Connection) -> None:
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         conn.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+
+    def open_transactions(self) -> OpenTransactions:
+        """The floor under late commits, read before a snapshot (see `open_transactions`)."""
+        return read_open_transactions(self, mysql_open_transactions)
 
     def open_split(self, table: str, parts: int) -> AbstractContextManager[snapshots.Readers]:
         """Readers of one moment of the table, taken under a brief read lock (see `snapshots`)."""

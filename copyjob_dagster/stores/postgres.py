@@ -15,6 +15,12 @@ from copyjob_dagster.stores import identifiers, pgcopy, pgcsv, snapshots
 from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.locking import lock_key, wait_for
+from copyjob_dagster.stores.open_transactions import (
+    COPYJOB_APPLICATION,
+    OpenTransactions,
+    postgres_open_transactions,
+    read_open_transactions,
+)
 from copyjob_dagster.stores.pgcopy import BinaryCopy, PostgresTableReader
 from copyjob_dagster.stores.sql import SqlStore, database_timestamps
 
@@ -24,7 +30,9 @@ EXACT_COUNT_BELOW = 1_000_000  # rows; smaller tables are counted exactly
 class PostgresStore(SqlStore):
     """PostgreSQL through psycopg 3."""
 
-    capabilities = Capabilities(split_reads=True, byte_format="postgresql-binary-copy")
+    capabilities = Capabilities(
+        split_reads=True, byte_format="postgresql-binary-copy", open_transactions=True
+    )
     # COPY runs on psycopg's own cursor, whose errors SQLAlchemy does not wrap.
     driver_errors = (*SqlStore.driver_errors, psycopg.Error)
 
@@ -47,7 +55,7 @@ class PostgresStore(SqlStore):
             **super().engine_options(),
             "connect_args": {
                 "connect_timeout": self.timeouts.connect,
-                "application_name": "copyjob",
+                "application_name": COPYJOB_APPLICATION,
                 "options": options,
             },
         }
@@ -92,6 +100,10 @@ class PostgresStore(SqlStore):
 
     def begin_snapshot(self, conn: Connection) -> None:
         conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+
+    def open_transactions(self) -> OpenTransactions:
+        """The floor under late commits, read before a snapshot (see `open_transactions`)."""
+        return read_open_transactions(self, postgres_open_transactions)
 
     def table_reader(self, conn: Connection, table: sa.Table) -> PostgresTableReader:
         return PostgresTableReader(self, conn, table)
