@@ -3,7 +3,7 @@ schedules and sensors."""
 
 import dagster as dg
 
-from copyjob_dagster.config import CopyJob
+from copyjob_dagster.config import CopyJob, JobsFolder, SkippedJob
 from copyjob_dagster.defs import (
     build_copy_assets,
     build_new_data_sensor,
@@ -11,16 +11,26 @@ from copyjob_dagster.defs import (
     build_source_specs,
     default_executor,
     job_executor,
+    skipped_job_specs,
 )
-from copyjob_dagster.engine import load_jobs
+from copyjob_dagster.engine import load_jobs_folder
 from copyjob_dagster.project import jobs_dir, project_dir
 
 
-def build_definitions(jobs: list[CopyJob]) -> dg.Definitions:
+def build_definitions(
+    jobs: list[CopyJob], skipped: list[SkippedJob] | None = None
+) -> dg.Definitions:
     """Assets for every table, the source tables upstream, one asset job per copy job, and the
-    jobs' schedules and new-data sensors (which target those asset jobs by name)."""
+    jobs' schedules and new-data sensors (which target those asset jobs by name); and the job
+    files that do not load, as assets that say why."""
+    copies = build_copy_assets(jobs)
+    problems = skipped_job_specs(
+        skipped or [],
+        {key for asset in copies for key in asset.keys},
+        {job.name for job in jobs},
+    )
     return dg.Definitions(
-        assets=[*build_source_specs(jobs), *build_copy_assets(jobs)],
+        assets=[*build_source_specs(jobs), *copies, *problems],
         jobs=[
             dg.define_asset_job(
                 name=job.name,
@@ -35,21 +45,23 @@ def build_definitions(jobs: list[CopyJob]) -> dg.Definitions:
     )
 
 
-_built: list[tuple[list[CopyJob], dg.Definitions]] = []  # the jobs last built, and their defs
+_built: list[tuple[JobsFolder, dg.Definitions]] = []  # the jobs last built, and their defs
 
 
-def definitions_of(jobs: list[CopyJob]) -> dg.Definitions:
-    """`build_definitions(jobs)`, kept for the process while the job files say the same: a step's
-    process, forked from the forkserver that built them (`forkserver.py`), reads the files but
-    builds nothing (seconds a step for a job of 200 tables)."""
-    if not _built or _built[0][0] != jobs:
-        _built[:] = [(jobs, build_definitions(jobs))]
+def definitions_of(folder: JobsFolder) -> dg.Definitions:
+    """`build_definitions` of the folder's jobs, kept for the process while the job files say
+    the same: a step's process, forked from the forkserver that built them (`forkserver.py`),
+    reads the files but builds nothing (seconds a step for a job of 200 tables)."""
+    if not _built or _built[0][0] != folder:
+        _built[:] = [(folder, build_definitions(folder.jobs, folder.skipped))]
     return _built[0][1]
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return definitions_of(load_jobs(jobs_dir(), project_dir()))
+    """Every job that loads; a job file that does not is shown as assets saying why, and never
+    takes the other jobs out of the code location."""
+    return definitions_of(load_jobs_folder(jobs_dir(), project_dir()))
 
 
 def job_named(name: str) -> dg.JobDefinition:

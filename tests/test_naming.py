@@ -2,6 +2,7 @@
 
 import dagster as dg
 import pytest
+from markdown_it import MarkdownIt
 from pydantic import ValidationError
 
 from copyjob_dagster.config import CopyJob, TableConfig, mask_url
@@ -84,8 +85,8 @@ def test_jobs_reading_one_database_share_source_keys() -> None:
             "/data/lake",
             {},
             {"sqlite", "parquet"},
-            "Full copy of table `orders` (all columns) from sqlite:////data/shop.sqlite into "
-            "`orders` at /data/lake.",
+            "Full copy of table `orders` (all columns) from `sqlite:////data/shop.sqlite` into "
+            "`orders` at `/data/lake`.",
             id="sqlite-to-folder",
         ),
         pytest.param(
@@ -93,9 +94,9 @@ def test_jobs_reading_one_database_share_source_keys() -> None:
             f"postgresql+psycopg://loader:{SECRET}@wh:5432/dw",
             {"columns": ["id", "amount"], "rename": {"amount": "total"}, "to": "sales"},
             {"mysql", "postgres"},
-            "Full copy of table `orders` (id, amount, renaming amount → total) from "
-            "mysql+pymysql://app@db/shop into `sales` at "
-            "postgresql+psycopg://loader:***@wh:5432/dw.",
+            "Full copy of table `orders` (`id`, `amount`, renaming `amount` → `total`) from "
+            "`mysql+pymysql://app@db/shop` into `sales` at "
+            "`postgresql+psycopg://loader:***@wh:5432/dw`.",
             id="mysql-to-postgres",
         ),
         pytest.param(
@@ -103,8 +104,8 @@ def test_jobs_reading_one_database_share_source_keys() -> None:
             "sqlite:////data/copy.sqlite",
             {},
             {"sqlite"},
-            "Full copy of table `orders` (all columns) from sqlite:////data/shop.sqlite into "
-            "`orders` at sqlite:////data/copy.sqlite.",
+            "Full copy of table `orders` (all columns) from `sqlite:////data/shop.sqlite` into "
+            "`orders` at `sqlite:////data/copy.sqlite`.",
             id="same-technology",
         ),
     ],
@@ -129,6 +130,21 @@ def test_password_never_reaches_a_spec() -> None:
     specs = [naming.copy_spec(job, table), naming.source_spec(job, table)]
     assert "postgresql+psycopg://app:***@db/shop?password=***" in specs[0].description
     assert all(SECRET not in repr(spec) for spec in specs)
+
+
+def test_masked_urls_keep_their_asterisks_when_the_description_is_rendered() -> None:
+    """The UI renders descriptions as Markdown: `user:***@host` must not turn into emphasis."""
+    job, table = make_job(
+        source="mysql+pymysql://app:${PW}@db/my_shop",
+        destination=f"postgresql+psycopg://loader:{SECRET}@wh/dw?password={SECRET}",
+        columns=["id", "created_at"],
+        rename={"created_at": "created__at"},
+    )
+    html = MarkdownIt().render(naming.copy_spec(job, table).description or "")
+    assert "<em>" not in html and "<strong>" not in html
+    assert "<code>postgresql+psycopg://loader:***@wh/dw?password=***</code>" in html
+    assert "<code>mysql+pymysql://app:***@db/my_shop</code>" in html
+    assert "<code>created__at</code>" in html
 
 
 def test_source_spec() -> None:

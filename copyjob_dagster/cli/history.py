@@ -11,12 +11,11 @@ import dagster as dg
 from rich.table import Table
 
 from copyjob_dagster.cli.support import console as _console
-from copyjob_dagster.cli.support import find_job, selected_tables
+from copyjob_dagster.cli.support import find_job, project_jobs, selected_tables
 from copyjob_dagster.cli.watermark import operations_json, operations_of, print_operations
 from copyjob_dagster.defs import History, Totals, mark_interrupted_runs, read_history
-from copyjob_dagster.engine import load_jobs
 from copyjob_dagster.errors import CopyJobError
-from copyjob_dagster.project import ensure_dagster_home, jobs_dir, project_dir
+from copyjob_dagster.project import ensure_dagster_home
 
 
 @click.command()
@@ -31,7 +30,7 @@ def history(job_name: str | None, tables: tuple[str, ...], limit: int, as_json: 
     if tables and not job_name:
         raise CopyJobError("--table needs a JOB: copyjob history JOB --table T")
     ensure_dagster_home()
-    jobs = [find_job(job_name)] if job_name else load_jobs(jobs_dir(), project_dir())
+    jobs = [find_job(job_name)] if job_name else project_jobs().jobs
     chosen = {job.name: selected_tables(job, tables) for job in jobs}
     with dg.DagsterInstance.get() as instance:
         mark_interrupted_runs(instance)

@@ -7,10 +7,9 @@ import click
 import dagster as dg
 from rich.table import Table
 
-from copyjob_dagster.cli.support import console
+from copyjob_dagster.cli.support import console, project_jobs
 from copyjob_dagster.defs import JobEntry, list_jobs, mark_interrupted_runs
-from copyjob_dagster.engine import load_jobs
-from copyjob_dagster.project import ensure_dagster_home, jobs_dir, project_dir
+from copyjob_dagster.project import ensure_dagster_home
 
 
 @click.command(name="list")
@@ -18,7 +17,7 @@ from copyjob_dagster.project import ensure_dagster_home, jobs_dir, project_dir
 def list_(as_json: bool) -> None:
     """The jobs: tables, mode, schedule, last run and watermarks."""
     ensure_dagster_home()
-    jobs = load_jobs(jobs_dir(), project_dir())
+    jobs = project_jobs().jobs
     with dg.DagsterInstance.get() as instance:
         mark_interrupted_runs(instance)
         entries = list_jobs(instance, jobs)

@@ -14,12 +14,12 @@ import click
 import dagster as dg
 from rich.table import Table
 
-from copyjob_dagster.cli.support import console, find_job, selected_tables
+from copyjob_dagster.cli.support import console, find_job, project_jobs, selected_tables
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.defs import latest_watermark, naming
-from copyjob_dagster.engine import TablePlan, Watermark, load_jobs, plan_table
+from copyjob_dagster.engine import TablePlan, Watermark, plan_table
 from copyjob_dagster.errors import CopyJobError, WatermarkError
-from copyjob_dagster.project import ensure_dagster_home, jobs_dir, project_dir
+from copyjob_dagster.project import ensure_dagster_home, project_dir
 
 
 @click.command()
@@ -30,7 +30,7 @@ def plan(job_name: str | None, tables: tuple[str, ...], as_json: bool) -> None:
     """What the next run of each table would copy: a dry run that writes nothing."""
     if tables and not job_name:
         raise CopyJobError("--table needs a JOB: copyjob plan JOB --table T")
-    jobs = [find_job(job_name)] if job_name else load_jobs(jobs_dir(), project_dir())
+    jobs = [find_job(job_name)] if job_name else project_jobs().jobs
     chosen = [(job, table) for job in jobs for table in selected_tables(job, tables)]
     plans = [_plan(job, table, watermark) for (job, table), watermark in _watermarks(chosen)]
     if as_json:

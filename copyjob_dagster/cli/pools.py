@@ -3,9 +3,9 @@
 import click
 import dagster as dg
 
+from copyjob_dagster.cli.support import project_jobs
 from copyjob_dagster.defs import apply_pool_limits
-from copyjob_dagster.engine import load_jobs
-from copyjob_dagster.project import ensure_dagster_home, jobs_dir, project_dir
+from copyjob_dagster.project import ensure_dagster_home
 
 
 @click.command()
@@ -14,7 +14,7 @@ def pools() -> None:
     sets any more), and print them."""
     ensure_dagster_home()
     with dg.DagsterInstance.get() as instance:
-        changes = apply_pool_limits(instance, load_jobs(jobs_dir(), project_dir()))
+        changes = apply_pool_limits(instance, project_jobs().jobs)
     if not changes.limits:
         click.echo("no job sets source.max_connections: no pool limit to apply")
     for pool, limit in sorted(changes.limits.items()):

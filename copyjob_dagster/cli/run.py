@@ -9,7 +9,7 @@ import click
 import dagster as dg
 from rich.table import Table
 
-from copyjob_dagster.cli.support import console, find_job, selected_tables
+from copyjob_dagster.cli.support import console, find_job, project_jobs, selected_tables
 from copyjob_dagster.cli.watch import show_progress
 from copyjob_dagster.cli.watermark import USER_TAG, backfill_config, run_user
 from copyjob_dagster.config import TableConfig
@@ -24,9 +24,8 @@ from copyjob_dagster.defs import (
     naming,
     process_tags,
 )
-from copyjob_dagster.engine import load_jobs
 from copyjob_dagster.errors import CopyJobError
-from copyjob_dagster.project import ensure_dagster_home, jobs_dir, project_dir
+from copyjob_dagster.project import ensure_dagster_home
 
 RUN_TAG = "copyjob/cli_run"  # marks the run `copyjob run` follows in the event log
 
@@ -67,8 +66,9 @@ def run_job(
     allow_mass_delete: bool = False,
 ) -> None:
     ensure_dagster_home()
-    jobs = load_jobs(jobs_dir(), project_dir())
-    job = find_job(job_name, jobs)
+    folder = project_jobs()
+    jobs = folder.jobs
+    job = find_job(job_name, folder)
     chosen = selected_tables(job, tables)
     backfill_options = backfill_config(job, tables, full_refresh, **(backfill or {}))
     run_config = {

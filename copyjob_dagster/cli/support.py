@@ -2,23 +2,36 @@
 
 import sys
 
+import click
 from rich.console import Console
 
-from copyjob_dagster.config import CopyJob, TableConfig
-from copyjob_dagster.engine import load_jobs
+from copyjob_dagster.config import CopyJob, JobsFolder, TableConfig
+from copyjob_dagster.engine import load_jobs_folder
 from copyjob_dagster.errors import CopyJobError
 from copyjob_dagster.project import jobs_dir, project_dir
 
 
-def find_job(job_name: str, loaded: list[CopyJob] | None = None) -> CopyJob:
-    """The job named `job_name`, among `loaded` or else the project's job files."""
-    if loaded is None:
-        loaded = load_jobs(jobs_dir(), project_dir())
-    jobs = {job.name: job for job in loaded}
-    if job_name not in jobs:
-        known = ", ".join(sorted(jobs)) or "none"
-        raise CopyJobError(f"no copy job named {job_name!r} in {jobs_dir()} (jobs: {known})")
-    return jobs[job_name]
+def project_jobs() -> JobsFolder:
+    """The jobs folder's jobs; a warning on stderr for each file skipped and each password
+    variable that is not set (the other jobs work as usual)."""
+    folder = load_jobs_folder(jobs_dir(), project_dir())
+    for line in folder.warnings():
+        click.echo(f"warning: {line}", err=True)
+    return folder
+
+
+def find_job(job_name: str, folder: JobsFolder | None = None) -> CopyJob:
+    """The job named `job_name` in the project's jobs folder; the error says why a job whose
+    file was skipped cannot be used."""
+    folder = folder or project_jobs()
+    jobs = {job.name: job for job in folder.jobs}
+    if job_name in jobs:
+        return jobs[job_name]
+    for skipped in folder.skipped:
+        if skipped.job_name == job_name:
+            raise CopyJobError(f"job {job_name!r} is skipped: {skipped.problem}")
+    known = ", ".join(sorted(jobs)) or "none"
+    raise CopyJobError(f"no copy job named {job_name!r} in {jobs_dir()} (jobs: {known})")
 
 
 def selected_tables(job: CopyJob, tables: tuple[str, ...]) -> list[TableConfig]:

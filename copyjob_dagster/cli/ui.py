@@ -7,10 +7,10 @@ import click
 import dagster as dg
 from sqlalchemy.engine import make_url
 
+from copyjob_dagster.cli.support import project_jobs
 from copyjob_dagster.defs import apply_pool_limits
-from copyjob_dagster.engine import load_jobs
 from copyjob_dagster.errors import ConfigError
-from copyjob_dagster.project import ensure_dagster_home, jobs_dir, project_dir
+from copyjob_dagster.project import ensure_dagster_home, project_dir
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -20,7 +20,7 @@ def ui(dagster_dev_args: tuple[str, ...]) -> None:
     home = ensure_dagster_home()
     with dg.DagsterInstance.get() as instance:
         _refuse_psycopg3_storage(instance, home)
-        apply_pool_limits(instance, load_jobs(jobs_dir(), project_dir()))
+        apply_pool_limits(instance, project_jobs().jobs)
     workspace = str(project_dir() / "workspace.yaml")
     os.chdir(project_dir())
     os.execvp("dagster", ["dagster", "dev", "-w", workspace, *dagster_dev_args])

@@ -9,6 +9,7 @@ from copyjob_dagster.config.endpoints import (
     StoreConfig,
     mask_url,
 )
+from copyjob_dagster.config.jobs_folder import JobsFolder, SkippedJob, read_jobs_folder
 from copyjob_dagster.config.loading import (
     JobCheck,
     check_across_jobs,
@@ -39,8 +40,10 @@ __all__ = [
     "CopyJob",
     "FieldProblem",
     "JobCheck",
+    "JobsFolder",
     "ScheduleConfig",
     "SensorConfig",
+    "SkippedJob",
     "SourceConfig",
     "Status",
     "StoreConfig",
@@ -51,6 +54,7 @@ __all__ = [
     "job_from_tree",
     "read_job",
     "read_jobs",
+    "read_jobs_folder",
     "mask_url",
     "pool_limits",
     "source_pool",

@@ -1,14 +1,19 @@
 """Where rows come from and go to: a SQLAlchemy URL or a folder, its timeouts, its name in
 asset keys, and the URL masked for anything a person may see."""
 
+import os
 import re
+import urllib.parse
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from copyjob_dagster.config.base import NAME_PATTERN, StrictModel, Text, key_part
+from copyjob_dagster.errors import ConfigError
+
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 URL_PASSWORD = re.compile(r"^[A-Za-z0-9+._-]+://[^:/@]*:([^@]*)@")
 URL_SCHEME = re.compile(r"^[A-Za-z0-9+._-]+://")
@@ -39,6 +44,43 @@ class StoreConfig(StrictModel):
         description="seconds any one statement may run (PostgreSQL, MySQL/MariaDB); a full "
         "copy reads and loads a table in one statement each; default: no limit",
     )
+    # Password variables that were not set when the job file loaded; still `${VAR}` in `url`.
+    _unset_variables: tuple[str, ...] = PrivateAttr(())
+
+    def defer(self, variables: list[str]) -> None:
+        """Leave these password variables (unset, still `${VAR}` in the URL) to `with_secrets`;
+        called by the loader on the model it has just built."""
+        self._unset_variables = tuple(dict.fromkeys(variables))
+
+    @property
+    def unset_variables(self) -> tuple[str, ...]:
+        return self._unset_variables
+
+    def with_secrets(self, role: str) -> "StoreConfig":
+        """The store with its deferred password variables read from the environment now, as a
+        run's process connects; the error names the variable that is still missing."""
+        if not self._unset_variables:
+            return self
+        missing = [name for name in self._unset_variables if name not in os.environ]
+        if missing:
+            raise ConfigError(
+                f"{role} {self.masked_url}: environment variable {missing[0]} is not set; it "
+                f"holds the {role}'s password: export it where the run executes (for runs "
+                f"launched from the UI or a schedule, in the environment of `copyjob ui` or the "
+                f"Dagster code location)"
+            )
+        # Encoded as the loader encodes a value in the user info or the query (`loading.py`).
+        url = ENV_REFERENCE.sub(
+            lambda m: (
+                urllib.parse.quote(os.environ[m[1]], safe="")
+                if m[1] in self._unset_variables
+                else m[0]
+            ),
+            self.url,
+        )
+        resolved = self.model_copy(update={"url": url})
+        resolved._unset_variables = ()
+        return resolved
 
     @field_validator("url")
     @classmethod

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from copyjob_dagster.config.base import NAME_PATTERN, FieldProblem
 from copyjob_dagster.config.endpoints import (
+    ENV_REFERENCE,
     PATH_URLS,
     QUERY_PASSWORD,
     URL_PASSWORD,
@@ -25,7 +26,6 @@ from copyjob_dagster.config.endpoints import (
     StoreConfig,
 )
 from copyjob_dagster.config.models import (
-    ENV_REFERENCE,
     JOB_FILE_SUFFIXES,
     JOB_NAME_PATTERN,
     CopyJob,
@@ -41,25 +41,43 @@ JobCheck = Callable[[CopyJob], Iterable[FieldProblem]]
 """A check of a whole job by a layer above (what its stores can do), reported like the file's."""
 
 
-def read_job(path: Path, base_dir: Path | None = None, check: JobCheck | None = None) -> CopyJob:
-    """Read, expand and validate one job file. Relative paths resolve against `base_dir`."""
-    return job_from_tree(_read_yaml(path), path, base_dir or path.parent, check)
+def read_job(
+    path: Path,
+    base_dir: Path | None = None,
+    check: JobCheck | None = None,
+    *,
+    defer_secrets: bool = False,
+) -> CopyJob:
+    """Read, expand and validate one job file. Relative paths resolve against `base_dir`.
+
+    With `defer_secrets`, a variable that is not set and stands for a URL's password is left
+    for the store to read when it connects (`StoreConfig.with_secrets`): the job's definitions
+    need no password, only its runs do.
+    """
+    return job_from_tree(read_yaml(path), path, base_dir or path.parent, check, defer_secrets)
 
 
 def job_from_tree(
-    tree: dict[str, Any], path: Path, base_dir: Path, check: JobCheck | None = None
+    tree: dict[str, Any],
+    path: Path,
+    base_dir: Path,
+    check: JobCheck | None = None,
+    defer_secrets: bool = False,
 ) -> CopyJob:
     """Expand and validate a job as read from `path` (a job file, or the attributes of a
     Component's defs.yaml); errors name `path`."""
     locate = functools.partial(_where, path, _job_name(tree), tree=tree)
     _refuse_literal_passwords(tree, locate)
-    expanded = _expand_env(tree, (), locate)
+    deferred: dict[str, list[str]] | None = {} if defer_secrets else None
+    expanded = _expand_env(tree, (), locate, deferred)
     try:
         job = CopyJob.model_validate(expanded)
     except ValidationError as exc:
         raise ConfigError(_describe_validation_error(exc, path, expanded)) from None
     for problem in check(job) if check else ():
         raise ConfigError(f"{locate(problem.loc)}: {problem}")
+    for store, variables in (deferred or {}).items():
+        getattr(job, store).defer(variables)
     return _resolve_paths(job, base_dir)
 
 
@@ -132,7 +150,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -159,14 +177,23 @@ def _job_name(tree: dict[str, Any]) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _expand_env(node: Any, loc: tuple[Any, ...], locate: Callable[[tuple[Any, ...]], str]) -> Any:
-    """Replace `${VAR}` and `${VAR:-default}` in every string value of the parsed tree."""
+def _expand_env(
+    node: Any,
+    loc: tuple[Any, ...],
+    locate: Callable[[tuple[Any, ...]], str],
+    deferred: dict[str, list[str]] | None = None,
+) -> Any:
+    """Replace `${VAR}` and `${VAR:-default}` in every string value of the parsed tree.
+
+    Given `deferred`, an unset variable that is a store URL's password stays `${VAR}` and is
+    listed there under the store's field name."""
     if isinstance(node, dict):
-        return {k: _expand_env(v, (*loc, k), locate) for k, v in node.items()}
+        return {k: _expand_env(v, (*loc, k), locate, deferred) for k, v in node.items()}
     if isinstance(node, list):
-        return [_expand_env(v, (*loc, i), locate) for i, v in enumerate(node)]
+        return [_expand_env(v, (*loc, i), locate, deferred) for i, v in enumerate(node)]
     if not isinstance(node, str):
         return node
+    secret_spans = _password_spans(node) if deferred is not None and _is_store_url(loc) else []
     if "${" in ENV_REFERENCE.sub("", node):
         raise ConfigError(
             f"{locate(loc)}: malformed environment reference; write ${{NAME}} or "
@@ -179,9 +206,13 @@ def _expand_env(node: Any, loc: tuple[Any, ...], locate: Callable[[tuple[Any, ..
         variable, default = match.group(1), match.group(2)
         value = os.environ.get(variable)
         if value is None:
-            if default is None:
+            if default is not None:
+                value = default
+            elif deferred is not None and any(a <= match.start() < b for a, b in secret_spans):
+                deferred.setdefault(loc[0], []).append(variable)
+                return match.group(0)
+            else:
                 raise ConfigError(f"{locate(loc)}: environment variable {variable} is not set")
-            value = default
         if any(start <= match.start() < end for start, end in encoded):
             return urllib.parse.quote(value, safe="")
         return value
@@ -209,6 +240,18 @@ def _url_encoded_spans(template: str) -> list[tuple[int, int]]:
     if query != -1:
         spans.append((query, len(shape)))
     return spans
+
+
+def _is_store_url(loc: tuple[Any, ...]) -> bool:
+    return loc in (("source", "url"), ("destination", "url"))
+
+
+def _password_spans(url: str) -> list[tuple[int, int]]:
+    """Where a URL's passwords are written: after `user:` in its user info, and the values of
+    its query's password parameters."""
+    spans = [match.span(2) for match in QUERY_PASSWORD.finditer(url)]
+    user_info = URL_PASSWORD.match(url)
+    return [user_info.span(1), *spans] if user_info else spans
 
 
 def _refuse_literal_passwords(

@@ -5,7 +5,6 @@ everything below works on the models.
 """
 
 import keyword
-import re
 import zoneinfo
 from typing import Any, Literal
 
@@ -32,7 +31,6 @@ RESERVED_JOB_NAMES = frozenset(keyword.kwlist) | {
     "arg_dict", "bool", "conf", "config", "context", "dict", "float", "input", "input_arg_dict",
     "int", "meta", "output", "output_arg_dict", "str", "type",
 }  # fmt: skip
-ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 Status = Literal["running", "stopped"]
 

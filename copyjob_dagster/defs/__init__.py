@@ -18,6 +18,7 @@ from copyjob_dagster.defs.metadata import (
     WATERMARK_BEFORE,
 )
 from copyjob_dagster.defs.operations import StateOperation
+from copyjob_dagster.defs.skipped import skipped_job_specs
 
 __all__ = [
     "ROWS_PER_SECOND",
@@ -43,4 +44,5 @@ __all__ = [
     "mark_interrupted_runs",
     "process_tags",
     "read_history",
+    "skipped_job_specs",
 ]

@@ -10,6 +10,7 @@ from copyjob_dagster.config import CopyJob, TableConfig, key_part, unique_key_pa
 
 SOURCE_PREFIX = "source"
 SOURCE_GROUP = "sources"
+UNSET_VARIABLES = "copyjob/unset_variables"
 
 
 def asset_key(job: CopyJob, table: TableConfig) -> dg.AssetKey:
@@ -25,9 +26,12 @@ def op_name(job: CopyJob, table: TableConfig) -> str:
 
 
 def copy_spec(job: CopyJob, table: TableConfig) -> dg.AssetSpec:
-    """The spec of the asset that holds `table`'s copy, downstream of its source table."""
-    renamed = f", renaming {', '.join(f'{a} → {b}' for a, b in table.rename.items())}"
-    columns = ", ".join(table.columns) if table.columns else "all columns"
+    """The spec of the asset that holds `table`'s copy, downstream of its source table.
+
+    Names and URLs are code spans in the Markdown description: a masked password's `***` and
+    a name's underscores would otherwise turn into emphasis."""
+    renamed = ", renaming " + ", ".join(f"`{a}` → `{b}`" for a, b in table.rename.items())
+    columns = ", ".join(f"`{c}`" for c in table.columns) if table.columns else "all columns"
     return dg.AssetSpec(
         key=asset_key(job, table),
         deps=[source_key(job, table)],
@@ -35,14 +39,31 @@ def copy_spec(job: CopyJob, table: TableConfig) -> dg.AssetSpec:
         kinds={job.source.technology, job.destination.technology},
         description=(
             f"{job.mode.capitalize()} copy of table `{table.name}` ({columns}"
-            f"{renamed if table.rename else ''}) from {job.source.masked_url} "
-            f"into `{table.destination_name}` at {job.destination.masked_url}."
+            f"{renamed if table.rename else ''}) from `{job.source.masked_url}` "
+            f"into `{table.destination_name}` at `{job.destination.masked_url}`." + _unset_note(job)
         ),
         metadata={
             "copyjob/mode": job.mode,
             "copyjob/source": job.source.masked_url,
             "copyjob/destination": job.destination.masked_url,
+            **({UNSET_VARIABLES: ", ".join(_unset(job))} if _unset(job) else {}),
         },
+    )
+
+
+def _unset(job: CopyJob) -> list[str]:
+    return [*job.source.unset_variables, *job.destination.unset_variables]
+
+
+def _unset_note(job: CopyJob) -> str:
+    """A warning for a job whose password variables were not set where its definitions
+    loaded: the runs launched from there (the UI, schedules, sensors) fail until they are."""
+    if not _unset(job):
+        return ""
+    variables = ", ".join(f"`{name}`" for name in _unset(job))
+    return (
+        f"\n\n**Runs launched from here fail until {variables} is set**: the password "
+        f"variable is not set in this code location's environment."
     )
 
 

@@ -13,7 +13,7 @@ from copyjob_dagster.engine.discovery import (
     incremental_candidates,
 )
 from copyjob_dagster.engine.dryrun import TablePlan, plan_table
-from copyjob_dagster.engine.jobs import load_job, load_job_tree, load_jobs
+from copyjob_dagster.engine.jobs import load_job, load_job_tree, load_jobs, load_jobs_folder
 from copyjob_dagster.engine.late_commits import watches_open_transactions
 from copyjob_dagster.engine.overrides import (
     Backfill,
@@ -46,6 +46,7 @@ __all__ = [
     "load_job",
     "load_job_tree",
     "load_jobs",
+    "load_jobs_folder",
     "parse_watermark",
     "plan_copy",
     "plan_table",

@@ -5,7 +5,14 @@ the case of names). Every caller that runs or shows jobs loads them here."""
 from pathlib import Path
 from typing import Any
 
-from copyjob_dagster.config import CopyJob, job_from_tree, read_job, read_jobs
+from copyjob_dagster.config import (
+    CopyJob,
+    JobsFolder,
+    job_from_tree,
+    read_job,
+    read_jobs,
+    read_jobs_folder,
+)
 from copyjob_dagster.stores import store_problems
 
 
@@ -20,3 +27,9 @@ def load_job_tree(tree: dict[str, Any], path: Path, base_dir: Path) -> CopyJob:
 
 def load_jobs(jobs_dir: Path, base_dir: Path | None = None) -> list[CopyJob]:
     return read_jobs(jobs_dir, base_dir, check=store_problems)
+
+
+def load_jobs_folder(jobs_dir: Path, base_dir: Path | None = None) -> JobsFolder:
+    """The jobs that load, and the files skipped with their problems (one bad file never stops
+    the others); a password variable that is not set is left for the runs that need it."""
+    return read_jobs_folder(jobs_dir, base_dir, check=store_problems)

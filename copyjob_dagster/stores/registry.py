@@ -58,6 +58,7 @@ def may_exist(config: StoreConfig) -> bool:
 
 
 def _open(config: StoreConfig, role: Role) -> SqlStore | FolderStore:
+    config = config.with_secrets(role)  # a password variable unset when the job file loaded
     family = family_of(config, role)
     if issubclass(family, FolderStore):
         return family(config.url, role)
