@@ -1,6 +1,7 @@
 """`copyjob ui`: Dagster's UI (`dagster dev`) on the instance `copyjob run` uses."""
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -23,7 +24,9 @@ def ui(dagster_dev_args: tuple[str, ...]) -> None:
         apply_pool_limits(instance, project_jobs().jobs)
     workspace = str(project_dir() / "workspace.yaml")
     os.chdir(project_dir())
-    os.execvp("dagster", ["dagster", "dev", "-w", workspace, *dagster_dev_args])
+    # This interpreter's own Dagster, whether or not its folder is on PATH (`.venv/bin/copyjob`).
+    command = [sys.executable, "-m", "dagster", "dev", "-w", workspace, *dagster_dev_args]
+    os.execv(sys.executable, command)
 
 
 def _refuse_psycopg3_storage(instance: dg.DagsterInstance, home: Path) -> None:
