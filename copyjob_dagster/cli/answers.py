@@ -31,6 +31,10 @@ class Answers(Protocol):
 
     def confirm(self, key: str, question: str, default: bool) -> bool: ...
 
+    def secret(self, question: str) -> str:
+        """A password typed without echo, used at once and never saved; scripts give none."""
+        ...
+
     def retry(self, problem: str) -> None:
         """Report a problem that another answer can fix; scripts stop on it."""
         ...
@@ -72,6 +76,9 @@ class TerminalAnswers:
     def confirm(self, key: str, question: str, default: bool) -> bool:
         default = self._given.get(key, "yes" if default else "no") == "yes"
         return questionary.confirm(question, default=default).unsafe_ask()
+
+    def secret(self, question: str) -> str:
+        return questionary.password(question).unsafe_ask()
 
     def retry(self, problem: str) -> None:
         self._console.print(problem, style="red", markup=False, highlight=False)
@@ -117,6 +124,9 @@ class FlagAnswers:
     def confirm(self, key: str, question: str, default: bool) -> bool:
         self._asked.add(key)
         return self._given.get(key, "yes" if default else "no") == "yes"
+
+    def secret(self, question: str) -> str:
+        return ""
 
     def retry(self, problem: str) -> None:
         raise ConfigError(problem)

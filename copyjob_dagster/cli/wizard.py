@@ -33,6 +33,7 @@ from copyjob_dagster.engine import (
     check_destination,
     explore_source,
     incremental_candidates,
+    logs_in,
 )
 from copyjob_dagster.errors import ConfigError, CopyJobError, SourceError
 from copyjob_dagster.stores import TableDescription, capabilities_of
@@ -246,10 +247,12 @@ class Wizard:
             return Store(
                 typed, _written(typed, schema), StoreConfig(url=typed, schema=schema or None)
             )
+        # A login that works without a password (trust, peer) is offered no variable.
+        needs_one = url.password or not logs_in(StoreConfig(url=typed, schema=schema or None), role)
         variable = self.answers.text(
             password_key,
             f"Environment variable holding the {role}'s password (empty: none)",
-            f"{job.upper()}_{role.upper()}_PASSWORD",
+            f"{job.upper()}_{role.upper()}_PASSWORD" if needs_one else "",
             _variable_problem,
         )
         return self.password_store(role, typed, variable or None, schema)
@@ -273,6 +276,10 @@ class Wizard:
                     f"{variable} is not set: export {variable}=... before running the job",
                     highlight=False,
                 )
+                typed_password = self.answers.secret(
+                    f"The {role}'s password, to test the connection now (hidden, never saved)"
+                )
+                password = password or typed_password or None
         else:
             written = bare.set(password=None).render_as_string(hide_password=False)
         live = url.set(password=password).render_as_string(hide_password=False)

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from copyjob_dagster.config import StoreConfig
 from copyjob_dagster.engine.watermark import watermark_kind
-from copyjob_dagster.errors import SchemaError
+from copyjob_dagster.errors import CopyJobError, SchemaError
 from copyjob_dagster.stores import Source, TableDescription, open_destination, open_source
 
 # Names whose columns a database usually updates on every write, best first.
@@ -69,6 +69,19 @@ def check_destination(config: StoreConfig) -> None:
         destination.check()
     finally:
         destination.close()
+
+
+def logs_in(config: StoreConfig, role: str) -> bool:
+    """Whether the store can be reached and logged in to with this URL as it is (the wizard
+    asks for a password variable only where the login needs a password)."""
+    try:
+        if role == "source":
+            with explore_source(config):
+                return True
+        check_destination(config)
+    except CopyJobError:
+        return False
+    return True
 
 
 def incremental_candidates(table: TableDescription, columns: list[str]) -> list[Candidate]:

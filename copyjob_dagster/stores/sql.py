@@ -67,11 +67,14 @@ class SqlStore:
         """Why `url` names no database this store can open (its dialect is not installed)."""
         parsed = make_url(url)
         try:
-            parsed.get_dialect()
+            parsed.get_dialect().import_dbapi()
         except NoSuchModuleError:
-            return (
-                f"unknown database dialect {parsed.drivername!r} (is its SQLAlchemy dialect "
-                f"installed?)"
+            return f"unknown database dialect {parsed.drivername!r}" + _driver_hint(
+                parsed.get_backend_name(), "is its SQLAlchemy dialect installed?"
+            )
+        except ImportError as exc:
+            return f"the driver of {parsed.drivername!r} ({exc.name}) is not installed" + (
+                _driver_hint(parsed.get_backend_name(), "install it, or name another driver")
             )
         return None
 
@@ -490,3 +493,19 @@ def database_timestamps(batch: pa.RecordBatch) -> pa.RecordBatch:
         for c in batch.columns
     ]
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+
+
+# The URL scheme of the driver installed with copyjob, for each backend a user may name.
+INSTALLED_DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
+
+
+def _driver_hint(backend: str, otherwise: str) -> str:
+    scheme = INSTALLED_DRIVERS.get(backend)
+    if scheme:
+        return f"; write {scheme}://... (the driver installed with copyjob)"
+    return f" ({otherwise})"
