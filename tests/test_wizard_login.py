@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import test_wizard
 from test_wizard import SECRET, Terminal, _copyjob, _env
-from test_wizard import pg_accounts as pg_accounts_fixture  # noqa: F401 - a fixture
+
+pg_accounts = test_wizard.pg_accounts  # the fixture: a schema with a table of 500 rows
 
 pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("wizard")]
 
@@ -19,7 +21,7 @@ def _login(pg_server: str) -> str:
 
 
 def test_a_login_without_a_password_gets_no_invented_variable(
-    tmp_path: Path, pg_server: str, pg_accounts_fixture: str
+    tmp_path: Path, pg_server: str, pg_accounts: str
 ) -> None:
     env = _env(tmp_path)
     flags = [
@@ -27,7 +29,7 @@ def test_a_login_without_a_password_gets_no_invented_variable(
         "--non-interactive",
         "--name=trusted",
         f"--source-url={_login(pg_server)}",
-        f"--source-schema={pg_accounts_fixture}",
+        f"--source-schema={pg_accounts}",
         f"--destination-url={tmp_path / 'lake'}",
     ]
     done = _copyjob(flags, env, tmp_path)
@@ -38,14 +40,14 @@ def test_a_login_without_a_password_gets_no_invented_variable(
 
 
 def test_an_unset_password_variable_is_asked_for_hidden_to_test_the_login(
-    tmp_path: Path, pg_server: str, pg_accounts_fixture: str
+    tmp_path: Path, pg_server: str, pg_accounts: str
 ) -> None:
     env = _env(tmp_path)
     env.pop("WZ_UNSET_PASSWORD", None)
     terminal = Terminal(env, tmp_path)
     terminal.answer("Name of the copy job", "hidden_pw", replace=True)
     terminal.answer("Source: a database URL, or a folder", _login(pg_server))
-    terminal.answer("Source schema", pg_accounts_fixture)
+    terminal.answer("Source schema", pg_accounts)
     terminal.answer(
         "Environment variable holding the source's password", "WZ_UNSET_PASSWORD", replace=True
     )
