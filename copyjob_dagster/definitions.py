@@ -9,8 +9,10 @@ from copyjob_dagster.defs import (
     build_new_data_sensor,
     build_schedule,
     build_source_specs,
+    build_summary_sensor,
     default_executor,
     job_executor,
+    monitoring_specs,
     skipped_job_specs,
 )
 from copyjob_dagster.engine import load_jobs_folder
@@ -30,7 +32,7 @@ def build_definitions(
         {job.name for job in jobs},
     )
     return dg.Definitions(
-        assets=[*build_source_specs(jobs), *copies, *problems],
+        assets=[*build_source_specs(jobs), *copies, *problems, *monitoring_specs()],
         jobs=[
             dg.define_asset_job(
                 name=job.name,
@@ -40,7 +42,10 @@ def build_definitions(
             for job in jobs
         ],
         schedules=[build_schedule(job, job.schedule) for job in jobs if job.schedule],
-        sensors=[build_new_data_sensor(job, job.sensor) for job in jobs if job.sensor],
+        sensors=[
+            *(build_new_data_sensor(job, job.sensor) for job in jobs if job.sensor),
+            build_summary_sensor(jobs),
+        ],
         executor=default_executor(jobs),
     )
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from copyjob_dagster.engine import load_jobs_folder as read_jobs_folder
 
 from copyjob_dagster.definitions import defs
+from copyjob_dagster.engine import load_jobs_folder as read_jobs_folder
 
 UNSET = "CJ_TEST_UNSET_PASSWORD"
 

@@ -23,6 +23,7 @@ from copyjob_dagster.defs import (
     apply_pool_limits,
     naming,
     process_tags,
+    record_run_summary,
 )
 from copyjob_dagster.errors import CopyJobError
 from copyjob_dagster.project import ensure_dagster_home
@@ -102,6 +103,7 @@ def run_job(
                 run_config=run_config,
                 tags=tags,
             )
+        record_run_summary(instance, result.run_id, jobs)
         _report(result)
         if not result.success:
             failures = [_failure_message(event) for event in result.get_step_failure_events()]

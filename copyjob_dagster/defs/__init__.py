@@ -17,6 +17,11 @@ from copyjob_dagster.defs.metadata import (
     WATERMARK,
     WATERMARK_BEFORE,
 )
+from copyjob_dagster.defs.monitoring import (
+    build_summary_sensor,
+    monitoring_specs,
+    record_run_summary,
+)
 from copyjob_dagster.defs.operations import StateOperation
 from copyjob_dagster.defs.skipped import skipped_job_specs
 
@@ -37,12 +42,15 @@ __all__ = [
     "build_new_data_sensor",
     "build_schedule",
     "build_source_specs",
+    "build_summary_sensor",
     "default_executor",
     "job_executor",
     "latest_watermark",
     "list_jobs",
     "mark_interrupted_runs",
+    "monitoring_specs",
     "process_tags",
     "read_history",
+    "record_run_summary",
     "skipped_job_specs",
 ]

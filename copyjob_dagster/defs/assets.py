@@ -17,6 +17,7 @@ from copyjob_dagster.config import CopyJob, TableConfig, source_pool
 from copyjob_dagster.defs import checks, naming, operations
 from copyjob_dagster.defs.concurrency import JOB_TAG
 from copyjob_dagster.defs.metadata import ROW_COUNT, copy_metadata
+from copyjob_dagster.defs.monitoring import lifetime_metadata
 from copyjob_dagster.engine import (
     Backfill,
     CopyResult,
@@ -134,7 +135,13 @@ def build_copy_asset(job: CopyJob, table: TableConfig) -> dg.AssetsDefinition:
                     f"rows, wrote {result.rows_written:,} in {result.seconds:.2f} s"
                 )
                 late_commit_warning(context, job, result)
-                metadata = copy_metadata(result, source_key)
+                metadata = copy_metadata(result, source_key) | lifetime_metadata(
+                    context.instance,
+                    spec.key,
+                    latest_metadata(context.instance, spec.key),
+                    result.rows_read,
+                    result.rows_written,
+                )
                 if backfill is not None:
                     metadata |= operations.backfill_metadata(
                         f"run {context.run.run_id}", config.reason, context.run.tags

@@ -104,12 +104,20 @@ def read_history(
     """The latest `limit` runs of each table (of `tables[job]`, else of every table), newest
     first, and the lifetime totals per table, job, source database and destination database."""
     chosen = [(job, table) for job in jobs for table in (tables or {}).get(job.name, job.tables)]
-    runs = _latest_runs(instance, chosen, limit)
+    return dataclasses.replace(
+        read_totals(instance, chosen), runs=_latest_runs(instance, chosen, limit)
+    )
+
+
+def read_totals(instance: dg.DagsterInstance, chosen: list[tuple[CopyJob, TableConfig]]) -> History:
+    """The lifetime totals of the `chosen` tables, per table, job, source and destination
+    database (no runs)."""
     table_totals = {
-        (job.name, table.destination_name): _totals(instance, job, table) for job, table in chosen
+        (job.name, table.destination_name): table_totals_of(instance, naming.asset_key(job, table))
+        for job, table in chosen
     }
     return History(
-        runs=runs,
+        runs=[],
         tables=list(table_totals.values()),
         jobs=_grouped(chosen, table_totals, lambda job: job.name),
         sources=_grouped(
@@ -248,8 +256,22 @@ def _carry_watermarks(runs: list[TableRun]) -> Iterator[TableRun]:
         yield run
 
 
-def _totals(instance: dg.DagsterInstance, job: CopyJob, table: TableConfig) -> Totals:
-    key = naming.asset_key(job, table)
+def read_run(instance: dg.DagsterInstance, run_id: str, jobs: list[CopyJob]) -> list[TableRun]:
+    """Each table that run `run_id` planned to copy, as its events tell it."""
+    record = instance.get_run_record_by_id(run_id)
+    if record is None:
+        return []
+    events = _RunEvents(instance, run_id)
+    return [
+        events.table_run(job, table, record)
+        for job in jobs
+        for table in job.tables
+        if naming.asset_key(job, table) in events.planned - events.operated
+    ]
+
+
+def table_totals_of(instance: dg.DagsterInstance, key: dg.AssetKey) -> Totals:
+    """What every materialization of the table's asset added up to."""
     total = Totals(key.to_user_string())
     cursor = None
     while True:
