@@ -11,6 +11,7 @@ from copyjob_dagster.engine.discovery import (
     check_destination,
     explore_source,
     incremental_candidates,
+    logs_in,
 )
 from copyjob_dagster.engine.dryrun import TablePlan, plan_table
 from copyjob_dagster.engine.jobs import load_job, load_job_tree, load_jobs, load_jobs_folder
@@ -47,6 +48,7 @@ __all__ = [
     "load_job_tree",
     "load_jobs",
     "load_jobs_folder",
+    "logs_in",
     "parse_watermark",
     "plan_copy",
     "plan_table",
