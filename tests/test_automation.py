@@ -66,7 +66,7 @@ def test_schedule_runs_the_jobs_asset_job(
     assert definition.default_status == status
     assert definition.job_name == "watched"
     assert defs.resolve_job_def("watched") is not None
-    assert not defs.sensors
+    assert [sensor.name for sensor in defs.sensors] == ["copyjob_run_summaries"]  # no new-data
 
 
 def test_sensor_settings_and_a_job_without_automation(tmp_path: Path) -> None:
@@ -79,7 +79,7 @@ def test_sensor_settings_and_a_job_without_automation(tmp_path: Path) -> None:
 
     plain = build_definitions([_job(tmp_path, ["orders"])])
     assert not plain.schedules
-    assert not plain.sensors
+    assert [sensor.name for sensor in plain.sensors] == ["copyjob_run_summaries"]  # no new-data
 
 
 def test_sensor_requests_a_run_of_just_the_tables_with_new_rows(
