@@ -392,7 +392,9 @@ class Wizard:
     # -- 7. review --------------------------------------------------------------------------
 
     def review(self, text: str, tables: list[TableDraft], mode: str) -> None:
-        self.console.print(Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
+        # Soft wrap: each line whole, as saved (the terminal folds it), never cut at the width.
+        highlighted = Syntax(text, "yaml", theme="ansi_dark", background_color="default")
+        self.console.print(highlighted.highlight(text), soft_wrap=True)
         first = Table("table", "first run copies", title="The first run")
         first.columns[1].justify = "right"
         for table in tables:
