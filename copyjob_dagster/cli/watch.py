@@ -33,6 +33,12 @@ class _View(Protocol):
 
     def failed(self, step: str) -> None: ...
 
+    def label(self, step: str) -> str: ...
+
+    def say(self, line: str) -> None:
+        """A line above the progress: the run started, a table's attempt failed."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -70,6 +76,8 @@ def _follow(
                 if run_id is None:
                     runs = instance.get_runs(filters=dg.RunsFilter(tags=dict(run_tags)), limit=1)
                     run_id = runs[0].run_id if runs else None
+                    if run_id is not None:
+                        view.say(f"run {run_id} started; Dagster starts its steps")
                 if run_id is not None:
                     page = instance.get_records_for_run(run_id, cursor=cursor)
                     cursor = page.cursor
@@ -93,10 +101,20 @@ def _show(entry: Any, view: _View) -> None:
             view.done(step, int(metadata[ROWS_READ].value), float(metadata[SECONDS].value))
     elif kind == dg.DagsterEventType.STEP_FAILURE:
         view.failed(step)
+    elif kind == dg.DagsterEventType.STEP_UP_FOR_RETRY:
+        retry = entry.dagster_event.event_specific_data
+        wait = f" in {retry.seconds_to_wait:g} s" if retry.seconds_to_wait else ""
+        view.say(f"{view.label(step)}: failed, retrying{wait}: {_reason(retry.error)}")
     elif kind is None:
         parsed = progress.parse(entry.user_message)
         if parsed is not None:
             view.update(step, parsed[1])
+
+
+def _reason(error: Any) -> str:
+    """The error's own message, without the exception's class (`dg.Failure` carries ours)."""
+    message = (error.cause or error).message if error else ""
+    return message.strip().split(": ", 1)[-1] if message.startswith("dagster.") else message.strip()
 
 
 class _Bars:
@@ -160,6 +178,12 @@ class _Bars:
             self._bars.update(task, left="failed")
             self._bars.stop_task(task)
 
+    def say(self, line: str) -> None:
+        self._bars.console.print(line, highlight=False, soft_wrap=True)
+
+    def label(self, step: str) -> str:
+        return self._tables.get(step, step)
+
     def close(self) -> None:
         self._bars.stop()
 
@@ -179,20 +203,23 @@ class _Lines:
         ):
             return
         self._last[step] = now
-        self._print(f"{self._tables[step]}: {report.describe()}")
+        self.say(f"{self._tables[step]}: {report.describe()}")
 
     def done(self, step: str, rows: int, seconds: float) -> None:
         if step in self._tables:
             rate = progress.Progress(rows, rows, seconds).rate
             per_second = f", {rate:,.0f} rows/s" if rate else ""
-            self._print(f"{self._tables[step]}: done, {rows:,} rows in {seconds:.1f} s{per_second}")
+            self.say(f"{self._tables[step]}: done, {rows:,} rows in {seconds:.1f} s{per_second}")
 
     def failed(self, step: str) -> None:
         if step in self._tables:
-            self._print(f"{self._tables[step]}: failed")
+            self.say(f"{self._tables[step]}: failed")
 
-    def _print(self, line: str) -> None:
+    def say(self, line: str) -> None:
         self._console.print(line, highlight=False, soft_wrap=True)
+
+    def label(self, step: str) -> str:
+        return self._tables.get(step, step)
 
     def close(self) -> None:
         pass
