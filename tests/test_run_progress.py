@@ -24,11 +24,12 @@ def test_a_retried_table_says_so_while_the_run_goes_on(tmp_path: Path) -> None:
     )
     console = Console(file=io.StringIO(), width=80)  # not a terminal: plain lines
     tags = {"copyjob/cli_run": "test"}
-    with dg.instance_for_test() as instance:
-        with show_progress(console, tags, {"retried__orders": "orders"}):
-            result = build_definitions([job]).resolve_job_def("retried").execute_in_process(
-                instance=instance, tags=tags, raise_on_error=False
-            )
+    asset_job = build_definitions([job]).resolve_job_def("retried")
+    with (
+        dg.instance_for_test() as instance,
+        show_progress(console, tags, {"retried__orders": "orders"}),
+    ):
+        result = asset_job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
     assert not result.success
     lines = console.file.getvalue().splitlines()
     assert lines[0] == f"run {result.run_id} started; Dagster starts its steps"
