@@ -75,7 +75,10 @@ def plan_json(found: TablePlan) -> dict[str, Any]:
         None
         if schema is None
         else {
-            "added": [{"name": f.name, "type": str(f.type)} for f in schema.added],
+            "added": [
+                {"name": f.name, "type": kind}
+                for f, kind in zip(schema.added, schema.added_types, strict=True)
+            ],
             "dropped": list(schema.dropped),
             "retyped": [vars(column) for column in schema.retyped],
         }
@@ -122,7 +125,10 @@ def _changes(found: TablePlan) -> str:
     schema = found.schema
     if not schema:
         return ""
-    parts = [f"+{field.name} ({field.type})" for field in schema.added]
+    parts = [
+        f"+{field.name} ({kind})"
+        for field, kind in zip(schema.added, schema.added_types, strict=True)
+    ]
     parts += [f"-{name}" for name in schema.dropped]
     parts += [
         f"~{c.name} {c.destination_type} → {c.source_type}"

@@ -90,7 +90,7 @@ def plan_table(job: CopyJob, table: TableConfig, watermark: Watermark | None) ->
                 found,
                 write="replace" if plan.incremental_column is None else plan.write,
                 destination_exists=existing is not None,
-                schema=None if existing is None else schema_difference(plan, existing),
+                schema=None if existing is None else schema_difference(plan, existing, destination),
                 parts=_parts(plan, table, source, destination),
             )
             with source.open_reader(table.name) as reader:

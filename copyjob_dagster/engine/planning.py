@@ -198,26 +198,40 @@ class SchemaDifference:
     added: tuple[pa.Field, ...]
     dropped: tuple[str, ...]
     retyped: tuple[Retyped, ...]
+    added_types: tuple[str, ...] = ()  # the added columns' types, in the destination's words
 
     def __bool__(self) -> bool:
         return bool(self.added or self.dropped or self.retyped)
 
 
-def schema_difference(plan: CopyPlan, existing: TableDescription) -> SchemaDifference:
-    """Columns new at the source, columns gone from it, and columns whose type changed (a
-    string's declared length included)."""
+def schema_difference(
+    plan: CopyPlan, existing: TableDescription, destination: Destination
+) -> SchemaDifference:
+    """Columns new at the source, columns gone from it, and columns whose type changed: whose
+    column, created today, would read back other than the existing one (types named in the
+    destination's words)."""
     present = {field.name: field for field in existing.schema}
     planned = {field.name: field for field in plan.written_schema}
+    added = tuple(field for name, field in planned.items() if name not in present)
     return SchemaDifference(
-        added=tuple(field for name, field in planned.items() if name not in present),
+        added=added,
+        added_types=tuple(destination.type_name(field) for field in added),
         dropped=tuple(name for name in present if name not in planned),
         retyped=tuple(
-            Retyped(name, _spelled(field), _spelled(present[name]), converts)
+            Retyped(
+                name,
+                destination.type_name(field),
+                destination.type_name(present[name]),
+                converts,
+            )
             for name, field in planned.items()
             if name in present
             and (
                 not (converts := _converts(field, present[name], _length_bound(plan, name)))
-                or _spelled(field) != _spelled(present[name])
+                or (
+                    _spelled(field) != _spelled(present[name])
+                    and _spelled(destination.stored_field(field)) != _spelled(present[name])
+                )
             )
         ),
     )
@@ -225,7 +239,7 @@ def schema_difference(plan: CopyPlan, existing: TableDescription) -> SchemaDiffe
 
 def reconcile_schema(plan: CopyPlan, existing: TableDescription, destination: Destination) -> None:
     """Add columns new at the source; refuse dropped columns and types that cannot convert."""
-    difference = schema_difference(plan, existing)
+    difference = schema_difference(plan, existing, destination)
     refusal = schema_refusal(plan, difference)
     if refusal:
         raise SchemaError(refusal)

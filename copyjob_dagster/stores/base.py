@@ -232,6 +232,15 @@ class Destination(Protocol):
         """Describe a table, or None when it does not exist yet."""
         ...
 
+    def stored_field(self, field: pa.Field) -> pa.Field:
+        """The field a column created for `field` reads back as (MariaDB keeps an aware
+        timestamp as a DATETIME in UTC, read back naive)."""
+        ...
+
+    def type_name(self, field: pa.Field) -> str:
+        """The destination's own name for the column type that holds `field`."""
+        ...
+
     def open_reader(self, table: str) -> AbstractContextManager[TableReader]:
         """Open a read-only snapshot of an existing table, to read it back (count its rows)."""
         ...

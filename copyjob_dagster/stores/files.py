@@ -131,6 +131,12 @@ class FolderStore:
                 names.add(entry.name)
         return sorted(names)
 
+    def stored_field(self, field: pa.Field) -> pa.Field:
+        return field  # Parquet keeps Arrow's types
+
+    def type_name(self, field: pa.Field) -> str:
+        return str(field.type)
+
     def describe(self, table: str) -> TableDescription | None:
         dataset = self._dataset(table)
         if dataset is None:

@@ -385,6 +385,13 @@ class SqlStore:
         """The type of the destination column that holds `field`."""
         return types.column_type(field, self.dialect, is_key=is_key)
 
+    def stored_field(self, field: pa.Field) -> pa.Field:
+        created = self.column_type(field)
+        return types.arrow_field(field.name, created, field.nullable, self.dialect)
+
+    def type_name(self, field: pa.Field) -> str:
+        return str(self.column_type(field).compile(dialect=self.engine.dialect))
+
     def create_table(
         self, conn: Connection, name: str, schema: pa.Schema, primary_key: tuple[str, ...]
     ) -> sa.Table:
