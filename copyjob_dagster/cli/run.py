@@ -2,6 +2,7 @@
 what each table copied."""
 
 import os
+import sys
 import uuid
 from typing import Any
 
@@ -9,6 +10,7 @@ import click
 import dagster as dg
 from rich.table import Table
 
+from copyjob_dagster.cli.interrupts import apart_from_terminal, interrupted, is_interruption
 from copyjob_dagster.cli.support import console, find_job, project_jobs, selected_tables
 from copyjob_dagster.cli.watch import show_progress
 from copyjob_dagster.cli.watermark import USER_TAG, backfill_config, run_user
@@ -55,7 +57,9 @@ def run(
     **backfill: Any,
 ) -> None:
     """Materialize a job's tables through Dagster, on the configured instance."""
-    run_job(job_name, tables, full_refresh, verbose, backfill, allow_mass_delete)
+    apart_from_terminal(
+        lambda: run_job(job_name, tables, full_refresh, verbose, backfill, allow_mass_delete)
+    )
 
 
 def run_job(
@@ -104,6 +108,9 @@ def run_job(
                 tags=tags,
             )
         record_run_summary(instance, result.run_id, jobs)
+        failures = result.get_step_failure_events()
+        if interrupted() or any(is_interruption(event) for event in failures):
+            _report_interruption(result, labels)
         _report(result)
         if not result.success:
             failures = [_failure_message(event) for event in result.get_step_failure_events()]
@@ -134,6 +141,20 @@ def _label(table: TableConfig) -> str:
     if table.destination_name == table.name:
         return table.name
     return f"{table.name} → {table.destination_name}"
+
+
+def _report_interruption(result: Any, labels: dict[str, str]) -> None:
+    """One line: the run stopped, the tables left as they were, those copied before."""
+    copied = {event.step_key for event in result.get_asset_materialization_events()}
+    left = [label for step, label in labels.items() if step not in copied]
+    before = [label for step, label in labels.items() if step in copied]
+    click.echo(
+        f"interrupted: run {result.run_id} stopped; left unchanged (destination and "
+        f"watermark as before the run): {', '.join(left)}"
+        + (f"; copied before the interrupt: {', '.join(before)}" if before else ""),
+        err=True,
+    )
+    sys.exit(130)
 
 
 def _report(result: Any) -> None:

@@ -19,6 +19,7 @@ import dagster as dg
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
+from copyjob_dagster.cli.interrupts import is_interruption
 from copyjob_dagster.defs import ROWS_READ, SECONDS
 from copyjob_dagster.engine import progress
 
@@ -99,8 +100,8 @@ def _show(entry: Any, view: _View) -> None:
         metadata = entry.asset_materialization.metadata
         if ROWS_READ in metadata:
             view.done(step, int(metadata[ROWS_READ].value), float(metadata[SECONDS].value))
-    elif kind == dg.DagsterEventType.STEP_FAILURE:
-        view.failed(step)
+    elif kind == dg.DagsterEventType.STEP_FAILURE and not is_interruption(entry.dagster_event):
+        view.failed(step)  # an interrupted run is reported in one line at its end
     elif kind == dg.DagsterEventType.STEP_UP_FOR_RETRY:
         retry = entry.dagster_event.event_specific_data
         wait = f" in {retry.seconds_to_wait:g} s" if retry.seconds_to_wait else ""
