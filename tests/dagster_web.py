@@ -29,15 +29,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(command: list[str], env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """Start `dagster-webserver` or `dagster dev` on a free port; yield its URL (not yet ready).
+def serve(
+    command: list[str], env: dict[str, str], log_path: Path, workspace: bool = True
+) -> Iterator[str]:
+    """Start `dagster-webserver`, `dagster dev` or `copyjob ui` on a free port; yield its URL
+    (not yet ready). `workspace`: name the project's workspace.yaml (`copyjob ui` does itself).
 
     The server runs in its own process group (it may ignore signals sent to it alone) and the
     group is stopped as a whole."""
     port = free_port()
     with log_path.open("w") as log:
         server = subprocess.Popen(
-            [str(BIN / command[0]), *command[1:], "-w", "workspace.yaml"]
+            [str(BIN / command[0]), *command[1:], *(["-w", "workspace.yaml"] if workspace else [])]
             + ["-h", "127.0.0.1", "-p", str(port)],
             cwd=PROJECT,
             env=env,
@@ -81,3 +84,16 @@ def graphql(url: str, query: str, **variables: Any) -> dict[str, Any]:
         answer = json.load(response)
     assert "errors" not in answer, answer["errors"]
     return answer
+
+
+def copyjob(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`copyjob ARGS` in the project folder, its output captured."""
+    return subprocess.run(
+        [str(BIN / "copyjob"), *args],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )

@@ -3,17 +3,12 @@ for the good job with a warning about the broken one, and the real webserver sho
 job's assets and schedule, and the broken job's assets saying why it is not copied."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import make_dagster_home
-from dagster_web import graphql, serve, wait_until_ready
+from dagster_web import copyjob, graphql, serve, wait_until_ready
 from test_isolation import UNSET, write_jobs
-
-PROJECT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 
 LOCATION = """
 {
@@ -48,36 +43,24 @@ def env(tmp_path: Path, shop_db: Path) -> dict[str, str]:
     return environment
 
 
-def _copyjob(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "copyjob"), *args],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-
-
 def test_a_broken_job_leaves_the_good_one_working_in_the_cli_and_the_ui(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     log = tmp_path / "webserver.log"
     with serve(["dagster-webserver"], env, log) as url:
-        copied = _copyjob(env, "run", "good_job")
+        copied = copyjob(env, "run", "good_job")
         assert copied.returncode == 0, copied.stderr
         run_id = copied.stdout.split("run ")[-1].split()[0]
         assert f"warning: skipped {Path(env['COPYJOB_JOBS_DIR']) / 'typo.yaml'}" in copied.stderr
-        listed = _copyjob(env, "list", "--json")
+        listed = copyjob(env, "list", "--json")
         assert listed.returncode == 0, listed.stderr
         assert '"name": "good_job"' in listed.stdout and '"last_run_status": "success"' in (
             listed.stdout
         )
-        history = _copyjob(env, "history", "good_job", "--json")
+        history = copyjob(env, "history", "good_job", "--json")
         assert history.returncode == 0, history.stderr
         assert history.stdout.count(f'"run_id": "{run_id}"') == 2  # customers and orders
-        validated = _copyjob(env, "validate")
+        validated = copyjob(env, "validate")
         assert validated.returncode == 1
         assert "field 'colums': unknown field" in validated.stderr
 

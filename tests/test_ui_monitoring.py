@@ -5,17 +5,12 @@ totals. Read through GraphQL, and seen in headless Chromium; the screenshots are
 `test-artifacts/ui/` (see test_webserver.py for how Chromium is found)."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import make_dagster_home
-from dagster_web import graphql, serve, wait_until_ready
+from dagster_web import copyjob, graphql, serve, wait_until_ready
 from test_webserver import SCREENSHOTS, _chromium, _source
-
-PROJECT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 
 MONITORING = """
 {
@@ -56,15 +51,7 @@ def env(tmp_path: Path, shop_db: Path) -> dict[str, str]:
 
 
 def _run(env: dict[str, str]) -> str:
-    copied = subprocess.run(
-        [str(BIN / "copyjob"), "run", "shop_ui"],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    copied = copyjob(env, "run", "shop_ui")
     assert copied.returncode == 0, copied.stderr
     return copied.stdout.split("run ")[-1].split()[0]
 
