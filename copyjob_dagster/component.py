@@ -74,8 +74,10 @@ class CopyJobComponent(dg.Component):
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         # Without the location-wide executor of `build_definitions`: components' Definitions
-        # merge, and two different executors would not. The asset job keeps its own.
-        built = build_definitions([self.job])
+        # merge, and two different executors would not. The asset job keeps its own. Nor with
+        # the run summaries, which add up every job of a location (and one sensor would clash
+        # with the next component's).
+        built = build_definitions([self.job], monitoring=False)
         return dg.Definitions(
             assets=built.assets, jobs=built.jobs, schedules=built.schedules, sensors=built.sensors
         )

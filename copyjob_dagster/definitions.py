@@ -20,11 +20,12 @@ from copyjob_dagster.project import jobs_dir, project_dir
 
 
 def build_definitions(
-    jobs: list[CopyJob], skipped: list[SkippedJob] | None = None
+    jobs: list[CopyJob], skipped: list[SkippedJob] | None = None, monitoring: bool = True
 ) -> dg.Definitions:
     """Assets for every table, the source tables upstream, one asset job per copy job, and the
-    jobs' schedules and new-data sensors (which target those asset jobs by name); and the job
-    files that do not load, as assets that say why."""
+    jobs' schedules and new-data sensors (which target those asset jobs by name); the job files
+    that do not load, as assets that say why; and, with `monitoring`, the run summaries and
+    totals of all `jobs` (one sensor and two assets per code location, so not per Component)."""
     copies = build_copy_assets(jobs)
     problems = skipped_job_specs(
         skipped or [],
@@ -32,7 +33,12 @@ def build_definitions(
         {job.name for job in jobs},
     )
     return dg.Definitions(
-        assets=[*build_source_specs(jobs), *copies, *problems, *monitoring_specs()],
+        assets=[
+            *build_source_specs(jobs),
+            *copies,
+            *problems,
+            *(monitoring_specs() if monitoring else []),
+        ],
         jobs=[
             dg.define_asset_job(
                 name=job.name,
@@ -44,7 +50,7 @@ def build_definitions(
         schedules=[build_schedule(job, job.schedule) for job in jobs if job.schedule],
         sensors=[
             *(build_new_data_sensor(job, job.sensor) for job in jobs if job.sensor),
-            build_summary_sensor(jobs),
+            *([build_summary_sensor(jobs)] if monitoring else []),
         ],
         executor=default_executor(jobs),
     )
