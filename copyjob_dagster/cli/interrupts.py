@@ -7,6 +7,7 @@ passes the interrupt on to that child only; Dagster then stops the steps as it s
 (each rolls its table back), and the child prints the one line.
 """
 
+import io
 import os
 import signal
 import sys
@@ -25,7 +26,12 @@ _told: list[int] = []  # in the child: the pipe on which the parent says it was 
 
 
 def apart_from_terminal(body: Callable[[], None]) -> None:
-    """Run `body` in a forked child in a process group of its own; exit with its status."""
+    """Run `body` in a forked child in a process group of its own, and exit with its status,
+    when this process is in a terminal's foreground (where Ctrl-C reaches a whole group);
+    elsewhere (a script, a test's runner) run it here."""
+    if not _in_terminal_foreground():
+        body()
+        return
     read, write = os.pipe()
     child = os.fork()
     if child == 0:
@@ -42,6 +48,13 @@ def apart_from_terminal(body: Callable[[], None]) -> None:
             os.write(write, b"!")
             os.kill(child, signal.SIGINT)
     sys.exit(os.waitstatus_to_exitcode(status))
+
+
+def _in_terminal_foreground() -> bool:
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return False
 
 
 def interrupted() -> bool:
