@@ -170,8 +170,10 @@ def test_the_ui_shows_assets_lineage_metadata_automation_checks_and_runs(
         "pipelineName": "shop_ui",
         "scheduleState": {"status": "STOPPED"},
     }
-    (sensor,) = automation["sensorsOrError"]["results"]
-    assert sensor["name"] == "shop_ui_new_data" and sensor["minIntervalSeconds"] == 120
+    sensors = {sensor["name"]: sensor for sensor in automation["sensorsOrError"]["results"]}
+    assert sorted(sensors) == ["copyjob_run_summaries", "shop_ui_new_data"]
+    sensor = sensors["shop_ui_new_data"]
+    assert sensor["minIntervalSeconds"] == 120
     assert sensor["targets"] == [{"pipelineName": "shop_ui"}]
     assert sensor["sensorState"]["status"] == "RUNNING"
     (run,) = automation["runsOrError"]["results"]
