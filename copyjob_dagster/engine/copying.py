@@ -246,7 +246,7 @@ def _write_window(
     return destination.write_increment(
         plan.destination_table,
         plan.written_schema,
-        plan.primary_key,
+        plan.appended_key if plan.write == "append" else plan.primary_key,
         batches,
         method=plan.write,
         window=window,

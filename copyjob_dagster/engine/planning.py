@@ -73,6 +73,15 @@ class CopyPlan:
         return None
 
     @property
+    def appended_key(self) -> tuple[str, ...]:
+        """The primary key of the table that `write: append` fills: the row's key and the
+        incremental column, since each value a row takes there is kept as another version."""
+        cursor = self.destination_cursor
+        if not self.primary_key or cursor is None or cursor in self.primary_key:
+            return self.primary_key
+        return (*self.primary_key, cursor)
+
+    @property
     def source_columns(self) -> list[str]:
         return [c.source for c in self.columns]
 

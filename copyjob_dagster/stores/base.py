@@ -49,9 +49,9 @@ class Window:
     """Rows whose `column` lies in (low, high] or [low, high]; NULLs are never in a window.
 
     `low=None` starts from the smallest value; `high=None` has no upper bound. The bounds are
-    bound as parameters of the column's own type, never pasted into SQL text. A live run's
-    write rewrites the destination from `low` upward; a backfill's (`backfill=True`) rewrites
-    only the window, keeping the rows above `high`.
+    bound as parameters of the column's own type, never pasted into SQL text. Where an
+    appended table has no key, a live run's write rewrites it from `low` upward; a backfill's
+    (`backfill=True`) rewrites only the window, keeping the rows above `high`.
     """
 
     column: str
@@ -59,6 +59,15 @@ class Window:
     low_inclusive: bool = False
     high: Any = None
     backfill: bool = False
+
+
+def ordered_by_collation(field: pa.Field) -> bool:
+    """Whether stores may order the values of `field` differently: text is ordered by each
+    database's collation (case-insensitive, linguistic, or by code point) and by bytes in Arrow.
+
+    A window over such a column is a range in the source's order only: a destination rewrites
+    or closes the rows the window returned (by key and value), never a range of its own."""
+    return pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
 
 
 @dataclass(frozen=True)
@@ -272,8 +281,12 @@ class Destination(Protocol):
     ) -> int:
         """Write the rows of one incremental window so that writing it again changes nothing.
 
-        `append` replaces the destination's rows of the window (delete them, insert the batches)
-        in one transaction; `merge` upserts the batches by `primary_key`. Return rows written.
+        `append` keeps each version of a row: `primary_key` is the row's key and the window's
+        column. A batch's row replaces the destination's row with the same key (or, without a
+        key, the rows with the same text value of the column); without a key, a window over a
+        column ordered alike everywhere (numbers, times) replaces the destination's rows of the
+        window instead. `merge` upserts the batches by `primary_key`. One transaction either
+        way. Return rows written.
         """
         ...
 

@@ -35,6 +35,7 @@ from copyjob_dagster.stores.base import (
     VersionColumns,
     Window,
     WriteMethod,
+    ordered_by_collation,
 )
 from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.locking import file_lock
@@ -215,6 +216,16 @@ class FolderStore:
         self._check_name(table)
         folder = self.folder / table
         name = INITIAL_PART if window.low is None else f"part-{window_id(window)}.parquet"
+        if window.low is not None and (
+            primary_key or ordered_by_collation(schema.field(window.column))
+        ):
+            identity = primary_key or (window.column,)
+            try:
+                return parquet_changes.replace_rows(self, table, schema, identity, batches, window)
+            except OSError as exc:
+                raise DestinationError(
+                    f"destination {folder}: writing failed: {exc.strerror}"
+                ) from None
         try:
             folder.mkdir(parents=True, exist_ok=True)
             remove_strays(folder)

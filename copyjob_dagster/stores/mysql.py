@@ -252,6 +252,35 @@ class MySQLStore(SqlStore):
         key = primary_key[0]
         return insert.on_duplicate_key_update(updates or {key: insert.inserted[key]})
 
+    def same_values(
+        self, a: sa.Table, b: sa.Table, columns: tuple[str, ...]
+    ) -> list[sa.ColumnElement[bool]]:
+        """Equal under the columns' collation (which an index serves) and as bytes: collations
+        such as utf8mb4_general_ci take 'a' for 'A', and PAD SPACE ones 'x' for 'x '."""
+        text = [n for n in columns if isinstance(a.c[n].type, sa.String)]
+        return [
+            *super().same_values(a, b, columns),
+            *(sa.cast(a.c[n], sa.LargeBinary) == sa.cast(b.c[n], sa.LargeBinary) for n in text),
+        ]
+
+    def rekey(
+        self, conn: Connection, target: sa.Table, key: tuple[str, ...], schema: pa.Schema
+    ) -> None:
+        """New key columns become NOT NULL, with the key collation; one ALTER TABLE."""
+        kept = {column.name for column in target.primary_key.columns}
+        modified = [
+            f"MODIFY COLUMN {self.quote(name)} "
+            f"{self.column_type(schema.field(name), is_key=True).compile(dialect=conn.dialect)} "
+            f"NOT NULL"
+            for name in key
+            if name not in kept
+        ]
+        conn.exec_driver_sql(
+            f"ALTER TABLE {self.qualified(target.name)} DROP PRIMARY KEY, "
+            + "".join(f"{change}, " for change in modified)
+            + f"ADD PRIMARY KEY ({', '.join(map(self.quote, key))})"
+        )
+
     def _refuse_merging_collations(
         self, conn: Connection, target: sa.Table, primary_key: tuple[str, ...]
     ) -> None:

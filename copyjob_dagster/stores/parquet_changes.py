@@ -52,25 +52,78 @@ def write_versions(
 ) -> int:
     if window.low is None:
         return store.write_increment(table, schema, key, batches, method="append", window=window)
+    rows, new, name = _write_part(
+        store, table, schema, batches, window, (*key, versions.valid_from)
+    )
+    if new is not None:
+        new = new.rename_columns([*key, NEW_FROM])
+        for older in parquet_files.parts(store.folder / table):
+            if older.name != name:
+                _close_versions(older, new, key, versions)
+    return rows
+
+
+def replace_rows(
+    store: "FolderStore",
+    table: str,
+    schema: pa.Schema,
+    identity: tuple[str, ...],
+    batches: Iterable[pa.RecordBatch],
+    window: Window,
+) -> int:
+    """Write a window's part, then remove from older parts the rows with the same `identity`
+    values as a row of the window (rows read again), compared exactly (see `replace_rows` of
+    `sql_changes`). Memory: the window's `identity` columns, and one batch."""
+    rows, new, name = _write_part(store, table, schema, batches, window, identity)
+    if new is not None:
+        for older in parquet_files.parts(store.folder / table):
+            if older.name != name:
+                _remove_rows(older, new)
+    return rows
+
+
+def _write_part(
+    store: "FolderStore",
+    table: str,
+    schema: pa.Schema,
+    batches: Iterable[pa.RecordBatch],
+    window: Window,
+    columns: tuple[str, ...],
+) -> tuple[int, pa.Table | None, str]:
+    """Write the window's part file; return its rows, their `columns` (None if no row was
+    written) and the part's name."""
     folder = store.folder / table
     name = f"part-{parquet_files.window_id(window)}.parquet"
     seen: list[pa.RecordBatch] = []
 
     def remember(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            seen.append(batch.select([*key, versions.valid_from]))
+            seen.append(batch.select(list(columns)))
             yield batch
 
     folder.mkdir(parents=True, exist_ok=True)
     parquet_files.remove_strays(folder)
     rows = parquet_files.write_file(folder / name, schema, remember(batches))
-    if not seen:
-        return rows
-    new = pa.Table.from_batches(seen).rename_columns([*key, NEW_FROM])
-    for older in parquet_files.parts(folder):
-        if older.name != name:
-            _close_versions(older, new, key, versions)
-    return rows
+    return rows, pa.Table.from_batches(seen) if seen else None, name
+
+
+def _remove_rows(path: Path, rows: pa.Table) -> None:
+    """Rewrite `path` without the rows whose `rows.column_names` values are among `rows`."""
+    parquet = pq.ParquetFile(path)
+    if not set(rows.column_names) <= set(parquet.schema_arrow.names):
+        return
+
+    def kept(batch: pa.RecordBatch) -> pa.RecordBatch:
+        positions = pa.Table.from_batches([batch.select(rows.column_names)]).append_column(
+            ROW, pa.array(np.arange(batch.num_rows))
+        )
+        matched = positions.join(rows, keys=rows.column_names, join_type="left semi")
+        return batch.filter(pc.invert(_mask(batch.num_rows, matched.column(ROW))))
+
+    if all(kept(b).num_rows == b.num_rows for b in parquet.iter_batches()):
+        return
+    remaining = (kept(b) for b in pq.ParquetFile(path).iter_batches())
+    parquet_files.write_file(path, parquet.schema_arrow, remaining)
 
 
 def _close_versions(
@@ -104,7 +157,8 @@ def _closed(
     )
     same = pc.fill_null(pc.equal(valid_from, new_from), False)
     current = batch.column(versions.is_current)
-    close = pc.fill_null(pc.and_(current, pc.less(valid_from, new_from)), False)
+    # The window's row is the key's newest version, whatever Arrow's order of the values.
+    close = pc.fill_null(pc.and_(pc.and_(current, mask), pc.invert(same)), False)
     changed = {
         versions.valid_to: pc.if_else(close, new_from, batch.column(versions.valid_to)),
         versions.is_current: pc.if_else(close, False, current),

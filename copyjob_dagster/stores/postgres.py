@@ -128,6 +128,17 @@ class PostgresStore(SqlStore):
                 f"TO {self.quote(self.constraint_name(new))}"
             )
 
+    def rekey(
+        self, conn: Connection, target: sa.Table, key: tuple[str, ...], schema: pa.Schema
+    ) -> None:
+        """One ALTER TABLE: the new key's columns become NOT NULL with it."""
+        conn.exec_driver_sql(
+            f"ALTER TABLE {self.qualified(target.name)} "
+            f"DROP CONSTRAINT {self.quote(target.primary_key.name)}, "
+            f"ADD CONSTRAINT {self.quote(self.constraint_name(target.name))} "
+            f"PRIMARY KEY ({', '.join(map(self.quote, key))})"
+        )
+
     def _identifier(self, table: str) -> sql.Identifier:
         """`schema.table` quoted by psycopg, for SQL and values that SQLAlchemy does not
         compile (its quoting doubles `%` for its own placeholders)."""

@@ -29,6 +29,7 @@ from copyjob_dagster.stores.base import (
     Window,
     WriteMethod,
     logical_type,
+    ordered_by_collation,
 )
 from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.identifiers import NameRules
@@ -274,12 +275,47 @@ class SqlStore:
         with self.translated_errors(f"writing table {table!r}"):
             if method == "merge":
                 return self.merge(target, schema, primary_key, batches)
+            target = self._keyed(target, primary_key, schema)
+            if primary_key or ordered_by_collation(schema.field(window.column)):
+                identity = primary_key or (window.column,)
+                return sql_changes.replace_rows(self, target, schema, identity, batches)
             with self.engine.begin() as conn:
                 # A live window is rewritten from its start upward (this snapshot holds all of
                 # it); a backfill only between its bounds.
                 rewritten = window if window.backfill else dataclasses.replace(window, high=None)
                 conn.execute(sa.delete(target).where(*window_conditions(target, rewritten)))
                 return self.write_batches(conn, target, batches)
+
+    def _keyed(self, target: sa.Table, key: tuple[str, ...], schema: pa.Schema) -> sa.Table:
+        """`target` with `key` as its primary key: an appended table that an older copyjob
+        created with the source's key alone (which forbids a row's second version) is re-keyed."""
+        old = tuple(c.name for c in target.primary_key.columns)
+        if not old or old == key:
+            return target
+        with self.engine.begin() as conn:
+            self.rekey(conn, target, key, schema)
+        self._tables.pop(target.name, None)
+        rekeyed = self.reflect(target.name)
+        return target if rekeyed is None else rekeyed
+
+    def rekey(
+        self, conn: Connection, target: sa.Table, key: tuple[str, ...], schema: pa.Schema
+    ) -> None:
+        """Make `key` the primary key of `target`; see the PostgreSQL and MySQL overrides."""
+        old = ", ".join(c.name for c in target.primary_key.columns)
+        raise DestinationError(
+            f"destination {self.display_url}: table {target.name!r} has primary key ({old}), "
+            f"which keeps one version of a row, and write: append keeps each version, keyed by "
+            f"({', '.join(key)}); {self.dialect} cannot change a primary key in place: run a "
+            f"full refresh (copyjob run --full-refresh), which re-creates the table"
+        )
+
+    def same_values(
+        self, a: sa.Table, b: sa.Table, columns: tuple[str, ...]
+    ) -> list[sa.ColumnElement[bool]]:
+        """Conditions that rows of `a` and `b` hold exactly the same values in `columns`
+        (text compared as its characters, whatever the columns' collations say)."""
+        return [a.c[name] == b.c[name] for name in columns]
 
     def write_versions(
         self,

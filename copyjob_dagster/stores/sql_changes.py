@@ -49,6 +49,24 @@ def _same_key(a: sa.Table, b: sa.Table, key: tuple[str, ...]) -> list[sa.ColumnE
     return [a.c[name] == b.c[name] for name in key]
 
 
+def replace_rows(
+    store: "SqlStore",
+    target: sa.Table,
+    schema: pa.Schema,
+    identity: tuple[str, ...],
+    batches: Iterable[pa.RecordBatch],
+) -> int:
+    """Write a window's rows in place of the destination rows with the same `identity` values
+    (compared exactly, see `SqlStore.same_values`), in one transaction: a rerun of the window
+    replaces what an earlier attempt wrote, and no other row is touched."""
+    with staged(store, target.name, "rows", schema, (), batches) as (staging, rows):
+        same_row = store.same_values(target, staging, identity)
+        with store.engine.begin() as conn:
+            conn.execute(sa.delete(target).where(sa.exists().where(*same_row)))
+            conn.execute(sa.insert(target).from_select(schema.names, sa.select(*staging.c)))
+    return rows
+
+
 def write_versions(
     store: "SqlStore",
     target: sa.Table,
@@ -78,7 +96,9 @@ def write_versions(
                 .where(
                     *_same_key(target, staging, key),
                     target.c[versions.is_current] == sa.true(),
-                    target.c[valid_from] < staging.c[valid_from],
+                    # The staged row is the key's newest version: any other current one is
+                    # older, whatever the destination's order of the values (text collations).
+                    sa.not_(sa.and_(*store.same_values(target, staging, (valid_from,)))),
                 )
                 .values(
                     {
