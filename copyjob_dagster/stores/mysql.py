@@ -5,6 +5,7 @@ atomic `RENAME TABLE`; a staging table that a killed process left behind is drop
 next run of the same table.
 """
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -21,7 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.types import NullType, TypeEngine
 
 from copyjob_dagster.errors import DestinationError
-from copyjob_dagster.stores import identifiers, mysqlload, snapshots, types
+from copyjob_dagster.stores import identifiers, locking, mysqlload, snapshots, types
 from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.locking import lock_key, wait_for
@@ -37,6 +38,7 @@ from copyjob_dagster.stores.sql import Role, SqlStore, Timeouts
 DISTINCT_KEY_COLLATIONS = ("utf8mb4_nopad_bin", "utf8mb4_0900_bin")
 
 EXACT_COUNT_BELOW = 1_000_000  # rows; smaller tables are counted exactly
+WRITE_LOCK_SECONDS = 600  # another run's write transaction holds the table at most this long
 log = logging.getLogger(__name__)
 
 
@@ -153,8 +155,9 @@ class MySQLStore(SqlStore):
 
     @contextmanager
     def lock(self, table: str, timeout_seconds: float) -> Iterator[None]:
-        """GET_LOCK on a connection of its own: the server drops it with the session."""
-        name = "copyjob:" + lock_key(self.engine.url.database, self._schema, table).hex()[:48]
+        """GET_LOCK on a connection of its own: the server drops it with the session (see
+        `locking` for a session that ends)."""
+        name = self._lock_name("copyjob", table)
         with self.translated_errors(f"locking table {table!r}"), self.engine.connect() as conn:
 
             def acquire() -> bool:
@@ -162,10 +165,47 @@ class MySQLStore(SqlStore):
                 return conn.execute(query, {"name": name}).scalar() == 1
 
             wait_for(acquire, timeout_seconds, f"table {self.location(table)!r}")
+            session = conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar_one()
             try:
-                yield
+                with locking.holding(f"{self.display_url} {name}", session):
+                    yield
             finally:
-                conn.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+                with contextlib.suppress(*self.driver_errors):  # a closed session holds nothing
+                    conn.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+
+    @contextmanager
+    def writing(self, table: str) -> Iterator[Connection]:
+        """The writing connection takes the table's write lock (GET_LOCK is a session's, so
+        it is released once the transaction ends), then checks in the transaction that the
+        session that took the copy lock in this context holds it still."""
+        name, write_name = self._lock_name("copyjob", table), self._lock_name("write", table)
+        with self.engine.connect() as conn:
+            try:
+                with conn.begin():
+                    taken = conn.execute(
+                        sa.text("SELECT GET_LOCK(:name, :seconds)"),
+                        {"name": write_name, "seconds": WRITE_LOCK_SECONDS},
+                    ).scalar()
+                    if taken != 1:
+                        raise DestinationError(
+                            f"destination {self.display_url}, table {table!r}: another run's "
+                            f"write held the table for {WRITE_LOCK_SECONDS} s; nothing written"
+                        )
+                    session = locking.held_by(f"{self.display_url} {name}")
+                    holder = sa.text("SELECT IS_USED_LOCK(:name)")
+                    if session is not None and (
+                        conn.execute(holder, {"name": name}).scalar() != session
+                    ):
+                        raise locking.lost(f"destination {self.display_url}, table {table!r}")
+                    yield conn
+            finally:
+                with contextlib.suppress(*self.driver_errors):  # a closed session holds nothing
+                    conn.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": write_name})
+                    conn.rollback()
+
+    def _lock_name(self, purpose: str, table: str) -> str:
+        """A server-wide lock name for one table of this database (64 characters at most)."""
+        return f"{purpose}:" + lock_key(self.engine.url.database, self._schema, table).hex()[:48]
 
     def estimate_rows(self, table: str) -> int:
         """InnoDB's estimate (`information_schema.TABLES.TABLE_ROWS`) for big tables, where
@@ -211,7 +251,7 @@ class MySQLStore(SqlStore):
             try:
                 with self.engine.begin() as conn:
                     rows = self.write_batches(conn, staged, batches)
-                with self.engine.begin() as conn:
+                with self.writing(table) as conn:
                     self._swap(conn, stage, table, retired)
                     self.drop_if_exists(conn, retired)
             finally:
@@ -236,7 +276,7 @@ class MySQLStore(SqlStore):
         try:
             with self.engine.begin() as conn:
                 rows = self.write_batches(conn, staged, batches)
-            with self.engine.begin() as conn:
+            with self.writing(target.name) as conn:
                 conn.execute(self.upsert_statement(target, staged, primary_key))
         finally:
             with self.engine.begin() as conn:

@@ -1,5 +1,6 @@
 """PostgreSQL: sessions pinned to UTC, snapshot reads, and COPY for writing."""
 
+import contextlib
 import itertools
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -11,7 +12,7 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import URL, Connection, make_url
 
-from copyjob_dagster.stores import identifiers, pgcopy, pgcsv, snapshots
+from copyjob_dagster.stores import identifiers, locking, pgcopy, pgcsv, snapshots
 from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.locking import lock_key, wait_for
@@ -25,6 +26,18 @@ from copyjob_dagster.stores.pgcopy import BinaryCopy, PostgresTableReader
 from copyjob_dagster.stores.sql import SqlStore, database_timestamps
 
 EXACT_COUNT_BELOW = 1_000_000  # rows; smaller tables are counted exactly
+# Whether a session holds a bigint advisory lock of this database (pg_locks shows its key's high
+# and low 32 bits as classid and objid, objsubid 1).
+_HELD_BY = sa.text(
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND pid = :session AND objsubid = 1 "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND ((classid::bigint << 32) | objid::bigint) = :key)"
+)
+
+
+def _lock_number(*parts: str | None) -> int:
+    return int.from_bytes(lock_key(*parts)[:8], "big", signed=True)
 
 
 class PostgresStore(SqlStore):
@@ -67,8 +80,8 @@ class PostgresStore(SqlStore):
     @contextmanager
     def lock(self, table: str, timeout_seconds: float) -> Iterator[None]:
         """A session advisory lock on a connection of its own: the server drops it with the
-        session, so a killed process releases it."""
-        key = int.from_bytes(lock_key("copyjob", self._schema, table)[:8], "big", signed=True)
+        session, so a killed process releases it (see `locking` for a session that ends)."""
+        key = _lock_number("copyjob", self._schema, table)
         with self.translated_errors(f"locking table {table!r}"), self.engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT")
 
@@ -77,10 +90,29 @@ class PostgresStore(SqlStore):
                 return bool(conn.execute(query, {"key": key}).scalar())
 
             wait_for(acquire, timeout_seconds, f"table {self.location(table)!r}")
+            session = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
             try:
-                yield
+                with locking.holding(f"{self.display_url} {key}", session):
+                    yield
             finally:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                with contextlib.suppress(*self.driver_errors):  # a closed session holds nothing
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+
+    @contextmanager
+    def writing(self, table: str) -> Iterator[Connection]:
+        """The transaction takes the table's write lock (until it ends), then checks that the
+        session that took the copy lock in this context holds it still."""
+        key = _lock_number("copyjob", self._schema, table)
+        with self.engine.begin() as conn:
+            write_key = _lock_number("copyjob-write", self._schema, table)
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": write_key})
+            session = locking.held_by(f"{self.display_url} {key}")
+            if (
+                session is not None
+                and not conn.execute(_HELD_BY, {"key": key, "session": session}).scalar_one()
+            ):
+                raise locking.lost(f"destination {self.display_url}, table {table!r}")
+            yield conn
 
     def estimate_rows(self, table: str) -> int:
         """The planner's estimate (`pg_class.reltuples`, kept by ANALYZE and autovacuum) for big

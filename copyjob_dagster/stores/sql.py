@@ -247,7 +247,7 @@ class SqlStore:
     ) -> int:
         self.check_names(table, schema.names)
         stage = self.staging_name(table)
-        with self.translated_errors(f"writing table {table!r}"), self.engine.begin() as conn:
+        with self.translated_errors(f"writing table {table!r}"), self.writing(table) as conn:
             self.drop_if_exists(conn, stage)
             staged = self.create_table(conn, stage, schema, primary_key)
             rows = self.write_batches(conn, staged, batches)
@@ -279,7 +279,7 @@ class SqlStore:
             if primary_key or ordered_by_collation(schema.field(window.column)):
                 identity = primary_key or (window.column,)
                 return sql_changes.replace_rows(self, target, schema, identity, batches)
-            with self.engine.begin() as conn:
+            with self.writing(table) as conn:
                 # A live window is rewritten from its start upward (this snapshot holds all of
                 # it); a backfill only between its bounds.
                 rewritten = window if window.backfill else dataclasses.replace(window, high=None)
@@ -354,7 +354,7 @@ class SqlStore:
     ) -> int:
         """Load a staging table and upsert it into `target`, all in one transaction."""
         stage = self.staging_name(target.name, "merge")
-        with self.engine.begin() as conn:
+        with self.writing(target.name) as conn:
             self.drop_if_exists(conn, stage)
             staged = self.create_table(conn, stage, schema, ())
             rows = self.write_batches(conn, staged, batches)
@@ -507,6 +507,13 @@ class SqlStore:
     def lock(self, table: str, timeout_seconds: float) -> Iterator[None]:
         """Dialects without a server-side lock copy unguarded; see the PostgreSQL override."""
         yield
+
+    @contextmanager
+    def writing(self, table: str) -> Iterator[Connection]:
+        """The transaction that changes what readers of `table` see. Stores whose copy lock is
+        a server session's (PostgreSQL, MySQL) prove inside it that the lock is still held."""
+        with self.engine.begin() as conn:
+            yield conn
 
     def close(self) -> None:
         self.engine.dispose()

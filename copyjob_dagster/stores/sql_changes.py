@@ -61,7 +61,7 @@ def replace_rows(
     replaces what an earlier attempt wrote, and no other row is touched."""
     with staged(store, target.name, "rows", schema, (), batches) as (staging, rows):
         same_row = store.same_values(target, staging, identity)
-        with store.engine.begin() as conn:
+        with store.writing(target.name) as conn:
             conn.execute(sa.delete(target).where(sa.exists().where(*same_row)))
             conn.execute(sa.insert(target).from_select(schema.names, sa.select(*staging.c)))
     return rows
@@ -84,7 +84,7 @@ def write_versions(
         ]
         history = {valid_from, versions.valid_to, versions.is_current}
         values = [c for c in schema.names if c not in key and c not in history]
-        with store.engine.begin() as conn:
+        with store.writing(target.name) as conn:
             if values:  # a version read again (a rerun, a lookback) takes the row's values
                 conn.execute(
                     sa.update(target)
@@ -139,7 +139,7 @@ class SqlKeyDiff:
     def apply(self) -> DeletionCounts:
         policy, target = self._policy, self._target
         doing = f"deleting rows from {target.name!r}"
-        with self._store.translated_errors(doing), self._store.engine.begin() as conn:
+        with self._store.translated_errors(doing), self._store.writing(target.name) as conn:
             if policy.mode == "hard":
                 return DeletionCounts(
                     deleted=conn.execute(sa.delete(target).where(self._gone)).rowcount
