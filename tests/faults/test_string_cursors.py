@@ -76,13 +76,17 @@ class Codes:
             engine.dispose()
 
     def put(self, *rows: tuple[int, str]) -> None:
-        """Insert rows, or change the code of rows that are there."""
-        for key, code in rows:
-            self._execute(f"DELETE FROM {self._qualified} WHERE id = :id", [{"id": key}])
-            self._execute(
-                f"INSERT INTO {self._qualified} (id, code) VALUES (:id, :code)",
-                [{"id": key, "code": code}],
-            )
+        """Insert rows, or change the code of rows that are there, in one transaction."""
+        values = [{"id": key, "code": code} for key, code in rows]
+        engine = sa.create_engine(self.source["url"])
+        try:
+            with engine.begin() as conn:
+                delete = f"DELETE FROM {self._qualified} WHERE id = :id"
+                conn.execute(sa.text(delete), values)
+                insert = f"INSERT INTO {self._qualified} (id, code) VALUES (:id, :code)"
+                conn.execute(sa.text(insert), values)
+        finally:
+            engine.dispose()
 
     def in_source_order(self, codes: list[str]) -> list[str]:
         """The codes sorted by the source column's own collation."""
