@@ -42,7 +42,10 @@ def plan_window(
         )
     if previous is None:
         return Window(cursor, None, False, profile.high), profile.null_rows
-    if profile.high is None or profile.high < previous.value:
+    # The profile's highest value is at or above `low` in the source's own order; only a
+    # lookback (numbers and times, which order alike everywhere) starts `low` below the
+    # watermark. Text is never compared here: Python's order is not the source's collation.
+    if profile.high is None or (table.lookback > 0 and profile.high < previous.value):
         _refuse_restarted_cursor(plan, reader, previous)
     inclusive = table.lookback > 0 or (
         fingerprint(reader, plan, previous.value)[1] != previous.fingerprint
