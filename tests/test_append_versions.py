@@ -7,20 +7,28 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from deltalake import DeltaTable
 from test_changes import DESTINATIONS, Table
 
 from copyjob_dagster.errors import DestinationError
 
 
-@pytest.fixture(params=[*DESTINATIONS, "sqlite"])
+@pytest.fixture(params=[*DESTINATIONS, "sqlite", "delta"])
 def destination(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     if request.param == "sqlite":
         return {"url": f"sqlite:///{tmp_path / 'copy.sqlite'}"}
+    if request.param == "delta":
+        return {"url": f"delta:///{tmp_path / 'lake'}"}
     return DESTINATIONS[request.param](tmp_path, request)
 
 
 def _versions(table: Table) -> list[tuple[Any, ...]]:
-    return sorted((r["id"], r["name"], r["updated_at"]) for r in table.rows())
+    url = table.destination["url"]
+    if url.startswith("delta://"):
+        rows = DeltaTable(url.removeprefix("delta://") + "/items").to_pyarrow_table().to_pylist()
+    else:
+        rows = table.rows()
+    return sorted((r["id"], r["name"], r["updated_at"]) for r in rows)
 
 
 def test_append_keeps_each_version_of_an_updated_row(

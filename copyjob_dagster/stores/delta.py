@@ -35,6 +35,7 @@ from copyjob_dagster.stores.base import (
     VersionColumns,
     Window,
     WriteMethod,
+    ordered_by_collation,
 )
 from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.delta_types import as_delta, delta_schema, quoted, window_predicate
@@ -156,8 +157,18 @@ class DeltaStore(FolderStore):
         target = delta_schema(schema)
         existing = self._existing(table)
         with self._translated(table, "writing"):
-            if method == "merge":
+            if method == "merge" or primary_key:
+                # An appended table's key is the row's key and the incremental column: a row
+                # read again replaces its copy, and each version stays.
                 return self._merge(table, existing, target, primary_key, batches)
+            if ordered_by_collation(schema.field(window.column)):
+                raise DestinationError(
+                    f"destination {self.display_url}: table {table!r} has no primary key, and "
+                    f"its incremental column {window.column!r} is text, which the source orders "
+                    f"by its collation and Delta by bytes: rewriting the window's range here "
+                    f"could delete rows copied before. Name the table's primary_key, or use a "
+                    f"number or time incremental column"
+                )
             # A live window is rewritten from its start upward (this snapshot holds all of it);
             # a backfill only between its bounds. The rows it replaces are counted in the
             # version the commit starts from (the table's lock keeps other copies out).

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow.dataset as ds
 import pytest
 import sqlalchemy as sa
+from deltalake import DeltaTable
 
 from copyjob_dagster.config import CopyJob
 from copyjob_dagster.engine import Watermark, copy_table
@@ -116,6 +117,10 @@ class Codes:
 
     def rows(self) -> list[dict[str, Any]]:
         url = self.destination["url"]
+        if url.startswith("delta://"):
+            return (
+                DeltaTable(url.removeprefix("delta://") + "/codes").to_pyarrow_table().to_pylist()
+            )
         if "://" not in url:
             return ds.dataset(Path(url) / "codes", format="parquet").to_table().to_pylist()
         engine = sa.create_engine(url)
@@ -161,6 +166,8 @@ def _endpoint(
 ) -> dict[str, Any]:
     if kind == "parquet":
         return {"url": str(tmp_path / "lake")}
+    if kind == "delta":
+        return {"url": f"delta:///{tmp_path / 'delta'}"}
     if kind == "mariadb":
         return {"url": request.getfixturevalue("mysql_url")}
     schema = request.getfixturevalue("pg_source_schema" if role == "source" else "pg_schema")
@@ -170,6 +177,7 @@ def _endpoint(
 APPEND_PAIRS = [
     ("mariadb", "postgres"),
     ("mariadb", "parquet"),
+    ("mariadb", "delta"),
     ("postgres-c", "mariadb"),
     ("postgres-icu", "postgres"),
 ]

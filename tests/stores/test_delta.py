@@ -98,7 +98,8 @@ def test_append_replaces_its_window_so_a_rerun_changes_nothing_twice(tmp_path: P
 
     assert [c.version for c in (initial.commit, window.commit, again.commit)] == [0, 1, 2]
     assert window.commit == Commit(version=1, inserted=4)
-    assert again.commit == Commit(version=2, inserted=4, deleted=4)
+    # The rows read again replace their copies by (key, incremental value).
+    assert again.commit == Commit(version=2, inserted=0, updated=4)
     assert events.rows() == events.source_rows()  # no row twice
     assert events.rows(version=1) == events.rows(version=2)
     assert again.watermark == window.watermark
@@ -169,7 +170,8 @@ def test_window_bounds_with_quotes_in_names_and_values(tmp_path: Path) -> None:
         (2, "b"),
         (3, "c's"),
     ]
-    assert (window.commit.inserted, again.commit.deleted) == (1, 1)
+    # The row read again replaces its copy by (key, value), not by a range of the text.
+    assert (window.commit.inserted, again.commit.updated) == (1, 1)
 
 
 def write_source_table(path: Path, rows: list[tuple[int, str, int]]) -> int:
