@@ -50,11 +50,16 @@ def _rows(destination: Path) -> list[tuple[int, str]]:
         return sorted(db.execute("SELECT id, name FROM events").fetchall())
 
 
-def test_a_watermark_in_the_future_copies_nothing_and_stays(source: Path, tmp_path: Path) -> None:
+def test_a_watermark_in_the_future_stops_and_changes_nothing(source: Path, tmp_path: Path) -> None:
+    """Above the source's highest value, the watermark cannot be one a copy recorded (issue 17:
+    a recreated table looks the same): the run stops, naming --full-refresh, and neither the
+    destination nor the watermark moves."""
     destination = tmp_path / "copy.sqlite"
     result, latest = _materialize(source, destination, "id", "integer", "9223372036854775807")
-    assert result.success
-    assert latest["copyjob/rows_read"].value == 0
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert "below the watermark 9223372036854775807" in failure.description
+    assert "--full-refresh" in failure.description
     assert latest[WATERMARK].value == "9223372036854775807"
     assert _rows(destination) == [(1, "a"), (2, "b"), (3, "z")]
 
