@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import scheduling
 import sqlalchemy as sa
 import tallies
 import yaml
@@ -155,6 +156,11 @@ def drop_instance_databases() -> None:
             name = _instance_databases.pop()
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
     engine.dispose()
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """Some modules whole to one worker, the slowest work first (see scheduling.py)."""
+    return scheduling.GroupedSlowestFirst(config, log)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
