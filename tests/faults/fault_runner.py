@@ -1,6 +1,8 @@
 """Materialize one copy job's tables on $DAGSTER_HOME, and die by SIGKILL at a chosen point.
 
-Used only by the fault tests, in a process of its own:
+Used only by the fault tests, in a process of its own: `start` forks it from a server process
+that has imported Dagster and copyjob once (a fresh interpreter spends about 2 s of CPU on those
+imports, for each of the suite's ~60 runs), or from a shell:
 
     python fault_runner.py JOB_FILE POINT NTH SLOW_SECONDS
 
@@ -13,8 +15,10 @@ POINT is one of:
 SLOW_SECONDS sleeps that long per batch, so that a test can cut connections mid-copy.
 """
 
+import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -82,8 +86,7 @@ def install(point: str, nth: int, slow: float, destination_url: str) -> None:
     assets.copy_table = copy_then_die
 
 
-def main() -> int:
-    job_file, point, nth, slow = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+def run(job_file: str, point: str, nth: int, slow: float) -> int:
     job = load_job(Path(job_file))
     install(point, nth, slow, job.destination.url)
     with dg.DagsterInstance.get() as instance:
@@ -95,5 +98,48 @@ def main() -> int:
     return 0 if result.success else 1
 
 
+def _forked(arguments: tuple[str, str, int, float], home: str, errors: str) -> None:
+    """In the forked process: its own DAGSTER_HOME, stderr into a file, exit with run's code."""
+    os.environ["DAGSTER_HOME"] = home
+    descriptor = os.open(errors, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(descriptor, 2)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115 - the process's own
+    sys.exit(run(*arguments))
+
+
+_SERVER = multiprocessing.get_context("forkserver")
+_SERVER.set_forkserver_preload([__name__])
+
+
+class Runner:
+    """A run in a process of its own, with the part of subprocess.Popen the tests use."""
+
+    def __init__(
+        self, job_file: Path, point: str, nth: int, slow: float, home: Path, errors: Path
+    ) -> None:
+        self._errors = errors
+        self._process = _SERVER.Process(
+            target=_forked, args=((str(job_file), point, nth, slow), str(home), str(errors))
+        )
+        self._process.start()
+        self.pid = self._process.pid
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def wait(self, timeout: float) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired(str(self._errors), timeout)
+        return self._process.exitcode
+
+    def send_signal(self, number: int) -> None:
+        os.kill(self.pid, number)
+
+    def errors(self) -> str:
+        """The end of what the run wrote to stderr."""
+        return self._errors.read_text(errors="replace")[-3000:] if self._errors.exists() else ""
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))

@@ -10,8 +10,6 @@ row lost, none duplicated, none different, none extra) and the watermark never w
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -27,7 +25,8 @@ from conftest import make_dagster_home
 from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs, latest_watermark
 from copyjob_dagster.engine import load_job
 
-RUNNER = Path(__file__).with_name("fault_runner.py")
+from .fault_runner import Runner
+
 KEY = dg.AssetKey(["faults", "events"])
 INITIAL_ROWS = 1500
 BATCH_ROWS = 50
@@ -101,6 +100,7 @@ class Case:
         self.next_id = 1
         self.next_value = 1
         self.watermarks: list[int] = []
+        self.started = 0
         engine = source.engine()
         with engine.begin() as conn:
             events = self._table()
@@ -151,17 +151,10 @@ class Case:
             conn.execute(statement, rows) if rows is not None else conn.execute(statement)
         engine.dispose()
 
-    def environment(self) -> dict[str, str]:
-        return {**os.environ, "DAGSTER_HOME": str(self.home)}
-
-    def start(self, point: str = "none", nth: int = 0, slow: float = 0.0) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, str(RUNNER), str(self.job_file), point, str(nth), str(slow)],
-            env=self.environment(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    def start(self, point: str = "none", nth: int = 0, slow: float = 0.0) -> Runner:
+        self.started += 1
+        errors = self.home.parent / f"run_{self.started}.stderr"
+        return Runner(self.job_file, point, nth, slow, self.home, errors)
 
     def run_until_success(self, attempts: int = 3) -> None:
         assets = [*build_source_specs([self.job]), *build_copy_assets([self.job])]
@@ -285,7 +278,7 @@ def test_sigkill_in_a_split_copy_then_rerun(
             _change_source(case, rng, round_number)
             if round_number == 0:  # killed mid-way through the initial load's 30 batches
                 process = case.start("batch", rng.randint(2, 20))
-                assert process.wait(timeout=120) == -signal.SIGKILL, process.stderr.read()[-3000:]
+                assert process.wait(timeout=120) == -signal.SIGKILL, process.errors()
                 assert case.destination.rows() == []
             case.run_until_success()
             outcomes.append(case.verify())
@@ -340,7 +333,7 @@ def _kill_one_run(case: Case, rng: random.Random, point: str, round_number: int)
     commits = 2 if "mysql" in case.destination.url else 1  # MySQL: load, then swap or upsert
     nth = rng.randint(1, batches) if point == "batch" else rng.randint(1, commits)
     process = case.start(point, nth)
-    assert process.wait(timeout=120) == -signal.SIGKILL, process.stderr.read()[-3000:]
+    assert process.wait(timeout=120) == -signal.SIGKILL, process.errors()
 
 
 def _sum(outcomes: list[dict[str, int]]) -> dict[str, int]:
@@ -396,7 +389,7 @@ def test_connection_cut_then_rerun(
     assert _sum(outcomes) == dict.fromkeys(_sum(outcomes), 0)
 
 
-def _cut_connections_of(store: Store, process: subprocess.Popen, rng: random.Random) -> None:
+def _cut_connections_of(store: Store, process: Runner, rng: random.Random) -> None:
     """Once the copy is connected to `store`, wait a moment, then keep killing its sessions
     there for a while: a session the copy opens after the first cut (its writer, say, after
     its lock) is cut too."""
@@ -482,7 +475,7 @@ def test_two_runs_of_one_table_at_once(
             _change_source(case, rng, round_number)
             runs = [case.start(slow=0.01) for _ in range(2)]
             codes = [run.wait(timeout=180) for run in runs]
-            assert 0 in codes, [run.stderr.read()[-2000:] for run in runs]
+            assert 0 in codes, [run.errors() for run in runs]
             case.run_until_success()
             outcomes.append(case.verify())
     finally:
@@ -522,7 +515,7 @@ def test_scd2_sigkill_then_rerun(
             _change_source(case, rng, round_number)
             if round_number == 1:
                 process = case.start(point, nth)
-                assert process.wait(timeout=120) == -signal.SIGKILL, process.stderr.read()[-3000:]
+                assert process.wait(timeout=120) == -signal.SIGKILL, process.errors()
             case.run_until_success()
             outcomes.append(_verify_versions(case, seen))
     finally:
