@@ -170,11 +170,10 @@ class Case:
         return int(watermark.text) if watermark else None
 
     def verify(self) -> dict[str, int]:
-        """The invariant's counts: lost, duplicates, mismatches, extra, regressions."""
-        watermark = self.watermark()
-        regression = int(bool(self.watermarks) and (watermark or 0) < self.watermarks[-1])
-        self.watermarks.append(watermark or 0)
-        expected = {row[0]: row for row in self.source.rows() if watermark and row[2] <= watermark}
+        """The invariant's counts after a successful run: lost, duplicates, mismatches, extra,
+        regressions, and stale (no watermark, or one short of the source's maximum)."""
+        watermark, rows = self.watermark_and_source()
+        expected = {row[0]: row for row in rows if row[2] <= watermark}
         copied = self.destination.rows()
         keys = Counter(row[0] for row in copied)
         actual = {row[0]: row for row in copied}
@@ -185,8 +184,21 @@ class Case:
                 1 for k in expected.keys() & actual.keys() if expected[k] != actual[k]
             ),
             "extra": len(actual.keys() - expected.keys()),
-            "regressions": regression,
+            **self.watermark_counts(watermark, rows),
         }
+
+    def watermark_and_source(self) -> tuple[int, list[tuple[int, str, int]]]:
+        """The recorded watermark (-1 when there is none) and the source's rows. The source is
+        still since the run, so its maximum now is the maximum at the run's snapshot."""
+        watermark = self.watermark()
+        rows = self.source.rows()
+        assert rows, "the source is empty: the case would check nothing"
+        return (-1 if watermark is None else watermark), rows
+
+    def watermark_counts(self, watermark: int, rows: list[tuple[Any, ...]]) -> dict[str, int]:
+        regression = int(bool(self.watermarks) and watermark < self.watermarks[-1])
+        self.watermarks.append(watermark)
+        return {"regressions": regression, "stale": int(watermark != max(r[2] for r in rows))}
 
 
 def _store_for(kind: str, tmp_path: Path, request: pytest.FixtureRequest, role: str) -> Store:
@@ -336,11 +348,14 @@ def _kill_one_run(case: Case, rng: random.Random, point: str, round_number: int)
     assert process.wait(timeout=120) == -signal.SIGKILL, process.errors()
 
 
+COUNTS = ("lost", "duplicates", "mismatches", "extra", "regressions", "stale")
+
+
 def _sum(outcomes: list[dict[str, int]]) -> dict[str, int]:
     total = Counter()
     for outcome in outcomes:
         total.update(outcome)
-    return {k: total[k] for k in ("lost", "duplicates", "mismatches", "extra", "regressions")}
+    return {k: total[k] for k in COUNTS}
 
 
 CUT_CASES = [
@@ -530,10 +545,8 @@ def test_scd2_sigkill_then_rerun(
 def _verify_versions(case: Case, seen: set[tuple[int, int]]) -> dict[str, int]:
     """The SCD2 invariant: every version a successful run saw is there once, and the current
     versions equal the source as of the watermark."""
-    watermark = case.watermark()
-    regression = int(bool(case.watermarks) and (watermark or 0) < case.watermarks[-1])
-    case.watermarks.append(watermark or 0)
-    source = {row[0]: row for row in case.source.rows() if watermark and row[2] <= watermark}
+    watermark, rows = case.watermark_and_source()
+    source = {row[0]: row for row in rows if row[2] <= watermark}
     seen |= {(key, row[2]) for key, row in source.items()}
     versions = case.destination.versions()
     counted = Counter((row[0], row[3]) for row in versions)
@@ -545,5 +558,5 @@ def _verify_versions(case: Case, seen: set[tuple[int, int]]) -> dict[str, int]:
         "mismatches": sum(1 for k in source if current.get(k) != source[k])
         + sum(1 for row in versions if row[4] and row[3] != row[2]),
         "extra": len(counted.keys() - seen) + len(current.keys() - source.keys()),
-        "regressions": regression,
+        **case.watermark_counts(watermark, rows),
     }
