@@ -9,6 +9,8 @@ imports, for each of the suite's ~60 runs), or from a shell:
 POINT is one of:
   none          run normally
   batch         die as the NTH batch streams from the source into the open write
+  read          run normally, and note each batch read (`Runner.batches_read`): the test
+                kills the run from outside while it reads
   commit        die just before the NTH commit of a destination transaction
   replace       die just before the NTH file rename of a Parquet write
   after-commit  die after the destination committed, before Dagster records the watermark
@@ -35,6 +37,10 @@ def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _batches_file() -> Path:
+    return Path(os.environ["DAGSTER_HOME"]).parent / f"batches_{os.getpid()}"
+
+
 def install(point: str, nth: int, slow: float, destination_url: str) -> None:
     original_count = engine._RowCounter.count
 
@@ -42,6 +48,9 @@ def install(point: str, nth: int, slow: float, destination_url: str) -> None:
         for index, batch in enumerate(original_count(self, batches), start=1):
             if point == "batch" and index == nth:
                 die()
+            if point == "read":
+                with _batches_file().open("a") as noted:
+                    noted.write(f"{index}\n")
             if slow:
                 time.sleep(slow)
             yield batch
@@ -117,7 +126,7 @@ class Runner:
     def __init__(
         self, job_file: Path, point: str, nth: int, slow: float, home: Path, errors: Path
     ) -> None:
-        self._errors = errors
+        self._errors, self._home = errors, home
         self._process = _SERVER.Process(
             target=_forked, args=((str(job_file), point, nth, slow), str(home), str(errors))
         )
@@ -135,6 +144,11 @@ class Runner:
 
     def send_signal(self, number: int) -> None:
         os.kill(self.pid, number)
+
+    def batches_read(self) -> int:
+        """How many batches a run started with point `read` has read so far."""
+        noted = self._home.parent / f"batches_{self.pid}"
+        return len(noted.read_text().split()) if noted.exists() else 0
 
     def errors(self) -> str:
         """The end of what the run wrote to stderr."""

@@ -242,7 +242,7 @@ def _change_source(case: Case, rng: random.Random, round_number: int) -> None:
         case.update(rng, 50)
 
 
-KILL_POINTS = ["batch", "commit", "after-commit", "random-time"]
+KILL_POINTS = ["batch", "commit", "after-commit", "mid-read"]
 PAIRS = [
     ("postgres", "merge"),
     ("postgres", "append"),
@@ -334,11 +334,16 @@ def _kill_then_rerun(
 
 def _kill_one_run(case: Case, rng: random.Random, point: str, round_number: int) -> None:
     batches = INITIAL_ROWS // BATCH_ROWS if round_number == 0 else 250 // BATCH_ROWS
-    if point == "random-time":
-        process = case.start(slow=0.02)
-        time.sleep(rng.uniform(1.5, 3.5))
+    if point == "mid-read":  # killed from outside once the run has read `target` batches
+        process = case.start("read", slow=0.2)
+        target = rng.randint(1, batches - 2)
+        deadline = time.monotonic() + 120
+        while process.poll() is None and process.batches_read() < target:
+            assert time.monotonic() < deadline, "the run never read its batches"
+            time.sleep(0.01)
         process.send_signal(signal.SIGKILL)
-        process.wait(timeout=60)
+        assert process.wait(timeout=60) == -signal.SIGKILL, process.errors()
+        assert target <= process.batches_read() < batches, "the kill did not land mid-read"
         return
     if point == "commit" and case.destination.is_folder:
         point = "replace"
