@@ -12,6 +12,9 @@ POINT is one of:
   read          run normally, and note each batch read (`Runner.batches_read`): the test
                 kills the run from outside while it reads
   commit        die just before the NTH commit of a destination transaction
+  write-commit  die just before the commit of the NTH destination transaction that changes the
+                copied table itself (not a staging table), noting its statements
+                (`Runner.landing`)
   replace       die just before the NTH file rename of a Parquet write
   after-commit  die after the destination committed, before Dagster records the watermark
 SLOW_SECONDS sleeps that long per batch, so that a test can cut connections mid-copy.
@@ -19,6 +22,7 @@ SLOW_SECONDS sleeps that long per batch, so that a test can cut connections mid-
 
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,7 +45,24 @@ def _batches_file() -> Path:
     return Path(os.environ["DAGSTER_HOME"]).parent / f"batches_{os.getpid()}"
 
 
-def install(point: str, nth: int, slow: float, destination_url: str) -> None:
+_CHANGES = "fault_runner_changes"
+
+
+def _changes_of(table: str) -> re.Pattern[str]:
+    """Statements that change `table` itself: its name as a whole identifier (a staging
+    table's name holds it after an underscore)."""
+    return re.compile(
+        r"\s*(INSERT|UPDATE|DELETE|REPLACE|RENAME|ALTER|DROP|COPY|MERGE)\b"
+        rf".*(?<![\w]){re.escape(table)}(?![\w])",
+        re.IGNORECASE | re.DOTALL,
+    )
+
+
+def _landing_file() -> Path:
+    return Path(os.environ["DAGSTER_HOME"]).parent / f"landing_{os.getpid()}"
+
+
+def install(point: str, nth: int, slow: float, destination_url: str, table: str) -> None:
     original_count = engine._RowCounter.count
 
     def count(self, batches):  # type: ignore[no-untyped-def]
@@ -63,10 +84,22 @@ def install(point: str, nth: int, slow: float, destination_url: str) -> None:
         sa.engine.make_url(destination_url).database if "://" in destination_url else None
     )
 
+    changes = _changes_of(table)
+
+    def note(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        if changes.match(statement):
+            conn.info.setdefault(_CHANGES, []).append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", note)
+    sa.event.listen(sa.engine.Engine, "rollback", lambda conn: conn.info.pop(_CHANGES, None))
+
     def commit(self):  # type: ignore[no-untyped-def]
-        if point == "commit" and self.connection.engine.url.database == destination_database:
-            commits["n"] += 1
-            if commits["n"] == nth:
+        if self.connection.engine.url.database == destination_database:
+            written = self.connection.info.pop(_CHANGES, [])
+            counts = point == "commit" or (point == "write-commit" and written)
+            commits["n"] += bool(counts)
+            if counts and commits["n"] == nth:
+                _landing_file().write_text("\n".join(" ".join(line.split()) for line in written))
                 die()
         return original_commit(self)
 
@@ -97,7 +130,7 @@ def install(point: str, nth: int, slow: float, destination_url: str) -> None:
 
 def run(job_file: str, point: str, nth: int, slow: float) -> int:
     job = load_job(Path(job_file))
-    install(point, nth, slow, job.destination.url)
+    install(point, nth, slow, job.destination.url, job.tables[0].destination_name)
     with dg.DagsterInstance.get() as instance:
         result = dg.materialize(
             [*assets.build_source_specs([job]), *assets.build_copy_assets([job])],
@@ -149,6 +182,11 @@ class Runner:
         """How many batches a run started with point `read` has read so far."""
         noted = self._home.parent / f"batches_{self.pid}"
         return len(noted.read_text().split()) if noted.exists() else 0
+
+    def landing(self) -> str:
+        """What the transaction a `write-commit` run died in had run: its changing statements."""
+        landed = self._home.parent / f"landing_{self.pid}"
+        return landed.read_text() if landed.exists() else ""
 
     def errors(self) -> str:
         """The end of what the run wrote to stderr."""

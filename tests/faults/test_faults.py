@@ -315,11 +315,13 @@ def _kill_then_rerun(
     rng = random.Random(f"{destination}-{write}-{point}")
     case = _make_case(tmp_path, request, source, destination, write)
     killed_round = rng.randrange(3)
+    # A commit kill lands in every round: the first load's swap and each later window's write.
+    killed_rounds = range(3) if point == "commit" else (killed_round,)
     outcomes = []
     try:
         for round_number in range(3):
             _change_source(case, rng, round_number)
-            if round_number == killed_round:
+            if round_number in killed_rounds:
                 _kill_one_run(case, rng, point, round_number)
             case.run_until_success()
             outcomes.append(case.verify())
@@ -345,12 +347,39 @@ def _kill_one_run(case: Case, rng: random.Random, point: str, round_number: int)
         assert process.wait(timeout=60) == -signal.SIGKILL, process.errors()
         assert target <= process.batches_read() < batches, "the kill did not land mid-read"
         return
-    if point == "commit" and case.destination.is_folder:
-        point = "replace"
-    commits = 2 if "mysql" in case.destination.url else 1  # MySQL: load, then swap or upsert
-    nth = rng.randint(1, batches) if point == "batch" else rng.randint(1, commits)
+    if point == "commit":
+        _kill_before_the_write_commits(case, round_number)
+        return
+    nth = rng.randint(1, batches) if point == "batch" else 1
     process = case.start(point, nth)
     assert process.wait(timeout=120) == -signal.SIGKILL, process.errors()
+
+
+# The statement a MariaDB copy changes its table with, in the transaction the kill interrupts:
+# the first load swaps the staged table in; later windows upsert, or delete the window and load
+# it again (the load goes through the driver, unseen by SQLAlchemy's events, in the same
+# transaction).
+MARIADB_WRITES = {
+    "initial": "RENAME TABLE",
+    "merge": "ON DUPLICATE KEY UPDATE",
+    "append": "DELETE FROM",
+}
+
+
+def _kill_before_the_write_commits(case: Case, round_number: int) -> None:
+    """Killed just before the transaction that changes the copied table commits (a Parquet
+    write: before its file's rename); asserts that is where the kill landed."""
+    if case.destination.is_folder:
+        process = case.start("replace", 1)
+        assert process.wait(timeout=120) == -signal.SIGKILL, process.errors()
+        return
+    process = case.start("write-commit", 1)
+    assert process.wait(timeout=120) == -signal.SIGKILL, process.errors()
+    landing = process.landing()
+    assert landing, "the kill did not land in a transaction that changes the table"
+    if "mysql" in case.destination.url:
+        expected = MARIADB_WRITES["initial" if round_number == 0 else case.write]
+        assert expected in landing.upper(), landing
 
 
 COUNTS = ("lost", "duplicates", "mismatches", "extra", "regressions", "stale")
