@@ -14,9 +14,11 @@ from xdist.scheduler import LoadScopeScheduling
 from xdist.workermanage import WorkerController
 
 # Modules (or folders) whose module- or session-scoped fixtures are costly: each runs whole on
-# one worker, so they are made once.
+# one worker, so they are made once. (List a module here: an `xdist_group` marker is ignored.)
 ONE_WORKER = (
     "tests/security/",
+    "tests/test_celery.py",
+    "tests/test_component.py",
     "tests/test_cli_validate.py",
     "tests/test_cli_watermark.py",
     "tests/test_history.py",
