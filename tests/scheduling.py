@@ -22,7 +22,7 @@ ONE_WORKER = (
     "tests/test_cli_validate.py",
     "tests/test_cli_watermark.py",
     "tests/test_history.py",
-    "tests/test_wizard.py",
+    "tests/test_wizard",  # test_wizard.py and test_wizard_login.py share one terminal session
 )
 
 # The slowest work, started first so that no worker is left alone with a long test at the end
