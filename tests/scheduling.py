@@ -22,14 +22,14 @@ ONE_WORKER = (
     "tests/test_cli_validate.py",
     "tests/test_cli_watermark.py",
     "tests/test_history.py",
-    "tests/test_wizard",  # test_wizard.py and test_wizard_login.py share one terminal session
+    "tests/test_wizard",  # test_wizard.py and test_wizard_login.py, one group before too
 )
 
 # The slowest work, started first so that no worker is left alone with a long test at the end
 # (measured with --durations; the rest keeps its collection order).
 SLOWEST_FIRST = (
     "tests/security/",
-    "tests/test_wizard.py",
+    "tests/test_wizard",
     "tests/faults/",
     "tests/test_end_to_end.py",
     "tests/test_benchmark_smoke.py",
