@@ -67,6 +67,7 @@ class FaultTally:
     mismatches: int = 0
     extra: int = 0
     regressions: int = 0
+    stale: int = 0
     failures: list[str] = field(default_factory=list)
 
     def record(self, case: str, counts: dict[str, int] | None) -> None:
@@ -86,7 +87,8 @@ class FaultTally:
         return (
             f"{name:<22} {self.tried} cases tried, {self.passed} passed, rows lost = {self.lost}, "
             f"duplicates = {self.duplicates}, mismatches = {self.mismatches}, "
-            f"extra rows = {self.extra}, watermark regressions = {self.regressions}"
+            f"extra rows = {self.extra}, watermark regressions = {self.regressions}, "
+            f"watermarks missing or short of the source = {self.stale}"
         )
 
 

@@ -28,7 +28,7 @@ from conftest import _new_instance_database
 
 from copyjob_dagster.cli.sample import create_shop
 
-pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("celery")]
+pytestmark = pytest.mark.postgres
 
 PROJECT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

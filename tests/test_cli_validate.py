@@ -14,9 +14,6 @@ from pathlib import Path
 import pytest
 from conftest import BadInputTally
 
-# One pytest-xdist worker runs this module: its module-scoped fixtures are made once.
-pytestmark = pytest.mark.xdist_group("cli_validate")
-
 COPYJOB = Path(sys.executable).parent / "copyjob"
 SECRET = "s3cret-Zq81x"
 HEAD = "source: {url: 'sqlite:///shop.db'}\ndestination: {url: lake}\n"

@@ -13,9 +13,6 @@ from copyjob_dagster.cli import watermark as cli_watermark
 from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.engine import load_jobs, table_lock
 
-# One pytest-xdist worker runs this module: its module-scoped fixtures are made once.
-pytestmark = pytest.mark.xdist_group("cli_watermark")
-
 KEY = dg.AssetKey(["ops", "events"])
 
 

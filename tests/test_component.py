@@ -16,8 +16,6 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-pytestmark = pytest.mark.xdist_group("dg_project")
-
 BIN = Path(sys.executable).parent
 DG_VERSION = "1.13.27"  # dagster-dg-cli, of dagster's release line (pyproject.toml)
 

@@ -15,9 +15,6 @@ from conftest import make_dagster_home
 from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.engine import load_jobs
 
-# One pytest-xdist worker runs this module: its module-scoped fixtures are made once.
-pytestmark = pytest.mark.xdist_group("history")
-
 COPYJOB = Path(sys.executable).parent / "copyjob"
 PROJECT = Path(__file__).resolve().parent.parent
 

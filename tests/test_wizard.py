@@ -32,9 +32,6 @@ from copyjob_dagster.engine.discovery import incremental_candidates
 from copyjob_dagster.errors import ConfigError
 from copyjob_dagster.stores import TableDescription
 
-# One pytest-xdist worker runs this module: its module-scoped fixtures are made once.
-pytestmark = pytest.mark.xdist_group("wizard")
-
 COPYJOB = Path(sys.executable).parent / "copyjob"
 CLEAR = "\x15"  # Ctrl-U: empties the answer's pre-filled default
 DOWN = "\x1b[B"

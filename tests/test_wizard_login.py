@@ -10,7 +10,7 @@ from test_wizard import SECRET, Terminal, _copyjob, _env
 
 pg_accounts = test_wizard.pg_accounts  # the fixture: a schema with a table of 500 rows
 
-pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("wizard")]
+pytestmark = pytest.mark.postgres
 
 
 def _login(pg_server: str) -> str:

@@ -1,20 +1,30 @@
 """Materialize one copy job's tables on $DAGSTER_HOME, and die by SIGKILL at a chosen point.
 
-Used only by the fault tests, in a process of its own:
+Used only by the fault tests, in a process of its own: `start` forks it from a server process
+that has imported Dagster and copyjob once (a fresh interpreter spends about 2 s of CPU on those
+imports, for each of the suite's ~60 runs), or from a shell:
 
     python fault_runner.py JOB_FILE POINT NTH SLOW_SECONDS
 
 POINT is one of:
   none          run normally
   batch         die as the NTH batch streams from the source into the open write
+  read          run normally, and note each batch read (`Runner.batches_read`): the test
+                kills the run from outside while it reads
   commit        die just before the NTH commit of a destination transaction
+  write-commit  die just before the commit of the NTH destination transaction that changes the
+                copied table itself (not a staging table), noting its statements
+                (`Runner.landing`)
   replace       die just before the NTH file rename of a Parquet write
   after-commit  die after the destination committed, before Dagster records the watermark
 SLOW_SECONDS sleeps that long per batch, so that a test can cut connections mid-copy.
 """
 
+import multiprocessing
 import os
+import re
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,13 +41,37 @@ def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def install(point: str, nth: int, slow: float, destination_url: str) -> None:
+def _batches_file() -> Path:
+    return Path(os.environ["DAGSTER_HOME"]).parent / f"batches_{os.getpid()}"
+
+
+_CHANGES = "fault_runner_changes"
+
+
+def _changes_of(table: str) -> re.Pattern[str]:
+    """Statements that change `table` itself: its name as a whole identifier (a staging
+    table's name holds it after an underscore)."""
+    return re.compile(
+        r"\s*(INSERT|UPDATE|DELETE|REPLACE|RENAME|ALTER|DROP|COPY|MERGE)\b"
+        rf".*(?<![\w]){re.escape(table)}(?![\w])",
+        re.IGNORECASE | re.DOTALL,
+    )
+
+
+def _landing_file() -> Path:
+    return Path(os.environ["DAGSTER_HOME"]).parent / f"landing_{os.getpid()}"
+
+
+def install(point: str, nth: int, slow: float, destination_url: str, table: str) -> None:
     original_count = engine._RowCounter.count
 
     def count(self, batches):  # type: ignore[no-untyped-def]
         for index, batch in enumerate(original_count(self, batches), start=1):
             if point == "batch" and index == nth:
                 die()
+            if point == "read":
+                with _batches_file().open("a") as noted:
+                    noted.write(f"{index}\n")
             if slow:
                 time.sleep(slow)
             yield batch
@@ -50,10 +84,22 @@ def install(point: str, nth: int, slow: float, destination_url: str) -> None:
         sa.engine.make_url(destination_url).database if "://" in destination_url else None
     )
 
+    changes = _changes_of(table)
+
+    def note(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        if changes.match(statement):
+            conn.info.setdefault(_CHANGES, []).append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", note)
+    sa.event.listen(sa.engine.Engine, "rollback", lambda conn: conn.info.pop(_CHANGES, None))
+
     def commit(self):  # type: ignore[no-untyped-def]
-        if point == "commit" and self.connection.engine.url.database == destination_database:
-            commits["n"] += 1
-            if commits["n"] == nth:
+        if self.connection.engine.url.database == destination_database:
+            written = self.connection.info.pop(_CHANGES, [])
+            counts = point == "commit" or (point == "write-commit" and written)
+            commits["n"] += bool(counts)
+            if counts and commits["n"] == nth:
+                _landing_file().write_text("\n".join(" ".join(line.split()) for line in written))
                 die()
         return original_commit(self)
 
@@ -82,10 +128,9 @@ def install(point: str, nth: int, slow: float, destination_url: str) -> None:
     assets.copy_table = copy_then_die
 
 
-def main() -> int:
-    job_file, point, nth, slow = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+def run(job_file: str, point: str, nth: int, slow: float) -> int:
     job = load_job(Path(job_file))
-    install(point, nth, slow, job.destination.url)
+    install(point, nth, slow, job.destination.url, job.tables[0].destination_name)
     with dg.DagsterInstance.get() as instance:
         result = dg.materialize(
             [*assets.build_source_specs([job]), *assets.build_copy_assets([job])],
@@ -95,5 +140,58 @@ def main() -> int:
     return 0 if result.success else 1
 
 
+def _forked(arguments: tuple[str, str, int, float], home: str, errors: str) -> None:
+    """In the forked process: its own DAGSTER_HOME, stderr into a file, exit with run's code."""
+    os.environ["DAGSTER_HOME"] = home
+    descriptor = os.open(errors, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(descriptor, 2)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115 - the process's own
+    sys.exit(run(*arguments))
+
+
+_SERVER = multiprocessing.get_context("forkserver")
+_SERVER.set_forkserver_preload([__name__])
+
+
+class Runner:
+    """A run in a process of its own, with the part of subprocess.Popen the tests use."""
+
+    def __init__(
+        self, job_file: Path, point: str, nth: int, slow: float, home: Path, errors: Path
+    ) -> None:
+        self._errors, self._home = errors, home
+        self._process = _SERVER.Process(
+            target=_forked, args=((str(job_file), point, nth, slow), str(home), str(errors))
+        )
+        self._process.start()
+        self.pid = self._process.pid
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def wait(self, timeout: float) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired(str(self._errors), timeout)
+        return self._process.exitcode
+
+    def send_signal(self, number: int) -> None:
+        os.kill(self.pid, number)
+
+    def batches_read(self) -> int:
+        """How many batches a run started with point `read` has read so far."""
+        noted = self._home.parent / f"batches_{self.pid}"
+        return len(noted.read_text().split()) if noted.exists() else 0
+
+    def landing(self) -> str:
+        """What the transaction a `write-commit` run died in had run: its changing statements."""
+        landed = self._home.parent / f"landing_{self.pid}"
+        return landed.read_text() if landed.exists() else ""
+
+    def errors(self) -> str:
+        """The end of what the run wrote to stderr."""
+        return self._errors.read_text(errors="replace")[-3000:] if self._errors.exists() else ""
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))

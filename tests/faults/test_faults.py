@@ -10,8 +10,6 @@ row lost, none duplicated, none different, none extra) and the watermark never w
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -27,7 +25,8 @@ from conftest import make_dagster_home
 from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs, latest_watermark
 from copyjob_dagster.engine import load_job
 
-RUNNER = Path(__file__).with_name("fault_runner.py")
+from .fault_runner import Runner
+
 KEY = dg.AssetKey(["faults", "events"])
 INITIAL_ROWS = 1500
 BATCH_ROWS = 50
@@ -101,6 +100,7 @@ class Case:
         self.next_id = 1
         self.next_value = 1
         self.watermarks: list[int] = []
+        self.started = 0
         engine = source.engine()
         with engine.begin() as conn:
             events = self._table()
@@ -151,17 +151,10 @@ class Case:
             conn.execute(statement, rows) if rows is not None else conn.execute(statement)
         engine.dispose()
 
-    def environment(self) -> dict[str, str]:
-        return {**os.environ, "DAGSTER_HOME": str(self.home)}
-
-    def start(self, point: str = "none", nth: int = 0, slow: float = 0.0) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, str(RUNNER), str(self.job_file), point, str(nth), str(slow)],
-            env=self.environment(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    def start(self, point: str = "none", nth: int = 0, slow: float = 0.0) -> Runner:
+        self.started += 1
+        errors = self.home.parent / f"run_{self.started}.stderr"
+        return Runner(self.job_file, point, nth, slow, self.home, errors)
 
     def run_until_success(self, attempts: int = 3) -> None:
         assets = [*build_source_specs([self.job]), *build_copy_assets([self.job])]
@@ -177,11 +170,10 @@ class Case:
         return int(watermark.text) if watermark else None
 
     def verify(self) -> dict[str, int]:
-        """The invariant's counts: lost, duplicates, mismatches, extra, regressions."""
-        watermark = self.watermark()
-        regression = int(bool(self.watermarks) and (watermark or 0) < self.watermarks[-1])
-        self.watermarks.append(watermark or 0)
-        expected = {row[0]: row for row in self.source.rows() if watermark and row[2] <= watermark}
+        """The invariant's counts after a successful run: lost, duplicates, mismatches, extra,
+        regressions, and stale (no watermark, or one short of the source's maximum)."""
+        watermark, rows = self.watermark_and_source()
+        expected = {row[0]: row for row in rows if row[2] <= watermark}
         copied = self.destination.rows()
         keys = Counter(row[0] for row in copied)
         actual = {row[0]: row for row in copied}
@@ -192,8 +184,21 @@ class Case:
                 1 for k in expected.keys() & actual.keys() if expected[k] != actual[k]
             ),
             "extra": len(actual.keys() - expected.keys()),
-            "regressions": regression,
+            **self.watermark_counts(watermark, rows),
         }
+
+    def watermark_and_source(self) -> tuple[int, list[tuple[int, str, int]]]:
+        """The recorded watermark (-1 when there is none) and the source's rows. The source is
+        still since the run, so its maximum now is the maximum at the run's snapshot."""
+        watermark = self.watermark()
+        rows = self.source.rows()
+        assert rows, "the source is empty: the case would check nothing"
+        return (-1 if watermark is None else watermark), rows
+
+    def watermark_counts(self, watermark: int, rows: list[tuple[Any, ...]]) -> dict[str, int]:
+        regression = int(bool(self.watermarks) and watermark < self.watermarks[-1])
+        self.watermarks.append(watermark)
+        return {"regressions": regression, "stale": int(watermark != max(r[2] for r in rows))}
 
 
 def _store_for(kind: str, tmp_path: Path, request: pytest.FixtureRequest, role: str) -> Store:
@@ -237,7 +242,7 @@ def _change_source(case: Case, rng: random.Random, round_number: int) -> None:
         case.update(rng, 50)
 
 
-KILL_POINTS = ["batch", "commit", "after-commit", "random-time"]
+KILL_POINTS = ["batch", "commit", "after-commit", "mid-read"]
 PAIRS = [
     ("postgres", "merge"),
     ("postgres", "append"),
@@ -285,7 +290,7 @@ def test_sigkill_in_a_split_copy_then_rerun(
             _change_source(case, rng, round_number)
             if round_number == 0:  # killed mid-way through the initial load's 30 batches
                 process = case.start("batch", rng.randint(2, 20))
-                assert process.wait(timeout=120) == -signal.SIGKILL, process.stderr.read()[-3000:]
+                assert process.wait(timeout=120) == -signal.SIGKILL, process.errors()
                 assert case.destination.rows() == []
             case.run_until_success()
             outcomes.append(case.verify())
@@ -310,11 +315,13 @@ def _kill_then_rerun(
     rng = random.Random(f"{destination}-{write}-{point}")
     case = _make_case(tmp_path, request, source, destination, write)
     killed_round = rng.randrange(3)
+    # A commit kill lands in every round: the first load's swap and each later window's write.
+    killed_rounds = range(3) if point == "commit" else (killed_round,)
     outcomes = []
     try:
         for round_number in range(3):
             _change_source(case, rng, round_number)
-            if round_number == killed_round:
+            if round_number in killed_rounds:
                 _kill_one_run(case, rng, point, round_number)
             case.run_until_success()
             outcomes.append(case.verify())
@@ -329,25 +336,60 @@ def _kill_then_rerun(
 
 def _kill_one_run(case: Case, rng: random.Random, point: str, round_number: int) -> None:
     batches = INITIAL_ROWS // BATCH_ROWS if round_number == 0 else 250 // BATCH_ROWS
-    if point == "random-time":
-        process = case.start(slow=0.02)
-        time.sleep(rng.uniform(1.5, 3.5))
+    if point == "mid-read":  # killed from outside once the run has read `target` batches
+        process = case.start("read", slow=0.2)
+        target = rng.randint(1, batches - 2)
+        deadline = time.monotonic() + 120
+        while process.poll() is None and process.batches_read() < target:
+            assert time.monotonic() < deadline, "the run never read its batches"
+            time.sleep(0.01)
         process.send_signal(signal.SIGKILL)
-        process.wait(timeout=60)
+        assert process.wait(timeout=60) == -signal.SIGKILL, process.errors()
+        assert target <= process.batches_read() < batches, "the kill did not land mid-read"
         return
-    if point == "commit" and case.destination.is_folder:
-        point = "replace"
-    commits = 2 if "mysql" in case.destination.url else 1  # MySQL: load, then swap or upsert
-    nth = rng.randint(1, batches) if point == "batch" else rng.randint(1, commits)
+    if point == "commit":
+        _kill_before_the_write_commits(case, round_number)
+        return
+    nth = rng.randint(1, batches) if point == "batch" else 1
     process = case.start(point, nth)
-    assert process.wait(timeout=120) == -signal.SIGKILL, process.stderr.read()[-3000:]
+    assert process.wait(timeout=120) == -signal.SIGKILL, process.errors()
+
+
+# The statement a MariaDB copy changes its table with, in the transaction the kill interrupts:
+# the first load swaps the staged table in; later windows upsert, or delete the window and load
+# it again (the load goes through the driver, unseen by SQLAlchemy's events, in the same
+# transaction).
+MARIADB_WRITES = {
+    "initial": "RENAME TABLE",
+    "merge": "ON DUPLICATE KEY UPDATE",
+    "append": "DELETE FROM",
+}
+
+
+def _kill_before_the_write_commits(case: Case, round_number: int) -> None:
+    """Killed just before the transaction that changes the copied table commits (a Parquet
+    write: before its file's rename); asserts that is where the kill landed."""
+    if case.destination.is_folder:
+        process = case.start("replace", 1)
+        assert process.wait(timeout=120) == -signal.SIGKILL, process.errors()
+        return
+    process = case.start("write-commit", 1)
+    assert process.wait(timeout=120) == -signal.SIGKILL, process.errors()
+    landing = process.landing()
+    assert landing, "the kill did not land in a transaction that changes the table"
+    if "mysql" in case.destination.url:
+        expected = MARIADB_WRITES["initial" if round_number == 0 else case.write]
+        assert expected in landing.upper(), landing
+
+
+COUNTS = ("lost", "duplicates", "mismatches", "extra", "regressions", "stale")
 
 
 def _sum(outcomes: list[dict[str, int]]) -> dict[str, int]:
     total = Counter()
     for outcome in outcomes:
         total.update(outcome)
-    return {k: total[k] for k in ("lost", "duplicates", "mismatches", "extra", "regressions")}
+    return {k: total[k] for k in COUNTS}
 
 
 CUT_CASES = [
@@ -396,7 +438,7 @@ def test_connection_cut_then_rerun(
     assert _sum(outcomes) == dict.fromkeys(_sum(outcomes), 0)
 
 
-def _cut_connections_of(store: Store, process: subprocess.Popen, rng: random.Random) -> None:
+def _cut_connections_of(store: Store, process: Runner, rng: random.Random) -> None:
     """Once the copy is connected to `store`, wait a moment, then keep killing its sessions
     there for a while: a session the copy opens after the first cut (its writer, say, after
     its lock) is cut too."""
@@ -482,7 +524,7 @@ def test_two_runs_of_one_table_at_once(
             _change_source(case, rng, round_number)
             runs = [case.start(slow=0.01) for _ in range(2)]
             codes = [run.wait(timeout=180) for run in runs]
-            assert 0 in codes, [run.stderr.read()[-2000:] for run in runs]
+            assert 0 in codes, [run.errors() for run in runs]
             case.run_until_success()
             outcomes.append(case.verify())
     finally:
@@ -522,7 +564,7 @@ def test_scd2_sigkill_then_rerun(
             _change_source(case, rng, round_number)
             if round_number == 1:
                 process = case.start(point, nth)
-                assert process.wait(timeout=120) == -signal.SIGKILL, process.stderr.read()[-3000:]
+                assert process.wait(timeout=120) == -signal.SIGKILL, process.errors()
             case.run_until_success()
             outcomes.append(_verify_versions(case, seen))
     finally:
@@ -537,10 +579,8 @@ def test_scd2_sigkill_then_rerun(
 def _verify_versions(case: Case, seen: set[tuple[int, int]]) -> dict[str, int]:
     """The SCD2 invariant: every version a successful run saw is there once, and the current
     versions equal the source as of the watermark."""
-    watermark = case.watermark()
-    regression = int(bool(case.watermarks) and (watermark or 0) < case.watermarks[-1])
-    case.watermarks.append(watermark or 0)
-    source = {row[0]: row for row in case.source.rows() if watermark and row[2] <= watermark}
+    watermark, rows = case.watermark_and_source()
+    source = {row[0]: row for row in rows if row[2] <= watermark}
     seen |= {(key, row[2]) for key, row in source.items()}
     versions = case.destination.versions()
     counted = Counter((row[0], row[3]) for row in versions)
@@ -552,5 +592,5 @@ def _verify_versions(case: Case, seen: set[tuple[int, int]]) -> dict[str, int]:
         "mismatches": sum(1 for k in source if current.get(k) != source[k])
         + sum(1 for row in versions if row[4] and row[3] != row[2]),
         "extra": len(counted.keys() - seen) + len(current.keys() - source.keys()),
-        "regressions": regression,
+        **case.watermark_counts(watermark, rows),
     }

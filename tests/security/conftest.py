@@ -8,7 +8,6 @@ import os
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -16,15 +15,6 @@ from psycopg import sql
 
 from . import private_pg
 from .private_pg import PrivatePostgres
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist, one worker runs the whole security suite: its PostgreSQL server and
-    the canary's copies are made once, not once per worker."""
-    here = Path(__file__).parent
-    for item in items:
-        if item.path.is_relative_to(here):
-            item.add_marker(pytest.mark.xdist_group("security"))
 
 
 @pytest.fixture(scope="session")
