@@ -96,6 +96,13 @@ def test_a_table_copied_within_the_interval_logs_no_progress() -> None:
     assert lines == []
 
 
+def test_a_large_table_reports_its_start_at_once() -> None:
+    lines: list[str] = []
+    log = progress.ProgressLog("orders", lines.append, every_seconds=2.0)
+    log(0, progress.REPORT_AT_ONCE_ROWS, 0.0)
+    assert [progress.parse(line)[1].rows for line in lines] == [0]
+
+
 def test_plain_lines_come_at_most_every_few_seconds_per_table(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -9,6 +9,7 @@ table with the error's message, and is not retried. A failed table fails the run
 but not the other tables.
 """
 
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -125,7 +126,16 @@ def _table_work(
     """One table's work in the job's step: what its own step did when it had one."""
     key, source_key = naming.asset_key(job, table), naming.source_key(job, table)
 
-    def work(logs: parallel.Logs) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    def work(
+        logs: parallel.Logs, ending: threading.Event
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        report = ProgressLog(table.destination_name, logs.info)
+
+        def progress(rows: int, estimate: int | None, elapsed: float) -> None:
+            if ending.is_set():
+                raise CopyJobError(f"{table.name}: the run ended; the copy is abandoned")
+            report(rows, estimate, elapsed)
+
         # The lock spans reading the watermark, copying, counting, and recording the new
         # watermark (`parallel` lets the work go on once Dagster stored its event).
         operation = config.reset_watermark or config.set_watermark is not None
@@ -160,7 +170,7 @@ def _table_work(
                 table,
                 previous,
                 full_refresh=config.full_refresh,
-                progress=ProgressLog(table.destination_name, logs.info),
+                progress=progress,
                 run_id=context.run.run_id,
                 allow_mass_delete=config.allow_mass_delete,
                 backfill=backfill,

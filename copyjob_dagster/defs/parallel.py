@@ -15,6 +15,7 @@ table counts as failed; a table that recorded its materialization is never copie
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -35,8 +36,10 @@ class Logs:
     error: Log
 
 
-# A table's work: given its logs, yields the events to record (its materialization, checks).
-Work = Callable[[Logs], Iterator[Any]]
+# A table's work: given its logs and the event set when the run ends (a copy in progress
+# checks it and gives up before it commits), yields the events to record.
+Work = Callable[[Logs, threading.Event], Iterator[Any]]
+_JOIN_SECONDS = 10.0  # how long an ending run waits for its tables to give up
 # A table's turn at the source, held while it copies (the source pool's slot); it gives up
 # waiting when the event is set (the run ended).
 Slot = Callable[[str, threading.Event], AbstractContextManager[None]]
@@ -86,9 +89,13 @@ def run_tables(
         todo.put(table)
     closing = threading.Event()
     worker = _Worker(works, todo, inbox, slot, retry, closing)
-    for index in range(max(1, min(threads, len(works)))):
-        # Daemon threads: a run that is cancelled or killed ends without waiting for them.
-        threading.Thread(target=worker.run, name=f"copyjob-table-{index}", daemon=True).start()
+    workers = [
+        # Daemon threads: a run that is killed ends without waiting for them.
+        threading.Thread(target=worker.run, name=f"copyjob-table-{index}", daemon=True)
+        for index in range(max(1, min(threads, len(works))))
+    ]
+    for thread in workers:
+        thread.start()
     failures: list[TableFailure] = []
     ended = 0
     try:
@@ -107,7 +114,10 @@ def run_tables(
                     failures.append(item)
                     logs.error(progress.failed_message(item.table, _message(item.error)))
     finally:
-        closing.set()
+        closing.set()  # an interrupted run: copies in progress give up before they commit
+        deadline = time.monotonic() + _JOIN_SECONDS
+        for thread in workers:
+            thread.join(max(0.0, deadline - time.monotonic()))
     if failures:
         raise TablesFailed(sorted(failures, key=lambda f: f.table), len(works))
 
@@ -136,7 +146,7 @@ class _Worker:
             recorded_any = False
             try:
                 with self.slot(table, self.closing):
-                    for event in self.works[table](self._logs):
+                    for event in self.works[table](self._logs, self.closing):
                         recorded_any = True
                         self._record(event)
                 return None

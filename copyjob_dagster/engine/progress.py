@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 LOG_EVERY_SECONDS = 2.0
+# A table estimated at least this large reports its start at once: it will take a while.
+REPORT_AT_ONCE_ROWS = 100_000
 _PREFIX = "progress "
 _MESSAGE = re.compile(
     r"^progress (?P<table>.+?): (?P<rows>[\d,]+)(?: of ~(?P<estimate>[\d,]+))? rows"
@@ -83,7 +85,8 @@ def duration(seconds: float) -> str:
 
 class ProgressLog:
     """A progress callback for the engine that writes a `message` to `log` once the copy has
-    run `every_seconds`, then one every `every_seconds`: a long copy does not flood the run's
+    run `every_seconds` (at once for a table estimated at `REPORT_AT_ONCE_ROWS` or more), then
+    one every `every_seconds`: a long copy does not flood the run's
     log, and a small table, done sooner, writes none (each line is an event the instance
     stores, which costs a run of many small tables more than their copies)."""
 
@@ -97,7 +100,8 @@ class ProgressLog:
 
     def __call__(self, rows: int, estimate: int | None, elapsed: float) -> None:
         now = time.monotonic()
-        if self._last is None and elapsed < self._every:
+        small = estimate is None or estimate < REPORT_AT_ONCE_ROWS
+        if self._last is None and elapsed < self._every and small:
             return
         if self._last is not None and now - self._last < self._every:
             return
