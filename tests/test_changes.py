@@ -304,7 +304,7 @@ def test_through_dagster_metadata_history_and_the_guard(tmp_path: Path) -> None:
     with dg.instance_for_test() as instance:
 
         def materialize(**config: Any) -> dg.ExecuteInProcessResult:
-            run_config = {"ops": {"changes__items": {"config": config}}} if config else None
+            run_config = {"ops": {"copy__changes": {"config": config}}} if config else None
             return dg.materialize(
                 assets, instance=instance, run_config=run_config, raise_on_error=False
             )

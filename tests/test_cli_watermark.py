@@ -111,7 +111,7 @@ def test_the_launchpad_refuses_two_operations_at_once(env: dict[str, str]) -> No
         result = dg.materialize(
             assets,
             instance=instance,
-            run_config={"ops": {"ops__events": {"config": config}}},
+            run_config={"ops": {"copy__ops": {"config": config}}},
             raise_on_error=False,
         )
         assert not result.success

@@ -16,6 +16,7 @@ from copyjob_dagster.cli import main
 from copyjob_dagster.config import CopyJob
 from copyjob_dagster.config.pools import source_pool
 from copyjob_dagster.definitions import build_definitions
+from copyjob_dagster.defs.concurrency import parallel_tables
 from copyjob_dagster.engine import load_jobs
 from copyjob_dagster.errors import ConfigError
 
@@ -43,15 +44,15 @@ def test_one_pool_per_source_database_named_without_credentials() -> None:
     assert folder == "source:folder:/data/my%20lake"  # Dagster refuses whitespace in pools
 
 
-def test_every_table_copies_in_its_source_pool_and_the_job_caps_parallel_tables() -> None:
+def test_a_jobs_tables_are_one_step_that_copies_at_most_its_smaller_limit_at_once() -> None:
     job = _job({"url": "sqlite:////data/shop.sqlite", "max_connections": 2}, max_parallel_tables=3)
     defs = build_definitions([job])
     (copy,) = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and a.is_executable]
-    assert copy.op.pool == "source:sqlite:////data/shop.sqlite"
-    config = defs.resolve_job_def("j").executor_def.apply_config_mapping({}).value["config"]
-    assert config["max_concurrent"] == 3
-    # The run itself starts no more than the source takes: the pool shares it between runs.
-    assert config["tag_concurrency_limits"] == [{"key": "copyjob/job", "value": "j", "limit": 2}]
+    assert copy.can_subset and copy.op.name == "copy__j"
+    assert parallel_tables(job) == 2  # the run takes no more than the source gives
+    assert parallel_tables(job.model_copy(update={"max_parallel_tables": 1})) == 1
+    # The job's own runs execute the step in the run's process: no process per step.
+    assert defs.resolve_job_def("j").executor_def.name == "in_process"
 
 
 def test_two_limits_for_one_source_database_are_refused(tmp_path: Path) -> None:
@@ -128,12 +129,14 @@ def test_materialize_outside_the_job_keeps_its_max_parallel_tables(tmp_path: Pat
 
 
 def _spans(entries: list[dg.EventLogEntry]) -> dict[str, list[float]]:
-    """Each step's start and end."""
+    """Each table's copy: from its start to its materialization (which the table records while
+    it still holds its slot of the source), by the copy's seconds."""
     spans: dict[str, list[float]] = {}
     for entry in entries:
-        kind = entry.dagster_event_type
-        if kind in (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS):
-            spans.setdefault(entry.step_key, []).append(entry.timestamp)
+        if entry.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            materialization = entry.asset_materialization
+            seconds = materialization.metadata["copyjob/seconds"].value
+            spans[materialization.asset_key.path[-1]] = [entry.timestamp - seconds, entry.timestamp]
     return spans
 
 

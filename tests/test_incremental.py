@@ -51,7 +51,7 @@ class Scenario:
             db.executemany("INSERT INTO events VALUES (?, ?, ?)", rows)
 
     def materialize(self, instance: dg.DagsterInstance, **config: Any) -> dict[str, Any]:
-        run_config = {"ops": {"inc__events": {"config": config}}} if config else None
+        run_config = {"ops": {"copy__inc": {"config": config}}} if config else None
         result = dg.materialize(self.assets, instance=instance, run_config=run_config)
         assert result.success
         event = instance.get_latest_materialization_event(KEY)

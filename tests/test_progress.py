@@ -76,16 +76,31 @@ def test_other_log_lines_are_not_progress() -> None:
     assert progress.parse("progress report follows") is None
 
 
-def test_progress_log_writes_the_first_report_then_one_per_interval(
+def test_progress_log_reports_once_the_copy_ran_an_interval_then_once_per_interval(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    clock = iter([100.0, 100.5, 101.9, 102.1, 103.0])
+    clock = iter([100.0, 100.5, 101.9, 102.1, 103.0, 104.0])
     monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
     lines: list[str] = []
     log = progress.ProgressLog("orders", lines.append, every_seconds=2.0)
-    for rows in (0, 1000, 2000, 3000, 4000):
+    for rows in (0, 1000, 2000, 3000, 4000, 5000):
         log(rows, 10_000, rows / 1000)
-    assert [progress.parse(line)[1].rows for line in lines] == [0, 3000]
+    assert [progress.parse(line)[1].rows for line in lines] == [2000, 5000]
+
+
+def test_a_table_copied_within_the_interval_logs_no_progress() -> None:
+    lines: list[str] = []
+    log = progress.ProgressLog("orders", lines.append, every_seconds=2.0)
+    for rows in (0, 500, 1000):
+        log(rows, 1000, rows / 1000)
+    assert lines == []
+
+
+def test_a_large_table_reports_its_start_at_once() -> None:
+    lines: list[str] = []
+    log = progress.ProgressLog("orders", lines.append, every_seconds=2.0)
+    log(0, progress.REPORT_AT_ONCE_ROWS, 0.0)
+    assert [progress.parse(line)[1].rows for line in lines] == [0]
 
 
 def test_plain_lines_come_at_most_every_few_seconds_per_table(

@@ -41,7 +41,7 @@ def _operate(scenario: Scenario, instance: dg.DagsterInstance, **config: Any) ->
     result = dg.materialize(
         scenario.assets,
         instance=instance,
-        run_config={"ops": {"inc__events": {"config": config}}},
+        run_config={"ops": {"copy__inc": {"config": config}}},
         tags={"ticket": "DATA-42"},
     )
     assert result.success

@@ -78,14 +78,13 @@ def run_job(
     backfill_options = backfill_config(job, tables, full_refresh, **(backfill or {}))
     run_config = {
         "ops": {
-            naming.op_name(job, table): {
+            naming.job_op_name(job): {
                 "config": {
                     "full_refresh": full_refresh,
                     "allow_mass_delete": allow_mass_delete,
                     **backfill_options,
                 }
             }
-            for table in chosen
         },
         # The event log is kept in the instance (and shown in the UI) either way; here the
         # command prints its own summary and any failure's message.
@@ -95,11 +94,12 @@ def run_job(
         "copyjob_dagster.definitions", "job_named", reconstructable_args=(job.name,)
     )
     tags = {RUN_TAG: uuid.uuid4().hex, USER_TAG: run_user(), **process_tags()}
-    labels = {naming.op_name(job, table): _label(table) for table in chosen}
+    labels = {table.destination_name: _label(table) for table in chosen}
+    keys = {naming.asset_key(job, table): table.destination_name for table in chosen}
     shown = console(markup=False)
     with dg.DagsterInstance.get() as instance:
         apply_pool_limits(instance, jobs)
-        with show_progress(shown, tags, labels):
+        with show_progress(shown, tags, labels, keys):
             result = dg.execute_job(
                 recon,
                 instance=instance,
@@ -184,5 +184,4 @@ def _report(result: Any) -> None:
 def _failure_message(event: dg.DagsterEvent) -> str:
     data = event.step_failure_data
     user = data.user_failure_data
-    message = user.description if user and user.description else data.error.message.strip()
-    return f"{event.step_key}: {message}"
+    return user.description if user and user.description else data.error.message.strip()

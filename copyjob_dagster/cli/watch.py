@@ -1,12 +1,11 @@
 """Follow a run's event log while `copyjob run` executes it: a progress bar per table on a
 terminal, plain lines (every few seconds per table) when the output goes to a file or a pipe.
 
-The run's steps execute in subprocesses of Dagster's multiprocess executor, and log their
-progress (`progress.ProgressLog`) into the run's event log, the same log the UI shows. A thread
-of this process polls that log through the instance, finding the run by a tag of its own. This
-keeps the copy on the executor a run normally uses (tables in parallel, each step its own
-process) and execution in the main thread (Ctrl-C is Dagster's to handle), and it works with
-any instance storage, since polling needs nothing but reads.
+The tables log their progress (`progress.ProgressLog`), start and failure into the run's event
+log, the same log the UI shows, and each records its materialization there. A thread of this
+process polls that log through the instance, finding the run by a tag of its own. This keeps
+execution in the main thread (Ctrl-C is Dagster's to handle), shows runs whatever executes them,
+and works with any instance storage, since polling needs nothing but reads.
 """
 
 import threading
@@ -19,7 +18,6 @@ import dagster as dg
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
-from copyjob_dagster.cli.interrupts import is_interruption
 from copyjob_dagster.defs import ROWS_READ, SECONDS
 from copyjob_dagster.engine import progress
 
@@ -28,13 +26,13 @@ PLAIN_EVERY_SECONDS = 5.0
 
 
 class _View(Protocol):
-    def update(self, step: str, report: progress.Progress) -> None: ...
+    def update(self, table: str, report: progress.Progress) -> None: ...
 
-    def done(self, step: str, rows: int, seconds: float) -> None: ...
+    def done(self, table: str, rows: int, seconds: float) -> None: ...
 
-    def failed(self, step: str) -> None: ...
+    def failed(self, table: str) -> None: ...
 
-    def label(self, step: str) -> str: ...
+    def label(self, table: str) -> str: ...
 
     def say(self, line: str) -> None:
         """A line above the progress: the run started, a table's attempt failed."""
@@ -45,17 +43,20 @@ class _View(Protocol):
 
 @contextmanager
 def show_progress(
-    console: Console, run_tags: Mapping[str, str], tables: Mapping[str, str]
+    console: Console,
+    run_tags: Mapping[str, str],
+    tables: Mapping[str, str],
+    keys: Mapping[dg.AssetKey, str],
 ) -> Iterator[None]:
     """Show the progress of the run tagged `run_tags` while the body executes it.
 
-    `tables` names the tables by step key (the op name). The run's log is read to its end
-    after the body, so every table ends shown as done or failed.
+    `tables` labels the tables by source table name, `keys` names the table of each asset key.
+    The run's log is read to its end after the body, so every table ends shown as done or failed.
     """
     view: _View = _Bars(console, tables) if console.is_terminal else _Lines(console, tables)
     stop = threading.Event()
     follower = threading.Thread(
-        target=_follow, args=(run_tags, view, stop, console), name="copyjob-progress"
+        target=_follow, args=(run_tags, keys, view, stop, console), name="copyjob-progress"
     )
     follower.start()
     try:
@@ -67,7 +68,11 @@ def show_progress(
 
 
 def _follow(
-    run_tags: Mapping[str, str], view: _View, stop: threading.Event, console: Console
+    run_tags: Mapping[str, str],
+    keys: Mapping[dg.AssetKey, str],
+    view: _View,
+    stop: threading.Event,
+    console: Console,
 ) -> None:
     try:
         with dg.DagsterInstance.get() as instance:
@@ -78,12 +83,12 @@ def _follow(
                     runs = instance.get_runs(filters=dg.RunsFilter(tags=dict(run_tags)), limit=1)
                     run_id = runs[0].run_id if runs else None
                     if run_id is not None:
-                        view.say(f"run {run_id} started; Dagster starts its steps")
+                        view.say(f"run {run_id} started")
                 if run_id is not None:
                     page = instance.get_records_for_run(run_id, cursor=cursor)
                     cursor = page.cursor
                     for record in page.records:
-                        _show(record.event_log_entry, view)
+                        _show(record.event_log_entry, keys, view)
                     if page.has_more:
                         continue
                 if finished:
@@ -93,29 +98,24 @@ def _follow(
         console.print(f"(progress not shown: {exc})", highlight=False)
 
 
-def _show(entry: Any, view: _View) -> None:
-    step = entry.step_key
+def _show(entry: Any, keys: Mapping[dg.AssetKey, str], view: _View) -> None:
     kind = entry.dagster_event_type
     if kind == dg.DagsterEventType.ASSET_MATERIALIZATION:
-        metadata = entry.asset_materialization.metadata
-        if ROWS_READ in metadata:
-            view.done(step, int(metadata[ROWS_READ].value), float(metadata[SECONDS].value))
-    elif kind == dg.DagsterEventType.STEP_FAILURE and not is_interruption(entry.dagster_event):
-        view.failed(step)  # an interrupted run is reported in one line at its end
-    elif kind == dg.DagsterEventType.STEP_UP_FOR_RETRY:
-        retry = entry.dagster_event.event_specific_data
-        wait = f" in {retry.seconds_to_wait:g} s" if retry.seconds_to_wait else ""
-        view.say(f"{view.label(step)}: failed, retrying{wait}: {_reason(retry.error)}")
+        materialization = entry.asset_materialization
+        metadata = materialization.metadata
+        if ROWS_READ in metadata and materialization.asset_key in keys:
+            table = keys[materialization.asset_key]
+            view.done(table, int(metadata[ROWS_READ].value), float(metadata[SECONDS].value))
     elif kind is None:
-        parsed = progress.parse(entry.user_message)
+        text = entry.user_message
+        parsed, failed = progress.parse(text), progress.parse_failed(text)
+        retried = progress.parse_retry(text)
         if parsed is not None:
-            view.update(step, parsed[1])
-
-
-def _reason(error: Any) -> str:
-    """The error's own message, without the exception's class (`dg.Failure` carries ours)."""
-    message = (error.cause or error).message if error else ""
-    return message.strip().split(": ", 1)[-1] if message.startswith("dagster.") else message.strip()
+            view.update(parsed[0], parsed[1])
+        elif failed is not None:
+            view.failed(failed[0])
+        elif retried is not None:
+            view.say(f"{view.label(retried)}: {text}")
 
 
 class _Bars:
@@ -134,17 +134,17 @@ class _Bars:
         )
         self._bars.start()
 
-    def _task(self, step: str) -> TaskID | None:
-        if step not in self._tables:
+    def _task(self, table: str) -> TaskID | None:
+        if table not in self._tables:
             return None
-        if step not in self._tasks:
-            self._tasks[step] = self._bars.add_task(
-                self._tables[step], total=None, rows="", rate="", left=""
+        if table not in self._tasks:
+            self._tasks[table] = self._bars.add_task(
+                self._tables[table], total=None, rows="", rate="", left=""
             )
-        return self._tasks[step]
+        return self._tasks[table]
 
-    def update(self, step: str, report: progress.Progress) -> None:
-        task = self._task(step)
+    def update(self, table: str, report: progress.Progress) -> None:
+        task = self._task(table)
         if task is None:
             return
         estimate = f" of ~{report.estimate:,}" if report.estimate is not None else ""
@@ -160,8 +160,8 @@ class _Bars:
             else "",
         )
 
-    def done(self, step: str, rows: int, seconds: float) -> None:
-        task = self._task(step)
+    def done(self, table: str, rows: int, seconds: float) -> None:
+        task = self._task(table)
         if task is not None:
             rate = progress.Progress(rows, rows, seconds).rate
             self._bars.update(
@@ -173,8 +173,8 @@ class _Bars:
                 left=f"done in {seconds:.1f} s",
             )
 
-    def failed(self, step: str) -> None:
-        task = self._task(step)
+    def failed(self, table: str) -> None:
+        task = self._task(table)
         if task is not None:
             self._bars.update(task, left="failed")
             self._bars.stop_task(task)
@@ -182,8 +182,8 @@ class _Bars:
     def say(self, line: str) -> None:
         self._bars.console.print(line, highlight=False, soft_wrap=True)
 
-    def label(self, step: str) -> str:
-        return self._tables.get(step, step)
+    def label(self, table: str) -> str:
+        return self._tables.get(table, table)
 
     def close(self) -> None:
         self._bars.stop()
@@ -197,30 +197,30 @@ class _Lines:
         self._tables = tables
         self._last: dict[str, float] = {}
 
-    def update(self, step: str, report: progress.Progress) -> None:
+    def update(self, table: str, report: progress.Progress) -> None:
         now = time.monotonic()
-        if step not in self._tables or now - self._last.get(step, -PLAIN_EVERY_SECONDS) < (
+        if table not in self._tables or now - self._last.get(table, -PLAIN_EVERY_SECONDS) < (
             PLAIN_EVERY_SECONDS
         ):
             return
-        self._last[step] = now
-        self.say(f"{self._tables[step]}: {report.describe()}")
+        self._last[table] = now
+        self.say(f"{self._tables[table]}: {report.describe()}")
 
-    def done(self, step: str, rows: int, seconds: float) -> None:
-        if step in self._tables:
+    def done(self, table: str, rows: int, seconds: float) -> None:
+        if table in self._tables:
             rate = progress.Progress(rows, rows, seconds).rate
             per_second = f", {rate:,.0f} rows/s" if rate else ""
-            self.say(f"{self._tables[step]}: done, {rows:,} rows in {seconds:.1f} s{per_second}")
+            self.say(f"{self._tables[table]}: done, {rows:,} rows in {seconds:.1f} s{per_second}")
 
-    def failed(self, step: str) -> None:
-        if step in self._tables:
-            self.say(f"{self._tables[step]}: failed")
+    def failed(self, table: str) -> None:
+        if table in self._tables:
+            self.say(f"{self._tables[table]}: failed")
 
     def say(self, line: str) -> None:
         self._console.print(line, highlight=False, soft_wrap=True)
 
-    def label(self, step: str) -> str:
-        return self._tables.get(step, step)
+    def label(self, table: str) -> str:
+        return self._tables.get(table, table)
 
     def close(self) -> None:
         pass

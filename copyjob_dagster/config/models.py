@@ -228,7 +228,7 @@ class CopyJob(StrictModel):
         None, description="true, or a mapping of names: columns added to every copied row"
     )
     max_parallel_tables: int | None = Field(
-        None, ge=1, strict=True, description="tables of a run copied at once (default: cores)"
+        None, ge=1, strict=True, description="tables of a run copied at once (default: 4)"
     )
     tables: list[TableConfig] = Field(min_length=1)
 

@@ -1,22 +1,25 @@
 """One Dagster asset per configured table: to materialize it is to copy the table.
 
-Specs come first (`naming`), then each becomes a one-asset step whose body calls the engine and
-records the `CopyResult`, with the row-count check of the copy it made (`checks`). A transient
-error (a lost connection, a deadlock) fails the step for the job's retry policy to retry; a
-user's mistake (bad config, missing column, wrong password) fails it with the error's message,
-and is not retried.
+Specs come first (`naming`); a job's tables are then one subsettable multi-asset, whose step
+copies the selected tables on a bounded pool of threads (`parallel`). Each table's work calls the
+engine and records its `CopyResult` as the table's own materialization, with the row-count check
+of the copy it made (`checks`). A transient error (a lost connection, a deadlock) is retried, up
+to the job's `retries:`; a user's mistake (bad config, missing column, wrong password) fails the
+table with the error's message, and is not retried. A failed table fails the run, naming it,
+but not the other tables.
 """
 
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from copyjob_dagster.config import CopyJob, TableConfig, source_pool
-from copyjob_dagster.defs import checks, naming, operations
-from copyjob_dagster.defs.concurrency import JOB_TAG
-from copyjob_dagster.defs.metadata import ROW_COUNT, copy_metadata
+from copyjob_dagster.config import CopyJob, TableConfig
+from copyjob_dagster.defs import checks, naming, operations, parallel
+from copyjob_dagster.defs.concurrency import parallel_tables, source_slot
+from copyjob_dagster.defs.metadata import FAILED_TABLES, ROW_COUNT, copy_metadata
 from copyjob_dagster.defs.monitoring import lifetime_metadata
 from copyjob_dagster.engine import (
     Backfill,
@@ -61,126 +64,188 @@ class CopyConfig(dg.Config):
     backfill_to: str | None = Field(None, description="The backfill's upper bound (inclusive).")
 
 
-_BACKOFF = {
-    "exponential": dg.Backoff.EXPONENTIAL,
-    "linear": dg.Backoff.LINEAR,
-    "constant": None,
-}
+def build_job_asset(job: CopyJob) -> dg.AssetsDefinition:
+    """Every table of the job, each its own asset, materialized by the job's one step: the
+    selected tables are copied by a bounded pool of threads (`parallel`), so a table costs its
+    copy, not a process. The step can be subset to any tables (and to checks alone)."""
+    specs = {
+        table.destination_name: naming.copy_spec(job, table).replace_attributes(
+            freshness_policy=checks.freshness_policy(job)
+        )
+        for table in job.tables
+    }
 
-
-def build_copy_asset(job: CopyJob, table: TableConfig) -> dg.AssetsDefinition:
-    spec = naming.copy_spec(job, table).replace_attributes(
-        freshness_policy=checks.freshness_policy(job)
-    )
-    source_key = naming.source_key(job, table)
-
-    # can_subset: the row-count check can also run alone, without copying.
     @dg.multi_asset(
-        specs=[spec],
-        check_specs=checks.check_specs(job, table),
+        specs=list(specs.values()),
+        check_specs=[spec for table in job.tables for spec in checks.check_specs(job, table)],
         can_subset=True,
-        name=naming.op_name(job, table),
-        retry_policy=retry_policy(job),
-        pool=source_pool(job.source),
-        op_tags={JOB_TAG: job.name},  # the Definitions' executor limits each job by it
+        name=naming.job_op_name(job),
     )
     def copy(
         context: dg.AssetExecutionContext, config: CopyConfig
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        # The lock spans reading the watermark, copying, counting, and recording the new
-        # watermark (Dagster stores the materialization, or a reset or set's observation,
-        # before this generator resumes).
         try:
             backfill = requested_backfill(config)
-            operation = config.reset_watermark or config.set_watermark is not None
-            new = (
-                operations.requested_watermark(job, table, config.set_watermark, config.reason)
-                if operation
-                else None
-            )
-            with table_lock(job, table):
-                if operation:
-                    yield operations.operation_event(
-                        context.instance,
-                        job,
-                        table,
-                        new,
-                        config.reason or "",
-                        f"run {context.run.run_id}",
-                        context.run.tags,
-                    )
-                    return
-                if spec.key not in context.selected_asset_keys:
-                    latest = latest_metadata(context.instance, spec.key)
-                    selected = {key.name for key in context.selected_asset_check_keys}
-                    if checks.ROW_COUNT_PARITY in selected:
-                        yield checks.row_count_parity(job, table, latest)
-                    if checks.OPEN_TRANSACTIONS in selected:
-                        yield checks.open_transactions(latest)
-                    return
-                previous = latest_watermark(context.instance, spec.key)
-                result = copy_table(
-                    job,
-                    table,
-                    previous,
-                    full_refresh=config.full_refresh,
-                    progress=ProgressLog(table.name, context.log.info),
-                    run_id=context.run.run_id,
-                    allow_mass_delete=config.allow_mass_delete,
-                    backfill=backfill,
-                )
-                _refuse_if_overtaken(context.instance, spec.key, previous, config.full_refresh)
-                context.log.info(
-                    f"{table.name} → {result.destination_location}: read {result.rows_read:,} "
-                    f"rows, wrote {result.rows_written:,} in {result.seconds:.2f} s"
-                )
-                late_commit_warning(context, job, result)
-                metadata = copy_metadata(result, source_key) | lifetime_metadata(
-                    context.instance,
-                    spec.key,
-                    latest_metadata(context.instance, spec.key),
-                    result.rows_read,
-                    result.rows_written,
-                )
-                if backfill is not None:
-                    metadata |= operations.backfill_metadata(
-                        f"run {context.run.run_id}", config.reason, context.run.tags
-                    )
-                parity = checks.row_count_parity(job, table, metadata)
-                if checks.DESTINATION_ROWS in parity.metadata:
-                    # The table's size, as the UI means it, not this run's increment.
-                    metadata[ROW_COUNT] = parity.metadata[checks.DESTINATION_ROWS]
-                results = [parity]
-                if watches_open_transactions(job):
-                    results.append(checks.open_transactions(metadata))
-                yield dg.MaterializeResult(
-                    asset_key=spec.key, metadata=metadata, check_results=results
-                )
         except CopyJobError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=exc.transient) from None
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        done = recorded_before(context.instance, context.run)
+        works = {}
+        for table in job.tables:
+            key = specs[table.destination_name].key
+            copies = key in context.selected_asset_keys
+            checked = any(c.asset_key == key for c in context.selected_asset_check_keys)
+            if (copies or checked) and key not in done:
+                work = _table_work(context, config, backfill, job, table, copies)
+                works[table.destination_name] = work
+        try:
+            yield from parallel.run_tables(
+                works,
+                threads=parallel_tables(job),
+                logs=parallel.Logs(context.log.info, context.log.warning, context.log.error),
+                slot=source_slot(context.instance, job, context.run.run_id),
+                retry=table_retry(job),
+            )
+        except parallel.TablesFailed as exc:
+            raise dg.Failure(
+                description=str(exc),
+                metadata={FAILED_TABLES: ", ".join(f.table for f in exc.failures)},
+                allow_retries=False,
+            ) from None
 
     return copy
+
+
+def _table_work(
+    context: dg.AssetExecutionContext,
+    config: CopyConfig,
+    backfill: Backfill | None,
+    job: CopyJob,
+    table: TableConfig,
+    copies: bool,
+) -> parallel.Work:
+    """One table's work in the job's step: what its own step did when it had one."""
+    key, source_key = naming.asset_key(job, table), naming.source_key(job, table)
+
+    def work(
+        logs: parallel.Logs, ending: threading.Event
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        report = ProgressLog(table.destination_name, logs.info)
+
+        def progress(rows: int, estimate: int | None, elapsed: float) -> None:
+            if ending.is_set():
+                raise CopyJobError(f"{table.name}: the run ended; the copy is abandoned")
+            report(rows, estimate, elapsed)
+
+        # The lock spans reading the watermark, copying, counting, and recording the new
+        # watermark (`parallel` lets the work go on once Dagster stored its event).
+        operation = config.reset_watermark or config.set_watermark is not None
+        new = (
+            operations.requested_watermark(job, table, config.set_watermark, config.reason)
+            if operation and copies
+            else None
+        )
+        with table_lock(job, table):
+            if not copies:
+                latest = latest_metadata(context.instance, key)
+                selected = {c.name for c in context.selected_asset_check_keys if c.asset_key == key}
+                if checks.ROW_COUNT_PARITY in selected:
+                    yield _of(key, checks.row_count_parity(job, table, latest))
+                if checks.OPEN_TRANSACTIONS in selected:
+                    yield _of(key, checks.open_transactions(latest))
+                return
+            if operation:
+                yield operations.operation_event(
+                    context.instance,
+                    job,
+                    table,
+                    new,
+                    config.reason or "",
+                    f"run {context.run.run_id}",
+                    context.run.tags,
+                )
+                return
+            previous = latest_watermark(context.instance, key)
+            result = copy_table(
+                job,
+                table,
+                previous,
+                full_refresh=config.full_refresh,
+                progress=progress,
+                run_id=context.run.run_id,
+                allow_mass_delete=config.allow_mass_delete,
+                backfill=backfill,
+            )
+            if job.mode == "incremental":  # a full copy records no watermark to overtake
+                _refuse_if_overtaken(context.instance, key, previous, config.full_refresh)
+            late_commit_warning(context.run.run_id, job, result, logs.warning)
+            metadata = copy_metadata(result, source_key) | lifetime_metadata(
+                context.instance,
+                key,
+                latest_metadata(context.instance, key),
+                result.rows_read,
+                result.rows_written,
+            )
+            if backfill is not None:
+                metadata |= operations.backfill_metadata(
+                    f"run {context.run.run_id}", config.reason, context.run.tags
+                )
+            parity = checks.row_count_parity(job, table, metadata)
+            if checks.DESTINATION_ROWS in parity.metadata:
+                # The table's size, as the UI means it, not this run's increment.
+                metadata[ROW_COUNT] = parity.metadata[checks.DESTINATION_ROWS]
+            results = [_of(key, parity)]
+            if watches_open_transactions(job):
+                results.append(_of(key, checks.open_transactions(metadata)))
+            yield dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=results)
+
+    return work
+
+
+def _of(key: dg.AssetKey, result: dg.AssetCheckResult) -> dg.AssetCheckResult:
+    """`result` as the check of `key`: the job's step holds the checks of all its tables."""
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name=result.check_name,
+        passed=result.passed,
+        severity=result.severity,
+        description=result.description,
+        metadata=result.metadata,
+    )
 
 
 _UNSEEN_SOURCES: set[tuple[str, str]] = set()  # (run id, source URL) already warned about
 
 
-def late_commit_warning(
-    context: dg.AssetExecutionContext, job: CopyJob, result: CopyResult
-) -> None:
+def late_commit_warning(run_id: str, job: CopyJob, result: CopyResult, warn: parallel.Log) -> None:
     """Warn in the run's log when open transactions hold a watermark back too long (each
     table), or cannot be seen (once per run and source, in this process)."""
     late = result.late_commits
     if late is None or late.warning is None:
         return
     if late.transactions.unknown:
-        seen = (context.run.run_id, result.source_url)
+        seen = (run_id, result.source_url)
         if seen in _UNSEEN_SOURCES:
             return
         _UNSEEN_SOURCES.add(seen)
-        context.log.warning(f"job {job.name!r}, source {result.source_url}: {late.warning}")
+        warn(f"job {job.name!r}, source {result.source_url}: {late.warning}")
         return
-    context.log.warning(f"{result.plan.source_table}: {late.warning}")
+    warn(f"{result.plan.source_table}: {late.warning}")
+
+
+def recorded_before(instance: dg.DagsterInstance, run: dg.DagsterRun) -> set[dg.AssetKey]:
+    """In a re-execution from failure, the tables its earlier runs (up to the last that was not
+    one) recorded: only the others are copied again."""
+    done: set[dg.AssetKey] = set()
+    while run.is_resume_retry and run.parent_run_id:
+        records = instance.get_records_for_run(
+            run.parent_run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        ).records
+        done |= {r.event_log_entry.dagster_event.asset_key for r in records}
+        parent = instance.get_run_by_id(run.parent_run_id)
+        if parent is None:
+            break
+        run = parent
+    return done
 
 
 def requested_backfill(config: CopyConfig) -> Backfill | None:
@@ -204,15 +269,11 @@ def requested_backfill(config: CopyConfig) -> Backfill | None:
     return Backfill(config.backfill_from, config.backfill_to)
 
 
-def retry_policy(job: CopyJob) -> dg.RetryPolicy | None:
-    """The job's retry policy; it applies to transient errors only (see the asset's body)."""
+def table_retry(job: CopyJob) -> parallel.Retry | None:
+    """The job's retries of a table; transient and unexpected errors only (`parallel`)."""
     if job.retries is None or job.retries.max_retries == 0:
         return None
-    return dg.RetryPolicy(
-        max_retries=job.retries.max_retries,
-        delay=job.retries.delay_seconds,
-        backoff=_BACKOFF[job.retries.backoff],
-    )
+    return parallel.Retry(job.retries.max_retries, job.retries.delay_seconds, job.retries.backoff)
 
 
 def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> Mapping[str, Any] | None:
@@ -256,4 +317,4 @@ def build_source_specs(jobs: list[CopyJob]) -> list[dg.AssetSpec]:
 
 
 def build_copy_assets(jobs: list[CopyJob]) -> list[dg.AssetsDefinition]:
-    return [build_copy_asset(job, table) for job in jobs for table in job.tables]
+    return [build_job_asset(job) for job in jobs]

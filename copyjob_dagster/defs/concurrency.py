@@ -1,16 +1,15 @@
-"""How many tables copy at once, on Dagster's own machinery.
+"""How many tables copy at once, and Dagster's part in it.
 
-- Per run: `max_parallel_tables` is the `max_concurrent` of the job's multiprocess executor
-  (each table is a step in its own process). A run that is not the job's own (Materialize in
-  the UI, `dagster asset materialize`) runs under the Definitions' executor, where the same
-  limit is a `tag_concurrency_limits` entry on the job's op tag (`JOB_TAG`).
-- Step processes start from a forkserver that has imported Dagster and copyjob, and built the
-  Definitions, once per run (`PRELOAD`, `forkserver.py`), instead of each step doing it anew
-  (about 2.4 s of CPU per table, and more the more tables the job has).
-- Per source database: every table is an op of its source database's pool (`pools.py`);
-  `source.max_connections` is that pool's limit in the Dagster instance. With the instance's
-  `concurrency: pools: granularity: op` (what Dagster 1.13 also does when it is unset), each
-  step holds a slot while it copies, across all runs, schedules and sensors.
+- Per run: a job's tables are one step, which copies them on a pool of threads (`parallel`):
+  `max_parallel_tables` of them at once (`parallel_tables`). The job's own asset job (`copyjob
+  run`, its schedule and sensor) executes that step in the run's own process; any other run
+  (Materialize in the UI, `dagster asset materialize`) runs each job's step in a process of its
+  own, started from a forkserver that has imported Dagster and copyjob and built the
+  Definitions once (`PRELOAD`, `forkserver.py`), so a run spanning several jobs copies them in
+  parallel.
+- Per source database: every table copies under its source database's pool (`pools.py`);
+  `source.max_connections` is that pool's limit in the Dagster instance, and each table holds a
+  slot of it while it copies (`source_slot`), across all runs, schedules and sensors.
 
 Dagster keeps pool limits in the instance, not in code: `apply_pool_limits` writes them there,
 and removes the limit of a copyjob pool (named `source:...`) that no job file declares any more.
@@ -19,52 +18,74 @@ pools` call it; a deployment that starts the webserver and daemon itself runs `c
 once after each change of the job files.
 """
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
 import dagster as dg
 
-from copyjob_dagster.config import POOL_PREFIX, CopyJob, pool_limits
-from copyjob_dagster.errors import ConfigError
+from copyjob_dagster.config import POOL_PREFIX, CopyJob, pool_limits, source_pool
+from copyjob_dagster.defs import naming
+from copyjob_dagster.defs.parallel import Slot
+from copyjob_dagster.errors import ConfigError, CopyJobError
 
-JOB_TAG = "copyjob/job"  # every copy op's tag: the name of its copy job
+# Tables of a run copied at once when the job does not say: small tables spend most of their
+# time waiting on the databases, so more than the 2 cores of a small machine pay.
+DEFAULT_PARALLEL_TABLES = 4
 # What the forkserver imports before it forks a step: Dagster, the project, the drivers, and
 # the project's Definitions, built.
 PRELOAD = ["copyjob_dagster.forkserver"]
+_CLAIM_WAIT_MAX = 1.0  # seconds between two claims of a source slot, at most
+
+
+def parallel_tables(job: CopyJob) -> int:
+    """How many of the job's tables one run copies at once."""
+    caps = [job.max_parallel_tables or DEFAULT_PARALLEL_TABLES]
+    if job.source.max_connections is not None:
+        caps.append(job.source.max_connections)
+    return min(caps)
 
 
 def job_executor(job: CopyJob) -> dg.ExecutorDefinition:
-    """The executor of the job's asset job: steps from the forkserver, `max_parallel_tables`
-    at once (Dagster's default, the number of cores, when unset).
-
-    With `max_connections`, the run also starts at most that many steps itself. The pool would
-    hold the others back anyway, but the executor asks the instance for a slot for every
-    waiting step, again and again (backing off to 15 s): with 200 tables that is a storm of
-    claims that keeps the run's process busy and leaves slots idle for minutes. The pool still
-    shares the source between runs."""
-    return _multiprocess({"max_concurrent": job.max_parallel_tables} | _tag_limits([job]))
+    """The executor of the job's asset job: its one step in the run's own process (no process
+    to start, no forkserver)."""
+    return dg.in_process_executor
 
 
 def default_executor(jobs: Sequence[CopyJob]) -> dg.ExecutorDefinition:
     """The executor of every other run (the UI's Materialize, `dagster asset materialize`):
-    steps from the forkserver, and each job's tables at most `max_parallel_tables` (and
-    `max_connections`) at once."""
-    return _multiprocess(_tag_limits(jobs))
-
-
-def _tag_limits(jobs: Sequence[CopyJob]) -> dict[str, object]:
-    """Each job's tables at most its smaller limit at once, by their op tag."""
-    limits = []
-    for job in jobs:
-        caps = [n for n in (job.max_parallel_tables, job.source.max_connections) if n is not None]
-        if caps:
-            limits.append({"key": JOB_TAG, "value": job.name, "limit": min(caps)})
-    return {"tag_concurrency_limits": limits} if limits else {}
-
-
-def _multiprocess(config: dict[str, object]) -> dg.ExecutorDefinition:
+    each job's step in a process of its own, from the forkserver."""
     start = {"start_method": {"forkserver": {"preload_modules": PRELOAD}}}
-    return dg.multiprocess_executor.configured(config | start, name="copyjob_multiprocess")
+    return dg.multiprocess_executor.configured(start, name="copyjob_multiprocess")
+
+
+def source_slot(instance: dg.DagsterInstance, job: CopyJob, run_id: str) -> Slot:
+    """A table's slot of its source's pool, held while it copies, when the pool has a limit
+    (`source.max_connections`, kept in the instance, so shared by every run)."""
+    pool = source_pool(job.source)
+    storage = instance.event_log_storage
+    limited = storage.supports_global_concurrency_limits and any(
+        limit.name == pool for limit in storage.get_pool_limits()
+    )
+    steps = {table.destination_name: naming.op_name(job, table) for table in job.tables}
+
+    @contextmanager
+    def slot(table: str, closing: threading.Event) -> Iterator[None]:
+        step, wait = steps[table], 0.05
+        try:
+            while not storage.claim_concurrency_slot(pool, run_id, step).is_claimed:
+                if closing.wait(wait):
+                    raise CopyJobError(f"the run ended while {table} waited for {pool}")
+                wait = min(_CLAIM_WAIT_MAX, wait * 2)
+            yield
+        finally:
+            storage.free_concurrency_slot_for_step(run_id, step)
+
+    def unlimited(table: str, closing: threading.Event) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    return slot if limited else unlimited
 
 
 @dataclass(frozen=True)

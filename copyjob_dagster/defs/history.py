@@ -2,8 +2,9 @@
 
 A table's history is the runs that planned to copy it, however they were launched (`copyjob
 run`, a schedule, a sensor, the UI, `dagster asset materialize`): each run's events give the
-table's step (start, end, retries, error) and its materialization (rows read and written, the
-watermark before and after). Totals add up every materialization the instance holds.
+table's start, attempts and error (logged by the job's step, or the table's own step in runs
+made before tables shared one) and its materialization (rows read and written, the watermark
+before and after). Totals add up every materialization the instance holds.
 """
 
 import dataclasses
@@ -22,11 +23,13 @@ from copyjob_dagster.defs.metadata import (
     OPERATION,
     ROWS_READ,
     ROWS_WRITTEN,
+    SECONDS,
     SOFT_DELETED_ROWS,
     WATERMARK,
     WATERMARK_BEFORE,
     WINDOW,
 )
+from copyjob_dagster.engine.progress import parse_failed, parse_retry
 
 _RUN_EVENTS = {
     dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
@@ -171,12 +174,23 @@ class _RunEvents:
         self.failed: dict[str, tuple[float, str]] = {}
         self.failed_checks: dict[dg.AssetKey, list[str]] = {}
         self.run_failure: str | None = None
-        connection = instance.get_records_for_run(run_id, of_type=_RUN_EVENTS)
-        for record in connection.records:
-            self._add(record.event_log_entry)
+        cursor = None
+        while True:
+            # Every record: the tables' starts and failures are log lines, not Dagster events.
+            page = instance.get_records_for_run(run_id, cursor=cursor, limit=_PAGE * 10)
+            for record in page.records:
+                self._add(record.event_log_entry)
+            if not page.has_more:
+                return
+            cursor = page.cursor
 
     def _add(self, entry: Any) -> None:
         event = entry.dagster_event
+        if event is None:
+            self._add_log(entry)
+            return
+        if event.event_type not in _RUN_EVENTS:
+            return
         kind, step = event.event_type, event.step_key
         if kind == dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED:
             self.planned.add(event.asset_key)
@@ -203,9 +217,26 @@ class _RunEvents:
                 failed = self.failed_checks.setdefault(check.asset_key, [])
                 failed.append(f"check {check.check_name} failed: {check.description}")
 
+    def _add_log(self, entry: Any) -> None:
+        retried, failed = parse_retry(entry.user_message), parse_failed(entry.user_message)
+        if retried is not None:
+            self.restarts[retried] = self.restarts.get(retried, 0) + 1
+        elif failed is not None:
+            self.failed[failed[0]] = (entry.timestamp, failed[1].strip())
+
     def table_run(self, job: CopyJob, table: TableConfig, record: Any) -> TableRun:
-        key, step = naming.asset_key(job, table), naming.op_name(job, table)
-        started = self.started.get(step, record.start_time)
+        key = naming.asset_key(job, table)
+        # A table is named in its job's step by its destination name; in runs made before
+        # tables shared a step, its own step (and that step's start) tell of it.
+        own_step = naming.op_name(job, table)
+        step = own_step if own_step in self.started else table.destination_name
+        started = self.started.get(
+            own_step, self.started.get(naming.job_op_name(job), record.start_time)
+        )
+        if key in self.materialized and step != own_step:
+            ended, metadata = self.materialized[key]
+            seconds = _value(metadata, SECONDS)
+            started = ended - seconds if seconds is not None else started
         base = {
             "job": job.name,
             "table": table.destination_name,

@@ -51,6 +51,7 @@ OPERATION = "copyjob/operation"
 REQUESTED_BY = "copyjob/requested_by"
 REASON = "copyjob/reason"
 RUN_TAGS = "copyjob/run_tags"
+FAILED_TABLES = "copyjob/failed_tables"  # on a failed step: the tables that failed
 
 
 def copy_metadata(result: CopyResult, source_key: dg.AssetKey) -> dict[str, dg.MetadataValue]:

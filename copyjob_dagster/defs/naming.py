@@ -25,6 +25,11 @@ def op_name(job: CopyJob, table: TableConfig) -> str:
     return "__".join(asset_key(job, table).path)
 
 
+def job_op_name(job: CopyJob) -> str:
+    """The op (and step) that copies the job's tables."""
+    return f"copy__{key_part(job.name)}"
+
+
 def copy_spec(job: CopyJob, table: TableConfig) -> dg.AssetSpec:
     """The spec of the asset that holds `table`'s copy, downstream of its source table.
 

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 LOG_EVERY_SECONDS = 2.0
+# A table estimated at least this large reports its start at once: it will take a while.
+REPORT_AT_ONCE_ROWS = 100_000
 _PREFIX = "progress "
 _MESSAGE = re.compile(
     r"^progress (?P<table>.+?): (?P<rows>[\d,]+)(?: of ~(?P<estimate>[\d,]+))? rows"
@@ -82,8 +84,11 @@ def duration(seconds: float) -> str:
 
 
 class ProgressLog:
-    """A progress callback for the engine that writes a `message` to `log`: the first report,
-    then one every `every_seconds`, so that a long copy does not flood the run's log."""
+    """A progress callback for the engine that writes a `message` to `log` once the copy has
+    run `every_seconds` (at once for a table estimated at `REPORT_AT_ONCE_ROWS` or more), then
+    one every `every_seconds`: a long copy does not flood the run's
+    log, and a small table, done sooner, writes none (each line is an event the instance
+    stores, which costs a run of many small tables more than their copies)."""
 
     def __init__(
         self, table: str, log: Callable[[str], None], every_seconds: float = LOG_EVERY_SECONDS
@@ -95,7 +100,36 @@ class ProgressLog:
 
     def __call__(self, rows: int, estimate: int | None, elapsed: float) -> None:
         now = time.monotonic()
+        small = estimate is None or estimate < REPORT_AT_ONCE_ROWS
+        if self._last is None and elapsed < self._every and small:
+            return
         if self._last is not None and now - self._last < self._every:
             return
         self._last = now
         self._log(message(self._table, Progress(rows, estimate, elapsed)))
+
+
+# A table's retries and failure in a run where tables share one step: the run's log tells them
+# (`copyjob history`, `copyjob run`'s progress); its end is its materialization.
+_RETRY = re.compile(r"^retrying (?P<table>.+?) in ")
+_FAILED = re.compile(r"^failed (?P<table>.+?): (?P<error>.*)$", re.DOTALL)
+
+
+def failed_message(table: str, error: str) -> str:
+    return f"failed {table}: {error}"
+
+
+def retry_message(table: str, attempt: int, error: str, wait: float) -> str:
+    return f"retrying {table} in {wait:g} s (attempt {attempt} failed: {error})"
+
+
+def parse_retry(text: str) -> str | None:
+    """The table a `retry_message` names, or None for any other message."""
+    match = _RETRY.match(text)
+    return match.group("table") if match else None
+
+
+def parse_failed(text: str) -> tuple[str, str] | None:
+    """The table and error of a `failed_message`, or None for any other message."""
+    match = _FAILED.match(text)
+    return (match.group("table"), match.group("error")) if match else None

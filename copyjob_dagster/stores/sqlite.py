@@ -31,7 +31,7 @@ from copyjob_dagster.stores.sql import Role, SqlStore, Timeouts, database_timest
 from copyjob_dagster.stores.sqlite_reader import SQLiteTableReader
 from copyjob_dagster.stores.types import MAX_DECIMAL256_PRECISION
 
-BUSY_TIMEOUT_SECONDS = 30
+BUSY_TIMEOUT_SECONDS = 30  # how long a writer of a SQLite file waits for another
 
 
 class SQLiteStore(SqlStore):
@@ -45,7 +45,7 @@ class SQLiteStore(SqlStore):
         super().__init__(_read_only(url) if role == "source" else url, schema, role, timeouts)
         self.display_url = url  # a SQLite URL holds no password; show it as the user wrote it
         event.listen(self.engine, "connect", _take_transaction_control)
-        event.listen(self.engine, "begin", _begin)
+        event.listen(self.engine, "begin", _begin_writing if role == "destination" else _begin)
         event.listen(self.engine, "checkin", _writable)
         # SQLite has no DECIMAL type: SQLAlchemy converts through float and says so each time.
         warnings.filterwarnings(
@@ -158,6 +158,15 @@ def _take_transaction_control(dbapi_connection: Any, _record: Any) -> None:
 
 def _begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN")
+
+
+def _begin_writing(conn: Connection) -> None:
+    """A destination's transactions take the file's write lock as they begin: writers of one
+    file (tables of a run copied at once, other runs) then wait for each other, up to
+    BUSY_TIMEOUT_SECONDS each. A deferred BEGIN would read first and then fail at once with
+    "database is locked" when another writer went ahead (SQLite does not wait on a lock it
+    could only get by deadlocking)."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _writable(dbapi_connection: Any, _record: Any) -> None:
