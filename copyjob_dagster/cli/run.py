@@ -110,7 +110,7 @@ def run_job(
         record_run_summary(instance, result.run_id, jobs)
         failures = result.get_step_failure_events()
         if interrupted() or any(is_interruption(event) for event in failures):
-            _report_interruption(result, labels)
+            _report_interruption(result, {key: labels[name] for key, name in keys.items()})
         _report(result)
         if not result.success:
             failures = [_failure_message(event) for event in result.get_step_failure_events()]
@@ -137,17 +137,11 @@ def _label(table: TableConfig) -> str:
     return f"{table.name} → {table.destination_name}"
 
 
-def _label(table: TableConfig) -> str:
-    if table.destination_name == table.name:
-        return table.name
-    return f"{table.name} → {table.destination_name}"
-
-
-def _report_interruption(result: Any, labels: dict[str, str]) -> None:
+def _report_interruption(result: Any, labels: dict[dg.AssetKey, str]) -> None:
     """One line: the run stopped, the tables left as they were, those copied before."""
-    copied = {event.step_key for event in result.get_asset_materialization_events()}
-    left = [label for step, label in labels.items() if step not in copied]
-    before = [label for step, label in labels.items() if step in copied]
+    copied = {event.asset_key for event in result.get_asset_materialization_events()}
+    left = [label for key, label in labels.items() if key not in copied]
+    before = [label for key, label in labels.items() if key in copied]
     click.echo(
         f"interrupted: run {result.run_id} stopped; left unchanged (destination and "
         f"watermark as before the run): {', '.join(left)}"
