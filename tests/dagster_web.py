@@ -3,6 +3,7 @@ through GraphQL, and stopped with its whole process group."""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -97,3 +98,38 @@ def copyjob(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
         timeout=240,
         check=False,
     )
+
+
+@contextmanager
+def ui_page(width: int = 1400) -> Iterator[Any]:
+    """A Chromium page through Playwright, Dagster's community dialog dismissed whenever it comes
+    up; skips (fails under CI) where Chromium or Playwright is missing."""
+    executable = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.set_default_timeout(60_000)
+        page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def _chromium() -> str:
+    """The Chromium executable for Playwright, or skip (fail under CI) when it is missing."""
+    executable = os.environ.get("COPYJOB_TEST_CHROMIUM") or shutil.which("chromium")
+    missing = None
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing = "Playwright is not installed (pip install -e '.[dev]')"
+    if executable is None:
+        missing = "Chromium is not installed (apt-get install -y chromium)"
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(missing)
+        pytest.skip(missing)
+    return executable

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from conftest import make_dagster_home
-from dagster_web import copyjob, graphql, serve, wait_until_ready
-from test_webserver import SCREENSHOTS, _chromium, _source
+from dagster_web import copyjob, graphql, serve, ui_page, wait_until_ready
+from test_webserver import SCREENSHOTS, _source
 
 MONITORING = """
 {
@@ -59,9 +59,6 @@ def _run(env: dict[str, str]) -> str:
 def test_the_ui_shows_each_runs_rows_its_summary_and_lifetime_totals(
     env: dict[str, str], shop_db: Path, tmp_path: Path
 ) -> None:
-    executable = _chromium()
-    from playwright.sync_api import sync_playwright
-
     customers = _source(shop_db, "SELECT count(*) FROM customers")
     orders = _source(shop_db, "SELECT count(*) FROM orders")
     log = tmp_path / "webserver.log"
@@ -89,35 +86,26 @@ def test_the_ui_shows_each_runs_rows_its_summary_and_lifetime_totals(
         assert lifetime["copyjob/lifetime_rows_written"] == str(2 * orders)
 
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1600, "height": 900})
-            page.set_default_timeout(60_000)
-            try:
-                page.add_locator_handler(
-                    page.get_by_role("button", name="Skip"), lambda skip: skip.click()
-                )
-                page.goto(f"{url}/runs")
-                page.get_by_text(f"copyjob/rows_written: {customers + orders}").first.wait_for()
-                page.screenshot(path=SCREENSHOTS / "monitoring-1-runs-list.png")
+        with ui_page(1600) as page:
+            page.goto(f"{url}/runs")
+            page.get_by_text(f"copyjob/rows_written: {customers + orders}").first.wait_for()
+            page.screenshot(path=SCREENSHOTS / "monitoring-1-runs-list.png")
 
-                page.goto(f"{url}/assets/copyjob_monitoring/runs?view=events")
-                page.get_by_text("orders_copy").first.wait_for()
-                page.screenshot(path=SCREENSHOTS / "monitoring-2-run-summary.png", full_page=True)
-                summary_text = page.inner_text("body")
+            page.goto(f"{url}/assets/copyjob_monitoring/runs?view=events")
+            page.get_by_text("orders_copy").first.wait_for()
+            page.screenshot(path=SCREENSHOTS / "monitoring-2-run-summary.png", full_page=True)
+            summary_text = page.inner_text("body")
 
-                page.set_viewport_size({"width": 1600, "height": 1500})
-                page.goto(f"{url}/assets/copyjob_monitoring/totals")
-                page.get_by_text("per destination database").first.wait_for()
-                page.screenshot(path=SCREENSHOTS / "monitoring-3-totals.png")
-                totals_text = page.inner_text("body")
+            page.set_viewport_size({"width": 1600, "height": 1500})
+            page.goto(f"{url}/assets/copyjob_monitoring/totals")
+            page.get_by_text("per destination database").first.wait_for()
+            page.screenshot(path=SCREENSHOTS / "monitoring-3-totals.png")
+            totals_text = page.inner_text("body")
 
-                page.goto(f"{url}/assets/shop_ui/orders_copy")
-                page.get_by_placeholder("Filter metadata keys").fill("lifetime")
-                page.get_by_role("button", name="Plots").click()
-                page.get_by_text("copyjob/lifetime_rows_written").first.wait_for()
-                page.screenshot(path=SCREENSHOTS / "monitoring-4-table-lifetime.png")
-            finally:
-                browser.close()
+            page.goto(f"{url}/assets/shop_ui/orders_copy")
+            page.get_by_placeholder("Filter metadata keys").fill("lifetime")
+            page.get_by_role("button", name="Plots").click()
+            page.get_by_text("copyjob/lifetime_rows_written").first.wait_for()
+            page.screenshot(path=SCREENSHOTS / "monitoring-4-table-lifetime.png")
     assert f"{orders:,}" in summary_text or str(orders) in summary_text
     assert "shop_ui" in totals_text and "per job" in totals_text

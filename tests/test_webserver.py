@@ -9,7 +9,6 @@ are kept in `test-artifacts/ui/` (git-ignored).
 """
 
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import make_dagster_home
-from dagster_web import graphql, serve, wait_until_ready
+from dagster_web import graphql, serve, ui_page, wait_until_ready
 
 PROJECT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -181,61 +180,31 @@ def test_the_ui_shows_assets_lineage_metadata_automation_checks_and_runs(
     assert sorted(key["path"][-1] for key in run["assetSelection"]) == ["customers", "orders_copy"]
 
 
-def _chromium() -> str:
-    """The Chromium executable for Playwright, or skip (fail under CI) when it is missing."""
-    executable = os.environ.get("COPYJOB_TEST_CHROMIUM") or shutil.which("chromium")
-    missing = None
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing = "Playwright is not installed (pip install -e '.[dev]')"
-    if executable is None:
-        missing = "Chromium is not installed (apt-get install -y chromium)"
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(missing)
-        pytest.skip(missing)
-    return executable
-
-
 RUNS = "{ runsOrError { ... on Runs { results { runId status } } } }"
 
 
 def test_the_ui_launches_a_copy_and_shows_its_rows_and_watermark(
     dagster_dev: str, shop_db: Path, tmp_path: Path
 ) -> None:
-    executable = _chromium()
-    from playwright.sync_api import sync_playwright
-
     wait_until_ready(dagster_dev, tmp_path / "webserver.log")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     rows = _source(shop_db, "SELECT count(*) FROM orders")
     watermark = _source(shop_db, "SELECT max(updated_at) FROM orders")[:19]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(60_000)
-        try:
-            # Dagster's community dialog comes up once, whenever it likes: dismiss it.
-            page.add_locator_handler(
-                page.get_by_role("button", name="Skip"), lambda skip: skip.click()
-            )
-            page.goto(f"{dagster_dev}/locations/copyjob_dagster.definitions/asset-groups/shop_ui")
-            page.get_by_text("Never materialized").first.wait_for()  # each node's status
-            page.screenshot(path=SCREENSHOTS / "1-asset-graph.png")
+    with ui_page(1400) as page:
+        page.goto(f"{dagster_dev}/locations/copyjob_dagster.definitions/asset-groups/shop_ui")
+        page.get_by_text("Never materialized").first.wait_for()  # each node's status
+        page.screenshot(path=SCREENSHOTS / "1-asset-graph.png")
 
-            page.get_by_role("button", name="Materialize all").click()
-            run_id = _wait_for_run(dagster_dev)
-            page.goto(f"{dagster_dev}/runs/{run_id}")
-            page.get_by_text("Success").first.wait_for()
-            page.screenshot(path=SCREENSHOTS / "2-run.png")
+        page.get_by_role("button", name="Materialize all").click()
+        run_id = _wait_for_run(dagster_dev)
+        page.goto(f"{dagster_dev}/runs/{run_id}")
+        page.get_by_text("Success").first.wait_for()
+        page.screenshot(path=SCREENSHOTS / "2-run.png")
 
-            page.goto(f"{dagster_dev}/assets/shop_ui/orders_copy")
-            page.get_by_text("copyjob/watermark", exact=True).wait_for()
-            page.screenshot(path=SCREENSHOTS / "3-asset-page.png", full_page=True)
-            text = page.inner_text("body")
-        finally:
-            browser.close()
+        page.goto(f"{dagster_dev}/assets/shop_ui/orders_copy")
+        page.get_by_text("copyjob/watermark", exact=True).wait_for()
+        page.screenshot(path=SCREENSHOTS / "3-asset-page.png", full_page=True)
+        text = page.inner_text("body")
     assert "Row count" in text and f"{rows:,}" in text
     assert "copyjob/rows_written" in text and watermark in text
 
