@@ -58,16 +58,6 @@ class TablePlan:
     problems: list[str] = field(default_factory=list)
 
 
-def plan_job(
-    job: CopyJob, tables: list[TableConfig], watermarks: dict[str, Watermark | None]
-) -> list[TablePlan]:
-    """The plan of each table; `watermarks` maps destination names to watermarks of record.
-
-    A problem that concerns one table (a missing column, NULL cursors under `fail`, a schema
-    change the copy would refuse) is kept with it; an unreachable store is raised."""
-    return [plan_table(job, table, watermarks.get(table.destination_name)) for table in tables]
-
-
 def plan_table(job: CopyJob, table: TableConfig, watermark: Watermark | None) -> TablePlan:
     source = open_source(job.source)
     destination = open_destination(job.destination)
