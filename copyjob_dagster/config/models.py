@@ -102,7 +102,7 @@ class TableConfig(StrictModel):
         900,
         gt=0,
         description="warn when a transaction open at the source holds a timestamp watermark "
-        "back by more than this many seconds (see late commits in the README)",
+        "back by more than this many seconds (see late commits in docs/incremental.md)",
     )
     null_cursor: Literal["fail", "skip"] = Field(
         "fail", description="rows whose incremental column is NULL: stop the run, or skip them"
