@@ -23,4 +23,3 @@ def ui(dagster_dev_args: tuple[str, ...]) -> None:
     # This interpreter's own Dagster, whether or not its folder is on PATH (`.venv/bin/copyjob`).
     command = [sys.executable, "-m", "dagster", "dev", "-w", workspace, *dagster_dev_args]
     os.execv(sys.executable, command)
-
