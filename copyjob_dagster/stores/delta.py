@@ -31,6 +31,7 @@ from copyjob_dagster.errors import CopyJobError, DestinationError
 from copyjob_dagster.stores.base import (
     Commit,
     DeletePolicy,
+    DeletionCounts,
     TableDescription,
     VersionColumns,
     Window,
@@ -38,6 +39,8 @@ from copyjob_dagster.stores.base import (
     ordered_by_collation,
 )
 from copyjob_dagster.stores.capabilities import Capabilities
+from copyjob_dagster.stores.delta_changes import DeltaKeyDiff
+from copyjob_dagster.stores.delta_merge import merge_changes
 from copyjob_dagster.stores.delta_types import as_delta, delta_schema, quoted, window_predicate
 from copyjob_dagster.stores.files import DatasetReader, FolderStore
 from copyjob_dagster.stores.parquet_files import ROW_GROUP_ROWS, window_expression
@@ -56,14 +59,13 @@ class DeltaStore(FolderStore):
     """Delta tables in one folder: the folder store's table names, checks and lock; the data
     and its versions in each table's Delta log."""
 
-    # Deletions and SCD2 would each take a second commit through the engine's write-then-apply
-    # steps; until they fold into the window's one commit, validation refuses them.
-    capabilities = Capabilities(merge=True, deletes=False, versions=False)
+    capabilities = Capabilities(merge=True, deletes=True, versions=True)
 
     def __init__(self, url: str, role: Role) -> None:
         super().__init__(folder_of(url), role)
         self.display_url = mask_url(url)
         self.last_commit: Commit | None = None
+        self._deletions: DeltaKeyDiff | None = None  # found by diff_keys, applied by the window
 
     @classmethod
     def url_problem(cls, url: str) -> str | None:
@@ -157,6 +159,8 @@ class DeltaStore(FolderStore):
         target = delta_schema(schema)
         existing = self._existing(table)
         with self._translated(table, "writing"):
+            if self._deletions is not None:
+                return self._merge_changes(table, existing, target, primary_key, batches)
             if method == "merge" or primary_key:
                 # An appended table's key is the row's key and the incremental column: a row
                 # read again replaces its copy, and each version stays.
@@ -241,6 +245,33 @@ class DeltaStore(FolderStore):
             f"last {HISTORY_SEARCHED} versions"
         )
 
+    def _merge_changes(
+        self,
+        table: str,
+        existing: DeltaTable,
+        target: pa.Schema,
+        write_key: tuple[str, ...],
+        batches: Iterable[pa.RecordBatch],
+        versions: VersionColumns | None = None,
+    ) -> int:
+        """The window's rows and the pending deletions (if any) in one merge commit."""
+        token = uuid.uuid4().hex
+        diff = self._deletions
+        written, metrics = merge_changes(
+            existing,
+            target,
+            write_key,
+            batches,
+            diff=diff,
+            versions=versions,
+            writer_properties=WRITER,
+            commit_properties=_tagged(token),
+        )
+        self._record(table, token)
+        if diff is not None:
+            diff.applied = diff.counts(deleted=int(metrics["num_target_rows_deleted"]))
+        return written
+
     def write_versions(
         self,
         table: str,
@@ -251,22 +282,51 @@ class DeltaStore(FolderStore):
         versions: VersionColumns,
         window: Window,
     ) -> int:
-        raise DestinationError(
-            f"destination {self.display_url}: write: scd2 is not offered for Delta tables yet; "
-            f"use write: merge"
-        )
+        """New versions and the closing of older ones (and the pending deletions): one merge."""
+        if window.low is None:
+            return self.replace(table, schema, primary_key, batches)
+        target = delta_schema(schema)
+        existing = self._existing(table)
+        with self._translated(table, "writing"):
+            return self._merge_changes(
+                table, existing, target, primary_key, batches, versions=versions
+            )
 
+    @contextmanager
     def diff_keys(
         self,
         table: str,
         key_schema: pa.Schema,
         source_keys: Iterable[pa.RecordBatch],
         policy: DeletePolicy,
-    ) -> Any:
-        raise DestinationError(
-            f"destination {self.display_url}: deletes: {policy.mode} is not offered for Delta "
-            f"tables yet; use deletes: ignore"
-        )
+    ) -> Iterator[DeltaKeyDiff]:
+        """The gone keys, found now and applied by the window's commit (or by `apply`'s own
+        commit when the window has no row): one commit per run either way."""
+        existing = self._existing(table)
+        with self._translated(table, "reading"):
+            diff = DeltaKeyDiff(
+                existing.to_pyarrow_dataset(),
+                key_schema,
+                source_keys,
+                policy,
+                apply_alone=lambda d: self._apply_alone(table, d),
+            )
+        self._deletions = diff
+        try:
+            yield diff
+        finally:
+            self._deletions = None
+            diff.close()
+
+    def _apply_alone(self, table: str, diff: DeltaKeyDiff) -> DeletionCounts:
+        existing = self._existing(table)
+        target = pa.schema(existing.schema().to_arrow())
+        with self._translated(table, "writing"):
+            self._merge_changes(
+                table, existing, target, tuple(diff.key), iter(()), versions=diff.policy.versions
+            )
+        assert diff.applied is not None
+        return diff.applied
 
     def add_columns(self, table: str, fields: list[pa.Field]) -> None:
         """Nothing to do: the window's write merges the new columns into the table's schema in
