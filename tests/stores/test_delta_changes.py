@@ -133,3 +133,26 @@ def test_scd2_keeps_versions_in_one_commit_per_run(tmp_path: Path, deletes: str)
     assert scd2_rows(events) == scd2_rows(events, version=1)
     assert run.commit.inserted == 1 and again.commit.inserted == 0
     assert versions(events) == 3
+
+
+def test_renamed_key_and_audit_columns_with_appended_versions(tmp_path: Path) -> None:
+    """write: append keeps each (key, incremental value); a gone key's rows are all deleted."""
+    events = Events(
+        tmp_path,
+        write="append",
+        primary_key=["id"],
+        deletes="hard",
+        rename={"id": "event_id"},
+        audit_columns=True,
+    )
+    events.insert(*rows_of(4))
+    initial = copy_table(events.job, events.job.tables[0], run_id="run-1")
+    with events.db() as db:
+        db.execute("UPDATE events SET payload = 'v2', updated_at = 700 WHERE id = 1")
+        db.execute("DELETE FROM events WHERE id = 2")
+    run = copy_table(events.job, events.job.tables[0], initial.watermark, run_id="run-2")
+
+    data = events.table().to_pyarrow_table().to_pydict()
+    rows = sorted(zip(data["event_id"], data["updated_at"], data["_copyjob_run_id"], strict=True))
+    assert rows == [(1, 101, "run-1"), (1, 700, "run-2"), (3, 103, "run-1"), (4, 104, "run-1")]
+    assert run.commit == Commit(version=1, inserted=1, deleted=1)
