@@ -63,6 +63,8 @@ def source_rows_up_to(job: CopyJob, table: TableConfig, watermark: Watermark) ->
     try:
         plan = plan_copy(job, table, source.describe(table.name))
         with source.open_reader(table.name) as reader:
+            if plan.incremental_column is None:
+                return reader.count()  # copied by a change feed: the table as it is now
             return reader.count(Window(plan.incremental_column, high=watermark.value))
     finally:
         source.close()

@@ -40,6 +40,7 @@ from copyjob_dagster.stores.base import (
 )
 from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.delta_changes import DeltaKeyDiff
+from copyjob_dagster.stores.delta_feed import CHANGE_FEED, ChangeFeed, has_change_feed
 from copyjob_dagster.stores.delta_merge import merge_changes
 from copyjob_dagster.stores.delta_types import as_delta, delta_schema, quoted, window_predicate
 from copyjob_dagster.stores.files import DatasetReader, FolderStore
@@ -59,7 +60,7 @@ class DeltaStore(FolderStore):
     """Delta tables in one folder: the folder store's table names, checks and lock; the data
     and its versions in each table's Delta log."""
 
-    capabilities = Capabilities(merge=True, deletes=True, versions=True)
+    capabilities = Capabilities(merge=True, deletes=True, versions=True, change_feed=True)
 
     def __init__(self, url: str, role: Role) -> None:
         super().__init__(folder_of(url), role)
@@ -125,6 +126,26 @@ class DeltaStore(FolderStore):
         with self._translated(table, "reading"):
             dataset = found.to_pyarrow_dataset()
         yield DatasetReader(dataset, version=found.version())
+
+    @contextmanager
+    def open_feed(self, table: str, since: int | None) -> Iterator[ChangeFeed]:
+        """The table's changes after version `since` up to its version now (see delta_feed)."""
+        found = self._existing(table)
+        if not has_change_feed(found):
+            raise self._error(
+                f"{self.role} {self.location(table)}: the table has no incremental_column and "
+                f"its Delta table does not record a change data feed; set the table property "
+                f"{CHANGE_FEED} = true, or name an incremental_column"
+            )
+        version = found.version()
+        if since is not None and since > version:
+            raise self._error(
+                f"{self.role} {self.location(table)}: the watermark is version {since}, past "
+                f"the table's version {version}: the table was recreated; run a full refresh"
+            )
+        with self._translated(table, "reading"):
+            dataset = found.to_pyarrow_dataset()
+        yield ChangeFeed(found, since, version, DatasetReader(dataset, version), dataset.schema)
 
     # -- writing ------------------------------------------------------------------------------
 
