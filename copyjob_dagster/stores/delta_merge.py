@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, WriterProperties
 
-from copyjob_dagster.stores.base import VersionColumns
+from copyjob_dagster.stores.base import Commit, VersionColumns
 from copyjob_dagster.stores.delta_changes import (
     CLOSE,
     DELETE,
@@ -35,6 +35,8 @@ from copyjob_dagster.stores.delta_changes import (
     DeltaKeyDiff,
 )
 from copyjob_dagster.stores.delta_types import as_delta, quoted
+
+WRITE_TOKEN = "copyjob.write"
 
 
 def merge_changes(
@@ -187,3 +189,25 @@ def _placeholder(kind: pa.DataType, rows: int) -> pa.Array:
         return pa.array([""] * rows).cast(kind)
     zeros = pa.array([0] * rows, pa.int32())
     return zeros.cast(pa.bool_()) if pa.types.is_boolean(kind) else zeros.cast(kind)
+
+
+def tagged(token: str) -> CommitProperties:
+    return CommitProperties(custom_metadata={WRITE_TOKEN: token})
+
+
+def commit_of(entry: dict[str, Any], deleted: int) -> Commit:
+    """A history entry's version and row counts: a merge reports all three; an overwrite
+    reports the rows it added, and `deleted` is what it replaced."""
+    metrics = entry.get("operationMetrics", {})
+    if "num_target_rows_inserted" in metrics:
+        return Commit(
+            version=int(entry["version"]),
+            inserted=int(metrics["num_target_rows_inserted"]),
+            updated=int(metrics["num_target_rows_updated"]),
+            deleted=int(metrics["num_target_rows_deleted"]),
+        )
+    return Commit(
+        version=int(entry["version"]),
+        inserted=int(metrics.get("num_added_rows", 0)),
+        deleted=deleted,
+    )
