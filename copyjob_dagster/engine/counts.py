@@ -49,7 +49,11 @@ def _rows_beyond(
         plan = plan_copy(job, table, source.describe(table.name))
         low = None if watermark is None else watermark.value
         with source.open_reader(table.name) as reader:
-            rows = reader.count(Window(plan.incremental_column, low))
+            if plan.incremental_column is None:  # by a change feed: the versions since
+                since = -1 if watermark is None else int(watermark.text)
+                rows = max(0, (reader.version or 0) - since)
+            else:
+                rows = reader.count(Window(plan.incremental_column, low))
     except CopyJobError as exc:
         if exc.transient:
             raise

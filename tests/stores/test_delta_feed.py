@@ -13,7 +13,7 @@ from test_delta import delta_url
 
 from copyjob_dagster.config import CopyJob
 from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
-from copyjob_dagster.engine import copy_table
+from copyjob_dagster.engine import copy_table, rows_beyond
 from copyjob_dagster.errors import SourceError
 from copyjob_dagster.stores import DeletionCounts
 
@@ -75,6 +75,10 @@ def test_the_feed_copies_changes_and_deletes_since_the_version_last_copied(tmp_p
         (5, "e"),
     ]
     assert nothing.rows_read == 0 and nothing.watermark.text == "4"
+    # What the new-data sensor asks: the versions since the watermark's.
+    ahead = rows_beyond(lake.job, {"events": initial.watermark})
+    assert [(n.rows, n.error) for n in ahead] == [(4, None)]
+    assert rows_beyond(lake.job, {"events": run.watermark})[0].rows == 0
 
 
 def test_the_feed_version_is_the_recorded_watermark(tmp_path: Path) -> None:
