@@ -53,6 +53,9 @@ HISTORY_SEARCHED = 50  # commits after ours that another writer may have made me
 # with the table (262 MB at 100,000 rows, 331 MB at 1,000,000). Row groups as the Parquet
 # folder store writes them keep it flat.
 WRITER = WriterProperties(max_row_group_size=ROW_GROUP_ROWS)
+# A merge rewrites each file that holds a changed row: files of 16 MiB (not delta-rs's 100 MiB)
+# keep a merge of recent rows to the few files that hold them.
+TARGET_FILE_BYTES = 16 * 1024 * 1024
 
 
 class DeltaStore(FolderStore):
@@ -242,6 +245,7 @@ class DeltaStore(FolderStore):
             writer_properties=WRITER,
             commit_properties=tagged(token),
             storage_options=self.where.storage_options() if isinstance(where, str) else None,
+            target_file_size=TARGET_FILE_BYTES,
         )
         return self._record(table, token, deleted=replaced).inserted
 
