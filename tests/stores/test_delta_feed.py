@@ -13,7 +13,7 @@ from test_delta import delta_url
 
 from copyjob_dagster.config import CopyJob
 from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
-from copyjob_dagster.engine import copy_table, rows_beyond
+from copyjob_dagster.engine import copy_table, plan_table, rows_beyond
 from copyjob_dagster.errors import SourceError
 from copyjob_dagster.stores import DeletionCounts
 
@@ -58,12 +58,16 @@ class Lake:
 def test_the_feed_copies_changes_and_deletes_since_the_version_last_copied(tmp_path: Path) -> None:
     lake = Lake(tmp_path)
     initial = copy_table(lake.job, lake.job.tables[0])
+    unchanged = plan_table(lake.job, lake.job.tables[0], initial.watermark)  # `copyjob plan`
     lake.change()
+    planned = plan_table(lake.job, lake.job.tables[0], initial.watermark)
     run = copy_table(lake.job, lake.job.tables[0], initial.watermark)
     again = copy_table(lake.job, lake.job.tables[0], initial.watermark)  # not recorded: again
     nothing = copy_table(lake.job, lake.job.tables[0], run.watermark)
 
     assert (initial.watermark.text, run.watermark.text) == ("0", "4")
+    assert (unchanged.load, unchanged.write) == ("nothing new", "merge")
+    assert (planned.load, planned.window) == ("incremental", "source versions 1..4")
     assert initial.rows_written == 4
     assert run.rows_read == 2  # the newest row of 2 and the new 5; 6 came and went
     assert run.deletions == DeletionCounts(deleted=1)
