@@ -308,10 +308,25 @@ class CopyJob(StrictModel):
             )
 
     def _check_mode(self, index: int, table: TableConfig) -> None:
-        if self.mode == "incremental" and not table.incremental_column:
+        # A Delta source table can be copied by its change data feed instead (checked when read).
+        feed = self.source.technology == "delta"
+        if self.mode == "incremental" and not table.incremental_column and not feed:
             raise FieldProblem(
                 ("tables", index, "incremental_column"),
                 "mode: incremental needs an incremental_column on every table",
+            )
+        if self.mode == "incremental" and not table.incremental_column and not table.primary_key:
+            raise FieldProblem(
+                ("tables", index, "primary_key"),
+                "an incremental copy by the Delta change data feed (no incremental_column) "
+                "merges changed rows by their key: name it with primary_key: [...]",
+            )
+        by_feed = self.mode == "incremental" and not table.incremental_column
+        if by_feed and table.write in ("append", "scd2"):
+            raise FieldProblem(
+                ("tables", index, "write"),
+                f"write: {table.write} needs an incremental_column; a copy by the change data "
+                f"feed merges (write: merge)",
             )
         if self.mode == "full" and table.write:
             raise FieldProblem(
