@@ -132,6 +132,8 @@ def _paired(way: dict[int, Sample], reference: dict[int, Sample]) -> tuple[float
 def _copyjob_ddl(settings: Settings, pairing: str, timeout: float) -> str:
     """Let copyjob's engine create the destination table (a run not measured), and keep its
     definition for every way's runs: the reference loads into the table copyjob creates."""
+    if pairing not in ("pg-pg", "pg-mariadb"):
+        return "none"  # files: no table definition to share
     engine = next(w for w in ways_for(pairing) if w.name == ENGINE)
     print(f"[{pairing}] copyjob creates the destination table (not measured) ...", flush=True)
     run_retried(
