@@ -48,7 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         goal_lines: list[str] = []
         if args.goals or args.goals_only:
             goal_lines = goals.measure(
-                settings, results, pairings, args.repeat, args.timeout, args.memory_repeat
+                settings,
+                results,
+                pairings,
+                args.repeat,
+                args.timeout,
+                args.memory_repeat,
+                tuple(args.goal or ()),
             )
             print("\n" + "\n".join(goal_lines))
         _write_markdown(Path(args.output), settings, args, sections, goal_lines)
@@ -240,6 +246,12 @@ def _parser() -> argparse.ArgumentParser:
         "--goals-only",
         action="store_true",
         help="only the memory, incremental and parallel goals (no comparison tables)",
+    )
+    parser.add_argument(
+        "--goal",
+        action="append",
+        choices=("memory", "incremental", "parallel"),
+        help="measure only this goal (repeatable; the speed goals come from the tables)",
     )
     parser.add_argument("--rebuild", action="store_true", help="rebuild the data set")
     parser.add_argument("--prefix", default="cjbench", help="name prefix of the databases made")
