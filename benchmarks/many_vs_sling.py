@@ -28,6 +28,7 @@ installs it (`peers.ensure()`). Writes the table to benchmarks/results/many-vs-s
 """
 
 import argparse
+import functools
 import os
 import resource
 import statistics
@@ -81,6 +82,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    _commit()  # now, before the code can change under a long run
     peers.ensure()
     tag = uuid.uuid4().hex[:8]
     source_db, target_db = f"cj_many_src_{tag}", f"cj_many_dst_{tag}"
@@ -361,7 +363,10 @@ def _goals(works: list[dict[str, Measured]], args: argparse.Namespace) -> list[s
     return lines
 
 
+@functools.cache
 def _commit() -> str:
+    """The commit the run started at (main calls it first)."""
+
     def git(*argv: str) -> str:
         return subprocess.run(["git", *argv], cwd=PROJECT, capture_output=True, text=True).stdout
 

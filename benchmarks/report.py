@@ -1,6 +1,7 @@
 """The printed tables, the goals, and the machine they were measured on, as Markdown."""
 
 import datetime
+import functools
 import os
 import platform
 from dataclasses import dataclass, field
@@ -160,13 +161,15 @@ def machine(settings: Settings) -> list[str]:
         f"- CPU: {cpu}, {os.cpu_count()} cores; RAM {memory_kb / 1024 / 1024:.0f} GiB; "
         f"{platform.system()} {platform.release()}",
         f"- load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
-        f"- commit measured: {_commit()}",
+        f"- commit measured: {commit_measured()}",
         f"- PostgreSQL: {_pg_version(settings)}; MariaDB: {_my_version(settings)}",
         f"- data set: {settings.rows:,} rows of `orders` (10 columns), built with generate_series",
     ]
 
 
-def _commit() -> str:
+@functools.cache
+def commit_measured() -> str:
+    """The commit the run started at (cached: run.py calls it first, before any way)."""
     import subprocess
 
     def git(*args: str) -> str:

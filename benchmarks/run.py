@@ -19,7 +19,16 @@ import goals
 import jobs
 import peers
 from measure import Measured, Sample, WayFailed, run_retried
-from report import MB, PairingResult, Row, load_note, machine, pairing_table, sample_load
+from report import (
+    MB,
+    PairingResult,
+    Row,
+    commit_measured,
+    load_note,
+    machine,
+    pairing_table,
+    sample_load,
+)
 from settings import BENCH_DIR, Settings
 from ways import COPYJOB_RUN, ENGINE, PAIRINGS, Way, environment, job_name, ways_for
 
@@ -27,6 +36,7 @@ from ways import COPYJOB_RUN, ENGINE, PAIRINGS, Way, environment, job_name, ways
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings.from_environment(args.rows, args.prefix, Path(args.workdir))
+    commit_measured()  # now, before the code can change under a long run
     pairings = args.pairings.split(",") if args.pairings else list(PAIRINGS)
     unknown = [p for p in pairings if p not in PAIRINGS]
     if unknown:
