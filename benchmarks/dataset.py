@@ -151,7 +151,12 @@ def _build_sqlite(settings: Settings) -> None:
         " to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'),"
         " paid::int, order_date::text, score FROM orders WHERE id <= %s ORDER BY id"
     )
-    tables = {SOURCE_TABLE: settings.rows, "orders_small": settings.small_rows, "orders_one": 1}
+    tables = {
+        SOURCE_TABLE: settings.rows,
+        "orders_small": settings.small_rows,
+        "orders_tiny": settings.tiny_rows,
+        "orders_one": 1,
+    }
     columns = ", ".join(f'"{name}" {lite}' for name, _, _, lite in COLUMNS)
     placeholders = ", ".join("?" * len(COLUMNS))
     lite = sqlite3.connect(partial)
