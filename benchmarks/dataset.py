@@ -87,9 +87,10 @@ def prepare(settings: Settings, rebuild: bool = False) -> None:
     with my_connect(settings) as conn, conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE IF NOT EXISTS `{settings.my_db}`")
     with pg_connect(settings, settings.pg_source_db) as conn:
-        if rebuild or _pg_marker(conn) != _marker(settings):
+        rebuild = rebuild or _pg_marker(conn) != _marker(settings)
+        if rebuild:
             _build_pg_source(conn, settings)
-    if rebuild or not settings.sqlite_path.exists():
+    if rebuild or not settings.sqlite_path.exists():  # the same rows, from the same version
         _build_sqlite(settings)
     Path(settings.workdir, "lake").mkdir(parents=True, exist_ok=True)
 
