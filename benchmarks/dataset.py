@@ -11,13 +11,13 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import content as checksum
 import psycopg
-import pyarrow.parquet as pq
 import pymysql
 from psycopg import sql
 from settings import DESTINATION_TABLE, PARALLEL_TABLES, SOURCE_TABLE, Settings
 
-DATASET_VERSION = "cjbench-orders-v1"
+DATASET_VERSION = "cjbench-orders-v2"
 
 # name, PostgreSQL, MariaDB, SQLite
 COLUMNS = [
@@ -87,9 +87,10 @@ def prepare(settings: Settings, rebuild: bool = False) -> None:
     with my_connect(settings) as conn, conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE IF NOT EXISTS `{settings.my_db}`")
     with pg_connect(settings, settings.pg_source_db) as conn:
-        if rebuild or _pg_marker(conn) != _marker(settings):
+        rebuild = rebuild or _pg_marker(conn) != _marker(settings)
+        if rebuild:
             _build_pg_source(conn, settings)
-    if rebuild or not settings.sqlite_path.exists():
+    if rebuild or not settings.sqlite_path.exists():  # the same rows, from the same version
         _build_sqlite(settings)
     Path(settings.workdir, "lake").mkdir(parents=True, exist_ok=True)
 
@@ -106,9 +107,13 @@ def _pg_marker(conn: psycopg.Connection) -> str | None:
 
 
 def slices(settings: Settings) -> dict[str, tuple[int, int]]:
-    """The smaller source tables, as ranges of `id`: one tenth (memory), one row (the fixed
-    cost of a run), and the parts of the parallel job."""
-    tables = {"orders_small": (1, settings.small_rows), "orders_one": (1, 1)}
+    """The smaller source tables, as ranges of `id`: one tenth and one hundredth (memory over
+    three sizes), one row, and the parts of the parallel job."""
+    tables = {
+        "orders_small": (1, settings.small_rows),
+        "orders_tiny": (1, settings.tiny_rows),
+        "orders_one": (1, 1),
+    }
     for k in range(PARALLEL_TABLES):
         low = k * settings.part_rows + 1
         tables[f"orders_p{k + 1}"] = (low, low + settings.part_rows - 1)
@@ -147,7 +152,12 @@ def _build_sqlite(settings: Settings) -> None:
         " to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'),"
         " paid::int, order_date::text, score FROM orders WHERE id <= %s ORDER BY id"
     )
-    tables = {SOURCE_TABLE: settings.rows, "orders_small": settings.small_rows, "orders_one": 1}
+    tables = {
+        SOURCE_TABLE: settings.rows,
+        "orders_small": settings.small_rows,
+        "orders_tiny": settings.tiny_rows,
+        "orders_one": 1,
+    }
     columns = ", ".join(f'"{name}" {lite}' for name, _, _, lite in COLUMNS)
     placeholders = ", ".join("?" * len(COLUMNS))
     lite = sqlite3.connect(partial)
@@ -165,8 +175,49 @@ def _build_sqlite(settings: Settings) -> None:
     partial.rename(path)
 
 
-def reset_destinations(settings: Settings, pairing: str) -> None:
-    """An empty destination table of the source's definition, no key; no leftovers of any way."""
+TEMPLATE_TABLE = "cjbench_ddl_orders"
+
+
+def keep_ddl(settings: Settings, pairing: str) -> bool:
+    """Keep the definition of the destination table copyjob just created (an empty copy of it,
+    TEMPLATE_TABLE), so that every way then loads into that same definition. False for the
+    Parquet pairings, which have no table."""
+    if pairing == "pg-pg":
+        with pg_connect(settings, settings.pg_destination_db) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {TEMPLATE_TABLE}")
+            conn.execute(f"CREATE TABLE {TEMPLATE_TABLE} (LIKE {DESTINATION_TABLE} INCLUDING ALL)")
+        return True
+    if pairing == "pg-mariadb":
+        with my_connect(settings, settings.my_db) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS `{TEMPLATE_TABLE}`")
+            cur.execute(f"CREATE TABLE `{TEMPLATE_TABLE}` LIKE `{DESTINATION_TABLE}`")
+        return True
+    return False
+
+
+def destination_ddl(settings: Settings, pairing: str) -> str:
+    """The destination table's definition as the server prints it (for the report)."""
+    if pairing == "pg-pg":
+        with pg_connect(settings, settings.pg_destination_db) as conn:
+            found = conn.execute(
+                "SELECT column_name, data_type FROM information_schema.columns"
+                " WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
+                (TEMPLATE_TABLE,),
+            ).fetchall()
+        return ", ".join(f"{name} {kind}" for name, kind in found)
+    if pairing == "pg-mariadb":
+        with my_connect(settings, settings.my_db) as conn, conn.cursor() as cur:
+            cur.execute(f"SHOW CREATE TABLE `{TEMPLATE_TABLE}`")
+            text = cur.fetchone()[1]
+        body = text[text.index("(") + 1 : text.rindex(")")]
+        return ", ".join(" ".join(line.split()[:2]) for line in body.strip().splitlines())
+    return ""
+
+
+def reset_destinations(settings: Settings, pairing: str, create: str = "source") -> None:
+    """No leftovers of any way, and an empty destination table, no key: of copyjob's own
+    definition (`create="copyjob"`, kept by `keep_ddl`), of the source's (`"source"`), or none
+    (`"none"`: copyjob then creates it)."""
     if pairing == "pg-pg":
         with pg_connect(settings, settings.pg_destination_db) as conn:
             conn.execute(
@@ -177,36 +228,52 @@ def reset_destinations(settings: Settings, pairing: str) -> None:
             conn.execute(
                 sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(DESTINATION_TABLE))
             )
-            conn.execute(pg_table_ddl(DESTINATION_TABLE))
+            if create == "copyjob":
+                conn.execute(
+                    f"CREATE TABLE {DESTINATION_TABLE} (LIKE {TEMPLATE_TABLE} INCLUDING ALL)"
+                )
+            elif create == "source":
+                conn.execute(pg_table_ddl(DESTINATION_TABLE))
     elif pairing == "pg-mariadb":
         with my_connect(settings, settings.my_db) as conn, conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{settings.my_db}_dlt`")
             cur.execute(f"DROP TABLE IF EXISTS `{DESTINATION_TABLE}`")
-            cur.execute(my_table_ddl(DESTINATION_TABLE))
+            if create == "copyjob":
+                cur.execute(f"CREATE TABLE `{DESTINATION_TABLE}` LIKE `{TEMPLATE_TABLE}`")
+            elif create == "source":
+                cur.execute(my_table_ddl(DESTINATION_TABLE))
     else:
         shutil.rmtree(settings.lake, ignore_errors=True)
         settings.lake.mkdir(parents=True)
     shutil.rmtree(Path(settings.workdir) / "dlt_pipelines", ignore_errors=True)
 
 
-def count_rows(settings: Settings, pairing: str, target: str | None = None) -> int:
-    """Rows in the destination a way wrote: a table (schema.table), or Parquet files."""
+def content(settings: Settings, pairing: str, target: str | None = None) -> tuple[int, str]:
+    """(rows, checksum) of the destination a way wrote: a table (schema.table), or Parquet
+    files (those whose path holds `target`, when given). See content.py."""
     if pairing == "pg-pg":
         schema, _, table = (target or f"public.{DESTINATION_TABLE}").rpartition(".")
         with pg_connect(settings, settings.pg_destination_db) as conn:
-            query = sql.SQL("SELECT count(*) FROM {}.{}").format(
-                sql.Identifier(schema), sql.Identifier(table)
-            )
-            return conn.execute(query).fetchone()[0]
+            return checksum.pg(conn, schema, table)
     if pairing == "pg-mariadb":
         database, _, table = (target or f"{settings.my_db}.{DESTINATION_TABLE}").rpartition(".")
-        with my_connect(settings, database) as conn, conn.cursor() as cur:
-            cur.execute(f"SELECT count(*) FROM `{table}`")
-            return cur.fetchone()[0]
+        with my_connect(settings, database) as conn:
+            return checksum.mariadb(conn, database, table)
     files = sorted(settings.lake.rglob("*.parquet"))
     if target:
         files = [f for f in files if target in f.as_posix()]
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    return checksum.parquet(files)
+
+
+def source_content(settings: Settings, table: str = SOURCE_TABLE) -> tuple[int, str]:
+    """(rows, checksum) of a source table in PostgreSQL (the SQLite file holds the same rows)."""
+    with pg_connect(settings, settings.pg_source_db) as conn:
+        return checksum.pg(conn, "public", table)
+
+
+def count_rows(settings: Settings, pairing: str, target: str | None = None) -> int:
+    """Rows in the destination a way wrote (with their checksum: `content`)."""
+    return content(settings, pairing, target)[0]
 
 
 def drop_all(settings: Settings) -> None:

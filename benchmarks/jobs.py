@@ -1,9 +1,9 @@
 """The copy job files and the Dagster instance that copyjob's two ways run with.
 
-Per pairing, three jobs copy the data set, its tenth and its first row into the destination's
-`orders` (and where reading is the slow end, a fourth copies the data set in parallel parts);
-`bench_incr` is an incremental PostgreSQL copy of the tenth, and `bench_parallel` copies the
-eight parts in one job.
+Per pairing, four jobs copy the data set, its tenth, its hundredth and its first row into the
+destination's `orders` (and where reading is the slow end, a fifth copies the data set in
+parallel parts); `bench_incr` is an incremental PostgreSQL copy of the tenth, and
+`bench_parallel` copies the eight parts in one job.
 """
 
 import shutil
@@ -39,6 +39,7 @@ def write_jobs(settings: Settings) -> None:
         for variant, table in (
             ("", SOURCE_TABLE),
             ("small", "orders_small"),
+            ("tiny", "orders_tiny"),
             ("one", "orders_one"),
         ):
             _write(folder, job_name(pairing, variant), source, destination,

@@ -12,17 +12,23 @@ of COPYJOB_TEST_PG_URL, and a scratch destination database on the same server, t
 - the tables into one SQLite file, and into a Parquet folder, every row checked.
 
 For each run: wall seconds, CPU seconds (user and system, of the tool and the processes it
-waited for: on a shared machine a steadier ratio than wall time), the peak of the summed
-resident memory of the process tree (sampled every 0.1 s), and the load average before and
-after. Sling comes from
-benchmarks/.peers, installed as `run.py` installs it (`peers.ensure()`). Writes the table to
-benchmarks/results/many-tables.md (or `--out`); every database and folder it made is dropped.
+waited for: on a shared machine a steadier ratio than wall time), the peak memory of the
+process tree (the larger of the summed resident sets, sampled every 10 ms, and the largest
+single process's own high-water mark, VmHWM), and the load average before and after. The
+work of many tables runs `--repeat` rounds (copyjob and Sling in turns, the median printed);
+the one-table run and the import run `--one-repeat` rounds in turns. The destinations are
+checked: every table of every tool holds every row (PostgreSQL: the same rows as the source,
+by an order-independent checksum; SQLite and Parquet: counted). The issue's goals follow the
+table, each with its verdict. Sling comes from benchmarks/.peers, installed as `run.py`
+installs it (`peers.ensure()`). Writes the table to benchmarks/results/many-vs-sling.md (or
+`--out`), with the commit measured; every database and folder it made is dropped.
 
     .venv/bin/python benchmarks/many_vs_sling.py                # 200 tables × 1,000 rows
     .venv/bin/python benchmarks/many_vs_sling.py --tables 20    # a quick look
 """
 
 import argparse
+import functools
 import os
 import resource
 import statistics
@@ -40,11 +46,15 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402 - benchmarks/ is not a package
-from many_tables import PG_URL, PROJECT, _fill, _loadavg, _tree  # noqa: E402
+from many_tables import PG_URL, PROJECT, _fill, _loadavg  # noqa: E402
+from measure import _tree as process_tree  # noqa: E402
 from ways import SLING  # noqa: E402
 
 COPYJOB = Path(sys.executable).parent / "copyjob"
-RESULTS = PROJECT / "benchmarks" / "results" / "many-tables.md"
+RESULTS = PROJECT / "benchmarks" / "results" / "many-vs-sling.md"
+SAMPLE_SECONDS = 0.01
+COPYJOB_TOOL, SLING_TOOL, IMPORT_TOOL = "copyjob run", "Sling 1.4.11", "python -c"
+FULL_SCHEMAS = {COPYJOB_TOOL: "copyjob", SLING_TOOL: "sling"}  # where each full run writes
 
 
 @dataclass
@@ -56,6 +66,7 @@ class Measured:
     peak_mib: float
     load_before: str
     load_after: str
+    runs: int = 1
 
 
 def main() -> None:
@@ -63,8 +74,15 @@ def main() -> None:
     parser.add_argument("--tables", type=int, default=200)
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--parallel", type=int, default=None, help="max_parallel_tables")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds of the many-table runs (median)"
+    )
+    parser.add_argument(
+        "--one-repeat", type=int, default=5, help="rounds of the one-table run and the import"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    _commit()  # now, before the code can change under a long run
     peers.ensure()
     tag = uuid.uuid4().hex[:8]
     source_db, target_db = f"cj_many_src_{tag}", f"cj_many_dst_{tag}"
@@ -137,32 +155,57 @@ def _measure_all(root: Path, source: sa.URL, target: sa.URL, args: argparse.Name
         conn.execute(sa.text("CREATE SCHEMA sling_inc"))
     work_full = f"{n} tables × {args.rows:,} rows PG → PG, full"
     work_noop = f"the same {n} tables, no-op incremental"
-    rows = [
-        _timed(work_full, "copyjob run", [*copyjob, "full_pg"], env),
-        _timed(work_full, "Sling 1.4.11", [str(SLING), "run", "-r", str(full)], sling_env),
-    ]
+    copyjob_full = (COPYJOB_TOOL, [*copyjob, "full_pg"], env)
+    sling_full = (SLING_TOOL, [str(SLING), "run", "-r", str(full)], sling_env)
+    rows = _rounds(work_full, [copyjob_full, sling_full], args.repeat,
+                   before=lambda tool: _fresh_schemas(target, (FULL_SCHEMAS[tool],)))  # fmt: skip
+    _check_pg(source, target, "copyjob", tables)
+    _check_pg(source, target, "sling", tables)
     _timed("initial", "copyjob", [*copyjob, "inc_pg"], env)
     _timed("initial", "sling", [str(SLING), "run", "-r", str(inc)], sling_env)
-    rows += [
-        _timed(work_noop, "copyjob run", [*copyjob, "inc_pg"], env),
-        _timed(work_noop, "Sling 1.4.11", [str(SLING), "run", "-r", str(inc)], sling_env),
-    ]
-    _check_pg(target, "copyjob", tables, args.rows)
-    _check_pg(target, "sling", tables, args.rows)
-    one = [_timed("", "", [*copyjob, "one"], env) for _ in range(3)]
-    imports = [
-        _timed("", "", [sys.executable, "-c", "import dagster, copyjob_dagster.definitions"], env)
-        for _ in range(3)
-    ]
-    work_one = f"1 table × {args.rows:,} rows PG → PG, full (median of 3), against the import"
-    rows += [
-        _median(one, work_one, "copyjob run"),
-        _median(imports, work_one, "python -c"),
-    ]
+    rows += _rounds(
+        work_noop,
+        [(COPYJOB_TOOL, [*copyjob, "inc_pg"], env),
+         (SLING_TOOL, [str(SLING), "run", "-r", str(inc)], sling_env)],
+        args.repeat,
+    )  # fmt: skip
+    _check_pg(source, target, "copyjob_inc", tables)
+    _check_pg(source, target, "sling_inc", tables)
+    work_one = f"1 table × {args.rows:,} rows PG → PG, full, against the import"
+    imports = [sys.executable, "-c", "import dagster, copyjob_dagster.definitions"]
+    rows += _rounds(
+        work_one,
+        [(COPYJOB_TOOL, [*copyjob, "one"], env), (IMPORT_TOOL, imports, env)],
+        args.one_repeat,
+    )
     for job, into in (("to_sqlite", "one SQLite file"), ("to_parquet", "a Parquet folder")):
-        rows.append(_timed(f"{n} tables into {into}", "copyjob run", [*copyjob, job], env))
+        rows += _rounds(f"{n} tables into {into}", [(COPYJOB_TOOL, [*copyjob, job], env)], 1)
     _check_files(root, tables, args.rows)
     return rows
+
+
+def _rounds(work: str, tools: list, repeat: int, before=None) -> list[Measured]:
+    """Each tool `repeat` times, in turns (ABBA), and the median of each; `before(tool)` runs
+    before each run."""
+    runs: dict[str, list[Measured]] = {tool: [] for tool, _, _ in tools}
+    for round_ in range(repeat):
+        for tool, argv, env in tools if round_ % 2 == 0 else tools[::-1]:
+            if before is not None:
+                before(tool)
+            print(f"{work}: {tool}, round {round_ + 1}/{repeat} ...", flush=True)
+            runs[tool].append(_timed(work, tool, argv, env))
+            print(f"    {runs[tool][-1].seconds:.2f} s, {runs[tool][-1].peak_mib:.0f} MiB",
+                  flush=True)  # fmt: skip
+    return [_median(found, work, tool, len(found)) for tool, found in runs.items()]
+
+
+def _fresh_schemas(target: sa.URL, schemas: tuple[str, ...]) -> None:
+    """Each full run copies into empty schemas, as the first did."""
+    engine = sa.create_engine(target)
+    with engine.begin() as conn:
+        for schema in schemas:
+            conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
+    engine.dispose()
 
 
 def _plain(url: sa.URL) -> str:
@@ -203,35 +246,44 @@ def _timed(work: str, tool: str, argv: list[str], env: dict[str, str]) -> Measur
 
 
 def _sample(root: int, peak: list[int], stop: threading.Event) -> None:
-    """The largest sum of resident memory (VmRSS) over the process tree seen."""
+    """The peak memory of the process tree, in KiB: the larger of the largest sum of resident
+    sets seen (every SAMPLE_SECONDS) and the largest single process's high-water mark (VmHWM,
+    which catches a peak between two samples)."""
+    high_water: dict[int, int] = {}
     while not stop.is_set():
         total = 0
-        for pid in _tree(root):
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-            except OSError:
-                continue
-        peak[0] = max(peak[0], total)
-        stop.wait(0.1)
+        for pid, rss, hwm in process_tree(root):
+            total += rss
+            high_water[pid] = max(high_water.get(pid, 0), hwm)
+        peak[0] = max(peak[0], total // 1024, max(high_water.values(), default=0) // 1024)
+        stop.wait(SAMPLE_SECONDS)
 
 
-def _median(runs: list[Measured], work: str, tool: str) -> Measured:
-    middle = sorted(runs, key=lambda m: m.seconds)[len(runs) // 2]
+def _median(runs: list[Measured], work: str, tool: str, count: int) -> Measured:
+    """The median times, the largest peak, the first load before and the last after."""
     return Measured(
         work, tool, round(statistics.median(m.seconds for m in runs), 2),
-        round(statistics.median(m.cpu_seconds for m in runs), 2), middle.peak_mib,
-        runs[0].load_before, runs[-1].load_after,
+        round(statistics.median(m.cpu_seconds for m in runs), 2), max(m.peak_mib for m in runs),
+        runs[0].load_before, runs[-1].load_after, count,
     )  # fmt: skip
 
 
-def _check_pg(target: sa.URL, schema: str, tables: list[str], rows: int) -> None:
-    with sa.create_engine(target).connect() as conn:
-        for table in tables:
-            found = conn.execute(sa.text(f'SELECT count(*) FROM {schema}."{table}"')).scalar_one()
-            if found != rows:
-                raise SystemExit(f"{schema}.{table}: {found} rows, not {rows}")
+def _check_pg(source: sa.URL, target: sa.URL, schema: str, tables: list[str]) -> None:
+    """Every table in `schema` holds the source's rows: the same count, and the same sum of a
+    hash of each row's text (order-independent; the four columns the source has)."""
+    row = "md5(concat_ws('|', id, name, amount::numeric(12, 2), extract(epoch FROM updated_at)))"
+    query = "SELECT count(*), coalesce(sum(('x' || substr({row}, 1, 15))::bit(60)::bigint), 0)"
+    found: dict[str, list] = {}
+    for url, where in ((source, "public"), (target, schema)):
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            for table in tables:
+                text = query.format(row=row) + f' FROM {where}."{table}"'
+                found.setdefault(table, []).append(tuple(conn.execute(sa.text(text)).one()))
+        engine.dispose()
+    wrong = [t for t, (expected, copied) in found.items() if expected != copied]
+    if wrong:
+        raise SystemExit(f"{schema}: {len(wrong)} table(s) differ from the source: {wrong[:5]}")
 
 
 def _check_files(root: Path, tables: list[str], rows: int) -> None:
@@ -255,23 +307,72 @@ def _table(rows: list[Measured], args: argparse.Namespace) -> str:
     lines = [
         f"# Many tables: copyjob against Sling 1.4.11 ({args.tables} tables × {args.rows:,} rows)",
         "",
-        f"Machine: {os.cpu_count()} cores; `uname -r` {os.uname().release}. One invocation of "
-        "`benchmarks/many_vs_sling.py`; load average (1, 5, 15 min) before and after each run.",
+        f"Machine: {os.cpu_count()} cores, shared with other engineers' work (see the load "
+        f"averages: absolute times vary with it, the ratios of runs in turns are what "
+        f"compares); `uname -r` {os.uname().release}; commit measured: {_commit()}. One "
+        f"invocation of `{' '.join(['benchmarks/many_vs_sling.py', *sys.argv[1:]])}`; load "
+        "average (1, 5, 15 min) before the first and after the last run of each row. Times are "
+        "medians of *runs* (tools in turns); peak memory is of the whole process tree, the "
+        "largest of the runs.",
         "",
-        "| work | tool | seconds | ratio | CPU seconds | CPU ratio | peak RSS of the process "
-        "tree (MiB) | load before | load after |",
-        "|---|---|---:|---:|---:|---:|---:|---|---|",
+        "| work | tool | runs | seconds | ratio | CPU seconds | CPU ratio | peak memory of the "
+        "process tree (MiB) | load before | load after |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for work, tools in by_work.items():
-        reference = tools.get("Sling 1.4.11") or tools.get("python -c")
+        reference = tools.get(SLING_TOOL) or tools.get(IMPORT_TOOL)
         for row in tools.values():
             ratio = f"{row.seconds / reference.seconds:.2f}×" if reference else ""
             cpu = f"{row.cpu_seconds / reference.cpu_seconds:.2f}×" if reference else ""
             lines.append(
-                f"| {work} | {row.tool} | {row.seconds:.2f} | {ratio} | {row.cpu_seconds:.2f} | "
-                f"{cpu} | {row.peak_mib:.0f} | {row.load_before} | {row.load_after} |"
+                f"| {work} | {row.tool} | {row.runs} | {row.seconds:.2f} | {ratio} | "
+                f"{row.cpu_seconds:.2f} | {cpu} | {row.peak_mib:.0f} | {row.load_before} | "
+                f"{row.load_after} |"
             )
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", *_goals(list(by_work.values()), args)]) + "\n"
+
+
+def _goals(works: list[dict[str, Measured]], args: argparse.Namespace) -> list[str]:
+    """Issue 16's goals, in the order of the works measured."""
+    full, noop, one, sqlite, parquet = works
+
+    def ratio(tools: dict[str, Measured], reference: str) -> float:
+        return tools[COPYJOB_TOOL].seconds / tools[reference].seconds
+
+    def verdict(met: bool) -> str:
+        return "met" if met else "NOT met"
+
+    n = args.tables
+    lines = ["## Goals (issue 16), as measured", ""]
+    for label, tools, reference, limit in (
+        (f"{n} tables, full, against Sling's replication", full, SLING_TOOL, 1.0),
+        (f"{n} tables, no-op incremental, against Sling's", noop, SLING_TOOL, 1.0),
+        ("1 table through `copyjob run` against the import alone", one, IMPORT_TOOL, 1.5),
+    ):
+        found = ratio(tools, reference)
+        lines.append(f"- {label}: {found:.2f}× (≤ {limit}×) → {verdict(found <= limit)}")
+    lines.append(
+        f"- {n} tables into one SQLite file and into a Parquet folder: every row there "
+        f"({sqlite[COPYJOB_TOOL].seconds:.2f} s and {parquet[COPYJOB_TOOL].seconds:.2f} s) → met"
+    )
+    peak = full[COPYJOB_TOOL].peak_mib
+    lines.append(
+        f"- peak memory of the whole process tree, {n}-table full run: {peak:.0f} MiB "
+        f"(< 500 MB = 477 MiB) → {verdict(peak * 2**20 < 500e6)}"
+    )
+    return lines
+
+
+@functools.cache
+def _commit() -> str:
+    """The commit the run started at (main calls it first)."""
+
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", *argv], cwd=PROJECT, capture_output=True, text=True).stdout
+
+    dirty = git("status", "--porcelain", "--", "src", "benchmarks", ":(exclude)benchmarks/results")
+    head = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    return head + (" (with uncommitted changes)" if dirty.strip() else "")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """Run one way in a process of its own and measure its wall time and peak memory.
 
+A Python way (child.py) also reports its copy's own memory: its high-water mark during the
+copy above its resident set after the imports.
+
 Peak RSS is the larger of two readings from /proc, sampled every few milliseconds: the sum of
 the resident sets of the whole process tree (a pipe of two `psql`, a Dagster run and its step
 process), and the largest single process's own high-water mark (VmHWM). The kernel's
@@ -35,6 +38,9 @@ class Sample:
     copy_seconds: float  # what the way reports for its copy (the whole process for commands)
     peak_rss: int  # bytes
     rows: int = 0
+    checksum: str = ""  # of the destination's content (content.py)
+    baseline: int | None = None  # Python ways: resident bytes after their imports
+    growth: int | None = None  # Python ways: the copy's own peak above that baseline
 
 
 @dataclass
@@ -56,6 +62,21 @@ class Measured:
     @property
     def rows(self) -> set[int]:
         return {s.rows for s in self.samples}
+
+    @property
+    def checksums(self) -> set[str]:
+        return {s.checksum for s in self.samples}
+
+    @property
+    def growth(self) -> int | None:
+        """The largest of the copy's own growths (Python ways), None for commands."""
+        found = [s.growth for s in self.samples if s.growth is not None]
+        return max(found) if found else None
+
+    @property
+    def baseline(self) -> int | None:
+        found = [s.baseline for s in self.samples if s.baseline is not None]
+        return statistics.median(found) if found else None
 
 
 def run_measured(
@@ -87,11 +108,14 @@ def run_measured(
     if proc.returncode != 0:
         tail = "\n".join((stderr or stdout).strip().splitlines()[-15:])
         raise WayFailed(f"exit code {proc.returncode} after {elapsed:.1f} s:\n{tail}")
-    peak = sampler.peak
-    copy_seconds = elapsed
+    sample = Sample(process_seconds=elapsed, copy_seconds=elapsed, peak_rss=sampler.peak)
     if reports_time:
-        copy_seconds = json.loads(stdout.strip().splitlines()[-1])["seconds"]
-    return Sample(process_seconds=elapsed, copy_seconds=copy_seconds, peak_rss=peak)
+        reported = json.loads(stdout.strip().splitlines()[-1])
+        sample.copy_seconds = reported["seconds"]
+        if "peak" in reported:
+            sample.baseline = reported["baseline"]
+            sample.growth = max(0, reported["peak"] - reported["baseline"])
+    return sample
 
 
 def run_retried(

@@ -10,6 +10,7 @@ from `benchmarks/requirements-peers.txt`. See benchmarks/README.md.
 """
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
@@ -19,14 +20,24 @@ import goals
 import jobs
 import peers
 from measure import Measured, Sample, WayFailed, run_retried
-from report import MB, PairingResult, Row, machine, pairing_table
+from report import (
+    MB,
+    PairingResult,
+    Row,
+    commit_measured,
+    load_note,
+    machine,
+    pairing_table,
+    sample_load,
+)
 from settings import BENCH_DIR, Settings
-from ways import COPYJOB_RUN, PAIRINGS, Way, copyjob_run, environment, job_name, ways_for
+from ways import COPYJOB_RUN, ENGINE, PAIRINGS, Way, environment, job_name, ways_for
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings.from_environment(args.rows, args.prefix, Path(args.workdir))
+    commit_measured()  # now, before the code can change under a long run
     pairings = args.pairings.split(",") if args.pairings else list(PAIRINGS)
     unknown = [p for p in pairings if p not in PAIRINGS]
     if unknown:
@@ -52,7 +63,15 @@ def main(argv: list[str] | None = None) -> int:
             _write_markdown(Path(args.output), settings, args, sections, [])
         goal_lines: list[str] = []
         if args.goals or args.goals_only:
-            goal_lines = goals.measure(settings, results, pairings, args.repeat, args.timeout)
+            goal_lines = goals.measure(
+                settings,
+                results,
+                pairings,
+                args.repeat,
+                args.timeout,
+                args.memory_repeat,
+                tuple(args.goal or ()),
+            )
             print("\n" + "\n".join(goal_lines))
         if args.delta:
             spread = args.delta_changed == "spread"
@@ -67,67 +86,103 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def compare(settings: Settings, pairing: str, args: argparse.Namespace) -> PairingResult:
-    """Each way of one pairing, `repeat` times, round robin (so drift on a shared machine
-    spreads over all ways); copyjob run also copies a one-row table, its fixed cost."""
+    """Each way of one pairing, round after round. The reference and copyjob's ways run every
+    round, in turns (ABBA: reference first in even rounds, last in odd ones), so that each
+    round gives one paired ratio per copyjob way; the peer tools run in the first
+    `--peer-repeat` rounds. Every way loads into the table definition copyjob creates, and
+    every destination is counted and checksummed against the source."""
     chosen = [w for w in ways_for(pairing) if _wanted(w, pairing, args)]
-    fixed_cost = Way(f"{COPYJOB_RUN} (one row)", "project", command=copyjob_run)
-    has_run = any(w.name == COPYJOB_RUN for w in chosen)
-    planned: list[tuple[Way, str, int]] = [
-        (w, job_name(pairing, w.variant), settings.rows) for w in chosen
-    ]
-    if has_run and args.fixed_cost:
-        planned.append((fixed_cost, job_name(pairing, "one"), 1))
-    measured = {way.name: Measured() for way, _, _ in planned}
-    errors: dict[str, list[str]] = {name: [] for name in measured}
+    expected = dataset.source_content(settings)
+    create = _copyjob_ddl(settings, pairing, args.timeout)
+    core = [w for w in chosen if w.reference or w.group == "project"]
+    others = [w for w in chosen if w not in core]
+    measured = {way.name: Measured() for way in chosen}
+    rounds: dict[str, dict[int, Sample]] = {way.name: {} for way in chosen}
+    errors: dict[str, list[str]] = {way.name: [] for way in chosen}
     for repeat in range(args.repeat):
-        for way, param, _ in planned:
-            never_worked = errors[way.name] and not measured[way.name].samples
-            if never_worked or (way.group == "pandas" and repeat >= args.pandas_repeat):
-                continue
-            print(f"[{pairing}] run {repeat + 1}/{args.repeat}: {way.name} ...", flush=True)
+        order = core if repeat % 2 == 0 else core[::-1]
+        extra = [
+            w for w in others
+            if repeat < (args.pandas_repeat if w.group == "pandas" else args.peer_repeat)
+        ]  # fmt: skip
+        for way in [*order, *extra]:
+            if errors[way.name] and not measured[way.name].samples:
+                continue  # never worked (run_retried tried it three times)
+            print(f"[{pairing}] round {repeat + 1}/{args.repeat}: {way.name} ...", flush=True)
             try:
-                sample = _run_once(settings, pairing, way, param, args.timeout)
+                sample = _run_once(settings, pairing, way, job_name(pairing, way.variant),
+                                   args.timeout, create)  # fmt: skip
             except WayFailed as exc:
                 errors[way.name].append(str(exc).splitlines()[-1][:200])
                 continue
-            sample.rows = dataset.count_rows(
+            sample.rows, sample.checksum = dataset.content(
                 settings, pairing, way.count_in(settings) if way.count_in else None
             )
             measured[way.name].samples.append(sample)
+            rounds[way.name][repeat] = sample
+            growth = f", copy's own growth {sample.growth / MB:.0f} MB" if sample.growth else ""
+            same = "same content" if sample.checksum == expected[1] else "CONTENT DIFFERS"
             print(
-                f"    {sample.copy_seconds:.2f} s, {sample.rows:,} rows, "
-                f"{sample.peak_rss / MB:.0f} MB",
+                f"    {sample.copy_seconds:.2f} s (whole {sample.process_seconds:.2f} s), "
+                f"{sample.rows:,} rows, {same}, tree peak {sample.peak_rss / MB:.0f} MB{growth}",
                 flush=True,
             )
-    result = PairingResult(pairing, PAIRINGS[pairing])
-    for way, _, expected in planned:
+    result = PairingResult(pairing, PAIRINGS[pairing], expected_checksum=expected[1])
+    result.ddl = dataset.destination_ddl(settings, pairing) if create == "copyjob" else ""
+    reference = next((w for w in chosen if w.reference), None)
+    for way in chosen:
         failures = errors[way.name]
         worked = bool(measured[way.name].samples)
-        row = Row(way.name, measured[way.name], expected, way.reference)
+        row = Row(way.name, measured[way.name], settings.rows, way.reference)
+        row.command = way.python is None
+        row.whole_only = way.name == COPYJOB_RUN
         row.error = "" if worked else (failures[0] if failures else "")
-        row.fixed_cost = way is fixed_cost
         if worked and failures:
             row.note = f"{len(failures)} round(s) failed (median of the others): {failures[0]}"
-        fixed_runs = measured.get(fixed_cost.name)
-        if way.name == COPYJOB_RUN and not row.error and fixed_runs and fixed_runs.samples:
-            fixed = measured[fixed_cost.name].process_seconds
-            row.copy_seconds = max(0.0, measured[way.name].process_seconds - fixed)
-            row.note += (" " if row.note else "") + (
-                f"wall = the whole command ({measured[way.name].process_seconds:.2f} s) minus "
-                f"its fixed cost, the same command copying a one-row table ({fixed:.2f} s)"
-            )
+        if worked and reference is not None and way in core and not way.reference:
+            row.paired = _paired(rounds[way.name], rounds[reference.name])
         result.rows.append(row)
     return result
 
 
-def _run_once(settings: Settings, pairing: str, way: Way, param: str, timeout: float) -> Sample:
+def _paired(way: dict[int, Sample], reference: dict[int, Sample]) -> tuple[float, float, int]:
+    """Median over the rounds both ran of (copy ratio, whole-command ratio), and their count."""
+    both = sorted(set(way) & set(reference))
+    if not both:
+        return (0.0, 0.0, 0)
+    copy = statistics.median(way[r].copy_seconds / reference[r].copy_seconds for r in both)
+    whole = statistics.median(way[r].process_seconds / reference[r].process_seconds for r in both)
+    return (copy, whole, len(both))
+
+
+def _copyjob_ddl(settings: Settings, pairing: str, timeout: float) -> str:
+    """Let copyjob's engine create the destination table (a run not measured), and keep its
+    definition for every way's runs: the reference loads into the table copyjob creates."""
+    if pairing not in ("pg-pg", "pg-mariadb"):
+        return "none"  # files: no table definition to share
+    engine = next(w for w in ways_for(pairing) if w.name == ENGINE)
+    print(f"[{pairing}] copyjob creates the destination table (not measured) ...", flush=True)
+    run_retried(
+        engine.argv(settings, job_name(pairing)),
+        environment(settings, job_name(pairing)),
+        timeout,
+        reports_time=True,
+        before=lambda: dataset.reset_destinations(settings, pairing, create="none"),
+    )
+    return "copyjob" if dataset.keep_ddl(settings, pairing) else "none"
+
+
+def _run_once(
+    settings: Settings, pairing: str, way: Way, param: str, timeout: float, create: str
+) -> Sample:
     """One run into an empty destination (retried: see `run_retried`)."""
+    sample_load()
     return run_retried(
         way.argv(settings, param),
         environment(settings, param),
         timeout,
         reports_time=way.python is not None,
-        before=lambda: dataset.reset_destinations(settings, pairing),
+        before=lambda: dataset.reset_destinations(settings, pairing, create),
     )
 
 
@@ -157,11 +212,18 @@ def _write_markdown(
         lines += [f"- note: {args.note}"]
     lines += [
         "",
-        f"Median of {args.repeat} run(s) of each way. *wall s* is the copy as the way reports it "
+        f"The reference and copyjob's ways ran {args.repeat} rounds in turns (ABBA), the peer "
+        f"tools {args.peer_repeat} (pandas {args.pandas_repeat}); *runs* says how many worked "
+        "(*paired*: its ratios are the median of its ratio to the reference run of the same "
+        "round; otherwise the ratio of the medians). *copy s* is the copy as the way reports it "
         "(Python ways: from after their imports, connections included; commands: the whole "
-        "command; `copyjob run`: the whole command minus the median of the same command copying "
-        "a one-row table). *process s* is the whole process, start-up and imports included. "
-        "*peak RSS* is of the whole process tree, the largest of all runs.",
+        "command; `copyjob run`: not timed apart). *whole s* is the whole command, start-up and "
+        "imports included: `copyjob run` is compared with the reference this way only. "
+        "*content* compares each destination's checksum (content.py: every row, every column, "
+        "in any order) with the source's. *copy's own growth* (Python ways) is the copy's "
+        "high-water mark above the process's resident set after its imports, the largest of "
+        "the runs; *tree peak RSS* is of the whole process tree, imports included. Load: "
+        + load_note(),
         "",
     ]
     for section in sections:
@@ -175,7 +237,12 @@ def _write_markdown(
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=2_000_000, help="rows in orders")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each way (median)")
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="rounds of the reference and copyjob's ways (median)"
+    )
+    parser.add_argument(
+        "--peer-repeat", type=int, default=1, help="rounds of the peer tools (slow; median)"
+    )
     parser.add_argument("--pairings", help=f"comma-separated subset of {','.join(PAIRINGS)}")
     parser.add_argument(
         "--no-peers", action="store_true", help="only copyjob and the psql/mariadb references"
@@ -187,13 +254,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--copyjob-run-on",
         default=",".join(PAIRINGS),
-        help="pairings on which to time `copyjob run` (each costs two Dagster runs)",
+        help="pairings on which to time `copyjob run`",
     )
     parser.add_argument(
-        "--no-fixed-cost",
-        dest="fixed_cost",
-        action="store_false",
-        help="do not time `copyjob run` on a one-row table (its wall is then the whole command)",
+        "--memory-repeat", type=int, default=1, help="runs of each size for the memory goal"
     )
     parser.add_argument(
         "--no-goals", dest="goals", action="store_false", help="skip the goal measurements"
@@ -215,6 +279,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=["spread", "newest"],
         default="spread",
         help="the merge's changed rows: every Nth row (each data file holds some), or the newest",
+    )
+    parser.add_argument(
+        "--goal",
+        action="append",
+        choices=("memory", "incremental", "parallel"),
+        help="measure only this goal (repeatable; the speed goals come from the tables)",
     )
     parser.add_argument("--rebuild", action="store_true", help="rebuild the data set")
     parser.add_argument("--prefix", default="cjbench", help="name prefix of the databases made")

@@ -70,6 +70,10 @@ class Settings:
         return max(1, self.rows // 10)
 
     @property
+    def tiny_rows(self) -> int:
+        return max(1, self.rows // 100)
+
+    @property
     def part_rows(self) -> int:
         return max(1, self.rows // PARALLEL_TABLES)
 

@@ -25,6 +25,7 @@ PEERS_PYTHON = BENCH_DIR / ".peers" / "bin" / "python"
 SLING = BENCH_DIR / ".peers/lib/python3.11/site-packages/sling_linux_amd64/bin/sling-linux-amd64"
 DUCKDB_EXTENSIONS = BENCH_DIR / ".peers/lib/python3.11/site-packages/duckdb_ext/extensions"
 COPYJOB_RUN = "copyjob run"
+ENGINE = "copyjob engine (copy_table)"
 # Pairings where reading is the slow end, so that a split copy (docs/scale.md, "Large tables") pays.
 SPLIT_PAIRINGS = ("pg-parquet",)
 SPLIT_PARTS = 2
@@ -226,7 +227,7 @@ def ways_for(pairing: str) -> list[Way]:
             "pandas",
             f"copiers.copy_pandas:{key}",
         ),
-        Way("copyjob engine (copy_table)", "project", "copiers.copy_engine:copy"),
+        Way(ENGINE, "project", "copiers.copy_engine:copy"),
     ]
     if pairing in SPLIT_PAIRINGS:
         found.append(
