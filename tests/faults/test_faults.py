@@ -343,7 +343,7 @@ def test_sigkill_in_a_full_copy_keeps_the_previous_copy(
     try:
         outcome = kill_a_full_copy(tmp_path, request, destination)
     finally:
-        record_case("F6 full copy SIGKILL + rerun", destination, outcome)
+        record_case("F8 full copy SIGKILL + rerun", destination, outcome)
     assert outcome == dict.fromkeys(outcome, 0)
 
 
