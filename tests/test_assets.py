@@ -1,5 +1,6 @@
 """The Dagster assets as a user meets them: materialize, count rows, read the metadata."""
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -106,17 +107,33 @@ def test_failed_copy_records_no_materialization(shop_db: Path, tmp_path: Path) -
 
 @pytest.mark.parametrize("mode", ["sqlite", "parquet"])
 def test_full_copy_replaces_previous_copy(shop_db: Path, tmp_path: Path, mode: str) -> None:
+    """Between two full copies the source changes (rows updated, deleted, added): the second
+    copy holds the source's rows as they are now, none of the first copy's left over."""
+    source = tmp_path / "shop.sqlite"
+    shutil.copy(shop_db, source)
     destination = f"sqlite:///{tmp_path / 'dest.sqlite'}" if mode == "sqlite" else str(tmp_path)
-    job = _job(shop_db, destination)
+    job = _job(source, destination)
+    columns = "id, email, full_name, country"
     with dg.instance_for_test() as instance:
         assert _materialize(job, instance).success
+        with sqlite3.connect(source) as db:
+            first = db.execute(f"SELECT {columns} FROM customers ORDER BY id").fetchall()
+            db.execute("UPDATE customers SET full_name = 'Renamed ' || id WHERE id % 3 = 0")
+            db.execute("DELETE FROM customers WHERE id % 5 = 0")
+            db.execute(
+                "INSERT INTO customers VALUES "
+                "(100000, 'new@example.com', 'New Customer', 'DE', 1, '2026-01-01 00:00:00')"
+            )
         assert _materialize(job, instance).success
         events = instance.fetch_materializations(dg.AssetKey(["shop_copy", "customers"]), limit=5)
     assert len(events.records) == 2
-    with sqlite3.connect(shop_db) as db:
-        expected = db.execute("SELECT count(*) FROM customers").fetchone()[0]
+    with sqlite3.connect(source) as db:
+        expected = db.execute(f"SELECT {columns} FROM customers ORDER BY id").fetchall()
     if mode == "sqlite":
         with sqlite3.connect(tmp_path / "dest.sqlite") as db:
-            assert db.execute("SELECT count(*) FROM customers").fetchone()[0] == expected
+            copied = db.execute(f"SELECT {columns} FROM customers ORDER BY id").fetchall()
     else:
-        assert pq.read_table(tmp_path / "customers.parquet").num_rows == expected
+        table = pq.read_table(tmp_path / "customers.parquet", columns=columns.split(", "))
+        copied = sorted(zip(*(c.to_pylist() for c in table.columns), strict=True))
+    assert first != expected  # the source did change
+    assert copied == expected

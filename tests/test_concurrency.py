@@ -68,15 +68,19 @@ def test_two_limits_for_one_source_database_are_refused(tmp_path: Path) -> None:
 
 
 def _three_tables(
-    tmp_path: Path, max_parallel_tables: int, max_connections: int | None = None
+    tmp_path: Path, max_parallel_tables: int, max_connections: int | None = None, rows: int = 100
 ) -> tuple[Path, dict[str, str]]:
-    """A job `many` of three small SQLite tables; its instance's home, and the environment
-    that runs it."""
+    """A job `many` of three SQLite tables of `rows` rows; its instance's home, and the
+    environment that runs it."""
     source = tmp_path / "shop.sqlite"
     with sqlite3.connect(source) as db:
         for table in TABLES:
-            db.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY)")
-            db.executemany(f"INSERT INTO {table} VALUES (?)", [(i,) for i in range(100)])
+            db.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, label TEXT)")
+            db.execute(
+                f"INSERT INTO {table} WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL "
+                "SELECT i + 1 FROM n WHERE i + 1 < ?) SELECT i, 'row ' || i FROM n",
+                (rows,),
+            )
     jobs = tmp_path / "jobs"
     jobs.mkdir()
     limit = max_connections or "null"
@@ -96,7 +100,8 @@ def _run_entries(home: Path) -> list[dg.EventLogEntry]:
 
 
 def test_copyjob_run_holds_a_source_to_its_max_connections(tmp_path: Path) -> None:
-    home, env = _three_tables(tmp_path, max_parallel_tables=3, max_connections=2)
+    # Tables big enough that two copies started together are still running when both are.
+    home, env = _three_tables(tmp_path, max_parallel_tables=3, max_connections=2, rows=300_000)
     done = subprocess.run(
         [str(COPYJOB), "run", "many"], cwd=PROJECT, env=env, capture_output=True, text=True,
         timeout=240, check=False,
@@ -108,7 +113,8 @@ def test_copyjob_run_holds_a_source_to_its_max_connections(tmp_path: Path) -> No
         assert {p.name: p.limit for p in instance.event_log_storage.get_pool_limits()} == {pool: 2}
     spans = _spans(_run_entries(home))
     assert len(spans) == len(TABLES) and all(len(s) == 2 for s in spans.values())
-    assert _most_at_once(spans.values()) <= 2
+    # Two copies overlapped, never three: the limit is used, and held.
+    assert _most_at_once(spans.values()) == 2, spans
 
 
 def test_materialize_outside_the_job_keeps_its_max_parallel_tables(tmp_path: Path) -> None:

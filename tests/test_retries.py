@@ -15,8 +15,10 @@ import sqlalchemy as sa
 
 from copyjob_dagster.config import CopyJob
 from copyjob_dagster.defs import assets
+from copyjob_dagster.engine import rows
 from copyjob_dagster.errors import CopyJobError, SchemaError, SourceError
 from copyjob_dagster.stores import open_source
+from copyjob_dagster.stores.open_transactions import COPYJOB_APPLICATION
 from copyjob_dagster.stores.transient import is_transient
 
 CLOSED_PORT = 1
@@ -148,3 +150,93 @@ def test_retry_policy_from_the_job_file() -> None:
     assert (retry.max_retries, retry.delay_seconds, retry.backoff) == (4, 2, "exponential")
     assert [retry.wait(attempt) for attempt in (1, 2, 3)] == [2, 4, 8]
     assert assets.table_retry(CopyJob.model_validate(_job_config("sqlite:///x.db"))) is None
+
+
+def test_a_connection_lost_mid_copy_is_retried_and_the_rest_copied(
+    tmp_path: Path, pg_server: str, pg_schema: str
+) -> None:
+    """End to end: the PostgreSQL session reading a window is terminated (pg_terminate_backend)
+    after its 5th batch, the table is retried under the job's policy, and the retry copies the
+    window: the destination equals the source, no row lost nor duplicated, the watermark is
+    the source's maximum."""
+    engine = sa.create_engine(pg_server, poolclass=sa.NullPool)  # no idle session of ours
+    items = sa.Table(
+        "items",
+        sa.MetaData(schema=pg_schema),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("payload", sa.Text),
+        sa.Column("updated", sa.Integer),
+    )
+
+    def put(first: int, last: int) -> None:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.insert(items),
+                [
+                    {"id": i, "payload": f"{i:06d}" * 40, "updated": i // 3}
+                    for i in range(first, last)
+                ],
+            )
+
+    with engine.begin() as conn:
+        items.create(conn)
+    put(1, 1001)
+    job = CopyJob.model_validate(
+        {
+            "name": "cut",
+            "mode": "incremental",
+            "batch_rows": 100,
+            "source": {"url": pg_server, "schema": pg_schema},
+            "destination": {"url": f"sqlite:///{tmp_path / 'copy.sqlite'}"},
+            "retries": {"max_retries": 2, "delay_seconds": 0, "backoff": "constant"},
+            "tables": [
+                {"name": "items", "incremental_column": "updated", "primary_key": ["id"],
+                 "write": "merge"}
+            ],
+        }
+    )  # fmt: skip
+    cut: list[int] = []
+    count = rows.RowCounter.count
+
+    def cut_after_the_fifth_batch(self: Any, batches: Any) -> Any:
+        for index, batch in enumerate(count(self, batches), start=1):
+            yield batch
+            if index == 5 and not cut:  # the first attempt of the second run only
+                cut.append(_terminate_reader(engine, pg_schema))
+
+    definitions = [*assets.build_source_specs([job]), *assets.build_copy_assets([job])]
+    with dg.instance_for_test() as instance:
+        assert dg.materialize(definitions, instance=instance).success  # the first 1,000 rows
+        put(1001, 5001)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(rows.RowCounter, "count", cut_after_the_fifth_batch)
+            result = dg.materialize(definitions, instance=instance, raise_on_error=False)
+        messages = [r.event_log_entry.user_message for r in
+                    instance.get_records_for_run(result.run_id).records]  # fmt: skip
+        watermark = assets.latest_watermark(instance, dg.AssetKey(["cut", "items"]))
+    assert cut, "the reading session was never cut"
+    with engine.connect() as conn:
+        gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = :p"
+        assert conn.execute(sa.text(gone), {"p": cut[0]}).scalar() == 0
+    assert result.success
+    assert sum(m.startswith("retrying items in 0 s") for m in messages) == 1, messages
+    with engine.connect() as conn:
+        source = conn.execute(sa.select(items).order_by(items.c.id)).all()
+    engine.dispose()
+    with sqlite3.connect(tmp_path / "copy.sqlite") as db:
+        copied = db.execute("SELECT id, payload, updated FROM items ORDER BY id").fetchall()
+    assert [tuple(row) for row in source] == copied  # nothing lost, nothing twice
+    assert watermark is not None and int(watermark.text) == 5000 // 3
+
+
+def _terminate_reader(engine: sa.Engine, schema: str) -> int:
+    """Terminate the session reading `schema`'s table (the server ends it as soon as it has
+    sent what the socket holds: the copy's next read fails)."""
+    reading = sa.text(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = :app "
+        "AND state <> 'idle' AND query LIKE :q"
+    ).bindparams(app=COPYJOB_APPLICATION, q=f"%{schema}%")
+    with engine.connect() as conn:
+        (pid,) = conn.execute(reading).scalars().all()
+        assert conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+    return pid

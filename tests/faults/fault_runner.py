@@ -21,6 +21,10 @@ POINT is one of:
   delta-before  die once a Delta write has taken its last batch, just before it commits
   delta-after   die right after a Delta commit, before the store reads its version back
 SLOW_SECONDS sleeps that long per batch, so that a test can cut connections mid-copy.
+
+HOOKS (started from a test only, see `hooks.py`) note where a run is for the test to wait on
+(`Runner.noted`), hold a run at a point until the test lets it go (`Runner.go`), or switch a
+protection off in this process for a negative control.
 """
 
 import multiprocessing
@@ -37,6 +41,11 @@ import sqlalchemy as sa
 
 from copyjob_dagster.defs import assets
 from copyjob_dagster.engine import load_job, rows
+
+try:
+    from . import hooks as test_hooks
+except ImportError:  # run from a shell as a script
+    import hooks as test_hooks  # type: ignore[no-redef]
 
 
 def die() -> None:
@@ -162,9 +171,10 @@ def _install_delta(point: str, nth: int) -> None:
     delta.DeltaStore._record = record
 
 
-def run(job_file: str, point: str, nth: int, slow: float) -> int:
+def run(job_file: str, point: str, nth: int, slow: float, hooks: tuple[str, ...] = ()) -> int:
     job = load_job(Path(job_file))
     install(point, nth, slow, job.destination.url, job.tables[0].destination_name)
+    test_hooks.install(hooks, _note_file)
     with dg.DagsterInstance.get() as instance:
         result = dg.materialize(
             [*assets.build_source_specs([job]), *assets.build_copy_assets([job])],
@@ -174,7 +184,13 @@ def run(job_file: str, point: str, nth: int, slow: float) -> int:
     return 0 if result.success else 1
 
 
-def _forked(arguments: tuple[str, str, int, float], home: str, errors: str) -> None:
+def _note_file(name: str) -> Path:
+    return Path(os.environ["DAGSTER_HOME"]).parent / f"{name}_{os.getpid()}"
+
+
+def _forked(
+    arguments: tuple[str, str, int, float, tuple[str, ...]], home: str, errors: str
+) -> None:
     """In the forked process: its own DAGSTER_HOME, stderr into a file, exit with run's code."""
     os.environ["DAGSTER_HOME"] = home
     descriptor = os.open(errors, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
@@ -191,11 +207,19 @@ class Runner:
     """A run in a process of its own, with the part of subprocess.Popen the tests use."""
 
     def __init__(
-        self, job_file: Path, point: str, nth: int, slow: float, home: Path, errors: Path
+        self,
+        job_file: Path,
+        point: str,
+        nth: int,
+        slow: float,
+        home: Path,
+        errors: Path,
+        hooks: tuple[str, ...] = (),
     ) -> None:
         self._errors, self._home = errors, home
         self._process = _SERVER.Process(
-            target=_forked, args=((str(job_file), point, nth, slow), str(home), str(errors))
+            target=_forked,
+            args=((str(job_file), point, nth, slow, hooks), str(home), str(errors)),
         )
         self._process.start()
         self.pid = self._process.pid
@@ -221,6 +245,28 @@ class Runner:
         """What the transaction a `write-commit` run died in had run: its changing statements."""
         landed = self._home.parent / f"landing_{self.pid}"
         return landed.read_text() if landed.exists() else ""
+
+    def noted(self, name: str) -> int | None:
+        """When (time.time_ns) the run noted `name` (see `hooks.py`); None if it has not."""
+        note = self._home.parent / f"{name}_{self.pid}"
+        text = note.read_text() if note.exists() else ""
+        return int(text) if text.strip() else None
+
+    def wait_for_note(self, *names: str, timeout: float = 120) -> str | None:
+        """Wait until the run notes one of `names` (returned), or ends (None)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for name in names:
+                if self.noted(name) is not None:
+                    return name
+            if self.poll() is not None:
+                return None
+            assert time.monotonic() < deadline, f"the run never noted {names}: {self.errors()}"
+            time.sleep(0.005)
+
+    def go(self) -> None:
+        """Let a run held by the `hold` hook go on."""
+        (self._home.parent / f"go_{self.pid}").write_text("go")
 
     def errors(self) -> str:
         """The end of what the run wrote to stderr."""

@@ -7,6 +7,7 @@ cut, or a second run at the same time), reruns until success, and then checks th
 row lost, none duplicated, none different, none extra) and the watermark never went backwards.
 """
 
+import itertools
 import os
 import random
 import signal
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 from conftest import make_dagster_home
 
 from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs, latest_watermark
+from copyjob_dagster.defs.metadata import watermark_from_metadata
 from copyjob_dagster.engine import load_job
 
 from .fault_runner import Runner
@@ -57,6 +59,8 @@ class Store:
     def _select(self, names: tuple[str, ...]) -> list[tuple[Any, ...]]:
         if self.is_folder:
             folder = Path(self.url) / "events"
+            if not folder.exists():  # a full copy's one file, or nothing yet
+                folder = folder.with_suffix(".parquet")
             if not folder.exists():
                 return []
             table = ds.dataset(folder, format="parquet").to_table()
@@ -78,13 +82,20 @@ class Case:
     """One source table, one destination, one Dagster instance, and the runs against them."""
 
     def __init__(
-        self, tmp_path: Path, source: Store, destination: Store, write: str, split: str = ""
+        self,
+        tmp_path: Path,
+        source: Store,
+        destination: Store,
+        write: str,
+        split: str = "",
+        mode: str = "incremental",
     ) -> None:
         self.source, self.destination, self.write = source, destination, write
         self.home = make_dagster_home(tmp_path / "dagster_home")
         self.job_file = tmp_path / "faults.yaml"
+        table = f"incremental_column: updated_at, write: {write}," if mode == "incremental" else ""
         self.job_file.write_text(
-            "name: faults\nmode: incremental\n"
+            f"name: faults\nmode: {mode}\n"
             f"batch_rows: {BATCH_ROWS}\n"
             f"source: {{url: '{source.url}'"
             + (f", schema: {source.schema}" if source.schema else "")
@@ -93,16 +104,17 @@ class Case:
             + (f", schema: {destination.schema}" if destination.schema else "")
             + "}\n"
             "tables:\n"
-            f"  - {{name: events, incremental_column: updated_at, write: {write},"
-            f" primary_key: [id]{split}}}\n"
+            f"  - {{name: events, {table} primary_key: [id]{split}}}\n"
         )
         self.job = load_job(self.job_file)
         self.next_id = 1
         self.next_value = 1
-        self.watermarks: list[int] = []
+        self.backwards_seen = 0  # backwards steps of the recorded watermark counted so far
         self.started = 0
         engine = source.engine()
         with engine.begin() as conn:
+            if engine.dialect.name == "sqlite":  # a writer beside a run's open snapshot
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
             events = self._table()
             events.create(conn)
         engine.dispose()
@@ -151,10 +163,13 @@ class Case:
             conn.execute(statement, rows) if rows is not None else conn.execute(statement)
         engine.dispose()
 
-    def start(self, point: str = "none", nth: int = 0, slow: float = 0.0) -> Runner:
+    def start(
+        self, point: str = "none", nth: int = 0, slow: float = 0.0, hooks: tuple[str, ...] = ()
+    ) -> Runner:
+        """A run in a process of its own; `hooks` name test-only hooks (see hooks.py)."""
         self.started += 1
         errors = self.home.parent / f"run_{self.started}.stderr"
-        return Runner(self.job_file, point, nth, slow, self.home, errors)
+        return Runner(self.job_file, point, nth, slow, self.home, errors, hooks)
 
     def run_until_success(self, attempts: int = 3) -> None:
         assets = [*build_source_specs([self.job]), *build_copy_assets([self.job])]
@@ -195,10 +210,20 @@ class Case:
         assert rows, "the source is empty: the case would check nothing"
         return (-1 if watermark is None else watermark), rows
 
+    def recorded_watermarks(self) -> list[int]:
+        """Every watermark the table's materializations recorded, oldest first."""
+        with dg.DagsterInstance.from_config(str(self.home)) as instance:
+            records = instance.fetch_materializations(KEY, limit=10_000, ascending=True).records
+        recorded = (watermark_from_metadata(r.asset_materialization.metadata) for r in records)
+        return [int(w.text) for w in recorded if w is not None]
+
     def watermark_counts(self, watermark: int, rows: list[tuple[Any, ...]]) -> dict[str, int]:
-        regression = int(bool(self.watermarks) and watermark < self.watermarks[-1])
-        self.watermarks.append(watermark)
-        return {"regressions": regression, "stale": int(watermark != max(r[2] for r in rows))}
+        """Regressions: each time a recorded watermark went below the one before it (a rerun
+        after a backwards step would hide it from the latest value alone)."""
+        history = self.recorded_watermarks()
+        backwards = sum(1 for a, b in itertools.pairwise(history) if b < a)
+        regressions, self.backwards_seen = backwards - self.backwards_seen, backwards
+        return {"regressions": regressions, "stale": int(watermark != max(r[2] for r in rows))}
 
 
 def _store_for(kind: str, tmp_path: Path, request: pytest.FixtureRequest, role: str) -> Store:
@@ -221,6 +246,7 @@ def _make_case(
     destination: str,
     write: str,
     split: str = "",
+    mode: str = "incremental",
 ) -> Case:
     return Case(
         tmp_path,
@@ -228,6 +254,7 @@ def _make_case(
         _store_for(destination, tmp_path, request, "destination"),
         write,
         split,
+        mode,
     )
 
 
@@ -301,6 +328,58 @@ def test_sigkill_in_a_split_copy_then_rerun(
             _sum(outcomes) if len(outcomes) == 2 else None,
         )
     assert _sum(outcomes) == dict.fromkeys(_sum(outcomes), 0)
+
+
+# MariaDB commits DDL at once, so its swap is a RENAME of a table staged beforehand; a Parquet
+# copy is one file written aside and renamed into place (SQLite and PostgreSQL do it all in one
+# transaction).
+@pytest.mark.parametrize("destination", ["mariadb", "parquet"])
+def test_sigkill_in_a_full_copy_keeps_the_previous_copy(
+    tmp_path: Path, request: pytest.FixtureRequest, record_case: Any, destination: str
+) -> None:
+    """A full copy killed mid-way (at batch 20 of 34) leaves the previous copy whole and
+    nothing of the new one (it is built aside and swapped in); the rerun copies the source."""
+    outcome = None
+    try:
+        outcome = kill_a_full_copy(tmp_path, request, destination)
+    finally:
+        record_case("F8 full copy SIGKILL + rerun", destination, outcome)
+    assert outcome == dict.fromkeys(outcome, 0)
+
+
+def kill_a_full_copy(
+    tmp_path: Path, request: pytest.FixtureRequest, destination: str, hooks: tuple[str, ...] = ()
+) -> dict[str, int]:
+    """Copy, change the source, kill the next copy at batch 20 (`hooks` in its process), and
+    count: the previous copy against the destination just after the kill, then the source
+    against it after a rerun."""
+    case = _make_case(tmp_path, request, "sqlite", destination, "merge", mode="full")
+    case.insert(INITIAL_ROWS)
+    case.run_until_success()
+    previous = case.destination.rows()
+    assert sorted(previous) == sorted(case.source.rows())
+    case.insert(200)
+    case.update(random.Random(f"full-{destination}"), 50)
+    process = case.start("batch", 20, hooks=hooks)
+    assert process.wait(timeout=120) == -signal.SIGKILL, process.errors()
+    after_kill = compare(previous, case.destination.rows())
+    case.run_until_success()
+    after_rerun = compare(case.source.rows(), case.destination.rows())
+    return {name: after_kill[name] + after_rerun[name] for name in COUNTS}
+
+
+def compare(expected_rows: list[tuple[Any, ...]], rows: list[tuple[Any, ...]]) -> dict[str, int]:
+    """The invariant's counts of `rows` (keyed by their first value) against `expected_rows`."""
+    expected = {row[0]: row for row in expected_rows}
+    actual = {row[0]: row for row in rows}
+    return {
+        "lost": len(expected.keys() - actual.keys()),
+        "duplicates": len(rows) - len(actual),
+        "mismatches": sum(1 for k in expected.keys() & actual.keys() if expected[k] != actual[k]),
+        "extra": len(actual.keys() - expected.keys()),
+        "regressions": 0,
+        "stale": 0,
+    }
 
 
 def _kill_then_rerun(
@@ -521,10 +600,10 @@ def test_two_runs_of_one_table_at_once(
     outcomes = []
     try:
         for round_number in range(2):
-            _change_source(case, rng, round_number)
-            runs = [case.start(slow=0.01) for _ in range(2)]
-            codes = [run.wait(timeout=180) for run in runs]
-            assert 0 in codes, [run.errors() for run in runs]
+            first, second = overlapping_runs(case, rng, round_number)
+            assert second.noted("waiting") is not None, "the second run never asked for the lock"
+            # The second run took the lock only once the first had let it go.
+            assert second.noted("held") > first.noted("released")  # type: ignore[operator]
             case.run_until_success()
             outcomes.append(case.verify())
     finally:
@@ -534,6 +613,30 @@ def test_two_runs_of_one_table_at_once(
             _sum(outcomes) if len(outcomes) == 2 else None,
         )
     assert _sum(outcomes) == dict.fromkeys(_sum(outcomes), 0)
+
+
+def overlapping_runs(
+    case: Case, rng: random.Random, round_number: int, breakages: tuple[str, ...] = ()
+) -> tuple[Runner, Runner]:
+    """A first run takes the copy lock, opens its snapshot and is held there; the source
+    changes (rows and updates its snapshot does not see), and a second run (started beside
+    the first, held before it asks for the lock) goes on. Once the second has asked for the
+    lock and been refused (or, without the lock, has finished), the first goes on. Both end;
+    returns them (first, second)."""
+    _change_source(case, rng, round_number)
+    first = case.start(hooks=("hold", *breakages))
+    second = case.start(hooks=("gate", *breakages))
+    assert first.wait_for_note("planned") == "planned", first.errors()
+    assert first.noted("held") is not None
+    _change_source(case, rng, max(round_number, 1))
+    assert second.wait_for_note("gated") == "gated", second.errors()
+    second.go()
+    if second.wait_for_note("waiting") == "waiting":
+        assert second.noted("held") is None  # refused while the first holds the lock
+    first.go()
+    codes = [second.wait(timeout=120), first.wait(timeout=120)]
+    assert 0 in codes, [first.errors(), second.errors()]
+    return first, second
 
 
 # SCD2: killed just before the transaction that writes a window's versions commits (PostgreSQL;
