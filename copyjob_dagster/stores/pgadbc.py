@@ -29,6 +29,7 @@ from typing import Any
 
 import adbc_driver_manager
 import adbc_driver_postgresql.dbapi as adbc
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
@@ -46,6 +47,7 @@ BATCH_BYTES = 8 << 20
 _MICROS_A_DAY = 86_400_000_000
 # Year 1 to year 9999, as Arrow counts them from 1970: the years every destination holds.
 _FIRST_DAY, _LAST_DAY = -719_162, 2_932_896
+_INT64_DIGITS = 18  # every integer of 18 digits fits a bigint
 # Every column is read as a built-in type (the others as text): the driver need not read the
 # server's whole type catalog on connecting, which costs it 0.1-0.2 s.
 _BUILTIN_TYPES = {"adbc.postgresql.type_resolver_mode": "builtin"}
@@ -55,24 +57,44 @@ _YEARS = "lies outside the years 1 to 9999 (infinity, or a date BC), which copyj
 
 @dataclass(frozen=True)
 class Plan:
-    """The Arrow schema the copy expects, and the columns selected as their text."""
+    """The Arrow schema the copy expects, the columns selected as their text, and the decimals
+    of at most 18 digits selected as the integer of their smallest unit (`scaled`)."""
 
     schema: pa.Schema
     as_text: frozenset[str]
+    scaled: frozenset[str] = frozenset()
+
+    def select_list(self) -> sql.Composable:
+        """The SELECT's columns, each under its own name. A NUMERIC(p, s) of p <= 18 comes as
+        value * 10^s cast to bigint, an exact integer that needs no text: the driver formats
+        NUMERIC's text at a third of its whole cost, the server multiplies for less."""
+        selected = []
+        for field in self.schema:
+            name = sql.Identifier(field.name)
+            if field.name in self.as_text:
+                selected.append(sql.SQL("{}::text AS {}").format(name, name))
+            elif field.name in self.scaled:
+                unit = sql.SQL("1" + "0" * field.type.scale)
+                selected.append(sql.SQL("({} * {})::bigint AS {}").format(name, unit, name))
+            else:
+                selected.append(name)
+        return sql.SQL(", ").join(selected)
 
 
 def plan(table: sa.Table, schema: pa.Schema) -> Plan | str:
     """How the driver reads `schema`'s columns of `table` exactly, or why it cannot."""
-    as_text = set()
+    as_text, scaled = set(), set()
     for field in schema:
         t = field.type
         if pa.types.is_string(t):
             # bpchar's cast to text would drop its padding; TEXT and VARCHAR cast for free.
             if not isinstance(table.c[field.name].type, sa.CHAR) or logical_type(field):
                 as_text.add(field.name)
+        elif pa.types.is_decimal128(t) and t.precision <= _INT64_DIGITS and t.scale >= 0:
+            scaled.add(field.name)
         elif not _native(t):
             return f"column {field.name!r} holds {t} values, which the native reader does not read"
-    return Plan(schema, frozenset(as_text))
+    return Plan(schema, frozenset(as_text), frozenset(scaled))
 
 
 def _native(t: pa.DataType) -> bool:
@@ -134,8 +156,13 @@ def _first_line(exc: Exception) -> str:
 def _mismatch(found: pa.Schema, chosen: Plan) -> str | None:
     for field, wanted in zip(found, chosen.schema, strict=True):
         t = _storage(field.type)
-        # NUMERIC comes as its exact text, cast to the decimal type after.
-        if not (pa.types.is_string(t) if pa.types.is_decimal(wanted.type) else t == wanted.type):
+        if wanted.name in chosen.scaled:
+            fits = t == pa.int64()
+        elif pa.types.is_decimal(wanted.type):
+            fits = pa.types.is_string(t)  # NUMERIC's exact text, cast to the decimal after
+        else:
+            fits = t == wanted.type
+        if not fits:
             return f"column {wanted.name!r}: the driver reads {field.type}, not {wanted.type}"
     return None
 
@@ -151,7 +178,7 @@ def _batches(
     early, the connection closes: the server ends the COPY with the session."""
     try:
         for batch in reader:
-            batch = _exact(batch, chosen.schema)
+            batch = _exact(batch, chosen)
             for start in range(0, batch.num_rows, batch_rows):
                 yield batch.slice(start, batch_rows)
     finally:
@@ -161,13 +188,15 @@ def _batches(
             conn.close()
 
 
-def _exact(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+def _exact(batch: pa.RecordBatch, chosen: Plan) -> pa.RecordBatch:
     columns = []
-    for field, column in zip(schema, batch.columns, strict=True):
+    for field, column in zip(chosen.schema, batch.columns, strict=True):
         if isinstance(column, pa.ExtensionArray):
             column = column.storage
         try:
-            if pa.types.is_decimal(field.type):
+            if field.name in chosen.scaled:
+                column = _unscaled(column, field.type)
+            elif pa.types.is_decimal(field.type):
                 column = column.cast(field.type)  # safe: refuses to drop a digit
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise SchemaError(
@@ -175,7 +204,20 @@ def _exact(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
             ) from None
         _check_range(field, column)
         columns.append(column)
-    return pa.RecordBatch.from_arrays(columns, schema=schema)
+    return pa.RecordBatch.from_arrays(columns, schema=chosen.schema)
+
+
+def _unscaled(column: pa.Array, t: pa.Decimal128Type) -> pa.Array:
+    """Integers of the decimal's smallest unit as the decimal itself: each widened to the
+    128-bit two's complement that decimal128 stores (its value, scale applied by the type)."""
+    if column.offset:
+        column = pa.concat_arrays([column])  # a slice: make its buffers start at its first value
+    validity, data = column.buffers()
+    units = np.frombuffer(data, dtype=np.int64, count=len(column))
+    wide = np.empty((len(column), 2), dtype=np.int64)
+    wide[:, 0] = units
+    wide[:, 1] = units >> 63
+    return pa.Array.from_buffers(t, len(column), [validity, pa.py_buffer(wide)])
 
 
 def _check_range(field: pa.Field, column: pa.Array) -> None:

@@ -122,7 +122,7 @@ class PostgresTableReader(SqlTableReader):
         chosen: pgadbc.Plan | Iterator[pa.RecordBatch] | str = pgadbc.plan(self._table, schema)
         if isinstance(chosen, pgadbc.Plan):
             driver = self._conn.connection.driver_connection
-            query = self._select(columns, window, part, chosen.as_text).as_string(driver)
+            query = self._select(columns, window, part, chosen.select_list()).as_string(driver)
             target = self._store.adbc_uri()  # type: ignore[attr-defined]
             chosen = pgadbc.read(target, self.export_snapshot(), query, chosen, batch_rows)
         if isinstance(chosen, str):
@@ -192,21 +192,17 @@ class PostgresTableReader(SqlTableReader):
         columns: list[str],
         window: Window | None,
         part: KeyRange | None = None,
-        as_text: frozenset[str] = frozenset(),
+        selected: sql.Composable | None = None,
     ) -> sql.Composable:
-        """The SELECT of the COPY (the columns of `as_text` cast to text, under their own
-        names). COPY cannot take bind parameters, so the window's bounds are quoted by
+        """The SELECT of the COPY (of `selected`, or of the columns themselves). COPY cannot
+        take bind parameters, so the window's bounds are quoted by
         psycopg's own literal adaptation (`sql.Literal`, typed like a bound value:
         `'2024-01-01 00:00:00+00:00'::timestamptz`), never pasted into the text by hand."""
         table = self._table
         name = sql.Identifier(*(part for part in (table.schema, table.name) if part))
-        selected = (
-            sql.SQL("{}::text AS {}").format(sql.Identifier(c), sql.Identifier(c))
-            if c in as_text
-            else sql.Identifier(c)
-            for c in columns
-        )
-        query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(selected), name)
+        if selected is None:
+            selected = sql.SQL(", ").join(map(sql.Identifier, columns))
+        query = sql.SQL("SELECT {} FROM {}").format(selected, name)
         conditions = [] if part is None else _range_conditions(part)
         if window is not None:
             cursor = sql.Identifier(window.column)

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from copyjob_dagster.config import StoreConfig
-from copyjob_dagster.errors import SchemaError
+from copyjob_dagster.errors import SchemaError, SourceError
 from copyjob_dagster.stores import open_source, pgadbc
 from copyjob_dagster.stores.base import KeyRange
 from copyjob_dagster.stores.sql_reader import SqlTableReader
@@ -30,9 +30,9 @@ def native(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     seen: list[int] = []
     original = pgadbc._exact
 
-    def spy(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    def spy(batch: pa.RecordBatch, chosen: pgadbc.Plan) -> pa.RecordBatch:
         seen.append(batch.num_rows)
-        return original(batch, schema)
+        return original(batch, chosen)
 
     monkeypatch.setattr(pgadbc, "_exact", spy)
     return seen
@@ -65,14 +65,16 @@ ODD_TYPES = """
 CREATE TYPE {schema}.mood AS ENUM ('sad', '😀');
 CREATE TABLE {schema}.odd (
     id int PRIMARY KEY, c char(4), a text[], e {schema}.mood, n numeric, w numeric(40, 5),
-    tt timetz, r int4range, m money, b bytea, x xml, big numeric(38, 0)
+    tt timetz, r int4range, m money, b bytea, x xml, big numeric(38, 0), s18 numeric(18, 4),
+    z18 numeric(18, 0)
 );
 INSERT INTO {schema}.odd VALUES
     (1, 'ab', '{{a,NULL,"b c"}}', '😀', 'NaN', -12345678901234567890123456789012345.12345,
      '12:00:00.000001+02', '[1,3)', 12.34, '\\x00ff', '<a>x</a>',
-     99999999999999999999999999999999999999),
-    (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
-    (3, '', '{{}}', 'sad', '-Infinity', 0, '00:00:00-14:59', 'empty', -0.01, '\\x', '', 0);
+     99999999999999999999999999999999999999, -99999999999999.9999, 999999999999999999),
+    (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+    (3, '', '{{}}', 'sad', '-Infinity', 0, '00:00:00-14:59', 'empty', -0.01, '\\x', '', 0,
+     0.0001, -1);
 """
 
 
@@ -90,6 +92,11 @@ def test_types_outside_the_zoo_read_as_the_row_path_reads_them(
     assert by_driver.to_pylist() == by_rows.to_pylist()
     assert by_driver.column("c").to_pylist() == ["ab  ", None, "    "]  # CHAR keeps its padding
     assert by_driver.column("w")[0].as_py() == Decimal("-12345678901234567890123456789012345.12345")
+    assert by_driver.column("s18").to_pylist() == [
+        Decimal("-99999999999999.9999"),
+        None,
+        Decimal("0.0001"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -99,7 +106,7 @@ def test_types_outside_the_zoo_read_as_the_row_path_reads_them(
         ("timestamptz", "-infinity", "outside the years 1 to 9999"),
         ("date", "0044-03-15 BC", "outside the years 1 to 9999"),
         ("time", "24:00:00", "is 24:00:00"),
-        ("numeric(12, 2)", "NaN", "does not fit decimal128(12, 2)"),
+        ("numeric(40, 2)", "NaN", "does not fit decimal256(40, 2)"),
     ],
 )
 def test_values_with_no_exact_arrow_value_are_refused_naming_the_column(
@@ -141,10 +148,20 @@ def test_a_table_the_driver_cannot_read_exactly_takes_the_csv_path(
     assert "the driver reads extension<arrow.uuid>, not string" in caplog.text
 
     # A column type the native reader does not take at all: no driver connection either.
-    monkeypatch.setattr(pgadbc, "_native", lambda t: not pa.types.is_decimal(t))
+    monkeypatch.setattr(pgadbc, "_native", lambda t: t != pa.int32())
     monkeypatch.setattr(pgadbc, "plan", planned)
     monkeypatch.setattr(pgadbc.adbc, "connect", None)
     with source.open_reader("u") as reader:
         assert pa.Table.from_batches(list(reader.batches(columns, 10))) == expected
-    assert "column 'n' holds decimal128(5, 1) values" in caplog.text
+    assert "column 'id' holds int32 values" in caplog.text
     assert native == []
+
+
+def test_a_nan_in_a_bounded_numeric_fails_the_read(source: Any) -> None:
+    """Its smallest unit has no integer: the server refuses the cast, as Arrow refuses NaN."""
+    with source.engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE {source.qualified('nan')} (id int, v numeric(12, 2))")
+        conn.exec_driver_sql(f"INSERT INTO {source.qualified('nan')} VALUES (1, 'NaN')")
+    refused = pytest.raises(SourceError, match="reading table 'nan' failed: .*NaN")
+    with refused, source.open_reader("nan") as reader:
+        list(reader.batches(["id", "v"], 10))
