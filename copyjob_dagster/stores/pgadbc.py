@@ -9,8 +9,10 @@ TRANSACTION SNAPSHOT`. Counts, the watermark, the window and every part of a spl
 see the moment the reader's own transaction sees.
 
 Exactness: the driver reads integers, floats, booleans, dates, times, timestamps (aware ones as
-UTC) and bytea into their Arrow types bit for bit, and NUMERIC as its exact text, which is cast
-to the column's decimal type (an error rather than a rounded value if a digit would be lost).
+UTC) and bytea into their Arrow types bit for bit. A NUMERIC(p, s) of p <= 18 is selected as
+the bigint of its smallest unit (value * 10^s, exact) and widened to decimal128; a wider one
+comes as its exact text, cast to the column's decimal type (an error rather than a rounded
+value if a digit would be lost); a NaN in either fails the read, as on the CSV path.
 Columns copyjob carries as text (JSON, UUID, intervals, unbounded NUMERIC, arrays, enums and
 types it does not know) are selected as `::text`, in the session's styles (UTC, ISO dates, ISO
 8601 intervals), as the CSV and row paths read them; CHAR(n) keeps its padding. PostgreSQL's
@@ -21,7 +23,6 @@ start reading, is read by the CSV path, decided before any row is read (`plan`, 
 driver's own schema in `read`) and said at DEBUG.
 """
 
-import logging
 import urllib.parse
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -38,8 +39,6 @@ from sqlalchemy.engine import URL
 
 from copyjob_dagster.errors import SchemaError
 from copyjob_dagster.stores.base import logical_type
-
-log = logging.getLogger(__name__)
 
 # The driver's batch size hint; batches are sliced to the copy's batch_rows after it. Read-ahead
 # holds two of them, the writer one: memory stays flat whatever the table's size.
