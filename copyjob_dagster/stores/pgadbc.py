@@ -180,6 +180,11 @@ def _batches(
             batch = _exact(batch, chosen)
             for start in range(0, batch.num_rows, batch_rows):
                 yield batch.slice(start, batch_rows)
+    except (adbc_driver_manager.Error, OSError) as exc:  # the stream's errors come as OSError
+        if chosen.scaled and "NaN to bigint" in str(exc):  # the server's cast of a scaled decimal
+            names = " or ".join(repr(name) for name in sorted(chosen.scaled))
+            raise SchemaError(f"column {names}: a value is NaN, which no decimal holds") from None
+        raise
     finally:
         try:
             cursor.close()
