@@ -14,6 +14,7 @@ driver, a second connection or an exported snapshot. Each message is one row, so
 exact row counts for progress; the final count is COPY's own.
 """
 
+import logging
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,7 @@ import sqlalchemy as sa
 from psycopg import pq, sql
 from sqlalchemy.dialects import postgresql
 
-from copyjob_dagster.stores import pgcsv
+from copyjob_dagster.stores import pgadbc, pgcsv
 from copyjob_dagster.stores.base import KeyRange, Window
 from copyjob_dagster.stores.read_ahead import read_ahead
 from copyjob_dagster.stores.sql_reader import SqlTableReader
@@ -36,6 +37,7 @@ _TRAILER = b"\xff\xff"
 _ENDS = {_TRAILER, b"PGCOPY\n\xff\r\n\x00" + bytes(8) + _TRAILER}
 _END_SIZES = {len(end) for end in _ENDS}
 _DIALECT = postgresql.dialect()
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,10 +92,14 @@ class PostgresTableReader(SqlTableReader):
         window: Window | None = None,
         part: KeyRange | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        """Rows as Arrow batches parsed from COPY's CSV by Arrow where that is exact, else
-        through the generic row path."""
+        """Rows as Arrow batches parsed from binary COPY by ADBC's driver (`pgadbc`), else
+        from COPY's CSV by Arrow where that is exact, else through the generic row path."""
         description = self._store.describe(self._table.name)
         schema = pa.schema([description.schema.field(name) for name in columns])
+        native = self._native_batches(columns, schema, batch_rows, window, part)
+        if native is not None:
+            yield from self.streaming(read_ahead(native))
+            return
         if not pgcsv.reads_exactly(schema):
             yield from super().batches(columns, batch_rows, window, part)
             return
@@ -102,6 +108,27 @@ class PostgresTableReader(SqlTableReader):
         )
         chunks = (chunk.data for chunk in self._copy_out(statement, batch_rows, text=True))
         yield from read_ahead(pgcsv.csv_batches(chunks, schema, batch_rows))
+
+    def _native_batches(
+        self,
+        columns: list[str],
+        schema: pa.Schema,
+        batch_rows: int,
+        window: Window | None,
+        part: KeyRange | None,
+    ) -> Iterator[pa.RecordBatch] | None:
+        """The driver's batches, read in this reader's snapshot; None where it cannot read
+        the columns exactly (said at DEBUG), before any row is read."""
+        chosen: pgadbc.Plan | Iterator[pa.RecordBatch] | str = pgadbc.plan(self._table, schema)
+        if isinstance(chosen, pgadbc.Plan):
+            driver = self._conn.connection.driver_connection
+            query = self._select(columns, window, part, chosen.select_list()).as_string(driver)
+            target = self._store.adbc_uri()  # type: ignore[attr-defined]
+            chosen = pgadbc.read(target, self.export_snapshot(), query, chosen, batch_rows)
+        if isinstance(chosen, str):
+            log.debug("table %r: read by COPY's CSV, not natively: %s", self._table.name, chosen)
+            return None
+        return chosen
 
     def binary_chunks(
         self, columns: list[str], batch_rows: int, window: Window | None = None
@@ -161,16 +188,21 @@ class PostgresTableReader(SqlTableReader):
         return str(self._conn.execute(sa.text("SELECT pg_export_snapshot()")).scalar_one())
 
     def _select(
-        self, columns: list[str], window: Window | None, part: KeyRange | None = None
+        self,
+        columns: list[str],
+        window: Window | None,
+        part: KeyRange | None = None,
+        selected: sql.Composable | None = None,
     ) -> sql.Composable:
-        """The SELECT of the COPY. COPY cannot take bind parameters, so the window's bounds are
-        quoted by psycopg's own literal adaptation (`sql.Literal`, typed like a bound value:
+        """The SELECT of the COPY (of `selected`, or of the columns themselves). COPY cannot
+        take bind parameters, so the window's bounds are quoted by
+        psycopg's own literal adaptation (`sql.Literal`, typed like a bound value:
         `'2024-01-01 00:00:00+00:00'::timestamptz`), never pasted into the text by hand."""
         table = self._table
         name = sql.Identifier(*(part for part in (table.schema, table.name) if part))
-        query = sql.SQL("SELECT {} FROM {}").format(
-            sql.SQL(", ").join(map(sql.Identifier, columns)), name
-        )
+        if selected is None:
+            selected = sql.SQL(", ").join(map(sql.Identifier, columns))
+        query = sql.SQL("SELECT {} FROM {}").format(selected, name)
         conditions = [] if part is None else _range_conditions(part)
         if window is not None:
             cursor = sql.Identifier(window.column)

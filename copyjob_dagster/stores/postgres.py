@@ -6,13 +6,14 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+import adbc_driver_manager
 import psycopg
 import pyarrow as pa
 import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import URL, Connection, make_url
 
-from copyjob_dagster.stores import identifiers, locking, pgcopy, pgcsv, snapshots
+from copyjob_dagster.stores import identifiers, locking, pgadbc, pgcopy, pgcsv, snapshots
 from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.locking import lock_key, wait_for
@@ -46,8 +47,8 @@ class PostgresStore(SqlStore):
     capabilities = Capabilities(
         split_reads=True, byte_format="postgresql-binary-copy", open_transactions=True
     )
-    # COPY runs on psycopg's own cursor, whose errors SQLAlchemy does not wrap.
-    driver_errors = (*SqlStore.driver_errors, psycopg.Error)
+    # COPY runs on psycopg's own cursor, and reads on ADBC's driver: SQLAlchemy wraps neither.
+    driver_errors = (*SqlStore.driver_errors, psycopg.Error, adbc_driver_manager.Error)
 
     @classmethod
     def engine_url(cls, url: str) -> str | URL:
@@ -72,6 +73,10 @@ class PostgresStore(SqlStore):
                 "options": options,
             },
         }
+
+    def adbc_uri(self) -> str:
+        """The URI that ADBC's driver connects with: the engine's, same session settings."""
+        return pgadbc.uri(self.engine.url, self.engine_options()["connect_args"])
 
     @property
     def name_rules(self) -> NameRules:
