@@ -110,6 +110,12 @@ class TableConfig(StrictModel):
     split: SplitConfig | None = Field(
         None, description="read the table as key ranges in parallel, e.g. {parts: 4}"
     )
+    mode: Literal["cdc"] | None = Field(
+        None, description="cdc: this table follows the source's change log (default: the job's)"
+    )
+    max_retained_wal_mb: float = Field(
+        1024, gt=0, description="mode: cdc: warn when the slot holds back more WAL than this"
+    )
 
     @property
     def destination_name(self) -> str:
@@ -157,6 +163,24 @@ class TableConfig(StrictModel):
         )
         _refuse_repeats("rename", destination_columns, "several columns would be named")
         return self
+
+
+def cdc_problem(table: TableConfig, audit: AuditColumns | None) -> tuple[str, str] | None:
+    """The field of a `mode: cdc` table that asks for what a change log does by itself."""
+    if table.incremental_column:
+        return "incremental_column", (
+            "mode: cdc follows the source's change log, which needs no incremental_column "
+            "(remove it)"
+        )
+    if table.write:
+        return "write", "mode: cdc applies each change by primary key (remove `write:`)"
+    if table.deletes != "ignore":
+        return "deletes", "mode: cdc applies deletes from the change log (remove `deletes:`)"
+    if table.split is not None:
+        return "split", "mode: cdc does not split its first copy yet (remove `split:`)"
+    if audit is not None:
+        return "audit_columns", "mode: cdc does not stamp audit columns yet (audit_columns: false)"
+    return None
 
 
 def _refuse_repeats(field: str, names: list[str], problem: str) -> None:
@@ -215,7 +239,9 @@ class CopyJob(StrictModel):
     name: str = Field(pattern=JOB_NAME_PATTERN, description="the job; becomes the asset group")
     source: SourceConfig
     destination: StoreConfig
-    mode: Literal["full", "incremental"] = "full"
+    mode: Literal["full", "incremental", "cdc"] = Field(
+        "full", description="full | incremental | cdc (change data capture, see docs/cdc.md)"
+    )
     schedule: ScheduleConfig | None = Field(
         None, description="a cron expression, or a mapping of cron, timezone and status"
     )
@@ -307,7 +333,16 @@ class CopyJob(StrictModel):
                 "needs mode: incremental (a full copy can run on a schedule instead)",
             )
 
+    def is_cdc(self, table: TableConfig) -> bool:
+        """Whether `table` follows the source's change log (`mode: cdc`, the job's or its own)."""
+        return self.mode == "cdc" or table.mode == "cdc"
+
     def _check_mode(self, index: int, table: TableConfig) -> None:
+        if self.is_cdc(table):
+            problem = cdc_problem(table, self.audit_for(table))
+            if problem:
+                raise FieldProblem(("tables", index, problem[0]), problem[1])
+            return
         if self.mode == "incremental" and not table.incremental_column:
             raise FieldProblem(
                 ("tables", index, "incremental_column"),

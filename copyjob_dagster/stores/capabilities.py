@@ -2,6 +2,7 @@
 the wizard ask this value, never the shape of a URL."""
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -22,3 +23,9 @@ class Capabilities:
     """A text column's declared length bounds its values (VARCHAR(10)); Parquet's do not."""
     open_transactions: bool = False
     """Reports the transactions open at the source, which bound a timestamp watermark."""
+    change_stream: bool = False
+    """Streams committed changes from a log (PostgreSQL logical replication): `mode: cdc`."""
+    applies_changes: Literal["by_key", "log"] | None = "by_key"
+    """How a `mode: cdc` destination takes changes: upserts and deletes by primary key in one
+    transaction (`by_key`), or an append-only change log with each row's operation and position
+    (`log`); None: not at all."""

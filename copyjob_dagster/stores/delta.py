@@ -58,7 +58,7 @@ class DeltaStore(FolderStore):
 
     # Deletions and SCD2 would each take a second commit through the engine's write-then-apply
     # steps; until they fold into the window's one commit, validation refuses them.
-    capabilities = Capabilities(merge=True, deletes=False, versions=False)
+    capabilities = Capabilities(merge=True, deletes=False, versions=False, applies_changes=None)
 
     def __init__(self, url: str, role: Role) -> None:
         super().__init__(folder_of(url), role)
