@@ -12,6 +12,7 @@ import pyarrow.dataset as ds
 import pytest
 import sqlalchemy as sa
 import yaml
+from security import private_pg
 
 from copyjob_dagster.config import CopyJob
 from copyjob_dagster.engine import load_job
@@ -22,8 +23,6 @@ from copyjob_dagster.engine.cdc import (
     drop_slot,
     slot_state,
 )
-
-from .security import private_pg
 
 LOGICAL = "wal_level = logical\nmax_replication_slots = 40\nmax_wal_senders = 40\n"
 
@@ -79,7 +78,7 @@ class CdcCase:
             "tables": self.tables,
             **extra,
         }
-        if "://" in self.destination_url and not self.destination_url.startswith("sqlite"):
+        if self.destination_url.startswith("postgresql"):
             tree["destination"]["schema"] = self.schema
         path.write_text(yaml.safe_dump(tree))
         return load_job(path)
@@ -107,7 +106,7 @@ class CdcCase:
             data = ds.dataset(Path(self.destination_url) / f"{table}.parquet").to_table()
             return sorted(zip(*(c.to_pylist() for c in data.columns), strict=True))
         engine = sa.create_engine(self.destination_url)
-        prefix = "" if self.destination_url.startswith("sqlite") else f"{self.schema}."
+        prefix = f"{self.schema}." if self.destination_url.startswith("postgresql") else ""
         try:
             with engine.connect() as conn:
                 query = f"SELECT {columns} FROM {prefix}{table} ORDER BY 1"
@@ -121,3 +120,20 @@ class CdcCase:
             drop_slot(job, table)
         self.sql(f"DROP SCHEMA {self.schema} CASCADE")
         self.engine.dispose()
+
+
+def load_job_file(folder: Path, source_url: str, schema: str) -> CopyJob:
+    """A `mode: cdc` job of table `items` of `schema` into a SQLite file."""
+    path = folder / "cdc_job.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "cdc_job",
+                "source": {"url": source_url, "schema": schema},
+                "destination": {"url": f"sqlite:///{folder / 'out.db'}"},
+                "mode": "cdc",
+                "tables": [{"name": "items"}],
+            }
+        )
+    )
+    return load_job(path)

@@ -213,7 +213,8 @@ def _changes(
             for field in plan.written_schema:
                 if field.name not in have:
                     sink.add_column(field)
-            applier = _Applier(plan, table, source, sink, have | set(schema.names))
+            known = have | set(plan.written_schema.names)
+            applier = _Applier(plan, table, source, sink, known)
             for message in stream.messages(upto):
                 applier.take(message)
                 if progress is not None and applier.changes % PROGRESS_EVERY == 0:
