@@ -7,15 +7,19 @@ started by the tests."""
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pyarrow.dataset as ds
 import pytest
 import sqlalchemy as sa
 from cdc_support import CdcCase, load_job_file, logical_server
 from security import private_pg
 
+from copyjob_dagster.defs import cdc
+from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.engine.cdc import cdc_problems
 from copyjob_dagster.errors import CopyJobError, SourceError
 from copyjob_dagster.stores.change_apply import OPERATION, POSITION
+from copyjob_dagster.stores.pgoutput import lsn_value
 
 ITEMS = (
     "CREATE TABLE {s}.items (id int PRIMARY KEY, name text, big text, amount numeric(10,2), "
@@ -266,3 +270,22 @@ def test_wal_level_replica_is_named(pg_schema: str, pg_server: str, tmp_path: Pa
     job = load_job_file(tmp_path, pg_server, pg_schema)
     problems = cdc_problems(job, job.tables[0])
     assert any("wal_level = logical" in p for p in problems), problems
+
+
+def test_dagster_records_the_position_then_moves_the_slot(case: CdcCase) -> None:
+    job = case.job()
+    assets = [*build_source_specs([job]), *build_copy_assets([job])]
+    key = dg.AssetKey([job.name, "items"])
+    with dg.instance_for_test() as instance:
+        assert dg.materialize(assets, instance=instance).success
+        first = instance.get_latest_materialization_event(key).asset_materialization.metadata
+        assert first[cdc.POSITION_BEFORE].value == "(none: initial snapshot)"
+        case.sql(f"UPDATE {case.schema}.items SET name = 'dagster' WHERE id = 7")
+        result = dg.materialize(assets, instance=instance)
+        second = instance.get_latest_materialization_event(key).asset_materialization.metadata
+        assert second[cdc.POSITION_BEFORE].value == first[cdc.POSITION].value
+        assert second[cdc.ROWS_UPSERTED].value == 1 and second[cdc.TRANSACTIONS].value == 1
+        assert case.slot().confirmed == lsn_value(second[cdc.POSITION].value)
+        checks = result.get_asset_check_evaluations()
+        assert [(c.check_name, c.passed) for c in checks] == [(cdc.SLOT_CHECK, True)]
+    same(case)
