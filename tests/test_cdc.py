@@ -4,16 +4,21 @@ TOASTed values, TRUNCATE, a column added while changes flow, a transaction over 
 a long transaction that commits after shorter ones), with a private server (wal_level=logical)
 started by the tests."""
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pyarrow.dataset as ds
 import pytest
 import sqlalchemy as sa
 from cdc_support import CdcCase, load_job_file, logical_server
+from click.testing import CliRunner
+from conftest import make_dagster_home
 from security import private_pg
 
+from copyjob_dagster.cli import main
 from copyjob_dagster.defs import cdc
 from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.engine.cdc import cdc_problems
@@ -289,3 +294,35 @@ def test_dagster_records_the_position_then_moves_the_slot(case: CdcCase) -> None
         checks = result.get_asset_check_evaluations()
         assert [(c.check_name, c.passed) for c in checks] == [(cdc.SLOT_CHECK, True)]
     same(case)
+
+
+def test_plan_list_and_drop_show_and_free_the_slot(
+    case: CdcCase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    job = case.job()
+    (jobs / f"{job.name}.yaml").write_text((tmp_path / f"{job.name}.yaml").read_text())
+    home = make_dagster_home(tmp_path / "home")
+    monkeypatch.setenv("COPYJOB_JOBS_DIR", str(jobs))
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    cli = CliRunner()
+
+    def plan() -> dict[str, Any]:
+        done = cli.invoke(main, ["plan", job.name, "--json"])
+        assert done.exit_code == 0, done.output
+        return json.loads(done.output)[0]
+
+    assert (plan()["mode"], plan()["load"]) == ("cdc", "snapshot (new slot)")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assets = [*build_source_specs([job]), *build_copy_assets([job])]
+        assert dg.materialize(assets, instance=instance).success
+    case.sql(f"UPDATE {case.schema}.items SET big = {BIG}")  # WAL the slot now holds
+    planned = plan()
+    assert planned["load"] == "changes" and planned["retained_wal_bytes"] > 1_000_000
+    listed = cli.invoke(main, ["list", "--json"])
+    assert json.loads(listed.output)[0]["tables"][0]["watermark"].startswith("LSN ")
+    dropped = cli.invoke(main, ["cdc", "drop", job.name])
+    assert dropped.exit_code == 0 and "dropped slot and publication" in dropped.output
+    assert case.slot() is None
+    assert plan()["load"] == "snapshot (new slot)"
