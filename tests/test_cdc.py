@@ -326,3 +326,20 @@ def test_plan_list_and_drop_show_and_free_the_slot(
     assert dropped.exit_code == 0 and "dropped slot and publication" in dropped.output
     assert case.slot() is None
     assert plan()["load"] == "snapshot (new slot)"
+
+
+def test_validate_connect_names_the_missing_key(
+    case: CdcCase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case.sql(f"CREATE TABLE {case.schema}.loose (id int, name text)")
+    case.tables = [{"name": "items"}, {"name": "loose"}]
+    job = case.job()
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    (jobs / f"{job.name}.yaml").write_text((tmp_path / f"{job.name}.yaml").read_text())
+    monkeypatch.setenv("COPYJOB_JOBS_DIR", str(jobs))
+    done = CliRunner().invoke(main, ["validate", "--connect"])
+    assert done.exit_code == 1
+    assert "table 'loose', field 'mode': mode: cdc: the table has no primary key" in done.output
+    assert "table 'items'" not in done.output
+    case.tables = [{"name": "items"}]
