@@ -30,7 +30,7 @@ from copyjob_dagster.stores.sql import database_timestamps
 if TYPE_CHECKING:
     from copyjob_dagster.stores.sql import SqlStore
 
-FLUSH_KEYS = 20_000
+FLUSH_KEYS = 20_000  # also the most keys of one DELETE ... IN (...) (bound parameters)
 OPERATION = "_copyjob_operation"
 POSITION = "_copyjob_position"
 
@@ -108,7 +108,10 @@ class KeyedChanges:
         self.counts.deleted += sum(row is None for row in self.pending.values())
         self.counts.upserted += len(whole) + len(partial)
         self.pending.clear()
-        if gone:
+        if gone and len(self.key) == 1:  # one statement: WHERE key IN (...)
+            column = self.target.c[self.key[0]]
+            self.conn.execute(sa.delete(self.target).where(column.in_([k[0] for k in gone])))
+        elif gone:
             self.conn.execute(
                 sa.delete(self.target).where(*where),
                 [{f"k_{i}": v for i, v in enumerate(key)} for key in gone],
