@@ -238,6 +238,19 @@ def test_parquet_folder_gets_a_change_log(
         assert [(c["id"], c[OPERATION]) for c in changes] == [(1, "update"), (2, "delete")]
         assert changes[0][POSITION] < changes[1][POSITION] <= first.position
         assert len(log.destination_rows()) == 5  # the snapshot
+        log.sql(
+            f"UPDATE {s}.items SET name = 'y' WHERE id = 3",
+            f"ALTER TABLE {s}.items ADD COLUMN note text",
+            f"INSERT INTO {s}.items (id, name, note) VALUES (9, 'noted', 'hello')",
+        )
+        log.run()
+        files = sorted((tmp_path / "lake" / "items_changes").glob("*.parquet"))
+        last = ds.dataset(files[-1]).to_table().to_pylist()
+        assert [(c["id"], c["note"], c[OPERATION]) for c in last] == [
+            (3, None, "update"),
+            (9, "hello", "insert"),
+        ]
+        assert not list((tmp_path / "lake").rglob("*.tmp"))
     finally:
         log.close()
 

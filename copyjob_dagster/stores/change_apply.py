@@ -11,9 +11,11 @@ change says.
 
 As a log (`ChangeLog`): every change is a row of one Parquet file with its operation and
 position, named after the position the run started from, written whole (temporary file and
-rename), so a run replayed from the same position replaces its file instead of adding one.
+rename), so a run replayed from the same position replaces its file instead of adding one; it
+is streamed, `FLUSH_KEYS` rows at a time.
 """
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -170,9 +173,10 @@ def keyed_changes(
 
 
 class ChangeLog:
-    """Every change as a row with its operation and position, in one file per run."""
+    """Every change as a row with its operation and position, streamed into one file per run
+    (a temporary file until the run's changes are all in; see `change_log`)."""
 
-    def __init__(self, schema: pa.Schema) -> None:
+    def __init__(self, schema: pa.Schema, target: Path) -> None:
         self.schema = pa.schema(
             [
                 *(f.with_nullable(True) for f in schema),
@@ -180,11 +184,26 @@ class ChangeLog:
                 (POSITION, pa.int64()),
             ]
         )
-        self.rows: list[dict[str, Any]] = []
+        self.target, self.rows = target, []  # type: ignore[var-annotated]
+        self.temporary = target.with_name(target.name + parquet_files.TEMPORARY_SUFFIX)
+        self.writer: pq.ParquetWriter | None = None
         self.counts = ChangeCounts()
 
     def add_column(self, field: pa.Field) -> None:
+        """A new column: the rows so far are written, and the file goes on with the wider
+        schema (rewritten once, here; it is the run's own temporary file)."""
+        self._write()
         self.schema = self.schema.insert(len(self.schema) - 2, field.with_nullable(True))
+        if self.writer is not None:
+            self.writer.close()
+            written = pq.read_table(self.temporary).cast(
+                pa.schema([f for f in self.schema if f.name != field.name])
+            )
+            self.writer = None
+            self._write_table(written.add_column(
+                written.num_columns - 2, field.with_nullable(True),
+                pa.nulls(written.num_rows, field.type),
+            ))  # fmt: skip
 
     def change(
         self, operation: str, row: dict[str, Any], old_key: tuple | None, position: int
@@ -195,25 +214,44 @@ class ChangeLog:
             self.counts.deleted += 1
         else:
             self.counts.upserted += 1
+        if len(self.rows) >= FLUSH_KEYS:
+            self._write()
 
     def truncate(self, position: int) -> None:
         self.rows.append({OPERATION: "truncate", POSITION: position})
         self.counts.truncated += 1
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        for start in range(0, len(self.rows), FLUSH_KEYS):
-            chunk = self.rows[start : start + FLUSH_KEYS]
-            yield pa.RecordBatch.from_pylist(
-                [{f.name: row.get(f.name) for f in self.schema} for row in chunk], self.schema
-            )
+    def _write(self) -> None:
+        if self.rows:
+            rows = [{f.name: row.get(f.name) for f in self.schema} for row in self.rows]
+            self._write_table(pa.Table.from_pylist(rows, self.schema))
+            self.rows = []
+
+    def _write_table(self, table: pa.Table) -> None:
+        if self.writer is None:
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = pq.ParquetWriter(self.temporary, self.schema)
+        self.writer.write_table(table)
+
+    def close(self, commit: bool) -> None:
+        self._write()
+        if self.writer is None:
+            return
+        self.writer.close()
+        if commit:
+            os.replace(self.temporary, self.target)
+        else:
+            self.temporary.unlink(missing_ok=True)
 
 
 @contextmanager
 def change_log(folder: Path, table: str, schema: pa.Schema, start: int) -> Iterator[ChangeLog]:
-    """A run's change log, written when the block ends as `<table>_changes/<start>.parquet`."""
-    log = ChangeLog(schema)
-    yield log
-    if log.rows:
-        target = folder / f"{table}_changes" / f"changes-{start:020d}.parquet"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        parquet_files.write_file(target, log.schema, log.batches())
+    """A run's change log, `<table>_changes/changes-<start>.parquet`, in place when the block
+    ends (a temporary file until then, removed if the block fails)."""
+    log = ChangeLog(schema, folder / f"{table}_changes" / f"changes-{start:020d}.parquet")
+    try:
+        yield log
+    except BaseException:
+        log.close(commit=False)
+        raise
+    log.close(commit=True)
