@@ -3,6 +3,9 @@ wal_level=logical (started in a temporary folder on a free port, as the tests st
 
 1. A table of --rows rows (default 2,000,000); 1% of rows updated and 0.5% deleted: one CDC run
    against one incremental run with `deletes: hard` (which reads every key to find deletions).
+The destination is another server: COPYJOB_TEST_PG_URL (default the local test server), in a
+schema of its own, dropped after.
+
 2. --changes mixed changes (default 200,000: half updates, a quarter inserts, a quarter deletes,
    in transactions of 1,000) applied PostgreSQL -> PostgreSQL, against a plain full copy of a
    table of as many rows.
@@ -41,13 +44,20 @@ FILL = (
 )
 
 
+# The destination lives on another server (the shared test server by default), as it would in
+# production: a destination on the source's server would put its own writes into the WAL that
+# the slot decodes.
+DESTINATION = os.environ.get("COPYJOB_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
+DESTINATION_SCHEMA = "cdc_bench_dst"
+
+
 def job(url: str, name: str, mode: str, table: dict[str, Any]) -> CopyJob:
     return CopyJob.model_validate(
         {
             "name": name,
             "mode": mode,
             "source": {"url": url, "schema": "src"},
-            "destination": {"url": url, "schema": "dst"},
+            "destination": {"url": DESTINATION, "schema": DESTINATION_SCHEMA},
             "tables": [table],
         }
     )
@@ -79,8 +89,12 @@ def main() -> None:
             for statement in statements:
                 conn.execute(sa.text(statement))
 
+    destination = sa.create_engine(DESTINATION, isolation_level="AUTOCOMMIT")
+    with destination.connect() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {DESTINATION_SCHEMA} CASCADE")
+        conn.exec_driver_sql(f"CREATE SCHEMA {DESTINATION_SCHEMA}")
     try:
-        sql("CREATE SCHEMA src", "CREATE SCHEMA dst")
+        sql("CREATE SCHEMA src")
         print(f"# mode: cdc benchmark, {args.rows:,} rows, {args.changes:,} mixed changes")
         print(f"start: {load()}")
         # 1. updates and deletes: cdc against incremental + deletes: hard
@@ -163,13 +177,16 @@ def main() -> None:
             _, position, _ = cdc_run(cdc_job, position)
             long.exec_driver_sql("COMMIT")
         _, position, _ = cdc_run(cdc_job, position)
-        with engine.connect() as conn:
+        with destination.connect() as conn:
             arrived = conn.exec_driver_sql(
-                "SELECT count(*) FROM dst.orders_cdc WHERE id IN (-1, -2)"
+                f"SELECT count(*) FROM {DESTINATION_SCHEMA}.orders_cdc WHERE id IN (-1, -2)"
             ).scalar_one()
         print(f"long transaction committed after a run: {arrived} of 2 rows arrived, no lookback")
         print(f"end: {load()}")
     finally:
+        with destination.connect() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {DESTINATION_SCHEMA} CASCADE")
+        destination.dispose()
         engine.dispose()
         private_pg.stop(server)
 

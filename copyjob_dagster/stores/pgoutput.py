@@ -86,19 +86,23 @@ class _Reader:
         return text
 
     def tuple_data(self) -> tuple[Any, ...]:
+        """The hot loop of a run: plain byte arithmetic, no struct call per value."""
+        data, at = self.data, self.at
         values: list[Any] = []
-        for _ in range(self.unpack("!h")):
-            kind = self.unpack("!c")
-            if kind == b"n":
+        for _ in range(int.from_bytes(data[at : at + 2], "big")):
+            kind = data[at + 2]
+            at += 1
+            if kind == 0x74:  # t: text
+                length = int.from_bytes(data[at + 2 : at + 6], "big")
+                values.append(data[at + 6 : at + 6 + length].decode())
+                at += 4 + length
+            elif kind == 0x6E:  # n: NULL
                 values.append(None)
-            elif kind == b"u":
+            elif kind == 0x75:  # u: unchanged TOAST
                 values.append(UNCHANGED)
-            elif kind == b"t":
-                length = self.unpack("!i")
-                values.append(self.data[self.at : self.at + length].decode())
-                self.at += length
             else:
-                raise ValueError(f"pgoutput: unknown tuple value kind {kind!r}")
+                raise ValueError(f"pgoutput: unknown tuple value kind {chr(kind)!r}")
+        self.at = at + 2
         return tuple(values)
 
 
