@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from copyjob_dagster.stores import parquet_files
@@ -111,9 +112,15 @@ class KeyedChanges:
         self.counts.deleted += sum(row is None for row in self.pending.values())
         self.counts.upserted += len(whole) + len(partial)
         self.pending.clear()
-        if gone and len(self.key) == 1:  # one statement: WHERE key IN (...)
+        if gone and len(self.key) == 1:  # one statement: WHERE key IN (...), or = ANY(array)
             column = self.target.c[self.key[0]]
-            self.conn.execute(sa.delete(self.target).where(column.in_([k[0] for k in gone])))
+            values = [k[0] for k in gone]
+            if self.store.dialect == "postgresql":
+                keys = sa.bindparam("keys", values, type_=postgresql.ARRAY(column.type))
+                condition = column == sa.any_(keys)
+            else:
+                condition = column.in_(values)
+            self.conn.execute(sa.delete(self.target).where(condition))
         elif gone:
             self.conn.execute(
                 sa.delete(self.target).where(*where),
