@@ -13,6 +13,7 @@ import dagster as dg
 import pyarrow.dataset as ds
 import pytest
 import sqlalchemy as sa
+import tallies
 from cdc_support import CdcCase, load_job_file, logical_server
 from click.testing import CliRunner
 from conftest import make_dagster_home
@@ -24,6 +25,7 @@ from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.engine.cdc import cdc_problems
 from copyjob_dagster.errors import CopyJobError, SourceError
 from copyjob_dagster.stores.change_apply import OPERATION, POSITION
+from copyjob_dagster.stores.pg_changes import PostgresChangeStream
 from copyjob_dagster.stores.pgoutput import lsn_value
 
 ITEMS = (
@@ -356,3 +358,44 @@ def test_validate_connect_names_the_missing_key(
     assert "table 'loose', field 'mode': mode: cdc: the table has no primary key" in done.output
     assert "table 'items'" not in done.output
     case.tables = [{"name": "items"}]
+
+
+def test_connection_cut_mid_stream_applies_nothing_then_recovers(
+    case: CdcCase, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """The source's session is terminated while the changes stream: the destination's
+    transaction rolls back whole, nothing is recorded, and the next run applies everything."""
+    case.run()
+    s = case.schema
+    case.sql(f"UPDATE {s}.items SET name = 'before the cut' WHERE id < 5")
+    # one transaction of 3,000 changes: more than one fetch of the stream's cursor
+    updates = "; ".join(f"UPDATE {s}.items SET amount = {n}" for n in range(100))
+    case.sql(f"BEGIN; {updates}; DELETE FROM {s}.items WHERE id > 25; COMMIT")
+    before = case.destination_rows(columns="id, name")
+    original = PostgresChangeStream.messages
+
+    def cut(self: PostgresChangeStream, upto: int) -> Iterator[Any]:
+        for index, message in enumerate(original(self, upto)):
+            if index == 2500:
+                case.sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE query LIKE 'FETCH%' AND pid <> pg_backend_pid()"
+                )
+            yield message
+
+    monkeypatch.setattr(PostgresChangeStream, "messages", cut)
+    with pytest.raises(CopyJobError):
+        case.run()
+    assert case.destination_rows(columns="id, name") == before  # nothing applied
+    monkeypatch.setattr(PostgresChangeStream, "messages", original)
+    case.run()
+    copied = case.destination_rows(columns="id, name, amount, flag")
+    wanted = case.source_rows(columns="id, name, amount, flag")
+    keys = {row[0] for row in copied}
+    counts = {
+        "lost": len({row[0] for row in wanted} - keys),
+        "duplicates": len(copied) - len(keys),
+        "mismatches": len(set(wanted) ^ set(copied)) // 2,
+    }
+    tallies.record(request.node, tallies.FAULT_CASE, ("C2 cdc connection cut", "peek", counts))
+    assert copied == wanted
