@@ -399,3 +399,17 @@ def test_connection_cut_mid_stream_applies_nothing_then_recovers(
     }
     tallies.record(request.node, tallies.FAULT_CASE, ("C2 cdc connection cut", "peek", counts))
     assert copied == wanted
+
+
+def test_a_new_source_table_for_the_same_copy_gets_its_changes(case: CdcCase) -> None:
+    """The slot and publication are named after the copy; pointing the copy at another source
+    table points the publication at it too."""
+    case.run()
+    s = case.schema
+    case.sql(ITEMS.format(s=s).replace(".items", ".items_v2"))
+    case.tables = [{"name": "items_v2", "to": "items"}]
+    case.position["items_v2"] = None
+    case.run("items_v2")  # a new snapshot (nothing recorded for this source table)
+    case.sql(f"INSERT INTO {s}.items_v2 (id, name) VALUES (7, 'seven')")
+    assert case.run("items_v2").counts.upserted == 1
+    assert case.destination_rows(columns="id, name") == [(7, "seven")]

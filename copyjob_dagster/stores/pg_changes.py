@@ -114,12 +114,21 @@ class PostgresChangeStream:
         return self.store._identifier(self.table).as_string()
 
     def _ensure_publication(self, conn: Connection) -> None:
-        exists = conn.execute(
-            sa.text("SELECT 1 FROM pg_publication WHERE pubname = :name"), {"name": self.name}
-        ).first()
-        if exists:
+        exists, has_table = conn.execute(
+            sa.text(
+                "SELECT count(*) > 0, bool_or(r.prrelid = to_regclass(:table)) "
+                "FROM pg_publication p LEFT JOIN pg_publication_rel r ON r.prpubid = p.oid "
+                "WHERE p.pubname = :name"
+            ),
+            {"name": self.name, "table": self.qualified_text},
+        ).one()
+        if exists and has_table:
             return
-        statement = sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
+        # A publication left by an older copy of another source table is pointed at this one.
+        verb = (
+            "ALTER PUBLICATION {} SET TABLE {}" if exists else "CREATE PUBLICATION {} FOR TABLE {}"
+        )
+        statement = sql.SQL(verb).format(
             sql.Identifier(self.name), self.store._identifier(self.table)
         )
         text = statement.as_string()
