@@ -184,16 +184,23 @@ def test_postgresql_destination(server: private_pg.PrivatePostgres, tmp_path: Pa
     pg = CdcCase(server, tmp_path, destination=server.admin_url)
     pg.tables = [{"name": "items", "to": "items_copy"}]
     try:
-        pg.sql(ITEMS.format(s=pg.schema))
+        pg.sql(
+            ITEMS.format(s=pg.schema),
+            f"ALTER TABLE {pg.schema}.items ADD COLUMN doc jsonb, ADD COLUMN u uuid",
+        )
         pg.sql(FILL.format(s=pg.schema), rows=20)
+        pg.sql(f"UPDATE {pg.schema}.items SET big = {BIG} WHERE id = 5")
         pg.run()
         pg.sql(
             f"UPDATE {pg.schema}.items SET big = {BIG}, name = 'x' WHERE id = 3",
             f"UPDATE {pg.schema}.items SET name = 'y' WHERE id = 3",
             f"DELETE FROM {pg.schema}.items WHERE id = 4",
+            # big left alone (not resent): the row is updated in place, the JSON bound as JSON
+            f"""UPDATE {pg.schema}.items SET doc = '{{"a": [1, "two"]}}', u = gen_random_uuid() """
+            "WHERE id = 5",
         )
         pg.run()
-        columns = "id, name, big, amount, at, flag, raw"
+        columns = "id, name, big, amount, at, flag, raw, doc::text, u::text"
         assert pg.destination_rows("items_copy", columns) == pg.source_rows(columns=columns)
     finally:
         pg.close()

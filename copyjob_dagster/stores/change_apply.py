@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from copyjob_dagster.stores import parquet_files
+from copyjob_dagster.stores.base import logical_type
 from copyjob_dagster.stores.sql import database_timestamps
 
 if TYPE_CHECKING:
@@ -133,6 +134,15 @@ class KeyedChanges:
             self.store.write_batches(self.conn, self.target, [batch])
         self._update_partial(partial, where)
 
+    def _value(self, column: str) -> sa.ColumnElement[Any]:
+        """A bound value for `column`: JSON and UUID arrive as text, cast to the column's type."""
+        column_type = self.target.c[column].type
+        bound = sa.bindparam(f"v_{column}", type_=self.store.bind_type(column_type))
+        tagged = logical_type(self.schema.field(column)) is not None  # json, uuid, ...
+        if self.store.dialect == "postgresql" and (tagged or isinstance(column_type, sa.JSON)):
+            return sa.cast(bound, column_type)
+        return bound
+
     def _update_partial(self, rows: list[dict[str, Any]], where: list[Any]) -> None:
         """Rows some of whose values were not sent: set only the values sent."""
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
@@ -148,9 +158,7 @@ class KeyedChanges:
             )
             values = database_timestamps(batch).to_pylist()
             statement = (
-                sa.update(self.target)
-                .where(*where)
-                .values({c: sa.bindparam(f"v_{c}", type_=self.target.c[c].type) for c in sent})
+                sa.update(self.target).where(*where).values({c: self._value(c) for c in sent})
             )
             self.conn.execute(
                 statement,
