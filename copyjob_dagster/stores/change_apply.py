@@ -107,10 +107,16 @@ class KeyedChanges:
         if not self.pending:
             return
         where = [self.target.c[k] == sa.bindparam(f"k_{i}") for i, k in enumerate(self.key)]
-        whole = [row for row in self.pending.values() if row and UNSENT not in row.values()]
-        partial = [row for row in self.pending.values() if row and UNSENT in row.values()]
-        gone = [k for k, row in self.pending.items() if row is None or UNSENT not in row.values()]
-        self.counts.deleted += sum(row is None for row in self.pending.values())
+        whole, partial, gone = [], [], []  # rows to insert, to update in place; keys to delete
+        for key, row in self.pending.items():
+            if row is None:
+                gone.append(key)
+            elif any(value is UNSENT for value in row.values()):
+                partial.append(row)
+            else:
+                whole.append(row)
+                gone.append(key)
+        self.counts.deleted += len(gone) - len(whole)
         self.counts.upserted += len(whole) + len(partial)
         self.pending.clear()
         if gone and len(self.key) == 1:  # one statement: WHERE key IN (...), or = ANY(array)
@@ -128,9 +134,7 @@ class KeyedChanges:
                 [{f"k_{i}": v for i, v in enumerate(key)} for key in gone],
             )
         if whole:
-            batch = pa.RecordBatch.from_pylist(
-                [{f.name: row.get(f.name) for f in self.schema} for row in whole], self.schema
-            )
+            batch = pa.RecordBatch.from_pylist(whole, self.schema)  # absent keys: NULL
             self.store.write_batches(self.conn, self.target, [batch])
         self._update_partial(partial, where)
 
