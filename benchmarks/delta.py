@@ -1,7 +1,10 @@
-"""PostgreSQL -> Delta against copyjob's own PostgreSQL -> Parquet, and a merge of 1% changed rows
-into the Delta table against its full copy, in one invocation (each way in a fresh process).
+"""PostgreSQL -> Delta against copyjob's own PostgreSQL -> Parquet, and a merge of changed rows
+(20,000 by default) into the Delta table against its full copy and against the same merge into
+PostgreSQL, in one invocation (each way in a fresh process); with the peak RSS of the Delta full
+copy at a tenth of the rows too, so memory can be compared over two sizes.
 
-    .venv/bin/python benchmarks/delta.py --rows 500000 --repeat 3
+    .venv/bin/python benchmarks/delta.py --rows 2000000 --repeat 3
+    .venv/bin/python benchmarks/run.py --delta ...   (the same, in run.py's invocation)
 
 The source is an `orders` table in a scratch schema of the PostgreSQL server named by
 COPYJOB_TEST_PG_URL (default: the local one), dropped at the end. Prints the median seconds, the
@@ -24,7 +27,7 @@ import sqlalchemy as sa
 PG_URL = os.environ.get("COPYJOB_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 
 
-def job(schema: str, destination: str, mode: str) -> dict:
+def job(schema: str, destination: str, mode: str, destination_schema: str | None = None) -> dict:
     table = {"name": "orders"}
     if mode == "incremental":
         table |= {"incremental_column": "updated_at", "write": "merge"}
@@ -32,7 +35,8 @@ def job(schema: str, destination: str, mode: str) -> dict:
         "name": "bench",
         "mode": mode,
         "source": {"url": PG_URL, "schema": schema},
-        "destination": {"url": destination},
+        "destination": {"url": destination}
+        | ({"schema": destination_schema} if destination_schema else {}),
         "tables": [table],
     }
 
@@ -72,7 +76,7 @@ def run(spec: dict) -> dict:
 
 def build(engine: sa.Engine, schema: str, rows: int) -> None:
     with engine.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+        conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
         conn.execute(
             sa.text(
                 f"CREATE TABLE {schema}.orders (id bigint PRIMARY KEY, customer_id integer, "
@@ -92,35 +96,40 @@ def build(engine: sa.Engine, schema: str, rows: int) -> None:
         conn.execute(sa.text(f"ANALYZE {schema}.orders"))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=500_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument(
-        "--changed",
-        choices=["spread", "recent"],
-        default="spread",
-        help="which 1%% change: every 100th row (every file rewritten), or the newest rows",
-    )
-    parser.add_argument("--child")
-    args = parser.parse_args()
-    if args.child:
-        child(json.loads(args.child))
-        return
-    changed = "id % 100 = 0" if args.changed == "spread" else f"id > {args.rows - args.rows // 100}"
-    schema = f"cj_delta_bench_{uuid.uuid4().hex[:8]}"
+def measure(rows: int, repeat: int, changed_rows: int = 20_000, spread: bool = True) -> list[str]:
+    """The figures, as printed lines: medians of `repeat` rounds, ratios, peak RSS. The changed
+    rows are every Nth row (`spread`: every data file holds some), or the newest ones."""
+    every = max(1, rows // changed_rows)
+    changed = f"id % {every} = 0" if spread else f"id > {rows - changed_rows}"
+    expected = rows // every if spread else changed_rows
+    tag = uuid.uuid4().hex[:8]
+    schema, small, target = (f"cj_delta_bench_{tag}", f"cj_delta_small_{tag}", f"cj_delta_pg_{tag}")
     engine = sa.create_engine(PG_URL)
-    build(engine, schema, args.rows)
+    build(engine, schema, rows)
+    build(engine, small, max(1, rows // 10))
     times: dict[str, list[float]] = {}
     rss: dict[str, float] = {}
+    names = (
+        "PostgreSQL -> Parquet (full)",
+        "PostgreSQL -> Delta (full)",
+        f"PostgreSQL -> Delta merge of {expected:,} changed rows",
+        f"PostgreSQL -> PostgreSQL merge of {expected:,} changed rows",
+        f"PostgreSQL -> Delta (full), {max(1, rows // 10):,} rows",
+    )
     try:
-        for _ in range(args.repeat):
+        for _ in range(repeat):
             with tempfile.TemporaryDirectory() as folder:
                 parquet = run({"job": job(schema, f"{folder}/parquet", "full")})
                 delta_full = run({"job": job(schema, f"delta:///{folder}/delta", "full")})
-                lake = f"delta:///{folder}/inc"
-                initial = run({"job": job(schema, lake, "incremental")})
-                with engine.begin() as conn:  # 1% of the rows change
+                delta_small = run({"job": job(small, f"delta:///{folder}/small", "full")})
+                lake = job(schema, f"delta:///{folder}/inc", "incremental")
+                database = job(schema, PG_URL, "incremental", target)
+                with engine.begin() as conn:
+                    conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {target} CASCADE"))
+                    conn.execute(sa.text(f"CREATE SCHEMA {target}"))
+                initial = run({"job": lake})
+                initial_pg = run({"job": database})
+                with engine.begin() as conn:
                     conn.execute(
                         sa.text(
                             f"UPDATE {schema}.orders SET status = 'changed', "
@@ -128,9 +137,8 @@ def main() -> None:
                             f" WHERE {changed}"
                         )
                     )
-                merge = run(
-                    {"job": job(schema, lake, "incremental"), "watermark": initial["watermark"]}
-                )
+                merge = run({"job": lake, "watermark": initial["watermark"]})
+                merge_pg = run({"job": database, "watermark": initial_pg["watermark"]})
                 with engine.begin() as conn:  # undo, for the next round
                     conn.execute(
                         sa.text(
@@ -138,34 +146,51 @@ def main() -> None:
                             f"WHERE {changed}"
                         )
                     )
-                assert merge["commit"]["updated"] == args.rows // 100, merge
-            for name, measured in (
-                ("PostgreSQL -> Parquet (full)", parquet),
-                ("PostgreSQL -> Delta (full)", delta_full),
-                ("PostgreSQL -> Delta merge of 1% changed rows", merge),
+                assert merge["commit"]["updated"] == expected, merge
+            for name, measured in zip(
+                names, (parquet, delta_full, merge, merge_pg, delta_small), strict=True
             ):
                 times.setdefault(name, []).append(measured["seconds"])
                 rss[name] = max(rss.get(name, 0), measured["rss_mb"])
     finally:
         with engine.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            for dropped in (schema, small, target):
+                conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {dropped} CASCADE"))
         engine.dispose()
     medians = {name: statistics.median(values) for name, values in times.items()}
-    reference = {
-        "PostgreSQL -> Parquet (full)": "PostgreSQL -> Parquet (full)",
-        "PostgreSQL -> Delta (full)": "PostgreSQL -> Parquet (full)",
-        "PostgreSQL -> Delta merge of 1% changed rows": "PostgreSQL -> Delta (full)",
-    }
-    print(
-        f"{args.rows:,} rows, 1% changed: {args.changed}, median of {args.repeat}; "
-        f"load average {os.getloadavg()}"
-    )
+    reference = dict(zip(names, (names[0], names[0], names[1], names[3], names[4]), strict=True))
+    lines = [
+        f"Delta: {rows:,} rows, {expected:,} changed "
+        f"({f'every {every}th' if spread else 'the newest'}), median of {repeat}; "
+        f"load average {tuple(round(x, 2) for x in os.getloadavg())}"
+    ]
     for name, seconds in medians.items():
         ratio = seconds / medians[reference[name]]
-        print(
-            f"{name:46} {seconds:7.2f} s  {ratio:5.2f}x {reference[name]!r:32}  "
+        lines.append(
+            f"{name:52} {seconds:7.2f} s  {ratio:5.2f}x {reference[name]!r:38}  "
             f"peak RSS {rss[name]:6.0f} MB"
         )
+    lines.append(
+        f"Delta merge / PostgreSQL merge: {medians[names[2]] / medians[names[3]]:.2f}x; "
+        f"peak RSS of the Delta full copy, {rows:,} vs {max(1, rows // 10):,} rows: "
+        f"{rss[names[1]] / rss[names[4]]:.2f}x"
+    )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--changed-rows", type=int, default=20_000)
+    parser.add_argument("--changed", choices=["spread", "newest"], default="spread")
+    parser.add_argument("--child")
+    args = parser.parse_args()
+    if args.child:
+        child(json.loads(args.child))
+        return
+    lines = measure(args.rows, args.repeat, args.changed_rows, args.changed == "spread")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

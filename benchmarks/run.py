@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import dataset
+import delta
 import goals
 import jobs
 import peers
@@ -31,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown pairing(s) {', '.join(unknown)}; known: {', '.join(PAIRINGS)}")
         return 2
+    if args.delta_only:
+        lines = delta.measure(args.rows, args.repeat, spread=args.delta_changed == "spread")
+        print("\n".join(lines))
+        _write_markdown(Path(args.output), settings, args, [], lines)
+        return 0
     if not args.no_peers:
         peers.ensure()
     print(f"Building the data set ({settings.rows:,} rows) unless it is already there ...")
@@ -48,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.goals or args.goals_only:
             goal_lines = goals.measure(settings, results, pairings, args.repeat, args.timeout)
             print("\n" + "\n".join(goal_lines))
+        if args.delta:
+            spread = args.delta_changed == "spread"
+            goal_lines += ["", *delta.measure(args.rows, args.repeat, spread=spread)]
+            print("\n".join(goal_lines[-6:]))
         _write_markdown(Path(args.output), settings, args, sections, goal_lines)
         print(f"\nwritten to {args.output}")
     finally:
@@ -192,6 +202,19 @@ def _parser() -> argparse.ArgumentParser:
         "--goals-only",
         action="store_true",
         help="only the memory, incremental and parallel goals (no comparison tables)",
+    )
+    parser.add_argument(
+        "--delta",
+        action="store_true",
+        help="also PostgreSQL -> Delta: full against -> Parquet, a merge of 20,000 changed rows "
+        "against the full copy and the same merge into PostgreSQL, peak RSS at two sizes",
+    )
+    parser.add_argument("--delta-only", action="store_true", help="only the Delta figures")
+    parser.add_argument(
+        "--delta-changed",
+        choices=["spread", "newest"],
+        default="spread",
+        help="the merge's changed rows: every Nth row (each data file holds some), or the newest",
     )
     parser.add_argument("--rebuild", action="store_true", help="rebuild the data set")
     parser.add_argument("--prefix", default="cjbench", help="name prefix of the databases made")

@@ -25,7 +25,7 @@ PEERS_PYTHON = BENCH_DIR / ".peers" / "bin" / "python"
 SLING = BENCH_DIR / ".peers/lib/python3.11/site-packages/sling_linux_amd64/bin/sling-linux-amd64"
 DUCKDB_EXTENSIONS = BENCH_DIR / ".peers/lib/python3.11/site-packages/duckdb_ext/extensions"
 COPYJOB_RUN = "copyjob run"
-# Pairings where reading is the slow end, so that a split copy (README, "Large tables") pays.
+# Pairings where reading is the slow end, so that a split copy (docs/scale.md, "Large tables") pays.
 SPLIT_PAIRINGS = ("pg-parquet",)
 SPLIT_PARTS = 2
 

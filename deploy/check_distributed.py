@@ -1,4 +1,4 @@
-"""Checks, on one machine, what README's "Beyond one machine" says about the instance file
+"""Checks, on one machine, what docs/production.md ("Beyond one machine") says of the instance file
 deploy/dagster.k8s.yaml: the instance loads with the K8sRunLauncher as the file configures it
 (pointed at a kubeconfig for an unreachable cluster instead of the pod's own account), and the
 project's definitions load beside it. No run is launched: there is no cluster here.

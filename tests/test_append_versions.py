@@ -1,6 +1,6 @@
 """`write: append` on a table with a primary key: an updated row is appended as another version,
-as README says, on every destination; tables that an older copyjob keyed by the source's key
-alone are re-keyed where the database can, or refused with what to do."""
+as docs/incremental.md says, on every destination; tables that an older copyjob keyed by the
+source's key alone are re-keyed where the database can, or refused with what to do."""
 
 from pathlib import Path
 from typing import Any

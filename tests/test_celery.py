@@ -1,8 +1,8 @@
-"""The Celery deployment of README ("Beyond one machine"), end to end on a real broker.
+"""The Celery deployment of docs/production.md ("Beyond one machine"), end to end on a real broker.
 
 deploy/dagster.celery.yaml as the instance (its storage in a scratch PostgreSQL database),
 RabbitMQ as the broker (COPYJOB_TEST_AMQP_URL, default guest@127.0.0.1:5672) and its RPC result
-backend, `dagster-daemon run`, and two `dagster-celery` worker processes started as README says.
+backend, `dagster-daemon run`, and two `dagster-celery` worker processes started as that page says.
 Two copy jobs read one source whose `max_connections: 1` is a Dagster pool; both are launched at
 once, each run is taken by a different worker, and the pool's one slot holds across the two
 workers: no two tables of that source copy at the same time.

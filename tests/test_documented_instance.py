@@ -2,9 +2,10 @@
 
 Dagster's docs configure the instance with `storage: postgres: postgres_db: {username, password,
 hostname, db_name, port}` and no `scheme`; dagster-postgres then connects to `postgresql://`,
-which SQLAlchemy 2.1 maps to psycopg 3, and its `NOTIFY run_events, $1` failed the first run.
-Here `copyjob run` copies on that instance (and on ones naming `scheme`), and its run and
-materializations are in the instance.
+which SQLAlchemy 2.1 maps to psycopg 3: its `NOTIFY run_events, $1` failed the first run.
+copyjob pins SQLAlchemy 2.0, where the bare name is psycopg2 in every process. `copyjob run`
+copies on that instance (and on ones naming `scheme`), and a Dagster process that never imports
+copyjob (as the webserver and the daemon build the instance) writes a run's events to it.
 """
 
 import os
@@ -97,8 +98,8 @@ def test_copyjob_run_on_the_documented_instance(
 
 
 def test_a_job_url_without_driver_still_opens_with_psycopg_3(pg_server: str) -> None:
-    """copyjob maps the bare name to psycopg2 for dagster-postgres; its own stores keep
-    psycopg 3 (COPY, the binary protocol) for a job's `postgresql://` URL."""
+    """The bare name is psycopg2 for dagster-postgres; copyjob's own stores open a job's
+    `postgresql://` URL with psycopg 3 (COPY, the binary protocol)."""
     bare = sa.engine.make_url(pg_server).set(drivername="postgresql")
     assert sa.create_engine(bare).dialect.driver == "psycopg2"
     store = PostgresStore(bare.render_as_string(hide_password=False), None, "source")
@@ -108,16 +109,36 @@ def test_a_job_url_without_driver_still_opens_with_psycopg_3(pg_server: str) -> 
         store.engine.dispose()
 
 
-def test_copyjob_ui_names_the_missing_scheme_before_it_starts(
-    pg_server: str, jobs: Path, tmp_path: Path
+DAGSTER_WITHOUT_COPYJOB = """
+import sys
+import dagster as dg
+
+@dg.asset
+def ping() -> None:
+    pass
+
+with dg.DagsterInstance.get() as instance:
+    assert dg.materialize([ping], instance=instance).success
+    assert instance.get_latest_materialization_event(dg.AssetKey("ping")) is not None
+assert not any(name.startswith("copyjob_dagster") for name in sys.modules)
+print("ok")
+"""
+
+
+def test_dagster_processes_without_copyjob_write_events_on_the_documented_instance(
+    pg_server: str, tmp_path: Path
 ) -> None:
-    """The UI's webserver and daemon build the instance before they load copyjob: there the
-    documented config would fail each run, so `copyjob ui` says which line to add instead."""
+    """The webserver and the daemon build the instance before they load any code: with the
+    pinned SQLAlchemy their events go through, with no `scheme` line and no copyjob import."""
     home = _documented_instance(tmp_path / "home", None)
-    done = _copyjob(home, jobs, "ui")
-    assert done.returncode == 1
-    assert done.stderr.strip() == (
-        f"error: {home / 'dagster.yaml'}: the PostgreSQL storage needs `scheme: "
-        "postgresql+psycopg2` under postgres_db (dagster-postgres is written for psycopg2; "
-        "with SQLAlchemy 2.1 the UI's runs would fail with a syntax error at NOTIFY)"
+    done = subprocess.run(
+        [sys.executable, "-c", DAGSTER_WITHOUT_COPYJOB],
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
+    assert "syntax error" not in done.stderr
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"

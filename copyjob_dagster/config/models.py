@@ -18,6 +18,7 @@ from copyjob_dagster.config.added_columns import (
     audit_shorthand,
 )
 from copyjob_dagster.config.base import FieldProblem, StrictModel, Text, key_part
+from copyjob_dagster.config.cdc import cdc_problem
 from copyjob_dagster.config.endpoints import SourceConfig, StoreConfig
 from copyjob_dagster.errors import ConfigError
 
@@ -102,7 +103,7 @@ class TableConfig(StrictModel):
         900,
         gt=0,
         description="warn when a transaction open at the source holds a timestamp watermark "
-        "back by more than this many seconds (see late commits in the README)",
+        "back by more than this many seconds (see late commits in docs/incremental.md)",
     )
     null_cursor: Literal["fail", "skip"] = Field(
         "fail", description="rows whose incremental column is NULL: stop the run, or skip them"
@@ -163,24 +164,6 @@ class TableConfig(StrictModel):
         )
         _refuse_repeats("rename", destination_columns, "several columns would be named")
         return self
-
-
-def cdc_problem(table: TableConfig, audit: AuditColumns | None) -> tuple[str, str] | None:
-    """The field of a `mode: cdc` table that asks for what a change log does by itself."""
-    if table.incremental_column:
-        return "incremental_column", (
-            "mode: cdc follows the source's change log, which needs no incremental_column "
-            "(remove it)"
-        )
-    if table.write:
-        return "write", "mode: cdc applies each change by primary key (remove `write:`)"
-    if table.deletes != "ignore":
-        return "deletes", "mode: cdc applies deletes from the change log (remove `deletes:`)"
-    if table.split is not None:
-        return "split", "mode: cdc does not split its first copy yet (remove `split:`)"
-    if audit is not None:
-        return "audit_columns", "mode: cdc does not stamp audit columns yet (audit_columns: false)"
-    return None
 
 
 def _refuse_repeats(field: str, names: list[str], problem: str) -> None:
@@ -343,10 +326,25 @@ class CopyJob(StrictModel):
             if problem:
                 raise FieldProblem(("tables", index, problem[0]), problem[1])
             return
-        if self.mode == "incremental" and not table.incremental_column:
+        # A Delta source table can be copied by its change data feed instead (checked when read).
+        feed = self.source.technology == "delta"
+        if self.mode == "incremental" and not table.incremental_column and not feed:
             raise FieldProblem(
                 ("tables", index, "incremental_column"),
                 "mode: incremental needs an incremental_column on every table",
+            )
+        if self.mode == "incremental" and not table.incremental_column and not table.primary_key:
+            raise FieldProblem(
+                ("tables", index, "primary_key"),
+                "an incremental copy by the Delta change data feed (no incremental_column) "
+                "merges changed rows by their key: name it with primary_key: [...]",
+            )
+        by_feed = self.mode == "incremental" and not table.incremental_column
+        if by_feed and table.write in ("append", "scd2"):
+            raise FieldProblem(
+                ("tables", index, "write"),
+                f"write: {table.write} needs an incremental_column; a copy by the change data "
+                f"feed merges (write: merge)",
             )
         if self.mode == "full" and table.write:
             raise FieldProblem(

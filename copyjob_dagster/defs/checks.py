@@ -127,6 +127,8 @@ def row_count_parity(
             expected = 0 if watermark is None else source_rows_up_to(job, table, watermark)
             against = (
                 f"source rows with {table.incremental_column} <= {watermark.text}"
+                if watermark and table.incremental_column
+                else f"source rows now (the copy read version {watermark.text})"
                 if watermark
                 else "source rows (it held no incremental value when copied)"
             )

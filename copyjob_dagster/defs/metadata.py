@@ -144,8 +144,8 @@ def late_commit_metadata(result: CopyResult) -> dict[str, dg.MetadataValue]:
 
 
 def _watermark_metadata(result: CopyResult) -> dict[str, dg.MetadataValue]:
-    if result.plan.incremental_column is None:
-        return {}
+    if result.plan.incremental_column is None and result.watermark is None:
+        return {}  # a full copy (a copy by a change feed records the table version read)
     metadata = {
         NULL_CURSOR_ROWS: dg.MetadataValue.int(result.null_cursor_rows),
         WATERMARK_BEFORE: dg.MetadataValue.text(

@@ -24,8 +24,9 @@ from typing import Any
 import pyarrow as pa
 
 from copyjob_dagster.config import CopyJob, TableConfig
-from copyjob_dagster.engine.copying import CopyResult, ProgressCallback, _renamed, _result
+from copyjob_dagster.engine.copying import CopyResult, _result
 from copyjob_dagster.engine.planning import CopyPlan, plan_copy
+from copyjob_dagster.engine.rows import ProgressCallback, renamed
 from copyjob_dagster.errors import SchemaError, SourceError
 from copyjob_dagster.stores import Destination, Source, open_destination, open_source
 from copyjob_dagster.stores.change_apply import UNSENT, ChangeCounts
@@ -178,7 +179,7 @@ def _snapshot(
 
         def rows() -> Iterator[pa.RecordBatch]:
             batches = reader.batches(plan.source_columns, plan.batch_rows)
-            for batch in _renamed(batches, plan.destination_schema):
+            for batch in renamed(batches, plan.destination_schema):
                 counted["rows"] += batch.num_rows
                 if progress is not None:
                     progress(counted["rows"], None, time.monotonic() - started)

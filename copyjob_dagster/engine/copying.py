@@ -7,9 +7,8 @@ the table's size, and the new watermark is taken from the same snapshot.
 """
 
 import dataclasses
-import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,10 +18,12 @@ import pyarrow as pa
 
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.engine.deletions import deletion_pass
+from copyjob_dagster.engine.feed import copy_by_feed
 from copyjob_dagster.engine.late_commits import LateCommits, next_watermark, observe
 from copyjob_dagster.engine.overrides import Backfill
 from copyjob_dagster.engine.passthrough import binary_copy, streams_bytes
 from copyjob_dagster.engine.planning import CopyPlan, plan_copy, reconcile_schema
+from copyjob_dagster.engine.rows import ProgressCallback, RowCounter, non_empty, renamed
 from copyjob_dagster.engine.splitting import open_reader, parts_of
 from copyjob_dagster.engine.stamping import Stamp, stamped
 from copyjob_dagster.engine.watermark import Watermark, WatermarkKind, watermark_kind
@@ -41,10 +42,6 @@ from copyjob_dagster.stores import (
 )
 
 LOCK_TIMEOUT_SECONDS = 600
-
-# Called with the rows copied so far, the estimated total (None if unknown) and the seconds
-# since the copy started: once before the first row, then after each batch.
-ProgressCallback = Callable[[int, int | None, float], None]
 
 
 @dataclass(frozen=True)
@@ -97,6 +94,17 @@ def copy_table(
             return _copy_backfill(
                 plan, table, source, destination, watermark, backfill, progress, stamp
             )
+        if plan.incremental_column is None and job.mode == "incremental":
+            return _copy_feed(
+                plan,
+                table,
+                source,
+                destination,
+                None if full_refresh else watermark,
+                progress,
+                stamp,
+                allow_mass_delete,
+            )
         if plan.incremental_column is None:
             return _copy_full(plan, source, destination, progress, stamp)
         return _copy_increment(
@@ -140,7 +148,7 @@ def _copy_full(
 ) -> CopyResult:
     started = time.monotonic()
     estimate = source.estimate_rows(plan.source_table) if progress else None
-    counter = _RowCounter(progress, estimate)
+    counter = RowCounter(progress, estimate)
     # The binary passthrough already runs at the pipe's speed: it reads one stream.
     passthrough = streams_bytes(plan, source, destination)
     split = None if passthrough else plan.split
@@ -153,6 +161,31 @@ def _copy_full(
             plan.destination_table, plan.written_schema, plan.primary_key, rows
         )
     return _result(plan, source, reader, destination, started, counter.rows, rows_written)
+
+
+def _copy_feed(
+    plan: CopyPlan,
+    table: TableConfig,
+    source: Source,
+    destination: Destination,
+    previous: Watermark | None,
+    progress: ProgressCallback | None,
+    stamp: Stamp,
+    allow_mass_delete: bool,
+) -> CopyResult:
+    started = time.monotonic()
+    counter = RowCounter(progress)
+    done = copy_by_feed(
+        plan, table, source, destination, previous, counter, stamp, allow_mass_delete
+    )
+    return dataclasses.replace(
+        _result(plan, source, None, destination, started, counter.rows, done.rows_written),
+        load="initial" if previous is None else "incremental",
+        watermark_before=previous,
+        watermark=done.watermark,
+        source_version=done.source_version,
+        deletions=done.deletions,
+    )
 
 
 def _copy_increment(
@@ -176,7 +209,7 @@ def _copy_increment(
     passthrough = streams_bytes(plan, source, destination)
     with open_reader(source, plan.source_table, None if passthrough else plan.split) as reader:
         window, nulls = plan_window(plan, table, reader, previous)
-        counter = _RowCounter(progress, _window_estimate(plan, source, reader, window, progress))
+        counter = RowCounter(progress, _window_estimate(plan, source, reader, window, progress))
         stamp = _window_stamp(stamp, kind, window)
         high = _aware(kind, window.high) if window.high is not None else None
         # The source's keys are read (and deletions counted) before the window's rows stream:
@@ -196,7 +229,7 @@ def _copy_increment(
                 has_rows = previous is None or window.high is not None
                 batches = binary_copy(plan, reader, counter.count, window) if has_rows else None
             else:
-                batches = _non_empty(_arrow_batches(plan, reader, counter, stamp, window))
+                batches = non_empty(_arrow_batches(plan, reader, counter, stamp, window))
             rows_written = 0
             if batches is not None or previous is None:
                 rows_written = _write_window(plan, destination, batches or iter(()), window)
@@ -217,14 +250,14 @@ def _copy_increment(
 def _arrow_batches(
     plan: CopyPlan,
     reader: TableReader,
-    counter: "_RowCounter",
+    counter: "RowCounter",
     stamp: Stamp,
     window: Window | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """The rows (of `window`) as the destination takes them: renamed, with the columns the
     copy adds, counted."""
     rows = reader.batches(plan.source_columns, plan.batch_rows, window)
-    return counter.count(stamped(_renamed(rows, plan.destination_schema), plan, stamp))
+    return counter.count(stamped(renamed(rows, plan.destination_schema), plan, stamp))
 
 
 def _write_window(
@@ -282,9 +315,9 @@ def _copy_backfill(
     window = Window(plan.incremental_column, low, True, high, backfill=True)
     with open_reader(source, plan.source_table, plan.split) as reader:
         nulls = reader.profile(plan.incremental_column, low).null_rows
-        counter = _RowCounter(progress, reader.count(window) if progress else None)
+        counter = RowCounter(progress, reader.count(window) if progress else None)
         stamp = _window_stamp(stamp, kind, window)
-        batches = _non_empty(_arrow_batches(plan, reader, counter, stamp, window))
+        batches = non_empty(_arrow_batches(plan, reader, counter, stamp, window))
         rows_written = 0
         if batches is not None:
             rows_written = _write_window(plan, destination, batches, window)
@@ -342,18 +375,10 @@ def _aware(kind: str, value: Any) -> Any:
     return value
 
 
-def _non_empty(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch] | None:
-    """The batches, or None when there is no row at all (so nothing is written)."""
-    for batch in batches:
-        if batch.num_rows:
-            return itertools.chain([batch], batches)
-    return None
-
-
 def _result(
     plan: CopyPlan,
     source: Source,
-    reader: TableReader,
+    reader: TableReader | None,
     destination: Destination,
     started: float,
     rows_read: int,
@@ -367,34 +392,7 @@ def _result(
         source_url=source.display_url,
         destination_url=destination.display_url,
         destination_location=destination.location(plan.destination_table),
-        parts=parts_of(reader),
-        source_version=reader.version,
+        parts=parts_of(reader) if reader is not None else 1,
+        source_version=reader.version if reader is not None else None,
         commit=destination.last_commit,
     )
-
-
-def _renamed(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    return (pa.RecordBatch.from_arrays(batch.columns, schema=schema) for batch in batches)
-
-
-class _RowCounter:
-    """Counts the rows that pass to the destination, and reports them to `progress`."""
-
-    def __init__(
-        self, progress: ProgressCallback | None = None, estimate: int | None = None
-    ) -> None:
-        self.rows = 0
-        self._progress = progress
-        self._estimate = estimate
-        self._started = time.monotonic()
-
-    def count(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        self._report()
-        for batch in batches:
-            self.rows += batch.num_rows
-            yield batch
-            self._report()  # the destination has taken the batch and asks for the next
-
-    def _report(self) -> None:
-        if self._progress is not None:
-            self._progress(self.rows, self._estimate, time.monotonic() - self._started)

@@ -49,7 +49,11 @@ def _rows_beyond(
         plan = plan_copy(job, table, source.describe(table.name))
         low = None if watermark is None else watermark.value
         with source.open_reader(table.name) as reader:
-            rows = reader.count(Window(plan.incremental_column, low))
+            if plan.incremental_column is None:  # by a change feed: the versions since
+                since = -1 if watermark is None else int(watermark.text)
+                rows = max(0, (reader.version or 0) - since)
+            else:
+                rows = reader.count(Window(plan.incremental_column, low))
     except CopyJobError as exc:
         if exc.transient:
             raise
@@ -63,6 +67,8 @@ def source_rows_up_to(job: CopyJob, table: TableConfig, watermark: Watermark) ->
     try:
         plan = plan_copy(job, table, source.describe(table.name))
         with source.open_reader(table.name) as reader:
+            if plan.incremental_column is None:
+                return reader.count()  # copied by a change feed: the table as it is now
             return reader.count(Window(plan.incremental_column, high=watermark.value))
     finally:
         source.close()

@@ -77,14 +77,30 @@ def plan_table(job: CopyJob, table: TableConfig, watermark: Watermark | None) ->
             existing = (
                 destination.describe(table.destination_name) if may_exist(job.destination) else None
             )
+            by_feed = plan.incremental_column is None and job.mode == "incremental"
             found = replace(
                 found,
-                write="replace" if plan.incremental_column is None else plan.write,
+                write="merge" if by_feed else "replace" if job.mode == "full" else plan.write,
                 destination_exists=existing is not None,
                 schema=None if existing is None else schema_difference(plan, existing, destination),
                 parts=_parts(plan, table, source, destination),
             )
             with source.open_reader(table.name) as reader:
+                if by_feed:  # the change data feed: the source versions since the watermark's
+                    since = None if watermark is None or existing is None else int(watermark.text)
+                    ahead = (reader.version or 0) - since if since is not None else None
+                    return replace(
+                        found,
+                        load="initial"
+                        if since is None
+                        else "incremental"
+                        if ahead
+                        else "nothing new",
+                        rows=reader.count() if since is None else None,
+                        window=None
+                        if since is None
+                        else f"source versions {since + 1}..{reader.version}",
+                    )
                 if plan.incremental_column is None:
                     return replace(found, load="full", rows=reader.count())
                 return _incremental(found, plan, table, source, reader, watermark, existing)

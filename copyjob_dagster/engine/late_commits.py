@@ -8,7 +8,8 @@ CLOCK_MARGIN. The copy still reads every row up to the column's maximum: the row
 recorded watermark are read again by the next run, and the writes are idempotent for a window
 (merge by key, append replacing the window, the fingerprint at the watermark), so none is
 written twice. Integer, decimal, date and string cursors are not bounded: their values come
-from sequences or applications, not from the transaction's clock (README: "Late commits").
+from sequences or applications, not from the transaction's clock (docs/incremental.md,
+"Late commits").
 """
 
 from dataclasses import dataclass

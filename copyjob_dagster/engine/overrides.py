@@ -45,7 +45,7 @@ class Backfill:
 
 def require_incremental(job: CopyJob, table: TableConfig) -> None:
     """Refuse a table that has no watermark at all (checked without connecting)."""
-    if job.mode != "incremental" or not table.incremental_column:
+    if job.mode != "incremental":
         raise WatermarkError(
             f"job {job.name!r}, table {table.name!r}: only an incremental table has a watermark "
             f"(the job's mode is {job.mode!r})"
@@ -55,6 +55,8 @@ def require_incremental(job: CopyJob, table: TableConfig) -> None:
 def incremental_kind(job: CopyJob, table: TableConfig) -> WatermarkKind:
     """The watermark kind of the table's incremental column, read from the live source."""
     require_incremental(job, table)
+    if table.incremental_column is None:
+        return "integer"  # copied by a change feed: the watermark is a table version
     source = open_source(job.source)
     try:
         described = source.describe(table.name)

@@ -4,6 +4,8 @@ the registry that opens them; the protocols the engine reads and writes through.
 config."""
 
 from copyjob_dagster.stores.base import (
+    ChangeFeed,
+    ChangeFeedSource,
     Commit,
     DeletePolicy,
     DeletionCounts,
@@ -58,6 +60,8 @@ __all__ = [
     "SplittableSource",
     "TableDescription",
     "TableReader",
+    "ChangeFeed",
+    "ChangeFeedSource",
     "TransactionAwareSource",
     "VersionColumns",
     "Window",

@@ -215,6 +215,36 @@ class SplittableSource(Protocol):
         ...
 
 
+class ChangeFeed(Protocol):
+    """The rows of one table changed between two of its versions (`since`, `version`]."""
+
+    since: int | None
+    version: int
+    snapshot: TableReader
+    """The table at `version`: a first load reads it whole, the deletion pass its keys."""
+    deleted_keys: int
+    """Keys whose last change was a delete (known after `read_keys`)."""
+
+    @property
+    def changed(self) -> bool: ...
+
+    def read_keys(self, key: list[str]) -> None: ...
+
+    def rows(self, columns: list[str], key: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """Each changed key's newest row, unless its last change deleted it."""
+        ...
+
+
+@runtime_checkable
+class ChangeFeedSource(Protocol):
+    """A source whose tables report their changes since a version (`change_feed`)."""
+
+    def open_feed(self, table: str, since: int | None) -> AbstractContextManager[ChangeFeed]:
+        """The changes since version `since` (None: none, a first load) up to the table's
+        version now; `SourceError` naming the table when it records no changes."""
+        ...
+
+
 @runtime_checkable
 class TransactionAwareSource(Protocol):
     """A source that can say how far down a row committed late can land (see

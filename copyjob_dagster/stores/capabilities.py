@@ -23,6 +23,9 @@ class Capabilities:
     """A text column's declared length bounds its values (VARCHAR(10)); Parquet's do not."""
     open_transactions: bool = False
     """Reports the transactions open at the source, which bound a timestamp watermark."""
+    change_feed: bool = False
+    """Reads the rows changed since a table version (Delta's change data feed), so an
+    incremental copy needs no incremental column."""
     change_stream: bool = False
     """Streams committed changes from a log (PostgreSQL logical replication): `mode: cdc`."""
     applies_changes: Literal["by_key", "log"] | None = "by_key"

@@ -2,12 +2,13 @@
 copied table.
 
 The URL is `delta:///relative/folder` (against the job file's project folder, as `sqlite:///`
-is) or `delta:////absolute/folder`. Every write is exactly one Delta commit, so a reader sees the
-table's previous version or the new one, never a mix, and a killed run leaves the previous
-version in force: a full copy overwrites the table; an incremental `append` replaces the rows of
-its window (those the watermark's value starts) in the same commit that adds the new ones;
-`merge` upserts by the primary key. Writing a window again changes nothing twice. Columns new at
-the source are added by the write's own schema merge, not by a commit of their own.
+is), `delta:////absolute/folder`, or `delta+s3://bucket/prefix` (see `delta_location`). Every
+write is exactly one Delta commit, so a reader sees the table's previous version or the new one,
+never a mix, and a killed run leaves the previous version in force: a full copy overwrites the
+table; an incremental `append` replaces the rows of its window (those the watermark's value
+starts) in the same commit that adds the new ones; `merge` upserts by the primary key, and
+deletions and SCD2 versions ride in that merge (`delta_merge`). Writing a window again changes
+nothing twice. Columns new at the source are added by the write's own schema merge.
 
 Each commit carries a token in its commit info, by which the store finds its own commit in the
 table's history (even if another writer committed after it) and reports its version and row
@@ -18,19 +19,18 @@ import dataclasses
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake import DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
-from sqlalchemy.engine import make_url
 
 from copyjob_dagster.config import mask_url
-from copyjob_dagster.errors import CopyJobError, DestinationError
+from copyjob_dagster.errors import CopyJobError, DestinationError, SourceError
 from copyjob_dagster.stores.base import (
     Commit,
     DeletePolicy,
+    DeletionCounts,
     TableDescription,
     VersionColumns,
     Window,
@@ -38,52 +38,60 @@ from copyjob_dagster.stores.base import (
     ordered_by_collation,
 )
 from copyjob_dagster.stores.capabilities import Capabilities
+from copyjob_dagster.stores.delta_changes import DeltaKeyDiff
+from copyjob_dagster.stores.delta_feed import CHANGE_FEED, ChangeFeed, has_change_feed
+from copyjob_dagster.stores.delta_location import DeltaLocation, url_problem
+from copyjob_dagster.stores.delta_merge import WRITE_TOKEN, commit_of, merge_changes, tagged
 from copyjob_dagster.stores.delta_types import as_delta, delta_schema, quoted, window_predicate
 from copyjob_dagster.stores.files import DatasetReader, FolderStore
+from copyjob_dagster.stores.locking import file_lock
 from copyjob_dagster.stores.parquet_files import ROW_GROUP_ROWS, window_expression
 from copyjob_dagster.stores.sql import Role
 
-LOG_FOLDER = "_delta_log"
-WRITE_TOKEN = "copyjob.write"
 HISTORY_SEARCHED = 50  # commits after ours that another writer may have made meanwhile
 # The Rust writer holds a whole row group in memory, by default 1,048,576 rows: peak memory grew
 # with the table (262 MB at 100,000 rows, 331 MB at 1,000,000). Row groups as the Parquet
 # folder store writes them keep it flat.
 WRITER = WriterProperties(max_row_group_size=ROW_GROUP_ROWS)
+# A merge rewrites each file that holds a changed row: files of 16 MiB (not delta-rs's 100 MiB)
+# keep a merge of recent rows to the few files that hold them.
+TARGET_FILE_BYTES = 16 * 1024 * 1024
 
 
 class DeltaStore(FolderStore):
     """Delta tables in one folder: the folder store's table names, checks and lock; the data
     and its versions in each table's Delta log."""
 
-    # Deletions and SCD2 would each take a second commit through the engine's write-then-apply
-    # steps; until they fold into the window's one commit, validation refuses them.
-    capabilities = Capabilities(merge=True, deletes=False, versions=False, applies_changes=None)
+    capabilities = Capabilities(
+        merge=True, deletes=True, versions=True, change_feed=True, applies_changes=None
+    )
 
     def __init__(self, url: str, role: Role) -> None:
-        super().__init__(folder_of(url), role)
+        problem = url_problem(url)
+        if problem:
+            raise (SourceError if role == "source" else DestinationError)(
+                f"{role} {mask_url(url)}: {problem}"
+            )
+        self.where = DeltaLocation(url)
+        super().__init__(self.where.root, role)
         self.display_url = mask_url(url)
         self.last_commit: Commit | None = None
+        self._deletions: DeltaKeyDiff | None = None  # found by diff_keys, applied by the window
 
     @classmethod
     def url_problem(cls, url: str) -> str | None:
-        parsed = make_url(url)
-        if parsed.drivername != "delta":
-            return f"unknown Delta location {parsed.drivername!r}: write delta:///folder"
-        if parsed.host or not parsed.database:
-            return "a Delta folder is written delta:///relative/folder or delta:////absolute/folder"
-        return None
+        return url_problem(url)
 
     # -- describing ---------------------------------------------------------------------------
 
-    def _path(self, table: str) -> Path:
+    def _path(self, table: str) -> str:
         self._check_name(table)
-        return self.folder / table
+        return self.where.uri(table)
 
     def _table(self, table: str) -> DeltaTable | None:
         path = self._path(table)
         try:
-            return DeltaTable(str(path))
+            return DeltaTable(path, storage_options=self.where.storage_options())
         except TableNotFoundError:
             return None
         except (DeltaError, OSError) as exc:
@@ -94,13 +102,15 @@ class DeltaStore(FolderStore):
     def _existing(self, table: str) -> DeltaTable:
         found = self._table(table)
         if found is None:
-            raise self._error(f"{self.role} folder {self.folder}: no Delta table {table!r}")
+            raise self._error(f"{self.role} {self.where.root}: no Delta table {table!r}")
         return found
 
     def list_tables(self) -> list[str]:
-        if not self.folder.is_dir():
+        with self._translated("", "listing"):
+            tables = self.where.list_tables()
+        if tables is None:
             raise self._error(f"{self.role} folder {self.folder} does not exist")
-        return sorted(p.name for p in self.folder.iterdir() if (p / LOG_FOLDER).is_dir())
+        return tables
 
     def describe(self, table: str) -> TableDescription | None:
         found = self._table(table)
@@ -114,7 +124,22 @@ class DeltaStore(FolderStore):
         return self._existing(table).count()
 
     def location(self, table: str) -> str:
-        return str(self.folder / table)
+        return self.where.uri(table)
+
+    def check(self) -> None:
+        if not self.where.remote:
+            return super().check()
+        with self._translated("", "listing"):
+            self.where.list_tables()
+
+    @contextmanager
+    def lock(self, table: str, timeout_seconds: float) -> Iterator[None]:
+        """The table's lock file (see `DeltaLocation.lock_file`); across machines on object
+        storage, Delta's commit (a conditional put of the next version) refuses the later of
+        two writers."""
+        self._check_name(table)
+        with file_lock(self.where.lock_file(table), timeout_seconds, f"table {table!r}"):
+            yield
 
     @contextmanager
     def open_reader(self, table: str) -> Iterator[DatasetReader]:
@@ -123,6 +148,26 @@ class DeltaStore(FolderStore):
         with self._translated(table, "reading"):
             dataset = found.to_pyarrow_dataset()
         yield DatasetReader(dataset, version=found.version())
+
+    @contextmanager
+    def open_feed(self, table: str, since: int | None) -> Iterator[ChangeFeed]:
+        """The table's changes after version `since` up to its version now (see delta_feed)."""
+        found = self._existing(table)
+        if not has_change_feed(found):
+            raise self._error(
+                f"{self.role} {self.location(table)}: the table has no incremental_column and "
+                f"its Delta table does not record a change data feed; set the table property "
+                f"{CHANGE_FEED} = true, or name an incremental_column"
+            )
+        version = found.version()
+        if since is not None and since > version:
+            raise self._error(
+                f"{self.role} {self.location(table)}: the watermark is version {since}, past "
+                f"the table's version {version}: the table was recreated; run a full refresh"
+            )
+        with self._translated(table, "reading"):
+            dataset = found.to_pyarrow_dataset()
+        yield ChangeFeed(found, since, version, DatasetReader(dataset, version), dataset.schema)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -139,8 +184,9 @@ class DeltaStore(FolderStore):
         previous = self._table(table)
         with self._translated(table, "writing"):
             replaced = previous.count() if previous is not None else 0
-            self.folder.mkdir(parents=True, exist_ok=True)
-            return self._overwrite(table, str(path), target, batches, replaced, "overwrite")
+            if not self.where.remote:
+                self.folder.mkdir(parents=True, exist_ok=True)
+            return self._overwrite(table, path, target, batches, replaced, "overwrite")
 
     def write_increment(
         self,
@@ -157,6 +203,8 @@ class DeltaStore(FolderStore):
         target = delta_schema(schema)
         existing = self._existing(table)
         with self._translated(table, "writing"):
+            if self._deletions is not None:
+                return self._merge_changes(table, existing, target, primary_key, batches)
             if method == "merge" or primary_key:
                 # An appended table's key is the row's key and the incremental column: a row
                 # read again replaces its copy, and each version stays.
@@ -197,7 +245,9 @@ class DeltaStore(FolderStore):
             predicate=predicate,
             schema_mode=schema_mode,
             writer_properties=WRITER,
-            commit_properties=_tagged(token),
+            commit_properties=tagged(token),
+            storage_options=self.where.storage_options() if isinstance(where, str) else None,
+            target_file_size=TARGET_FILE_BYTES,
         )
         return self._record(table, token, deleted=replaced).inserted
 
@@ -220,7 +270,7 @@ class DeltaStore(FolderStore):
                 target_alias="t",
                 merge_schema=True,
                 writer_properties=WRITER,
-                commit_properties=_tagged(token),
+                commit_properties=tagged(token),
             )
             .when_matched_update_all()
             .when_not_matched_insert_all()
@@ -234,12 +284,39 @@ class DeltaStore(FolderStore):
         found = self._existing(table)
         for entry in found.history(HISTORY_SEARCHED):
             if entry.get(WRITE_TOKEN) == token:
-                self.last_commit = _commit(entry, deleted)
+                self.last_commit = commit_of(entry, deleted)
                 return self.last_commit
         raise DestinationError(
             f"destination {self.location(table)}: the write's commit is not among the table's "
             f"last {HISTORY_SEARCHED} versions"
         )
+
+    def _merge_changes(
+        self,
+        table: str,
+        existing: DeltaTable,
+        target: pa.Schema,
+        write_key: tuple[str, ...],
+        batches: Iterable[pa.RecordBatch],
+        versions: VersionColumns | None = None,
+    ) -> int:
+        """The window's rows and the pending deletions (if any) in one merge commit."""
+        token = uuid.uuid4().hex
+        diff = self._deletions
+        written, metrics = merge_changes(
+            existing,
+            target,
+            write_key,
+            batches,
+            diff=diff,
+            versions=versions,
+            writer_properties=WRITER,
+            commit_properties=tagged(token),
+        )
+        self._record(table, token)
+        if diff is not None:
+            diff.applied = diff.counts(deleted=int(metrics["num_target_rows_deleted"]))
+        return written
 
     def write_versions(
         self,
@@ -251,22 +328,51 @@ class DeltaStore(FolderStore):
         versions: VersionColumns,
         window: Window,
     ) -> int:
-        raise DestinationError(
-            f"destination {self.display_url}: write: scd2 is not offered for Delta tables yet; "
-            f"use write: merge"
-        )
+        """New versions and the closing of older ones (and the pending deletions): one merge."""
+        if window.low is None:
+            return self.replace(table, schema, primary_key, batches)
+        target = delta_schema(schema)
+        existing = self._existing(table)
+        with self._translated(table, "writing"):
+            return self._merge_changes(
+                table, existing, target, primary_key, batches, versions=versions
+            )
 
+    @contextmanager
     def diff_keys(
         self,
         table: str,
         key_schema: pa.Schema,
         source_keys: Iterable[pa.RecordBatch],
         policy: DeletePolicy,
-    ) -> Any:
-        raise DestinationError(
-            f"destination {self.display_url}: deletes: {policy.mode} is not offered for Delta "
-            f"tables yet; use deletes: ignore"
-        )
+    ) -> Iterator[DeltaKeyDiff]:
+        """The gone keys, found now and applied by the window's commit (or by `apply`'s own
+        commit when the window has no row): one commit per run either way."""
+        existing = self._existing(table)
+        with self._translated(table, "reading"):
+            diff = DeltaKeyDiff(
+                existing.to_pyarrow_dataset(),
+                key_schema,
+                source_keys,
+                policy,
+                apply_alone=lambda d: self._apply_alone(table, d),
+            )
+        self._deletions = diff
+        try:
+            yield diff
+        finally:
+            self._deletions = None
+            diff.close()
+
+    def _apply_alone(self, table: str, diff: DeltaKeyDiff) -> DeletionCounts:
+        existing = self._existing(table)
+        target = pa.schema(existing.schema().to_arrow())
+        with self._translated(table, "writing"):
+            self._merge_changes(
+                table, existing, target, tuple(diff.key), iter(()), versions=diff.policy.versions
+            )
+        assert diff.applied is not None
+        return diff.applied
 
     def add_columns(self, table: str, fields: list[pa.Field]) -> None:
         """Nothing to do: the window's write merges the new columns into the table's schema in
@@ -285,34 +391,7 @@ class DeltaStore(FolderStore):
             ) from None
 
 
-def folder_of(url: str) -> str:
-    """The folder a `delta:///...` URL names (the path after the third slash, as `sqlite:///`)."""
-    return make_url(url).database or ""
-
-
 def _first_line(exc: BaseException) -> str:
     """delta-rs's message without the Rust backtrace it may carry."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else repr(exc)
-
-
-def _tagged(token: str) -> CommitProperties:
-    return CommitProperties(custom_metadata={WRITE_TOKEN: token})
-
-
-def _commit(entry: dict[str, Any], deleted: int) -> Commit:
-    """A history entry's version and row counts: a merge reports all three; an overwrite
-    reports the rows it added, and `deleted` is what it replaced."""
-    metrics = entry.get("operationMetrics", {})
-    if "num_target_rows_inserted" in metrics:
-        return Commit(
-            version=int(entry["version"]),
-            inserted=int(metrics["num_target_rows_inserted"]),
-            updated=int(metrics["num_target_rows_updated"]),
-            deleted=int(metrics["num_target_rows_deleted"]),
-        )
-    return Commit(
-        version=int(entry["version"]),
-        inserted=int(metrics.get("num_added_rows", 0)),
-        deleted=deleted,
-    )

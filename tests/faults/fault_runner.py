@@ -22,6 +22,9 @@ POINT is one of:
   cdc-after-commit  (mode: cdc) die after the destination committed the changes, before
                 Dagster records the position
   cdc-advance   (mode: cdc) die after Dagster recorded the position, before the slot moves
+  delta-during  die as the NTH batch goes into a Delta write (files written, no commit yet)
+  delta-before  die once a Delta write has taken its last batch, just before it commits
+  delta-after   die right after a Delta commit, before the store reads its version back
 SLOW_SECONDS sleeps that long per batch, so that a test can cut connections mid-copy.
 """
 
@@ -39,8 +42,7 @@ import sqlalchemy as sa
 
 from copyjob_dagster.defs import assets
 from copyjob_dagster.defs import cdc as cdc_assets
-from copyjob_dagster.engine import copying as engine
-from copyjob_dagster.engine import load_job
+from copyjob_dagster.engine import load_job, rows
 from copyjob_dagster.stores import change_apply
 
 
@@ -70,7 +72,7 @@ def _landing_file() -> Path:
 
 
 def install(point: str, nth: int, slow: float, destination_url: str, table: str) -> None:
-    original_count = engine._RowCounter.count
+    original_count = rows.RowCounter.count
 
     def count(self, batches):  # type: ignore[no-untyped-def]
         for index, batch in enumerate(original_count(self, batches), start=1):
@@ -83,7 +85,7 @@ def install(point: str, nth: int, slow: float, destination_url: str, table: str)
                 time.sleep(slow)
             yield batch
 
-    engine._RowCounter.count = count
+    rows.RowCounter.count = count
 
     commits = {"n": 0}
     original_commit = sa.engine.Transaction.commit
@@ -124,6 +126,9 @@ def install(point: str, nth: int, slow: float, destination_url: str, table: str)
 
     os.replace = replace
 
+    if point.startswith("delta-"):
+        _install_delta(point, nth)
+
     original_copy = assets.copy_table
 
     def copy_then_die(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -163,6 +168,35 @@ def _install_cdc(point: str) -> None:
         return original_confirm(*args, **kwargs)
 
     cdc_assets.confirm_position = confirm
+
+
+def _install_delta(point: str, nth: int) -> None:
+    """Kill points around the one commit of a Delta write (stores/delta.py, delta_merge.py)."""
+    from copyjob_dagster.stores import delta, delta_merge
+
+    original_as_delta = delta.as_delta
+
+    def as_delta(batches, schema):  # type: ignore[no-untyped-def]
+        def watched():  # type: ignore[no-untyped-def]
+            for index, batch in enumerate(batches, start=1):
+                if point == "delta-during" and index == nth:
+                    die()
+                yield batch
+            if point == "delta-before":
+                die()
+
+        return original_as_delta(watched(), schema)
+
+    delta.as_delta = as_delta
+    delta_merge.as_delta = as_delta
+    original_record = delta.DeltaStore._record
+
+    def record(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if point == "delta-after":
+            die()
+        return original_record(self, *args, **kwargs)
+
+    delta.DeltaStore._record = record
 
 
 def run(job_file: str, point: str, nth: int, slow: float) -> int:

@@ -16,7 +16,7 @@ from copyjob_dagster.config import CopyJob
 from copyjob_dagster.defs import read_history
 from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.engine import Watermark, copy_table, load_job
-from copyjob_dagster.errors import ConfigError, DestinationError
+from copyjob_dagster.errors import DestinationError
 from copyjob_dagster.stores import Commit, Window
 from copyjob_dagster.stores.delta_types import window_predicate
 from copyjob_dagster.stores.parquet_files import window_expression
@@ -261,28 +261,6 @@ def test_delta_urls_the_store_cannot_open_are_named(tmp_path: Path, url: str, pr
     from copyjob_dagster.stores.delta import DeltaStore
 
     assert problem in DeltaStore.url_problem(url)
-
-
-@pytest.mark.parametrize(
-    ("setting", "field", "problem"),
-    [
-        ("deletes: hard", "deletes", "a delta destination does not apply deletions yet"),
-        ("write: scd2", "write", "a delta destination does not keep row versions yet"),
-    ],
-)
-def test_what_the_delta_store_does_not_do_yet_is_refused_at_validation(
-    tmp_path: Path, setting: str, field: str, problem: str
-) -> None:
-    job_file = tmp_path / "lake.yaml"
-    job_file.write_text(
-        "name: lake\nmode: incremental\n"
-        "source: {url: 'sqlite:///shop.sqlite'}\n"
-        "destination: {url: 'delta:///lake'}\n"
-        "tables: [{name: events, primary_key: [id], incremental_column: updated_at, "
-        f"{setting}}}]\n"
-    )
-    with pytest.raises(ConfigError, match=f"table 'events', field '{field}': {problem}"):
-        load_job(job_file, base_dir=tmp_path)
 
 
 BOUNDARY_VALUES = {

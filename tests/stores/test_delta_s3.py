@@ -1,0 +1,138 @@
+"""Delta tables on S3-compatible object storage: a moto server started by the tests on
+127.0.0.1 (a free port), credentials and endpoint from the environment only."""
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable, write_deltalake
+from test_delta import Events, rows_of
+
+from copyjob_dagster.config import CopyJob
+from copyjob_dagster.engine import copy_table
+from copyjob_dagster.errors import DestinationError
+from copyjob_dagster.stores import Commit, DeletionCounts, open_destination
+
+KEY, SECRET = "copyjob-test-key", "copyjob-test-secret-never-shown"
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto in server mode, in a process of its own: delta-rs holds the GIL while it pulls
+    batches from Python, so a server thread in this process would stall its requests."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the moto server did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture
+def bucket(
+    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> str:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    name = request.node.name.lower().replace("_", "-")[:50]
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=name)
+    return name
+
+
+def options(endpoint: str) -> dict[str, str]:
+    return {
+        "AWS_ACCESS_KEY_ID": KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+    }
+
+
+def s3_events(tmp_path: Path, bucket: str) -> Events:
+    events = Events(tmp_path, write="merge", primary_key=["id"], deletes="hard")
+    data = events.job.model_dump(by_alias=True)
+    data["destination"]["url"] = f"delta+s3://{bucket}/lake"
+    events.job = CopyJob.model_validate(data)
+    return events
+
+
+def test_a_delta_table_on_s3_merges_and_deletes_in_one_commit(
+    tmp_path: Path, bucket: str, s3_endpoint: str
+) -> None:
+    events = s3_events(tmp_path, bucket)
+    events.insert(*rows_of(6))
+    initial = events.copy()
+    with events.db() as db:
+        db.execute("DELETE FROM events WHERE id = 2")
+        db.execute("UPDATE events SET payload = 'new', updated_at = 900 WHERE id = 3")
+    run = events.copy(initial.watermark)
+
+    table = DeltaTable(f"s3://{bucket}/lake/events", storage_options=options(s3_endpoint))
+    data = table.to_pyarrow_table().to_pydict()
+    assert sorted(zip(data["id"], data["payload"], data["updated_at"], strict=True)) == (
+        events.source_rows()
+    )
+    assert run.commit == Commit(version=1, inserted=0, updated=1, deleted=1)
+    assert run.deletions == DeletionCounts(deleted=1)
+    assert run.destination_location == f"s3://{bucket}/lake/events"
+    assert open_destination(events.job.destination).list_tables() == ["events"]
+
+
+def test_of_two_writers_of_one_version_the_later_commit_is_refused(
+    bucket: str, s3_endpoint: str
+) -> None:
+    """What holds across machines, where the table lock cannot reach: delta-rs writes the next
+    version's log file with a conditional put, so the second writer's commit conflicts."""
+    uri, storage = f"s3://{bucket}/t", options(s3_endpoint)
+    write_deltalake(uri, pa.table({"id": [1]}), storage_options=storage)
+    first = DeltaTable(uri, storage_options=storage)
+    second = DeltaTable(uri, storage_options=storage)  # both read version 0
+    first.delete("id = 1")
+    with pytest.raises(Exception, match="(?i)conflict|already exists|concurrent"):
+        second.delete("id = 1")
+
+
+def test_credentials_never_in_the_url_nor_in_errors(
+    tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = s3_events(tmp_path, bucket)
+    data = events.job.model_dump(by_alias=True)
+    data["destination"]["url"] = f"delta+s3://{KEY}:{SECRET}@{bucket}/lake"
+    job = CopyJob.model_validate(data)
+    with pytest.raises(DestinationError) as refused:
+        copy_table(job, job.tables[0])
+    assert "from the environment" in str(refused.value) and SECRET not in str(refused.value)
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    events.insert(*rows_of(2))
+    with pytest.raises(DestinationError) as failed:
+        events.copy()
+    assert SECRET not in str(failed.value) and KEY not in str(failed.value)
