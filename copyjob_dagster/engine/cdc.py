@@ -267,6 +267,7 @@ class _Applier:
         self.relations: dict[int, list[tuple[str, Callable[[str], Any]] | None]] = {}
         self.buffer: list[Any] = []
         self.open_at: int | None = None
+        self.described: pa.Schema | None = None
         self.transactions = self.changes = self.last_end = 0
 
     def take(self, message: Any) -> None:
@@ -304,9 +305,11 @@ class _Applier:
         return destination, text_converter(field)
 
     def _source_field(self, name: str) -> pa.Field:
-        schema = self.source.describe(self.plan.source_table).schema
-        if name in schema.names:
-            return schema.field(name)
+        """The column's type at the source: described once, and again for a new column."""
+        if self.described is None or name not in self.described.names:
+            self.described = self.source.describe(self.plan.source_table).schema
+        if name in self.described.names:
+            return self.described.field(name)
         return pa.field(name, pa.string())  # dropped again since: its values stay text
 
     def _apply(self, change: Any, position: int) -> None:
