@@ -17,6 +17,7 @@ from xdist.workermanage import WorkerController
 # one worker, so they are made once. (List a module here: an `xdist_group` marker is ignored.)
 ONE_WORKER = (
     "tests/security/",
+    "tests/test_cdc.py",  # a private PostgreSQL with wal_level=logical
     "tests/test_celery.py",
     "tests/test_component.py",
     "tests/test_cli_validate.py",

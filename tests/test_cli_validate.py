@@ -324,7 +324,7 @@ BAD_JOBS = [
     pytest.param(
         "bad_mode",
         _job("bad_mode", "mode: sometimes\n" + ORDERS),
-        ["field 'mode'", "should be 'full' or 'incremental'"],
+        ["field 'mode'", "should be 'full', 'incremental' or 'cdc'"],
         id="unknown-mode",
     ),
     pytest.param(
@@ -525,7 +525,7 @@ def test_one_bad_file_fails_the_run(tmp_path: Path) -> None:
     assert result.stdout == "ok: good.yaml: job 'good', 1 tables (not connected)\n"
     bad = jobs_dir / "bad.yaml"
     assert result.stderr.splitlines() == [
-        f"invalid: {bad}: job 'bad', field 'mode': should be 'full' or 'incremental'",
+        f"invalid: {bad}: job 'bad', field 'mode': should be 'full', 'incremental' or 'cdc'",
         f"invalid: {bad}: job 'bad', field 'batch_rows': should be greater than 0",
         f"error: 2 problem(s) in the job files of {jobs_dir}",
     ]

@@ -126,6 +126,7 @@ def test_a_scaffolded_copy_job_checks_lists_and_copies(project: Path, tmp_path: 
     defs_yaml.write_text(yaml.safe_dump(written, sort_keys=False))
     broken = _dg(project, "check", "defs", env=env)
     assert broken.returncode != 0
-    assert f"{defs_yaml}: job 'my_copy', field 'mode': should be 'full' or 'incremental'" in (
-        broken.stdout + broken.stderr
+    assert (
+        f"{defs_yaml}: job 'my_copy', field 'mode': should be 'full', 'incremental' or 'cdc'"
+        in (broken.stdout + broken.stderr)
     )

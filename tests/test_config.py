@@ -221,7 +221,7 @@ def test_several_errors_give_one_line_each(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_job(path)
     assert str(caught.value).splitlines() == [
-        f"{path}: job 'shop', field 'mode': should be 'full' or 'incremental'",
+        f"{path}: job 'shop', field 'mode': should be 'full', 'incremental' or 'cdc'",
         f"{path}: job 'shop', field 'batch_rows': should be greater than 0",
         f"{path}: job 'shop', table 'a', field 'to': should be a valid string, got a number",
     ]

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from copyjob_dagster.cli import (
+    cdc,
     demo,
     history,
     list_jobs,
@@ -48,5 +49,6 @@ for command in (
     demo.demo,
     ui.ui,
     pools.pools,
+    cdc.cdc,
 ):
     main.add_command(command)

@@ -17,7 +17,10 @@ from rich.table import Table
 from copyjob_dagster.cli.support import console, find_job, project_jobs, selected_tables
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.defs import latest_watermark, naming
+from copyjob_dagster.defs.assets import latest_metadata
+from copyjob_dagster.defs.cdc import position_from_metadata
 from copyjob_dagster.engine import TablePlan, Watermark, plan_table
+from copyjob_dagster.engine.cdc_plan import plan_cdc
 from copyjob_dagster.errors import CopyJobError, WatermarkError
 from copyjob_dagster.project import ensure_dagster_home, project_dir
 
@@ -32,7 +35,13 @@ def plan(job_name: str | None, tables: tuple[str, ...], as_json: bool) -> None:
         raise CopyJobError("--table needs a JOB: copyjob plan JOB --table T")
     jobs = [find_job(job_name)] if job_name else project_jobs().jobs
     chosen = [(job, table) for job in jobs for table in selected_tables(job, tables)]
-    plans = [_plan(job, table, watermark) for (job, table), watermark in _watermarks(chosen)]
+    positions = _positions(chosen)
+    plans = [
+        plan_cdc(job, table, positions.get((job.name, table.destination_name)))
+        if job.is_cdc(table)
+        else _plan(job, table, watermark)
+        for (job, table), watermark in _watermarks(chosen)
+    ]
     if as_json:
         click.echo(json.dumps([plan_json(found) for found in plans], indent=2))
     else:
@@ -57,6 +66,22 @@ def _watermarks(
             except WatermarkError as exc:
                 found.append(((job, table), exc))
     return found
+
+
+def _positions(chosen: list[tuple[CopyJob, TableConfig]]) -> dict[tuple[str, str], int | None]:
+    """The recorded position of each `mode: cdc` table; none without an instance."""
+    home = os.environ.get("DAGSTER_HOME") or project_dir() / ".dagster"
+    cdc_tables = [(job, table) for job, table in chosen if job.is_cdc(table)]
+    if not cdc_tables or not Path(home).is_dir():
+        return {}
+    ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        return {
+            (job.name, table.destination_name): position_from_metadata(
+                latest_metadata(instance, naming.asset_key(job, table))
+            )
+            for job, table in cdc_tables
+        }
 
 
 def _plan(
@@ -98,7 +123,13 @@ def _print(plans: list[TablePlan]) -> None:
             found.destination + ("" if found.destination_exists else " (new)"),
             found.mode,
             found.write,
-            found.load + (f", {found.parts} parts" if found.parts > 1 else ""),
+            found.load
+            + (f", {found.parts} parts" if found.parts > 1 else "")
+            + (
+                f", slot holds {found.retained_wal_bytes:,} bytes of WAL"
+                if found.retained_wal_bytes is not None
+                else ""
+            ),
             found.watermark or "-",
             found.window or "-",
             "-" if found.rows is None else f"{found.rows:,}",

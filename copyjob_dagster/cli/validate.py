@@ -12,6 +12,7 @@ from copyjob_dagster.config import (
     job_files,
 )
 from copyjob_dagster.engine import load_job, plan_copy
+from copyjob_dagster.engine.cdc import cdc_problems
 from copyjob_dagster.errors import CopyJobError
 from copyjob_dagster.project import jobs_dir, project_dir
 from copyjob_dagster.stores import Source, open_destination, open_source
@@ -102,6 +103,8 @@ def _check_table(path: Path, job: CopyJob, table: TableConfig, source: Source) -
         return problems
     try:
         plan_copy(job, table, described)
+        if job.is_cdc(table):
+            return [f"{where}, field 'mode': mode: cdc: {p}" for p in cdc_problems(job, table)]
     except CopyJobError as exc:
         return [f"{path}: {exc}"]  # the engine's messages name the job and the table
     return []

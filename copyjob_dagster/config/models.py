@@ -18,6 +18,7 @@ from copyjob_dagster.config.added_columns import (
     audit_shorthand,
 )
 from copyjob_dagster.config.base import FieldProblem, StrictModel, Text, key_part
+from copyjob_dagster.config.cdc import cdc_problem
 from copyjob_dagster.config.endpoints import SourceConfig, StoreConfig
 from copyjob_dagster.errors import ConfigError
 
@@ -109,6 +110,12 @@ class TableConfig(StrictModel):
     )
     split: SplitConfig | None = Field(
         None, description="read the table as key ranges in parallel, e.g. {parts: 4}"
+    )
+    mode: Literal["cdc"] | None = Field(
+        None, description="cdc: this table follows the source's change log (default: the job's)"
+    )
+    max_retained_wal_mb: float = Field(
+        1024, gt=0, description="mode: cdc: warn when the slot holds back more WAL than this"
     )
 
     @property
@@ -215,7 +222,9 @@ class CopyJob(StrictModel):
     name: str = Field(pattern=JOB_NAME_PATTERN, description="the job; becomes the asset group")
     source: SourceConfig
     destination: StoreConfig
-    mode: Literal["full", "incremental"] = "full"
+    mode: Literal["full", "incremental", "cdc"] = Field(
+        "full", description="full | incremental | cdc (change data capture, see docs/cdc.md)"
+    )
     schedule: ScheduleConfig | None = Field(
         None, description="a cron expression, or a mapping of cron, timezone and status"
     )
@@ -307,7 +316,16 @@ class CopyJob(StrictModel):
                 "needs mode: incremental (a full copy can run on a schedule instead)",
             )
 
+    def is_cdc(self, table: TableConfig) -> bool:
+        """Whether `table` follows the source's change log (`mode: cdc`, the job's or its own)."""
+        return self.mode == "cdc" or table.mode == "cdc"
+
     def _check_mode(self, index: int, table: TableConfig) -> None:
+        if self.is_cdc(table):
+            problem = cdc_problem(table, self.audit_for(table))
+            if problem:
+                raise FieldProblem(("tables", index, problem[0]), problem[1])
+            return
         # A Delta source table can be copied by its change data feed instead (checked when read).
         feed = self.source.technology == "delta"
         if self.mode == "incremental" and not table.incremental_column and not feed:

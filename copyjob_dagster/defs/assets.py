@@ -17,7 +17,7 @@ import dagster as dg
 from pydantic import Field
 
 from copyjob_dagster.config import CopyJob, TableConfig
-from copyjob_dagster.defs import checks, naming, operations, parallel
+from copyjob_dagster.defs import cdc, checks, naming, operations, parallel
 from copyjob_dagster.defs.concurrency import parallel_tables, source_slot
 from copyjob_dagster.defs.metadata import FAILED_TABLES, ROW_COUNT, copy_metadata
 from copyjob_dagster.defs.monitoring import lifetime_metadata
@@ -152,6 +152,8 @@ def _table_work(
                     yield _of(key, checks.row_count_parity(job, table, latest))
                 if checks.OPEN_TRANSACTIONS in selected:
                     yield _of(key, checks.open_transactions(latest))
+                if cdc.SLOT_CHECK in selected:
+                    yield _of(key, cdc.live_slot_check(job, table))
                 return
             if operation:
                 yield operations.operation_event(
@@ -163,6 +165,9 @@ def _table_work(
                     f"run {context.run.run_id}",
                     context.run.tags,
                 )
+                return
+            if job.is_cdc(table):
+                yield from _cdc_work(context, job, table, config.full_refresh, progress)
                 return
             previous = latest_watermark(context.instance, key)
             result = copy_table(
@@ -199,6 +204,31 @@ def _table_work(
             yield dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=results)
 
     return work
+
+
+def _cdc_work(
+    context: dg.AssetExecutionContext,
+    job: CopyJob,
+    table: TableConfig,
+    full_refresh: bool,
+    progress: Any,
+) -> Iterator[dg.MaterializeResult]:
+    """A `mode: cdc` table: capture, record the position, then move the slot (`cdc`)."""
+    key, source_key = naming.asset_key(job, table), naming.source_key(job, table)
+    latest = latest_metadata(context.instance, key)
+
+    def record(result: cdc.CdcResult) -> dg.MaterializeResult:
+        metadata = (
+            copy_metadata(result.copy, source_key)
+            | cdc.cdc_metadata(result)
+            | lifetime_metadata(
+                context.instance, key, latest, result.copy.rows_read, result.copy.rows_written
+            )
+        )
+        check = _of(key, cdc.slot_check(table, result.retained_bytes))
+        return dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=[check])
+
+    yield from cdc.run_cdc(job, table, latest, full_refresh, progress, record)
 
 
 def _of(key: dg.AssetKey, result: dg.AssetCheckResult) -> dg.AssetCheckResult:

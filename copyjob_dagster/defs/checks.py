@@ -28,6 +28,7 @@ from croniter.croniter import CroniterBadDateError
 
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.defs import naming
+from copyjob_dagster.defs.cdc import check_spec
 from copyjob_dagster.defs.metadata import (
     HELD_BACK_SECONDS,
     LATE_COMMIT_WARNING,
@@ -56,6 +57,8 @@ _DAYS_SEARCHED = timedelta(days=9 * 366)  # two 29ths of February, at least
 
 
 def check_specs(job: CopyJob, table: TableConfig) -> list[dg.AssetCheckSpec]:
+    if job.is_cdc(table):
+        return [check_spec(job, table, naming.asset_key(job, table))]
     held = (
         "as many rows as the source held when it was copied"
         if job.mode == "full"

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from copyjob_dagster.config import CopyJob, TableConfig
-from copyjob_dagster.defs import naming
-from copyjob_dagster.defs.assets import latest_watermark
+from copyjob_dagster.defs import cdc, naming
+from copyjob_dagster.defs.assets import latest_metadata, latest_watermark
 from copyjob_dagster.errors import WatermarkError
 
 
@@ -67,8 +67,22 @@ def _entry(instance: dg.DagsterInstance, job: CopyJob) -> JobEntry:
 
 
 def _watermark(instance: dg.DagsterInstance, job: CopyJob, table: TableConfig) -> str | None:
+    if job.is_cdc(table):
+        return _position(instance, job, table)
     try:
         watermark = latest_watermark(instance, naming.asset_key(job, table))
     except WatermarkError as exc:
         return f"(unreadable: {exc})"
     return watermark.text if watermark else None
+
+
+def _position(instance: dg.DagsterInstance, job: CopyJob, table: TableConfig) -> str | None:
+    """A `mode: cdc` table's position, and the WAL its slot held back after the last run."""
+    metadata = latest_metadata(instance, naming.asset_key(job, table))
+    if not metadata or cdc.POSITION not in metadata:
+        return None
+    text = f"LSN {metadata[cdc.POSITION].value}"
+    retained = metadata.get(cdc.RETAINED_WAL_BYTES)
+    if retained is not None:
+        text += f" (slot held {int(retained.value):,} bytes of WAL)"
+    return text

@@ -37,18 +37,20 @@ def copy_spec(job: CopyJob, table: TableConfig) -> dg.AssetSpec:
     a name's underscores would otherwise turn into emphasis."""
     renamed = ", renaming " + ", ".join(f"`{a}` → `{b}`" for a, b in table.rename.items())
     columns = ", ".join(f"`{c}`" for c in table.columns) if table.columns else "all columns"
+    mode = "cdc" if job.is_cdc(table) else job.mode
+    kind = "Change data capture" if mode == "cdc" else f"{mode.capitalize()} copy"
     return dg.AssetSpec(
         key=asset_key(job, table),
         deps=[source_key(job, table)],
         group_name=job.name,
         kinds={job.source.technology, job.destination.technology},
         description=(
-            f"{job.mode.capitalize()} copy of table `{table.name}` ({columns}"
+            f"{kind} of table `{table.name}` ({columns}"
             f"{renamed if table.rename else ''}) from `{job.source.masked_url}` "
             f"into `{table.destination_name}` at `{job.destination.masked_url}`." + _unset_note(job)
         ),
         metadata={
-            "copyjob/mode": job.mode,
+            "copyjob/mode": mode,
             "copyjob/source": job.source.masked_url,
             "copyjob/destination": job.destination.masked_url,
             **({UNSET_VARIABLES: ", ".join(_unset(job))} if _unset(job) else {}),

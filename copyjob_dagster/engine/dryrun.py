@@ -43,7 +43,7 @@ class TablePlan:
     job: str
     table: str
     destination: str
-    mode: str  # full | incremental
+    mode: str  # full | incremental | cdc
     write: str  # replace | append | merge
     load: str  # full | initial | incremental | nothing new | cannot run
     watermark: str | None = None
@@ -56,6 +56,7 @@ class TablePlan:
     destination_exists: bool = False
     schema: SchemaDifference | None = None
     problems: list[str] = field(default_factory=list)
+    retained_wal_bytes: int | None = None  # mode: cdc: the WAL the table's slot holds back
 
 
 def plan_table(job: CopyJob, table: TableConfig, watermark: Watermark | None) -> TablePlan:

@@ -2,6 +2,7 @@
 the wizard ask this value, never the shape of a URL."""
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -25,3 +26,9 @@ class Capabilities:
     change_feed: bool = False
     """Reads the rows changed since a table version (Delta's change data feed), so an
     incremental copy needs no incremental column."""
+    change_stream: bool = False
+    """Streams committed changes from a log (PostgreSQL logical replication): `mode: cdc`."""
+    applies_changes: Literal["by_key", "log"] | None = "by_key"
+    """How a `mode: cdc` destination takes changes: upserts and deletes by primary key in one
+    transaction (`by_key`), or an append-only change log with each row's operation and position
+    (`log`); None: not at all."""

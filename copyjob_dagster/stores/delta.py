@@ -62,7 +62,9 @@ class DeltaStore(FolderStore):
     """Delta tables in one folder: the folder store's table names, checks and lock; the data
     and its versions in each table's Delta log."""
 
-    capabilities = Capabilities(merge=True, deletes=True, versions=True, change_feed=True)
+    capabilities = Capabilities(
+        merge=True, deletes=True, versions=True, change_feed=True, applies_changes=None
+    )
 
     def __init__(self, url: str, role: Role) -> None:
         problem = url_problem(url)

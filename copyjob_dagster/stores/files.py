@@ -15,7 +15,7 @@ import dataclasses
 import functools
 import operator
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ class FolderStore:
 
     # Files are appended or replaced whole: a change by key rewrites files (deletions, SCD2),
     # but an upsert of each run's rows is not offered.
-    capabilities = Capabilities(merge=False, string_lengths=False)
+    capabilities = Capabilities(merge=False, string_lengths=False, applies_changes="log")
     last_commit: Commit | None = None  # files are not versioned
 
     def __init__(self, folder: str, role: Role) -> None:
@@ -197,6 +197,15 @@ class FolderStore:
             raise DestinationError(
                 f"destination {target}: writing failed: {exc.strerror}"
             ) from None
+
+    def applying_changes(
+        self, table: str, schema: pa.Schema, key: tuple[str, ...], start: int
+    ) -> AbstractContextManager[Any]:
+        """An append-only change log beside the table (see `change_apply`)."""
+        from copyjob_dagster.stores.change_apply import change_log
+
+        self._check_name(table)
+        return change_log(self.folder, table, schema, start)
 
     def write_increment(
         self,

@@ -23,6 +23,7 @@ from copyjob_dagster.stores.open_transactions import (
     postgres_open_transactions,
     read_open_transactions,
 )
+from copyjob_dagster.stores.pg_changes import PostgresChangeStream
 from copyjob_dagster.stores.pgcopy import BinaryCopy, PostgresTableReader
 from copyjob_dagster.stores.sql import SqlStore, database_timestamps
 
@@ -45,7 +46,10 @@ class PostgresStore(SqlStore):
     """PostgreSQL through psycopg 3."""
 
     capabilities = Capabilities(
-        split_reads=True, byte_format="postgresql-binary-copy", open_transactions=True
+        split_reads=True,
+        byte_format="postgresql-binary-copy",
+        open_transactions=True,
+        change_stream=True,
     )
     # COPY runs on psycopg's own cursor, and reads on ADBC's driver: SQLAlchemy wraps neither.
     driver_errors = (*SqlStore.driver_errors, psycopg.Error, adbc_driver_manager.Error)
@@ -134,6 +138,10 @@ class PostgresStore(SqlStore):
         if estimate is not None and estimate >= EXACT_COUNT_BELOW:
             return int(estimate)
         return super().estimate_rows(table)
+
+    def change_stream(self, table: str, name: str) -> "PostgresChangeStream":
+        """The table's logical replication slot and publication, both named `name`."""
+        return PostgresChangeStream(self, table, name)
 
     def begin_snapshot(self, conn: Connection) -> None:
         conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)

@@ -382,6 +382,15 @@ class SqlStore:
             return insert.on_conflict_do_nothing(index_elements=list(primary_key))
         return insert.on_conflict_do_update(index_elements=list(primary_key), set_=updates)
 
+    def applying_changes(
+        self, table: str, schema: pa.Schema, key: tuple[str, ...], start: int
+    ) -> AbstractContextManager[Any]:
+        """Changes applied by `key` in one transaction (see `change_apply`)."""
+        from copyjob_dagster.stores.change_apply import keyed_changes
+
+        self.check_names(table, schema.names)
+        return keyed_changes(self, table, schema, key)
+
     def add_columns(self, table: str, fields: list[pa.Field]) -> None:
         existing = self.reflect(table)
         self.check_names(

@@ -39,6 +39,18 @@ def store_problems(job: CopyJob) -> Iterator[FieldProblem]:
                 f"a {job.destination.technology} destination does not keep row versions yet "
                 f"(write: append or merge)",
             )
+        if job.is_cdc(table) and not source.change_stream:
+            yield FieldProblem(
+                ("tables", index, "mode"),
+                f"mode: cdc reads a change stream, which a {job.source.technology} source "
+                f"does not offer yet (PostgreSQL does); use mode: incremental",
+            )
+        if job.is_cdc(table) and destination.applies_changes is None:
+            yield FieldProblem(
+                ("tables", index, "mode"),
+                f"a {job.destination.technology} destination does not take changes yet "
+                f"(PostgreSQL, MySQL/MariaDB, SQLite and Parquet folders do)",
+            )
         if table.split is not None and not source.split_reads:
             yield FieldProblem(
                 ("tables", index, "split"),

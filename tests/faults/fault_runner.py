@@ -17,6 +17,11 @@ POINT is one of:
                 (`Runner.landing`)
   replace       die just before the NTH file rename of a Parquet write
   after-commit  die after the destination committed, before Dagster records the watermark
+  cdc-apply     (mode: cdc) die as the first change is applied, in the open destination
+                transaction
+  cdc-after-commit  (mode: cdc) die after the destination committed the changes, before
+                Dagster records the position
+  cdc-advance   (mode: cdc) die after Dagster recorded the position, before the slot moves
   delta-during  die as the NTH batch goes into a Delta write (files written, no commit yet)
   delta-before  die once a Delta write has taken its last batch, just before it commits
   delta-after   die right after a Delta commit, before the store reads its version back
@@ -40,7 +45,9 @@ import dagster as dg
 import sqlalchemy as sa
 
 from copyjob_dagster.defs import assets
+from copyjob_dagster.defs import cdc as cdc_assets
 from copyjob_dagster.engine import load_job, rows
+from copyjob_dagster.stores import change_apply
 
 try:
     from . import hooks as test_hooks
@@ -140,6 +147,36 @@ def install(point: str, nth: int, slow: float, destination_url: str, table: str)
         return result
 
     assets.copy_table = copy_then_die
+    _install_cdc(point)
+
+
+def _install_cdc(point: str) -> None:
+    """The kill points of `mode: cdc` runs."""
+    original_change = change_apply.KeyedChanges.change
+
+    def change(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if point == "cdc-apply":
+            die()
+        return original_change(self, *args, **kwargs)
+
+    change_apply.KeyedChanges.change = change
+    original_capture = cdc_assets.capture_changes
+
+    def capture(*args, **kwargs):  # type: ignore[no-untyped-def]
+        result = original_capture(*args, **kwargs)
+        if point == "cdc-after-commit" and result.position_before is not None:
+            die()
+        return result
+
+    cdc_assets.capture_changes = capture
+    original_confirm = cdc_assets.confirm_position
+
+    def confirm(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if point == "cdc-advance":
+            die()
+        return original_confirm(*args, **kwargs)
+
+    cdc_assets.confirm_position = confirm
 
 
 def _install_delta(point: str, nth: int) -> None:

@@ -71,7 +71,9 @@ class PrivatePostgres:
         return self.log_file.stat().st_size
 
 
-def start() -> PrivatePostgres:
+def start(settings: str = "", replication: bool = False) -> PrivatePostgres:
+    """`settings`: more lines of postgresql.conf (`wal_level = logical`); `replication`: the
+    Unix socket also takes replication connections (a logical slot's exported snapshot)."""
     binaries = _binaries()
     folder = Path(tempfile.mkdtemp(prefix="copyjob-pg-"))
     run_as = _run_as_postgres(folder)
@@ -97,10 +99,13 @@ def start() -> PrivatePostgres:
             "password_encryption = 'scram-sha-256'\n"
             "log_line_prefix = '%m [%p] user=%u db=%d app=%a: '\n"
             "log_min_error_statement = error\n"
+            f"{settings}"
         )
     (data / "pg_hba.conf").write_text(
         "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
-    )
+        + ("local replication all trust\nhost replication all 127.0.0.1/32 scram-sha-256\n"
+           if replication else "")
+    )  # fmt: skip
     log_file = folder / "server.log"
     _run(
         [*run_as, str(binaries / "pg_ctl"), "-D", str(data), "-l", str(log_file), "-w",

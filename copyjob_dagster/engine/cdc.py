@@ -1,0 +1,338 @@
+"""Change data capture (`mode: cdc`): a first copy from the slot's snapshot, then the changes.
+
+The position is an LSN, recorded in the asset's metadata like a watermark. A run:
+
+1. With no position recorded (or `full_refresh`, or a slot that is gone or stands elsewhere
+   than the record says): create the slot anew, copy the table from the snapshot it exports,
+   replace the destination table; the position is the slot's consistent point.
+2. Otherwise: if the slot stands before the recorded position (a run recorded it and died
+   before moving the slot), move it there; read the transactions committed up to the WAL
+   flushed at the run's start (`upto`), whole, and apply them to the destination in one
+   transaction; the new position is `upto` (or the last commit's end, if later).
+3. The caller records the position, and only then calls `confirm_position`, which advances
+   the slot. A run killed anywhere before that reads the same changes again, and applying them
+   again leaves the same rows (each key ends as its last change says).
+"""
+
+import hashlib
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from copyjob_dagster.config import CopyJob, TableConfig
+from copyjob_dagster.engine.copying import CopyResult, _result
+from copyjob_dagster.engine.planning import CopyPlan, plan_copy
+from copyjob_dagster.engine.rows import ProgressCallback, renamed
+from copyjob_dagster.errors import SchemaError, SourceError
+from copyjob_dagster.stores import Destination, Source, open_destination, open_source
+from copyjob_dagster.stores.change_apply import UNSENT, ChangeCounts
+from copyjob_dagster.stores.pg_changes import PostgresChangeStream, SlotState, text_converter
+from copyjob_dagster.stores.pgoutput import (
+    UNCHANGED,
+    Begin,
+    Change,
+    Commit,
+    Relation,
+    Truncate,
+    lsn_text,
+)
+
+SLOT_NAME_LENGTH = 63
+PROGRESS_EVERY = 5_000  # changes between two calls of `progress` (which may abandon the run)
+
+
+@dataclass(frozen=True)
+class CdcResult:
+    """A `mode: cdc` run: the copy's result, and where the changes stand."""
+
+    copy: CopyResult
+    slot: str
+    position_before: int | None
+    position: int
+    counts: ChangeCounts
+    transactions: int
+    retained_bytes: int | None  # WAL the slot holds back, measured after the run
+
+    @property
+    def position_text(self) -> str:
+        return lsn_text(self.position)
+
+
+def slot_name(job: CopyJob, table: TableConfig) -> str:
+    """The table's slot and publication name: `copyjob_<job>_<table>`, folded to what a slot
+    name may hold (lower-case letters, digits, underscores), with a hash when that changed
+    the name or cut it."""
+    raw = f"copyjob_{job.name}_{table.destination_name}"
+    name = re.sub(r"[^a-z0-9_]", "_", raw.lower())
+    if name != raw or len(name) > SLOT_NAME_LENGTH:
+        digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
+        name = f"{name[: SLOT_NAME_LENGTH - 9]}_{digest}"
+    return name
+
+
+def change_stream(source: Source, job: CopyJob, table: TableConfig) -> PostgresChangeStream:
+    if not source.capabilities.change_stream:
+        raise SourceError(
+            f"job {job.name!r}, table {table.name!r}: source {source.display_url} has no "
+            f"change stream (mode: cdc reads PostgreSQL's logical replication)"
+        )
+    return source.change_stream(table.name, slot_name(job, table))  # type: ignore[attr-defined]
+
+
+def cdc_problems(job: CopyJob, table: TableConfig) -> list[str]:
+    """What keeps `table` from `mode: cdc` at the live source (settings, privileges, key)."""
+    source = open_source(job.source)
+    try:
+        problems = change_stream(source, job, table).problems()
+        plan = plan_copy(job, table, source.describe(table.name))
+        if not plan.primary_key:
+            problems.append(
+                "the table has no primary key to apply changes by: add one at the source, "
+                "or name primary_key: in the job"
+            )
+        return problems
+    finally:
+        source.close()
+
+
+def capture_changes(
+    job: CopyJob,
+    table: TableConfig,
+    position: int | None,
+    full_refresh: bool = False,
+    progress: ProgressCallback | None = None,
+) -> CdcResult:
+    """One `mode: cdc` run of one table (see the module's docstring)."""
+    source = open_source(job.source)
+    destination = open_destination(job.destination)
+    try:
+        stream = change_stream(source, job, table)
+        stream.check()
+        plan = plan_copy(job, table, source.describe(table.name))
+        if not plan.primary_key:
+            raise SchemaError(
+                f"job {job.name!r}, table {table.name!r}: mode: cdc applies changes by primary "
+                f"key, and the table has none: add one at the source, or name primary_key:"
+            )
+        state = stream.state()
+        if position is not None and state is not None and state.confirmed < position:
+            stream.advance(position)  # recorded by a run that died before moving the slot
+            state = stream.state()
+        if (
+            full_refresh
+            or position is None
+            or state is None
+            or state.confirmed > position
+            or destination.describe(plan.destination_table) is None
+        ):
+            copy, point = _snapshot(plan, stream, source, destination, progress)
+            return _cdc_result(copy, stream, position, point, ChangeCounts(), 0)
+        return _changes(plan, table, stream, source, destination, position, progress)
+    finally:
+        source.close()
+        destination.close()
+
+
+def confirm_position(job: CopyJob, table: TableConfig, position: int) -> None:
+    """Let the slot forget the changes before `position`: call only once it is recorded."""
+    source = open_source(job.source)
+    try:
+        change_stream(source, job, table).advance(position)
+    finally:
+        source.close()
+
+
+def slot_state(job: CopyJob, table: TableConfig) -> SlotState | None:
+    source = open_source(job.source)
+    try:
+        return change_stream(source, job, table).state()
+    finally:
+        source.close()
+
+
+def drop_slot(job: CopyJob, table: TableConfig) -> bool:
+    """Drop the table's slot and publication; True if there was a slot."""
+    source = open_source(job.source)
+    try:
+        return change_stream(source, job, table).drop()
+    finally:
+        source.close()
+
+
+def _snapshot(
+    plan: CopyPlan,
+    stream: PostgresChangeStream,
+    source: Source,
+    destination: Destination,
+    progress: ProgressCallback | None,
+) -> tuple[CopyResult, int]:
+    started = time.monotonic()
+    with (
+        stream.start() as (point, begin),
+        source.open_reader(plan.source_table, begin) as reader,  # type: ignore[call-arg]
+    ):
+        counted = {"rows": 0}
+
+        def rows() -> Iterator[pa.RecordBatch]:
+            batches = reader.batches(plan.source_columns, plan.batch_rows)
+            for batch in renamed(batches, plan.destination_schema):
+                counted["rows"] += batch.num_rows
+                if progress is not None:
+                    progress(counted["rows"], None, time.monotonic() - started)
+                yield batch
+
+        written = destination.replace(
+            plan.destination_table, plan.written_schema, plan.primary_key, rows()
+        )
+    copy = _result(plan, source, reader, destination, started, counted["rows"], written)
+    return copy, point
+
+
+def _changes(
+    plan: CopyPlan,
+    table: TableConfig,
+    stream: PostgresChangeStream,
+    source: Source,
+    destination: Destination,
+    position: int,
+    progress: ProgressCallback | None,
+) -> CdcResult:
+    started = time.monotonic()
+    upto = stream.current()
+    counts, transactions, end = ChangeCounts(), 0, position
+    if upto > position:
+        existing = destination.describe(plan.destination_table)
+        have = set(existing.column_names) if existing else set()
+        schema = pa.schema([f for f in plan.written_schema if f.name in have])
+        with destination.applying_changes(  # type: ignore[attr-defined]
+            plan.destination_table, schema, plan.primary_key, position
+        ) as sink:
+            for field in plan.written_schema:
+                if field.name not in have:
+                    sink.add_column(field)
+            known = have | set(plan.written_schema.names)
+            applier = _Applier(plan, table, source, sink, known)
+            for message in stream.messages(upto):
+                applier.take(message)
+                if progress is not None and applier.changes % PROGRESS_EVERY == 0:
+                    progress(applier.changes, None, time.monotonic() - started)
+            applier.finish()
+            counts, transactions = sink.counts, applier.transactions
+            end = max(upto, applier.last_end)
+    copy = _result_of_changes(plan, source, destination, started, counts)
+    return _cdc_result(copy, stream, position, end, counts, transactions)
+
+
+def _result_of_changes(
+    plan: CopyPlan, source: Source, destination: Destination, started: float, counts: ChangeCounts
+) -> CopyResult:
+    return CopyResult(
+        plan=plan,
+        rows_read=counts.upserted + counts.deleted,
+        rows_written=counts.upserted,
+        seconds=time.monotonic() - started,
+        source_url=source.display_url,
+        destination_url=destination.display_url,
+        destination_location=destination.location(plan.destination_table),
+        load="incremental",
+    )
+
+
+def _cdc_result(
+    copy: CopyResult,
+    stream: PostgresChangeStream,
+    before: int | None,
+    position: int,
+    counts: ChangeCounts,
+    transactions: int,
+) -> CdcResult:
+    state = stream.state()
+    retained = state.retained_bytes if state is not None else None
+    return CdcResult(copy, stream.name, before, position, counts, transactions, retained)
+
+
+class _Applier:
+    """Turns pgoutput messages into the sink's changes, a whole transaction at a time."""
+
+    def __init__(
+        self, plan: CopyPlan, table: TableConfig, source: Source, sink: Any, have: set[str]
+    ) -> None:
+        self.plan, self.table, self.source, self.sink = plan, table, source, sink
+        self.have = have  # destination columns
+        self.mapping = {c.source: c.destination for c in plan.columns}
+        self.relations: dict[int, list[tuple[str, Callable[[str], Any]] | None]] = {}
+        self.buffer: list[Any] = []
+        self.open_at: int | None = None
+        self.described: pa.Schema | None = None
+        self.transactions = self.changes = self.last_end = 0
+
+    def take(self, message: Any) -> None:
+        if isinstance(message, Begin):
+            self.open_at, self.buffer = message.final_lsn, []
+        elif isinstance(message, Relation):
+            self.relations[message.oid] = [self._column(name) for name in message.columns]
+        elif isinstance(message, Change | Truncate):
+            self.buffer.append(message)
+        elif isinstance(message, Commit):
+            for change in self.buffer:
+                self._apply(change, message.commit_lsn)
+            self.buffer, self.open_at = [], None
+            self.transactions += 1
+            self.last_end = message.end_lsn
+
+    def finish(self) -> None:
+        if self.open_at is not None:
+            raise SourceError(
+                f"table {self.plan.source_table!r}: the change stream ended inside the "
+                f"transaction that commits at {lsn_text(self.open_at)}; nothing was applied"
+            )
+
+    def _column(self, name: str) -> tuple[str, Callable[[str], Any]] | None:
+        """Where a source column goes, and how its text converts; None: not copied."""
+        if name not in self.mapping:
+            if self.table.columns is not None:
+                return None  # not selected
+            self.mapping[name] = self.table.rename.get(name, name)
+        destination = self.mapping[name]
+        field = self._source_field(name)
+        if destination not in self.have:
+            self.sink.add_column(field.with_name(destination))
+            self.have.add(destination)
+        return destination, text_converter(field)
+
+    def _source_field(self, name: str) -> pa.Field:
+        """The column's type at the source: described once, and again for a new column."""
+        if self.described is None or name not in self.described.names:
+            self.described = self.source.describe(self.plan.source_table).schema
+        if name in self.described.names:
+            return self.described.field(name)
+        return pa.field(name, pa.string())  # dropped again since: its values stay text
+
+    def _apply(self, change: Any, position: int) -> None:
+        columns = self.relations.get(getattr(change, "relation", None) or 0)
+        if isinstance(change, Truncate):
+            self.sink.truncate(position)
+            return
+        if columns is None:
+            return  # a table of the publication that this copy does not follow
+        row = _row(columns, change.values)
+        old_key = None
+        if change.old is not None:
+            old = _row(columns, change.old)
+            old_key = tuple(old.get(k) for k in self.plan.primary_key)
+        self.changes += 1
+        self.sink.change(change.operation, row, old_key, position)
+
+
+def _row(columns: list[Any], values: tuple[Any, ...]) -> dict[str, Any]:
+    row = {}
+    for column, value in zip(columns, values, strict=True):
+        if column is None:
+            continue
+        name, convert = column
+        row[name] = UNSENT if value is UNCHANGED else None if value is None else convert(value)
+    return row

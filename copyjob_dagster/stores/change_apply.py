@@ -1,0 +1,276 @@
+"""Changes taken by a destination: by key into a SQL table, or as a change log in a folder.
+
+By key (`KeyedChanges`), in the one transaction of the caller's `writing` connection: changes
+are folded per key (the last one wins; an update that did not resend an unchanged TOASTed value
+takes it from an earlier change to the same key in the run, else leaves the destination's value
+as it is), and written every `FLUSH_KEYS` keys: the keys of upserted and deleted rows are
+deleted, the upserted rows inserted with the store's bulk path, and rows with values left as
+they are updated column by column. A TRUNCATE empties the table at its place in the order.
+Replaying changes that were already applied leaves the same rows: each key ends as its last
+change says.
+
+As a log (`ChangeLog`): every change is a row of one Parquet file with its operation and
+position, named after the position the run started from, written whole (temporary file and
+rename), so a run replayed from the same position replaces its file instead of adding one; it
+is streamed, `FLUSH_KEYS` rows at a time.
+"""
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+
+from copyjob_dagster.stores import parquet_files
+from copyjob_dagster.stores.base import logical_type
+from copyjob_dagster.stores.sql import database_timestamps
+
+if TYPE_CHECKING:
+    from copyjob_dagster.stores.sql import SqlStore
+
+FLUSH_KEYS = 20_000  # also the most keys of one DELETE ... IN (...) (bound parameters)
+OPERATION = "_copyjob_operation"
+POSITION = "_copyjob_position"
+
+
+class _Unsent:
+    def __repr__(self) -> str:
+        return "UNSENT"
+
+
+UNSENT: Any = _Unsent()  # a value the change did not carry (unchanged TOAST): keep the old one
+
+
+@dataclass
+class ChangeCounts:
+    upserted: int = 0
+    deleted: int = 0
+    truncated: int = 0
+
+
+class KeyedChanges:
+    """Changes applied by key inside one open destination transaction."""
+
+    def __init__(
+        self, store: "SqlStore", conn: Connection, table: str, schema: pa.Schema, key: tuple
+    ) -> None:
+        self.store, self.conn, self.name = store, conn, table
+        self.schema, self.key = schema, key
+        self.target = self._table()
+        self.pending: dict[tuple, dict[str, Any] | None] = {}  # None: deleted
+        self.counts = ChangeCounts()
+
+    def _table(self) -> sa.Table:
+        columns = [sa.Column(f.name, self.store.column_type(f)) for f in self.schema]
+        return sa.Table(self.name, sa.MetaData(), *columns, schema=self.store._schema)
+
+    def add_column(self, field: pa.Field) -> None:
+        """A column that appeared at the source while changes flowed (nullable)."""
+        self.flush()
+        column_type = self.store.column_type(field).compile(dialect=self.conn.dialect)
+        self.conn.exec_driver_sql(
+            f"ALTER TABLE {self.store.qualified(self.name)} ADD COLUMN "
+            f"{self.store.quote(field.name)} {column_type}"
+        )
+        self.schema = self.schema.append(field.with_nullable(True))
+        self.target = self._table()
+
+    def change(
+        self, operation: str, row: dict[str, Any], old_key: tuple | None, position: int
+    ) -> None:
+        key = tuple(row[k] for k in self.key)
+        if old_key is not None and old_key != key:
+            self.pending[old_key] = None
+        if operation == "delete":
+            self.pending[key] = None
+        else:
+            earlier = self.pending.get(key)
+            if earlier is not None and any(v is UNSENT for v in row.values()):
+                row = {k: earlier.get(k, UNSENT) if v is UNSENT else v for k, v in row.items()}
+            self.pending[key] = row
+        if len(self.pending) >= FLUSH_KEYS:
+            self.flush()
+
+    def truncate(self, position: int) -> None:
+        self.pending.clear()
+        self.conn.execute(sa.delete(self.target))
+        self.counts.truncated += 1
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        where = [self.target.c[k] == sa.bindparam(f"k_{i}") for i, k in enumerate(self.key)]
+        whole, partial, gone = [], [], []  # rows to insert, to update in place; keys to delete
+        for key, row in self.pending.items():
+            if row is None:
+                gone.append(key)
+            elif any(value is UNSENT for value in row.values()):
+                partial.append(row)
+            else:
+                whole.append(row)
+                gone.append(key)
+        self.counts.deleted += len(gone) - len(whole)
+        self.counts.upserted += len(whole) + len(partial)
+        self.pending.clear()
+        if gone and len(self.key) == 1:  # one statement: WHERE key IN (...), or = ANY(array)
+            column = self.target.c[self.key[0]]
+            values = [k[0] for k in gone]
+            if self.store.dialect == "postgresql":
+                keys = sa.bindparam("keys", values, type_=postgresql.ARRAY(column.type))
+                condition = column == sa.any_(keys)
+            else:
+                condition = column.in_(values)
+            self.conn.execute(sa.delete(self.target).where(condition))
+        elif gone:
+            self.conn.execute(
+                sa.delete(self.target).where(*where),
+                [{f"k_{i}": v for i, v in enumerate(key)} for key in gone],
+            )
+        if whole:
+            batch = pa.RecordBatch.from_pylist(whole, self.schema)  # absent keys: NULL
+            self.store.write_batches(self.conn, self.target, [batch])
+        self._update_partial(partial, where)
+
+    def _value(self, column: str) -> sa.ColumnElement[Any]:
+        """A bound value for `column`: JSON and UUID arrive as text, cast to the column's type."""
+        column_type = self.target.c[column].type
+        bound = sa.bindparam(f"v_{column}", type_=self.store.bind_type(column_type))
+        tagged = logical_type(self.schema.field(column)) is not None  # json, uuid, ...
+        if self.store.dialect == "postgresql" and (tagged or isinstance(column_type, sa.JSON)):
+            return sa.cast(bound, column_type)
+        return bound
+
+    def _update_partial(self, rows: list[dict[str, Any]], where: list[Any]) -> None:
+        """Rows some of whose values were not sent: set only the values sent."""
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            sent = tuple(k for k, v in row.items() if v is not UNSENT and k not in self.key)
+            by_columns.setdefault(sent, []).append(row)
+        for sent, group in by_columns.items():
+            if not sent:
+                continue
+            batch = pa.RecordBatch.from_pylist(
+                [{f.name: _sent(row.get(f.name)) for f in self.schema} for row in group],
+                self.schema,
+            )
+            values = database_timestamps(batch).to_pylist()
+            statement = (
+                sa.update(self.target).where(*where).values({c: self._value(c) for c in sent})
+            )
+            self.conn.execute(
+                statement,
+                [
+                    {
+                        **{f"k_{i}": value[k] for i, k in enumerate(self.key)},
+                        **{f"v_{c}": value[c] for c in sent},
+                    }
+                    for value in values
+                ],
+            )
+
+
+def _sent(value: Any) -> Any:
+    return None if value is UNSENT else value
+
+
+@contextmanager
+def keyed_changes(
+    store: "SqlStore", table: str, schema: pa.Schema, key: tuple[str, ...]
+) -> Iterator[KeyedChanges]:
+    """Apply changes to `table` in one transaction, committed when the block ends."""
+    with store.translated_errors(f"applying changes to {table!r}"), store.writing(table) as conn:
+        changes = KeyedChanges(store, conn, table, schema, key)
+        yield changes
+        changes.flush()
+
+
+class ChangeLog:
+    """Every change as a row with its operation and position, streamed into one file per run
+    (a temporary file until the run's changes are all in; see `change_log`)."""
+
+    def __init__(self, schema: pa.Schema, target: Path) -> None:
+        self.schema = pa.schema(
+            [
+                *(f.with_nullable(True) for f in schema),
+                (OPERATION, pa.string()),
+                (POSITION, pa.int64()),
+            ]
+        )
+        self.target, self.rows = target, []  # type: ignore[var-annotated]
+        self.temporary = target.with_name(target.name + parquet_files.TEMPORARY_SUFFIX)
+        self.writer: pq.ParquetWriter | None = None
+        self.counts = ChangeCounts()
+
+    def add_column(self, field: pa.Field) -> None:
+        """A new column: the rows so far are written, and the file goes on with the wider
+        schema (rewritten once, here; it is the run's own temporary file)."""
+        self._write()
+        self.schema = self.schema.insert(len(self.schema) - 2, field.with_nullable(True))
+        if self.writer is not None:
+            self.writer.close()
+            written = pq.read_table(self.temporary).cast(
+                pa.schema([f for f in self.schema if f.name != field.name])
+            )
+            self.writer = None
+            self._write_table(written.add_column(
+                written.num_columns - 2, field.with_nullable(True),
+                pa.nulls(written.num_rows, field.type),
+            ))  # fmt: skip
+
+    def change(
+        self, operation: str, row: dict[str, Any], old_key: tuple | None, position: int
+    ) -> None:
+        self.rows.append({**{k: _sent(v) for k, v in row.items()}, OPERATION: operation,
+                          POSITION: position})  # fmt: skip
+        if operation == "delete":
+            self.counts.deleted += 1
+        else:
+            self.counts.upserted += 1
+        if len(self.rows) >= FLUSH_KEYS:
+            self._write()
+
+    def truncate(self, position: int) -> None:
+        self.rows.append({OPERATION: "truncate", POSITION: position})
+        self.counts.truncated += 1
+
+    def _write(self) -> None:
+        if self.rows:
+            rows = [{f.name: row.get(f.name) for f in self.schema} for row in self.rows]
+            self._write_table(pa.Table.from_pylist(rows, self.schema))
+            self.rows = []
+
+    def _write_table(self, table: pa.Table) -> None:
+        if self.writer is None:
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = pq.ParquetWriter(self.temporary, self.schema)
+        self.writer.write_table(table)
+
+    def close(self, commit: bool) -> None:
+        self._write()
+        if self.writer is None:
+            return
+        self.writer.close()
+        if commit:
+            os.replace(self.temporary, self.target)
+        else:
+            self.temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def change_log(folder: Path, table: str, schema: pa.Schema, start: int) -> Iterator[ChangeLog]:
+    """A run's change log, `<table>_changes/changes-<start>.parquet`, in place when the block
+    ends (a temporary file until then, removed if the block fails)."""
+    log = ChangeLog(schema, folder / f"{table}_changes" / f"changes-{start:020d}.parquet")
+    try:
+        yield log
+    except BaseException:
+        log.close(commit=False)
+        raise
+    log.close(commit=True)
