@@ -16,6 +16,7 @@ from copyjob_dagster.config import CopyJob
 from copyjob_dagster.engine import copy_table
 from copyjob_dagster.errors import DestinationError
 from copyjob_dagster.stores import open_destination, open_source
+from copyjob_dagster.stores.validation import store_problems
 
 __all__ = ["bucket", "s3_endpoint"]  # fixtures used by name
 
@@ -154,3 +155,24 @@ def test_credentials_never_in_the_url_nor_in_errors(
         events.copy()
     assert SECRET not in str(failed.value) and KEY not in str(failed.value)
     assert f"s3://{bucket}/lake" in str(failed.value)
+
+
+def test_what_s3_parquet_cannot_do_is_refused_before_connecting() -> None:
+    job = CopyJob.model_validate(
+        {
+            "name": "to_s3",
+            "mode": "incremental",
+            "source": {"url": "sqlite:///shop.sqlite"},
+            "destination": {"url": "parquet+s3://bucket/lake"},
+            "tables": [
+                {"name": "a", "incremental_column": "at", "primary_key": ["id"], "deletes": "hard"},
+                {"name": "b", "incremental_column": "at", "primary_key": ["id"], "write": "scd2"},
+            ],
+        }
+    )
+    problems = {p.loc[-1]: str(p) for p in store_problems(job)}
+    assert set(problems) == {"deletes", "write"}
+    bad = job.model_copy(
+        update={"destination": job.destination.model_copy(update={"url": "parquet+s3:///lake"})}
+    )
+    assert "parquet+s3://bucket/prefix" in str(next(store_problems(bad)))
