@@ -137,6 +137,16 @@ def test_parquet_objects_on_s3_are_a_source(tmp_path: Path, bucket: str, s3_endp
     items = pq.read_table(tmp_path / "out" / "items.parquet").sort_by("id").to_pydict()
     assert items == {"id": [1, 2, 3], "sku": ["a", "b", "c"]}  # the temporary key is not read
 
+    # Read incrementally by a watermark column: the second run reads the new object's rows only.
+    data = job.model_dump(by_alias=True)
+    data.update(mode="incremental", tables=[{"name": "items", "incremental_column": "id"}])
+    incremental = CopyJob.model_validate(data)
+    first = copy_table(incremental, incremental.tables[0])
+    put("shop/items/part-4.parquet", pa.table({"id": [4, 5], "sku": ["d", "e"]}))
+    second = copy_table(incremental, incremental.tables[0], first.watermark)
+    assert (first.rows_read, second.rows_read) == (3, 2)
+    assert second.watermark is not None and second.watermark.value == 5
+
 
 def test_credentials_never_in_the_url_nor_in_errors(
     tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch
