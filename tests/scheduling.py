@@ -25,6 +25,7 @@ ONE_WORKER = (
     "tests/test_history.py",
     "tests/test_wizard",  # test_wizard.py and test_wizard_login.py, one group before too
     "tests/stores/test_delta_s3.py",  # its moto server
+    "tests/stores/test_parquet_s3.py",  # its moto server
 )
 
 # The slowest work, started first so that no worker is left alone with a long test at the end

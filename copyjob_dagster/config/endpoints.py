@@ -19,8 +19,9 @@ URL_PASSWORD = re.compile(r"^[A-Za-z0-9+._-]+://[^:/@]*:([^@]*)@")
 URL_SCHEME = re.compile(r"^[A-Za-z0-9+._-]+://")
 QUERY_PASSWORD = re.compile(r"([?&][^=&#]*password[^=&#]*=)([^&#]*)", re.IGNORECASE)
 DEFAULT_CONNECT_TIMEOUT = 10  # seconds
-# URLs whose database is a local path, relative after `///`: SQLite files and Delta folders.
-PATH_URLS = ("sqlite", "delta")
+# URLs whose database is a path, relative after `///`: SQLite files and Delta folders (and the
+# prefix of `delta+s3://` and `parquet+s3://`, whose last part names the store in asset keys).
+PATH_URLS = ("sqlite", "delta", "parquet")
 
 
 class StoreConfig(StrictModel):

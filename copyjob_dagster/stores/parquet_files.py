@@ -62,7 +62,7 @@ def write_file(target: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch
         with pq.ParquetWriter(
             temporary, schema, dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES
         ) as writer:
-            for group in _row_groups(batches):
+            for group in row_groups(batches):
                 table = pa.Table.from_batches(group, schema)
                 writer.write_table(table)
                 rows += table.num_rows
@@ -74,7 +74,7 @@ def write_file(target: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch
     return rows
 
 
-def _row_groups(batches: Iterable[pa.RecordBatch]) -> Iterator[list[pa.RecordBatch]]:
+def row_groups(batches: Iterable[pa.RecordBatch]) -> Iterator[list[pa.RecordBatch]]:
     """The batches gathered into row groups of about ROW_GROUP_ROWS rows, or ROW_GROUP_BYTES
     where rows are wide. pyarrow writes a row group per call, and a reader's batches may be
     small (PostgreSQL's CSV gives about 7,000 rows a block): files of tiny row groups are slow

@@ -13,6 +13,7 @@ from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.delta import DeltaStore
 from copyjob_dagster.stores.files import FolderStore
 from copyjob_dagster.stores.mysql import MySQLStore
+from copyjob_dagster.stores.parquet_s3 import S3FolderStore
 from copyjob_dagster.stores.postgres import PostgresStore
 from copyjob_dagster.stores.sql import Role, SqlStore, Timeouts
 from copyjob_dagster.stores.sqlite import SQLiteStore
@@ -23,6 +24,7 @@ STORE_FAMILIES: dict[str, type[SqlStore] | type[FolderStore]] = {
     "mariadb": MySQLStore,
     "sqlite": SQLiteStore,
     "delta": DeltaStore,
+    "parquet": S3FolderStore,  # parquet+s3://bucket/prefix; a local folder is a bare path
 }
 
 

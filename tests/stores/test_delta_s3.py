@@ -1,17 +1,12 @@
 """Delta tables on S3-compatible object storage: a moto server started by the tests on
 127.0.0.1 (a free port), credentials and endpoint from the environment only."""
 
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
+from s3_server import KEY, SECRET, bucket, s3_endpoint
 from test_delta import Events, rows_of
 
 from copyjob_dagster.config import CopyJob
@@ -19,51 +14,7 @@ from copyjob_dagster.engine import copy_table
 from copyjob_dagster.errors import DestinationError
 from copyjob_dagster.stores import Commit, DeletionCounts, open_destination
 
-KEY, SECRET = "copyjob-test-key", "copyjob-test-secret-never-shown"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """moto in server mode, in a process of its own: delta-rs holds the GIL while it pulls
-    batches from Python, so a server thread in this process would stall its requests."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the moto server did not start") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
-@pytest.fixture
-def bucket(
-    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
-) -> str:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET,
-        "AWS_ENDPOINT_URL": s3_endpoint,
-        "AWS_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    name = request.node.name.lower().replace("_", "-")[:50]
-    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=name)
-    return name
+__all__ = ["bucket", "s3_endpoint"]  # fixtures used by name
 
 
 def options(endpoint: str) -> dict[str, str]:
