@@ -10,6 +10,7 @@ import click
 import dagster as dg
 from rich.table import Table
 
+from copyjob_dagster.cli import launch
 from copyjob_dagster.cli.interrupts import apart_from_terminal, interrupted, is_interruption
 from copyjob_dagster.cli.support import console, find_job, project_jobs, selected_tables
 from copyjob_dagster.cli.watch import show_progress
@@ -100,12 +101,13 @@ def run_job(
     with dg.DagsterInstance.get() as instance:
         apply_pool_limits(instance, jobs)
         with show_progress(shown, tags, labels, keys):
-            result = dg.execute_job(
+            result = launch.execute(
                 recon,
-                instance=instance,
-                asset_selection=[naming.asset_key(job, table) for table in chosen],
-                run_config=run_config,
-                tags=tags,
+                instance,
+                job.name,
+                run_config,
+                tags,
+                [naming.asset_key(job, table) for table in chosen],
             )
         record_run_summary(instance, result.run_id, jobs)
         failures = result.get_step_failure_events()
