@@ -82,7 +82,7 @@ def _measure(root: Path, source: sa.URL, target: sa.URL, args: argparse.Namespac
     print(f"load average before: {load_before}; after: {load_after}")
     print("| | wall s | CPU s |\n|---|---|---|")
     print(f"| `copyjob run` | {wall[0]:.2f} | {cpu[0]:.2f} |")
-    print(f"| `python -c 'import dagster, copyjob_dagster.definitions'` | {wall[1]:.2f} | {cpu[1]:.2f} |")
+    print(f"| `python -c '{IMPORT[-1]}'` | {wall[1]:.2f} | {cpu[1]:.2f} |")
     print(f"| ratio | {wall[0] / wall[1]:.2f}× | {cpu[0] / cpu[1]:.2f}× |")
     print("all wall:", [round(w, 2) for w, _ in runs], [round(w, 2) for w, _ in imports])
 
