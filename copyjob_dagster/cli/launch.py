@@ -9,6 +9,7 @@ launched like any run of the UI. The run itself executes here, from the reconstr
 (`job_named`), as `dagster api execute_run` would: no run launcher, so no process to start.
 """
 
+import threading
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
@@ -85,3 +86,34 @@ def execute(
         asset_selection=frozenset(asset_selection),
     )
     return execute_run(recon, run, instance)
+
+
+def read_migrations_once() -> None:
+    """Make this process read Dagster's storage migration scripts once, not once per database.
+
+    Each SQLite database of the instance that a process opens for the first time (the runs,
+    the schedules, the event log's index, each run's own event log) has its schema revision
+    checked against Dagster's migration scripts, and each check reads all of them anew through
+    alembic (about 0.06 s each, six times a `copyjob run`). The scripts do not change while the
+    process runs: keep the first reading of each scripts folder."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    if getattr(ScriptDirectory.from_config, "copyjob_shared", False):
+        return
+    original = ScriptDirectory.from_config
+    read: dict[tuple[object, ...], ScriptDirectory] = {}
+    lock = threading.Lock()
+
+    def from_config(config: Config) -> ScriptDirectory:
+        key = (
+            config.get_alembic_option("script_location"),
+            tuple(config.get_version_locations_list() or ()),
+        )
+        with lock:
+            if key not in read:
+                read[key] = original(config)
+            return read[key]
+
+    from_config.copyjob_shared = True  # type: ignore[attr-defined]
+    ScriptDirectory.from_config = staticmethod(from_config)  # type: ignore[method-assign,assignment]

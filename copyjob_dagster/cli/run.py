@@ -98,9 +98,10 @@ def run_job(
     labels = {table.destination_name: _label(table) for table in chosen}
     keys = {naming.asset_key(job, table): table.destination_name for table in chosen}
     shown = console(markup=False)
+    launch.read_migrations_once()
     with dg.DagsterInstance.get() as instance:
         apply_pool_limits(instance, jobs)
-        with show_progress(shown, tags, labels, keys):
+        with show_progress(shown, tags, labels, keys, instance):
             result = launch.execute(
                 recon,
                 instance,
