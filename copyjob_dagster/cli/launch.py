@@ -73,8 +73,8 @@ def execute(
         if location
         else None
     )
-    repository_load_data = recon.repository.get_definition().repository_load_data
-    recon = recon.with_repository_load_data(repository_load_data)
+    # (No repository load data: copyjob's definitions have no cacheable assets, and loading the
+    # repository for it would build them once more.)
     job_def = recon.get_definition()
     run = instance.create_run_for_job(
         job_def=job_def,
@@ -82,7 +82,6 @@ def execute(
         tags={**job_def.run_tags, **tags},
         job_code_origin=recon.get_python_origin(),
         remote_job_origin=origin,
-        repository_load_data=repository_load_data,
         asset_selection=frozenset(asset_selection),
     )
     return execute_run(recon, run, instance)

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from copyjob_dagster.cli import launch
 from copyjob_dagster.cli.interrupts import apart_from_terminal, interrupted, is_interruption
+from copyjob_dagster.cli.storage import keep_connections
 from copyjob_dagster.cli.support import console, find_job, project_jobs, selected_tables
 from copyjob_dagster.cli.watch import show_progress
 from copyjob_dagster.cli.watermark import USER_TAG, backfill_config, run_user
@@ -100,6 +101,7 @@ def run_job(
     shown = console(markup=False)
     launch.read_migrations_once()
     with dg.DagsterInstance.get() as instance:
+        keep_connections(instance)
         apply_pool_limits(instance, jobs)
         with show_progress(shown, tags, labels, keys, instance):
             result = launch.execute(

@@ -112,9 +112,17 @@ def record_run_summary(instance: dg.DagsterInstance, run_id: str, jobs: list[Cop
 def totals_metadata(instance: dg.DagsterInstance, jobs: list[CopyJob]) -> dict[str, Any]:
     """Lifetime totals per job, source and destination database, from each table's latest
     materialization (its lifetime entries), as tables and as numbers the UI plots."""
-    per_table = {
-        (job.name, table.destination_name): _table_lifetime(instance, naming.asset_key(job, table))
+    keys = {
+        (job.name, table.destination_name): naming.asset_key(job, table)
         for job, table in _tables(jobs)
+    }
+    # Every table's latest materialization in one query (not one query per table of the project).
+    latest = {
+        record.asset_entry.asset_key: record.asset_entry.last_materialization
+        for record in instance.get_asset_records(list(keys.values()))
+    }
+    per_table = {
+        name: _table_lifetime(instance, key, latest.get(key)) for name, key in keys.items()
     }
     groups: dict[str, dict[str, Totals]] = {"job": {}, "source": {}, "destination": {}}
     for job, table in _tables(jobs):
@@ -185,8 +193,9 @@ def _lifetime(metadata: Mapping[str, Any]) -> Totals | None:
     )
 
 
-def _table_lifetime(instance: dg.DagsterInstance, key: dg.AssetKey) -> Totals:
-    event = instance.get_latest_materialization_event(key)
+def _table_lifetime(
+    instance: dg.DagsterInstance, key: dg.AssetKey, event: dg.EventLogEntry | None
+) -> Totals:
     latest = event.asset_materialization if event else None
     found = _lifetime(latest.metadata) if latest else None
     return found or table_totals_of(instance, key)
