@@ -37,6 +37,7 @@ SLOWEST_FIRST = (
     "tests/test_end_to_end.py",
     "tests/test_benchmark_smoke.py",
     "tests/test_webserver.py",
+    "tests/test_ui_reexecution.py",
     "tests/test_concurrency.py",
     "tests/test_history.py",
     "tests/test_state_operations.py",

@@ -75,3 +75,22 @@ def test_runs_are_tagged_summarized_and_totalled(shop_db: Path, tmp_path: Path) 
         }
         (per_destination,) = totals["per destination database"].value.records
         assert per_destination.data["destination"] == str(tmp_path / "lake")
+
+        # A re-execution of the first run (orders only) inherits its tags, summary included;
+        # the sensor summarizes it all the same, with its own rows.
+        inherited = {
+            **instance.get_run_by_id(first.run_id).tags,
+            "dagster/parent_run_id": first.run_id,
+        }
+        third = defs.resolve_job_def("watched").execute_in_process(
+            instance=instance,
+            tags=inherited,
+            asset_selection=[dg.AssetKey(["watched", "orders_copy"])],
+        )
+        with dg.build_sensor_context(
+            instance=instance, definitions=defs, cursor=context.cursor
+        ) as again:
+            sensor.evaluate_tick(again)
+        tags = instance.get_run_by_id(third.run_id).tags
+        assert tags["copyjob/tables_copied"] == "1_of_1"
+        assert tags["copyjob/rows_written"] == str(orders)

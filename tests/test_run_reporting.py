@@ -124,3 +124,28 @@ def test_a_live_run_stays_started(project: dict[str, str]) -> None:
         )
         assert mark_interrupted_runs(instance) == []
         assert instance.get_run_by_id(made.run_id).status == dg.DagsterRunStatus.STARTED
+
+
+def test_a_reexecution_of_a_cli_run_is_not_taken_for_an_interrupted_one() -> None:
+    """The UI's re-execution of a `copyjob run` inherits its tags, the CLI process's among
+    them; once that process has ended, only the CLI run itself is marked interrupted."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead = {**process_tags(), "copyjob/pid": gone.stdout.strip()}
+    dead.pop("copyjob/process_start", None)
+
+    @dg.op
+    def step() -> None: ...
+
+    @dg.job
+    def copy() -> None:
+        step()
+
+    started = dg.DagsterRunStatus.STARTED
+    with dg.instance_for_test() as instance:
+        cli = instance.create_run_for_job(copy, tags=dead, status=started)
+        again = instance.create_run_for_job(
+            copy, tags={**dead, "dagster/parent_run_id": cli.run_id}, status=started
+        )
+        assert mark_interrupted_runs(instance) == [cli.run_id]
+        assert instance.get_run_by_id(again.run_id).status == started

@@ -1,29 +1,45 @@
 """The `copyjob` command: create, validate, plan, list and run jobs through Dagster; history,
 watermarks, the demo and the UI. One module per command."""
 
+import importlib
 import sys
 from typing import Any
 
 import click
 
-from copyjob_dagster.cli import (
-    cdc,
-    demo,
-    history,
-    list_jobs,
-    new,
-    plan,
-    pools,
-    run,
-    ui,
-    validate,
-    watermark,
-)
 from copyjob_dagster.errors import CopyJobError
+
+# Each command's module and function, imported only when the command runs (or for --help):
+# `copyjob run` does not import the wizard's prompt toolkit, nor the other commands.
+COMMANDS = {
+    "validate": ("validate", "validate"),
+    "plan": ("plan", "plan"),
+    "watermark": ("watermark", "watermark"),
+    "run": ("run", "run"),
+    "new": ("new", "new"),
+    "list": ("list_jobs", "list_"),
+    "history": ("history", "history"),
+    "demo": ("demo", "demo"),
+    "ui": ("ui", "ui"),
+    "pools": ("pools", "pools"),
+    "cdc": ("cdc", "cdc"),
+}
 
 
 class _Group(click.Group):
-    """Shows a `CopyJobError` as one clear message and exit code 1, without a traceback."""
+    """Loads each command when it is asked for; shows a `CopyJobError` as one clear message and
+    exit code 1, without a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, name = COMMANDS[cmd_name]
+        command = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        assert isinstance(command, click.Command)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -36,19 +52,3 @@ class _Group(click.Group):
 @click.group(cls=_Group)
 def main() -> None:
     """Copy tables between databases and Parquet folders, as Dagster assets."""
-
-
-for command in (
-    validate.validate,
-    plan.plan,
-    watermark.watermark,
-    run.run,
-    new.new,
-    list_jobs.list_,
-    history.history,
-    demo.demo,
-    ui.ui,
-    pools.pools,
-    cdc.cdc,
-):
-    main.add_command(command)

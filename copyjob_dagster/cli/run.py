@@ -10,7 +10,9 @@ import click
 import dagster as dg
 from rich.table import Table
 
+from copyjob_dagster.cli import launch
 from copyjob_dagster.cli.interrupts import apart_from_terminal, interrupted, is_interruption
+from copyjob_dagster.cli.storage import keep_connections
 from copyjob_dagster.cli.support import console, find_job, project_jobs, selected_tables
 from copyjob_dagster.cli.watch import show_progress
 from copyjob_dagster.cli.watermark import USER_TAG, backfill_config, run_user
@@ -97,15 +99,18 @@ def run_job(
     labels = {table.destination_name: _label(table) for table in chosen}
     keys = {naming.asset_key(job, table): table.destination_name for table in chosen}
     shown = console(markup=False)
+    launch.read_migrations_once()
     with dg.DagsterInstance.get() as instance:
+        keep_connections(instance)
         apply_pool_limits(instance, jobs)
-        with show_progress(shown, tags, labels, keys):
-            result = dg.execute_job(
+        with show_progress(shown, tags, labels, keys, instance):
+            result = launch.execute(
                 recon,
-                instance=instance,
-                asset_selection=[naming.asset_key(job, table) for table in chosen],
-                run_config=run_config,
-                tags=tags,
+                instance,
+                job.name,
+                run_config,
+                tags,
+                [naming.asset_key(job, table) for table in chosen],
             )
         record_run_summary(instance, result.run_id, jobs)
         failures = result.get_step_failure_events()

@@ -11,7 +11,7 @@ and works with any instance storage, since polling needs nothing but reads.
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Protocol
 
 import dagster as dg
@@ -47,16 +47,21 @@ def show_progress(
     run_tags: Mapping[str, str],
     tables: Mapping[str, str],
     keys: Mapping[dg.AssetKey, str],
+    instance: dg.DagsterInstance | None = None,
 ) -> Iterator[None]:
     """Show the progress of the run tagged `run_tags` while the body executes it.
 
     `tables` labels the tables by source table name, `keys` names the table of each asset key.
     The run's log is read to its end after the body, so every table ends shown as done or failed.
+    `instance`: the one the body executes the run on, when this process has it (its storage is
+    already open: no second instance to start), else the configured one.
     """
     view: _View = _Bars(console, tables) if console.is_terminal else _Lines(console, tables)
     stop = threading.Event()
     follower = threading.Thread(
-        target=_follow, args=(run_tags, keys, view, stop, console), name="copyjob-progress"
+        target=_follow,
+        args=(run_tags, keys, view, stop, console, instance),
+        name="copyjob-progress",
     )
     follower.start()
     try:
@@ -73,9 +78,10 @@ def _follow(
     view: _View,
     stop: threading.Event,
     console: Console,
+    shared: dg.DagsterInstance | None,
 ) -> None:
     try:
-        with dg.DagsterInstance.get() as instance:
+        with nullcontext(shared) if shared else dg.DagsterInstance.get() as instance:
             run_id, cursor = None, None
             while True:
                 finished = stop.is_set()  # then one more read drains the log

@@ -17,6 +17,7 @@ import dagster as dg
 HOST_TAG = "copyjob/host"
 PID_TAG = "copyjob/pid"
 PROCESS_START_TAG = "copyjob/process_start"  # clock ticks after boot (Linux /proc)
+PARENT_RUN_TAG = "dagster/parent_run_id"
 _UNFINISHED = [
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
@@ -45,7 +46,13 @@ def mark_interrupted_runs(instance: dg.DagsterInstance) -> list[str]:
     for record in records:
         run = record.dagster_run
         pid = run.tags.get(PID_TAG, "")
-        if not pid.isdigit() or _alive(int(pid), run.tags.get(PROCESS_START_TAG)):
+        # A re-execution (the UI's, the daemon's retries) inherits the tags of the `copyjob run`
+        # it re-executes, this process's among them, but a run launcher executes it.
+        if (
+            PARENT_RUN_TAG in run.tags
+            or not pid.isdigit()
+            or _alive(int(pid), run.tags.get(PROCESS_START_TAG))
+        ):
             continue
         instance.report_run_failed(
             run,

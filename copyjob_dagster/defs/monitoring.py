@@ -24,6 +24,10 @@ TOTALS_KEY = dg.AssetKey([MONITORING_GROUP, "totals"])
 ROWS_READ_TAG = "copyjob/rows_read"
 ROWS_WRITTEN_TAG = "copyjob/rows_written"
 TABLES_TAG = "copyjob/tables_copied"
+# The run whose summary the tags above are: a re-execution (the UI's, the daemon's retries)
+# inherits its parent's tags, these included, and is summarized all the same.
+SUMMARY_OF_TAG = "copyjob/summary_of"
+PARENT_RUN_TAG = "dagster/parent_run_id"
 # On each materialization: the table's totals over every copy so far, this one included.
 LIFETIME_COPIES = "copyjob/lifetime_copies"
 LIFETIME_ROWS_READ = "copyjob/lifetime_rows_read"
@@ -79,7 +83,9 @@ def record_run_summary(instance: dg.DagsterInstance, run_id: str, jobs: list[Cop
     written = sum(copy.rows_written or 0 for copy in copies)
     done = sum(copy.status == "success" for copy in copies)
     tags = {ROWS_READ_TAG: str(read), ROWS_WRITTEN_TAG: str(written)}
-    instance.add_run_tags(run_id, tags | {TABLES_TAG: f"{done}_of_{len(copies)}"})
+    instance.add_run_tags(
+        run_id, tags | {TABLES_TAG: f"{done}_of_{len(copies)}", SUMMARY_OF_TAG: run_id}
+    )
     seconds = (record.end_time or record.start_time or 0) - (record.start_time or 0)
     instance.report_runless_asset_event(
         dg.AssetObservation(
@@ -112,9 +118,17 @@ def record_run_summary(instance: dg.DagsterInstance, run_id: str, jobs: list[Cop
 def totals_metadata(instance: dg.DagsterInstance, jobs: list[CopyJob]) -> dict[str, Any]:
     """Lifetime totals per job, source and destination database, from each table's latest
     materialization (its lifetime entries), as tables and as numbers the UI plots."""
-    per_table = {
-        (job.name, table.destination_name): _table_lifetime(instance, naming.asset_key(job, table))
+    keys = {
+        (job.name, table.destination_name): naming.asset_key(job, table)
         for job, table in _tables(jobs)
+    }
+    # Every table's latest materialization in one query (not one query per table of the project).
+    latest = {
+        record.asset_entry.asset_key: record.asset_entry.last_materialization
+        for record in instance.get_asset_records(list(keys.values()))
+    }
+    per_table = {
+        name: _table_lifetime(instance, key, latest.get(key)) for name, key in keys.items()
     }
     groups: dict[str, dict[str, Totals]] = {"job": {}, "source": {}, "destination": {}}
     for job, table in _tables(jobs):
@@ -165,13 +179,20 @@ def build_summary_sensor(jobs: list[CopyJob]) -> dg.SensorDefinition:
         )
         summarized = 0
         for record in records:
-            if ROWS_WRITTEN_TAG not in record.dagster_run.tags:
+            if _unsummarized(record.dagster_run):
                 summarized += record_run_summary(context.instance, record.dagster_run.run_id, jobs)
             since = max(since, record.update_timestamp.timestamp())
         context.update_cursor(str(since))
         return dg.SkipReason(f"summarized {summarized} finished copy run(s)")
 
     return summaries
+
+
+def _unsummarized(run: dg.DagsterRun) -> bool:
+    """No summary yet, or only the one a re-execution inherited from its parent's tags."""
+    if ROWS_WRITTEN_TAG not in run.tags:
+        return True
+    return PARENT_RUN_TAG in run.tags and run.tags.get(SUMMARY_OF_TAG) != run.run_id
 
 
 def _lifetime(metadata: Mapping[str, Any]) -> Totals | None:
@@ -185,8 +206,9 @@ def _lifetime(metadata: Mapping[str, Any]) -> Totals | None:
     )
 
 
-def _table_lifetime(instance: dg.DagsterInstance, key: dg.AssetKey) -> Totals:
-    event = instance.get_latest_materialization_event(key)
+def _table_lifetime(
+    instance: dg.DagsterInstance, key: dg.AssetKey, event: dg.EventLogEntry | None
+) -> Totals:
     latest = event.asset_materialization if event else None
     found = _lifetime(latest.metadata) if latest else None
     return found or table_totals_of(instance, key)

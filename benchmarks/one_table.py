@@ -1,0 +1,103 @@
+"""One table through `copyjob run`, against importing Dagster and the project (issue 16's goal:
+at most 1.5× `python -c "import dagster, copyjob_dagster.definitions"`).
+
+Builds a scratch source database of one table × `--rows` rows on the PostgreSQL server of
+COPYJOB_TEST_PG_URL and a scratch destination database, a job copying it (full), and a fresh
+SQLite instance; runs `copyjob run` once to create the instance's tables, then `--repeat` times
+each of `copyjob run one` and the import, alternately. Prints the median wall and CPU seconds
+(user + system of the process and its children) of each, their ratios, and the load average
+before and after. Everything it made is dropped at the end.
+
+    .venv/bin/python benchmarks/one_table.py               # 5 of each
+    .venv/bin/python benchmarks/one_table.py --repeat 9
+"""
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from many_tables import PG_URL, PROJECT, _fill, _loadavg  # noqa: E402
+
+COPYJOB = Path(sys.executable).parent / "copyjob"
+IMPORT = [sys.executable, "-c", "import dagster, copyjob_dagster.definitions"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    tag = uuid.uuid4().hex[:8]
+    source_db, target_db = f"cj_one_src_{tag}", f"cj_one_dst_{tag}"
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for database in (source_db, target_db):
+            conn.execute(sa.text(f"CREATE DATABASE {database}"))
+    try:
+        source = sa.engine.make_url(PG_URL).set(database=source_db)
+        target = sa.engine.make_url(PG_URL).set(database=target_db)
+        _fill(source, 1, args.rows)
+        with tempfile.TemporaryDirectory(prefix="copyjob_one_") as scratch:
+            _measure(Path(scratch), source, target, args)
+    finally:
+        with admin.connect() as conn:
+            for database in (source_db, target_db):
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        admin.dispose()
+
+
+def _measure(root: Path, source: sa.URL, target: sa.URL, args: argparse.Namespace) -> None:
+    home, jobs = root / "home", root / "jobs"
+    home.mkdir()
+    jobs.mkdir()
+    (home / "dagster.yaml").write_text((PROJECT / "dagster.yaml").read_text())
+    plain = {"src": source, "dst": target}
+    src, dst = (plain[k].render_as_string(hide_password=False) for k in ("src", "dst"))
+    (jobs / "one.yaml").write_text(
+        f"name: one\nsource: {{url: '{src}'}}\ndestination: {{url: '{dst}'}}\n"
+        f"mode: full\ntables:\n  - name: t000\n"
+    )
+    env = {**os.environ, "DAGSTER_HOME": str(home), "COPYJOB_JOBS_DIR": str(jobs)}
+    run = [str(COPYJOB), "run", "one"]
+    _timed(run, env)  # the instance's tables, created once
+    load_before = _loadavg()
+    runs, imports = [], []
+    for _ in range(args.repeat):
+        runs.append(_timed(run, env))
+        imports.append(_timed(IMPORT, env))
+    load_after = _loadavg()
+    wall = [statistics.median(w for w, _ in m) for m in (runs, imports)]
+    cpu = [statistics.median(c for _, c in m) for m in (runs, imports)]
+    print(f"1 table × {args.rows:,} rows PG → PG, full; median of {args.repeat}")
+    print(f"load average before: {load_before}; after: {load_after}")
+    print("| | wall s | CPU s |\n|---|---|---|")
+    print(f"| `copyjob run` | {wall[0]:.2f} | {cpu[0]:.2f} |")
+    print(f"| `python -c '{IMPORT[-1]}'` | {wall[1]:.2f} | {cpu[1]:.2f} |")
+    print(f"| ratio | {wall[0] / wall[1]:.2f}× | {cpu[0] / cpu[1]:.2f}× |")
+    print("all wall:", [round(w, 2) for w, _ in runs], [round(w, 2) for w, _ in imports])
+
+
+def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    done = subprocess.run(argv, cwd=PROJECT, env=env, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{(done.stdout + done.stderr)[-3000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu
+
+
+if __name__ == "__main__":
+    main()
