@@ -17,7 +17,7 @@ from copyjob_dagster.config import CopyJob
 from copyjob_dagster.defs import assets
 from copyjob_dagster.engine import rows
 from copyjob_dagster.errors import CopyJobError, SchemaError, SourceError
-from copyjob_dagster.stores import open_source
+from copyjob_dagster.stores import open_source, pgadbc
 from copyjob_dagster.stores.open_transactions import COPYJOB_APPLICATION
 from copyjob_dagster.stores.transient import is_transient
 
@@ -207,9 +207,12 @@ def test_a_connection_lost_mid_copy_is_retried_and_the_rest_copied(
     definitions = [*assets.build_source_specs([job]), *assets.build_copy_assets([job])]
     with dg.instance_for_test() as instance:
         assert dg.materialize(definitions, instance=instance).success  # the first 1,000 rows
-        put(1001, 5001)
+        put(1001, 40001)  # 10 MB: the read is still streaming when its session is cut
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(rows.RowCounter, "count", cut_after_the_fifth_batch)
+            # The native read asks the driver for batches of this size: small ones, so that
+            # the fifth batch comes long before the server has sent the whole window.
+            patch.setattr(pgadbc, "BATCH_BYTES", 256 << 10)
             result = dg.materialize(definitions, instance=instance, raise_on_error=False)
         messages = [r.event_log_entry.user_message for r in
                     instance.get_records_for_run(result.run_id).records]  # fmt: skip
@@ -226,7 +229,7 @@ def test_a_connection_lost_mid_copy_is_retried_and_the_rest_copied(
     with sqlite3.connect(tmp_path / "copy.sqlite") as db:
         copied = db.execute("SELECT id, payload, updated FROM items ORDER BY id").fetchall()
     assert [tuple(row) for row in source] == copied  # nothing lost, nothing twice
-    assert watermark is not None and int(watermark.text) == 5000 // 3
+    assert watermark is not None and int(watermark.text) == 40000 // 3
 
 
 def _terminate_reader(engine: sa.Engine, schema: str) -> int:

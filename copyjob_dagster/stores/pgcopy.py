@@ -98,7 +98,10 @@ class PostgresTableReader(SqlTableReader):
         schema = pa.schema([description.schema.field(name) for name in columns])
         native = self._native_batches(columns, schema, batch_rows, window, part)
         if native is not None:
-            yield from self.streaming(read_ahead(native))
+            # The driver's stream fails inside the destination's writing (as an OSError that
+            # the destination would take for its own): name the source here.
+            with self._store.translated_errors(f"reading table {self._table.name!r}"):
+                yield from self.streaming(read_ahead(native))
             return
         if not pgcsv.reads_exactly(schema):
             yield from super().batches(columns, batch_rows, window, part)

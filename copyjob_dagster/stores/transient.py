@@ -6,6 +6,7 @@ password, a missing database, table or column, a constraint) is the user's to fi
 it would only delay the message.
 """
 
+import adbc_driver_manager
 import psycopg
 import pymysql
 from sqlalchemy.exc import DBAPIError
@@ -39,7 +40,15 @@ def is_transient(exc: BaseException) -> bool:
         return True
     original = getattr(exc, "orig", None) or exc
     if isinstance(original, psycopg.Error):
-        return _postgres_transient(original)
+        return _postgres_transient(original.sqlstate, original, psycopg.OperationalError)
+    if isinstance(original, adbc_driver_manager.Error):  # ADBC's PostgreSQL driver (stores/pgadbc)
+        return _postgres_transient(
+            original.sqlstate, original, adbc_driver_manager.OperationalError
+        )
+    if isinstance(original, OSError) and str(original).startswith("[libpq]"):
+        # ADBC's PostgreSQL driver reports a COPY stream broken mid-way as an OSError in libpq's
+        # words ("[libpq] PQgetCopyData() failed: server closed the connection unexpectedly").
+        return _postgres_transient(None, original, OSError)
     if isinstance(original, pymysql.err.MySQLError):
         errno = original.args[0] if original.args else None
         return errno in _MYSQL_TRANSIENT
@@ -49,10 +58,12 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(original, ConnectionError | TimeoutError)
 
 
-def _postgres_transient(error: psycopg.Error) -> bool:
-    if error.sqlstate:
-        return error.sqlstate.startswith(_POSTGRES_TRANSIENT)
-    if not isinstance(error, psycopg.OperationalError):
+def _postgres_transient(
+    sqlstate: str | None, error: Exception, operational: type[Exception]
+) -> bool:
+    if sqlstate:
+        return sqlstate.startswith(_POSTGRES_TRANSIENT)
+    if not isinstance(error, operational):
         return False
     message = str(error)
     if "FATAL:" not in message:
