@@ -1,3 +1,4 @@
+import contextlib
 import ctypes
 import os
 
@@ -27,10 +28,8 @@ _M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 def _map_large_allocations() -> None:
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or not _glibc():
         return
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # no mallopt: glibc's own policy stays
         ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-    except (OSError, AttributeError):
-        pass  # no mallopt: the allocator's own policy stays
 
 
 def _glibc() -> bool:
