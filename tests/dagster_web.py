@@ -111,6 +111,9 @@ def ui_page(width: int = 1400) -> Iterator[Any]:
         browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": width, "height": 900})
         page.set_default_timeout(60_000)
+        # The dialog comes up a second after a page loads, over whatever a screenshot shows:
+        # mark it seen (the UI keeps that in localStorage) before any page loads.
+        page.add_init_script("window.localStorage.setItem('communityNux', '\"1\"')")
         page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
         try:
             yield page
