@@ -10,7 +10,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from conftest import make_dagster_home
-from dagster_web import copyjob, graphql, serve, wait_until_ready
+from dagster_web import copyjob, graphql, serve, ui_page, wait_until_ready
+from test_webserver import SCREENSHOTS
 
 LOCATION = "copyjob_dagster.definitions"
 RUN_SECONDS = 120
@@ -89,6 +90,12 @@ def test_a_failed_cli_run_is_on_its_jobs_runs_tab_and_reexecutes_from_the_ui(
         all_steps = _reexecute(url, "launchPipelineReexecution", failed_id, "ALL_STEPS")
         assert _latest(url) == {"a": all_steps, "b": all_steps}
         listed = graphql(url, JOB_RUNS, job="retry_ui", label=f"__repository__@{LOCATION}")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        with ui_page() as page:  # the job's Runs tab, as a user opens it
+            page.goto(f"{url}/locations/__repository__@{LOCATION}/jobs/retry_ui/runs")
+            for run_id in (failed_id, from_failure, all_steps):
+                page.get_by_text(run_id[:8]).first.wait_for()
+            page.screenshot(path=SCREENSHOTS / "reexecution-job-runs-tab.png")
     ids = [run["runId"] for run in listed["data"]["runsOrError"]["results"]]
     assert ids == [all_steps, from_failure, failed_id]
     assert pq.read_table(tmp_path / "lake" / "b.parquet").num_rows == 2
