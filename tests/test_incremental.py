@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from copyjob_dagster.config import CopyJob
 from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs, latest_watermark
 from copyjob_dagster.engine import copy_table
+from copyjob_dagster.stores.sql import SqlStore
 
 KEY = dg.AssetKey(["inc", "events"])
 
@@ -355,3 +356,33 @@ def test_row_count_is_the_tables_size_after_an_increment(tmp_path: Path) -> None
         second = scenario.materialize(instance)
     assert second["copyjob/rows_written"] == 1
     assert second["dagster/row_count"] == 3
+
+
+def test_a_run_with_nothing_new_opens_each_store_once_and_records_the_same_watermark(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table with no new rows still gets its materialization (0 rows, the same watermark) and
+    its row-count check; its lock, copy and counts share one source and one destination."""
+    scenario = Scenario(tmp_path, _sqlite(tmp_path))
+    scenario.insert((1, "a", 10), (2, "b", 20))
+    with dg.instance_for_test() as instance:
+        first = scenario.materialize(instance)
+        opened: list[str] = []
+        init = SqlStore.__init__
+
+        def counted(self: SqlStore, url: str, schema: Any, role: str, *args: Any) -> None:
+            opened.append(role)
+            init(self, url, schema, role, *args)
+
+        monkeypatch.setattr(SqlStore, "__init__", counted)
+        result = dg.materialize(scenario.assets, instance=instance)
+        (materialization,) = result.get_asset_materialization_events()
+        metadata = materialization.materialization.metadata  # type: ignore[union-attr]
+        again = {k: v.value for k, v in metadata.items()}
+        assert (again["copyjob/rows_read"], again["copyjob/rows_written"]) == (0, 0)
+        assert again["copyjob/watermark"] == first["copyjob/watermark"] == "20"
+        assert sorted(opened) == ["destination", "source"]
+        (check,) = result.get_asset_check_evaluations()
+        assert (check.check_name, check.passed) == ("row_count_parity", True)
+        assert check.metadata["copyjob/destination_rows"].value == 2
+    scenario.assert_equal_as_of(20)

@@ -11,6 +11,7 @@ but not the other tables.
 
 import threading
 from collections.abc import Iterator, Mapping
+from contextlib import nullcontext
 from typing import Any
 
 import dagster as dg
@@ -28,6 +29,7 @@ from copyjob_dagster.engine import (
     Watermark,
     copy_table,
     table_lock,
+    table_stores,
     watches_open_transactions,
 )
 from copyjob_dagster.errors import CopyJobError, WatermarkError
@@ -144,7 +146,13 @@ def _table_work(
             if operation and copies
             else None
         )
-        with table_lock(job, table):
+        # A plain copy opens its source and destination once, for the lock, the copy and the
+        # row counts of its check.
+        plain = copies and not operation and not job.is_cdc(table)
+        with (
+            table_stores(job) if plain else nullcontext(None) as stores,
+            table_lock(job, table, stores=stores),
+        ):
             if not copies:
                 latest = latest_metadata(context.instance, key)
                 selected = {c.name for c in context.selected_asset_check_keys if c.asset_key == key}
@@ -179,22 +187,22 @@ def _table_work(
                 run_id=context.run.run_id,
                 allow_mass_delete=config.allow_mass_delete,
                 backfill=backfill,
+                stores=stores,
             )
             if job.mode == "incremental":  # a full copy records no watermark to overtake
-                _refuse_if_overtaken(context.instance, key, previous, config.full_refresh)
+                current, latest = operations.record_of(context.instance, key)
+                _refuse_if_overtaken(key, previous, current, config.full_refresh)
+            else:
+                latest = latest_metadata(context.instance, key)
             late_commit_warning(context.run.run_id, job, result, logs.warning)
             metadata = copy_metadata(result, source_key) | lifetime_metadata(
-                context.instance,
-                key,
-                latest_metadata(context.instance, key),
-                result.rows_read,
-                result.rows_written,
+                context.instance, key, latest, result.rows_read, result.rows_written
             )
             if backfill is not None:
                 metadata |= operations.backfill_metadata(
                     f"run {context.run.run_id}", config.reason, context.run.tags
                 )
-            parity = checks.row_count_parity(job, table, metadata)
+            parity = checks.row_count_parity(job, table, metadata, stores)
             if checks.DESTINATION_ROWS in parity.metadata:
                 # The table's size, as the UI means it, not this run's increment.
                 metadata[ROW_COUNT] = parity.metadata[checks.DESTINATION_ROWS]
@@ -320,14 +328,14 @@ def latest_watermark(instance: dg.DagsterInstance, key: dg.AssetKey) -> Watermar
 
 
 def _refuse_if_overtaken(
-    instance: dg.DagsterInstance, key: dg.AssetKey, previous: Watermark | None, full_refresh: bool
+    key: dg.AssetKey, previous: Watermark | None, current: Watermark | None, full_refresh: bool
 ) -> None:
-    """Compare-and-set: record nothing if another run recorded a watermark meanwhile.
+    """Compare-and-set: record nothing if another run recorded a watermark meanwhile (`current`,
+    the watermark of record read again once the copy committed).
 
     Both runs wrote idempotent windows, so the data is right; recording this run's watermark
     could only move it backwards.
     """
-    current = latest_watermark(instance, key)
     if current != previous and not full_refresh:
         raise WatermarkError(
             f"another run of {key.to_user_string()} recorded watermark "

@@ -37,6 +37,7 @@ from copyjob_dagster.defs.metadata import (
     watermark_from_metadata,
 )
 from copyjob_dagster.engine import (
+    TableStores,
     destination_rows,
     source_rows_up_to,
     watches_open_transactions,
@@ -114,9 +115,13 @@ def open_transactions(metadata: Mapping[str, Any] | None) -> dg.AssetCheckResult
 
 
 def row_count_parity(
-    job: CopyJob, table: TableConfig, metadata: Mapping[str, Any] | None
+    job: CopyJob,
+    table: TableConfig,
+    metadata: Mapping[str, Any] | None,
+    stores: TableStores | None = None,
 ) -> dg.AssetCheckResult:
-    """Compare the destination's rows with the source's, after the copy `metadata` records."""
+    """Compare the destination's rows with the source's, after the copy `metadata` records
+    (counted through the copy's own `stores`, when given)."""
     if metadata is None:
         return _result(False, "the table has not been copied yet", dg.AssetCheckSeverity.WARN)
     try:
@@ -124,7 +129,7 @@ def row_count_parity(
             expected, against = int(metadata[ROWS_READ].value), "rows the copy read"
         else:
             watermark = watermark_from_metadata(metadata)
-            expected = 0 if watermark is None else source_rows_up_to(job, table, watermark)
+            expected = 0 if watermark is None else source_rows_up_to(job, table, watermark, stores)
             against = (
                 f"source rows with {table.incremental_column} <= {watermark.text}"
                 if watermark and table.incremental_column
@@ -132,11 +137,12 @@ def row_count_parity(
                 if watermark
                 else "source rows (it held no incremental value when copied)"
             )
-        actual = destination_rows(job, table)
+        actual = destination_rows(job, table, stores=stores)
         compared = actual
         if _held_back(metadata) and actual is not None:
             # The rows above the held watermark are copied and will be read again.
-            compared = destination_rows(job, table, up_to=watermark_from_metadata(metadata))
+            held = watermark_from_metadata(metadata)
+            compared = destination_rows(job, table, up_to=held, stores=stores)
             against += " (the destination's rows up to it; those above are read again next run)"
     except CopyJobError as exc:
         return _result(False, f"could not count the rows: {exc}", dg.AssetCheckSeverity.WARN)

@@ -64,8 +64,18 @@ class StateOperation:
 def watermark_of_record(instance: dg.DagsterInstance, key: dg.AssetKey) -> Watermark | None:
     """The watermark the next copy starts from: the latest materialization's, or that of a
     state operation recorded after it."""
+    return record_of(instance, key)[0]
+
+
+def record_of(
+    instance: dg.DagsterInstance, key: dg.AssetKey
+) -> tuple[Watermark | None, Mapping[str, Any] | None]:
+    """The watermark of record, and the metadata of the asset's latest materialization (None
+    before the first), from one read of it."""
     copies = instance.fetch_materializations(key, limit=1).records
-    return recorded_watermark(instance, key, copies[0] if copies else None)
+    latest = copies[0] if copies else None
+    metadata = latest.asset_materialization.metadata if latest is not None else None
+    return recorded_watermark(instance, key, latest), metadata
 
 
 def recorded_watermark(

@@ -4,7 +4,7 @@ SCD2 stamping, the PostgreSQL passthrough), counts, the dry run and source disco
 It never imports Dagster: it can be called, tested and benchmarked on its own.
 """
 
-from copyjob_dagster.engine.copying import CopyResult, copy_table, cursor_kind, table_lock
+from copyjob_dagster.engine.copying import CopyResult, copy_table, cursor_kind
 from copyjob_dagster.engine.counts import destination_rows, rows_beyond, source_rows_up_to
 from copyjob_dagster.engine.discovery import (
     TableSummary,
@@ -25,6 +25,7 @@ from copyjob_dagster.engine.overrides import (
 )
 from copyjob_dagster.engine.planning import plan_copy
 from copyjob_dagster.engine.progress import ProgressLog
+from copyjob_dagster.engine.table_stores import TableStores, table_lock, table_stores
 from copyjob_dagster.engine.watermark import Watermark
 from copyjob_dagster.engine.watermark import parse as parse_watermark
 from copyjob_dagster.engine.windows import describe_window
@@ -34,6 +35,7 @@ __all__ = [
     "CopyResult",
     "ProgressLog",
     "TablePlan",
+    "TableStores",
     "TableSummary",
     "Watermark",
     "check_destination",
@@ -57,6 +59,7 @@ __all__ = [
     "rows_beyond",
     "source_rows_up_to",
     "table_lock",
+    "table_stores",
     "typed_watermark",
     "watches_open_transactions",
 ]

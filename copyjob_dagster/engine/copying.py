@@ -9,7 +9,6 @@ the table's size, and the new watermark is taken from the same snapshot.
 import dataclasses
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -26,6 +25,7 @@ from copyjob_dagster.engine.planning import CopyPlan, plan_copy, reconcile_schem
 from copyjob_dagster.engine.rows import ProgressCallback, RowCounter, non_empty, renamed
 from copyjob_dagster.engine.splitting import open_reader, parts_of
 from copyjob_dagster.engine.stamping import Stamp, stamped
+from copyjob_dagster.engine.table_stores import TableStores, destination_of, source_of
 from copyjob_dagster.engine.watermark import Watermark, WatermarkKind, watermark_kind
 from copyjob_dagster.engine.windows import plan_window
 from copyjob_dagster.errors import WatermarkError
@@ -37,11 +37,7 @@ from copyjob_dagster.stores import (
     Source,
     TableReader,
     Window,
-    open_destination,
-    open_source,
 )
-
-LOCK_TIMEOUT_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -76,6 +72,7 @@ def copy_table(
     run_id: str | None = None,
     allow_mass_delete: bool = False,
     backfill: Backfill | None = None,
+    stores: TableStores | None = None,
 ) -> CopyResult:
     """Copy one table of a job.
 
@@ -84,11 +81,11 @@ def copy_table(
     window beyond `watermark`, written so that copying the same window again changes nothing.
     `run_id` is written into the audit columns; `allow_mass_delete` lifts the deletion guard.
     A `backfill` copies its explicit window instead, the same way, and leaves `watermark` as it is.
+    `stores` are the job's source and destination, already open (left open); by default the
+    copy opens its own.
     """
-    source = open_source(job.source)
-    destination = open_destination(job.destination)
     stamp = Stamp(run_id, datetime.now(UTC))
-    try:
+    with source_of(job, stores) as source, destination_of(job, stores) as destination:
         plan = plan_copy(job, table, source.describe(table.name))
         if backfill is not None:
             return _copy_backfill(
@@ -117,26 +114,6 @@ def copy_table(
             stamp,
             allow_mass_delete,
         )
-    finally:
-        source.close()
-        destination.close()
-
-
-@contextmanager
-def table_lock(
-    job: CopyJob, table: TableConfig, timeout_seconds: float = LOCK_TIMEOUT_SECONDS
-) -> Iterator[None]:
-    """Hold the destination table's copy lock: a second copy of the table waits, then refuses.
-
-    The caller holds it from reading the watermark until the new one is recorded, so two runs
-    of one table never copy the same window at once nor record watermarks out of order.
-    """
-    destination = open_destination(job.destination)
-    try:
-        with destination.lock(table.destination_name, timeout_seconds):
-            yield
-    finally:
-        destination.close()
 
 
 def _copy_full(
@@ -209,7 +186,11 @@ def _copy_increment(
     passthrough = streams_bytes(plan, source, destination)
     with open_reader(source, plan.source_table, None if passthrough else plan.split) as reader:
         window, nulls = plan_window(plan, table, reader, previous)
-        counter = RowCounter(progress, _window_estimate(plan, source, reader, window, progress))
+        # A window has rows when it has an upper bound (see windows.plan_window): an empty one
+        # is neither counted nor read.
+        has_rows = previous is None or window.high is not None
+        estimate = _window_estimate(plan, source, reader, window, progress) if has_rows else 0
+        counter = RowCounter(progress, estimate)
         stamp = _window_stamp(stamp, kind, window)
         high = _aware(kind, window.high) if window.high is not None else None
         # The source's keys are read (and deletions counted) before the window's rows stream:
@@ -224,10 +205,10 @@ def _copy_increment(
             initial=previous is None,
         ) as deletions:
             batches: Any
-            if passthrough:
-                # A window has rows when it has an upper bound (see windows.plan_window).
-                has_rows = previous is None or window.high is not None
-                batches = binary_copy(plan, reader, counter.count, window) if has_rows else None
+            if not has_rows:
+                batches = None
+            elif passthrough:
+                batches = binary_copy(plan, reader, counter.count, window)
             else:
                 batches = non_empty(_arrow_batches(plan, reader, counter, stamp, window))
             rows_written = 0

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.engine.planning import plan_copy
+from copyjob_dagster.engine.table_stores import TableStores, destination_of, source_of
 from copyjob_dagster.engine.watermark import Watermark
 from copyjob_dagster.errors import CopyJobError
-from copyjob_dagster.stores import LiveRows, Source, Window, open_destination, open_source
+from copyjob_dagster.stores import LiveRows, Source, Window, open_source
 
 
 @dataclass(frozen=True)
@@ -61,27 +62,29 @@ def _rows_beyond(
     return NewRows(table, rows)
 
 
-def source_rows_up_to(job: CopyJob, table: TableConfig, watermark: Watermark) -> int:
-    """The source rows whose incremental value is at or below `watermark` (NULLs excluded)."""
-    source = open_source(job.source)
-    try:
+def source_rows_up_to(
+    job: CopyJob, table: TableConfig, watermark: Watermark, stores: TableStores | None = None
+) -> int:
+    """The source rows whose incremental value is at or below `watermark` (NULLs excluded);
+    read through `stores`' source when given (left open), else the job's own."""
+    with source_of(job, stores) as source:
         plan = plan_copy(job, table, source.describe(table.name))
         with source.open_reader(table.name) as reader:
             if plan.incremental_column is None:
                 return reader.count()  # copied by a change feed: the table as it is now
             return reader.count(Window(plan.incremental_column, high=watermark.value))
-    finally:
-        source.close()
 
 
 def destination_rows(
-    job: CopyJob, table: TableConfig, up_to: Watermark | None = None
+    job: CopyJob,
+    table: TableConfig,
+    up_to: Watermark | None = None,
+    stores: TableStores | None = None,
 ) -> int | None:
     """The rows of a table's copy at the destination that stand for source rows (its current
     versions, its rows not marked deleted), only those at or below `up_to` if given, or None
-    when there is no copy."""
-    destination = open_destination(job.destination)
-    try:
+    when there is no copy; read through `stores`' destination when given (left open)."""
+    with destination_of(job, stores) as destination:
         if destination.describe(table.destination_name) is None:
             return None
         window = None
@@ -90,8 +93,6 @@ def destination_rows(
             window = Window(cursor, high=up_to.value)
         with destination.open_reader(table.destination_name) as reader:
             return reader.count(window, live=live_rows(job, table))
-    finally:
-        destination.close()
 
 
 def live_rows(job: CopyJob, table: TableConfig) -> LiveRows | None:
