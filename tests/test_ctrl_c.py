@@ -3,6 +3,7 @@ status 130, no traceback from Dagster's processes, and the destination as it was
 
 import io
 import os
+import signal
 import sqlite3
 import sys
 import time
@@ -54,7 +55,14 @@ def test_ctrl_c_prints_one_line_and_leaves_the_destination(
     }
     shown = io.StringIO()
     terminal = pexpect.spawn(
-        str(BIN / "copyjob"), ["run", "big_copy"], env=env, encoding="utf-8", timeout=180
+        str(BIN / "copyjob"),
+        ["run", "big_copy"],
+        env=env,
+        encoding="utf-8",
+        timeout=180,
+        # As in a terminal: a suite started in the background (`cmd &` without job control)
+        # hands its processes an ignored SIGINT, and Ctrl-C would then do nothing at all.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     terminal.logfile_read = shown
     _wait_for(lake / "big.parquet.tmp", terminal)  # the table is being written
