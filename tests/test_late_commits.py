@@ -9,6 +9,7 @@ blocking session use a database of their own, which PostgreSQL's filter keeps to
 """
 
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -84,6 +85,12 @@ class Source:
         conn.exec_driver_sql(
             f"INSERT INTO {self.table} (payload, updated_at) VALUES ('late', {NOW[self.kind]})"
         )
+        if self.kind == "mariadb":
+            try:
+                _until_innodb_lists(conn)
+            except BaseException:
+                conn.close()
+                raise
         return conn
 
     def job(self, **table: Any) -> CopyJob:
@@ -145,6 +152,21 @@ def idle_transaction(source: Source) -> Iterator[tuple[int, datetime]]:
     finally:
         idle.rollback()
         idle.close()
+
+
+def _until_innodb_lists(conn: sa.Connection) -> None:
+    """MariaDB's INNODB_TRX is a cache, refreshed only when it has not been read for 0.1 s: a
+    transaction begun since (another test's copy may have just read it) is not listed yet. Wait
+    until this one is, reading less often than that, so that the copy names it."""
+    listed = sa.text(
+        "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = :id"
+    )
+    thread = conn.exec_driver_sql("SELECT CONNECTION_ID()").scalar_one()
+    deadline = time.monotonic() + 10
+    with conn.engine.connect() as watcher:
+        while not watcher.execute(listed, {"id": thread}).scalar_one():
+            assert time.monotonic() < deadline, "the late transaction never reached INNODB_TRX"
+            time.sleep(0.15)
 
 
 def lost_and_duplicated(source: Source) -> tuple[int, int]:
