@@ -112,18 +112,20 @@ def _remove_rows(path: Path, rows: pa.Table) -> None:
     parquet = pq.ParquetFile(path)
     if not set(rows.column_names) <= set(parquet.schema_arrow.names):
         return
-
-    def kept(batch: pa.RecordBatch) -> pa.RecordBatch:
-        positions = pa.Table.from_batches([batch.select(rows.column_names)]).append_column(
-            ROW, pa.array(np.arange(batch.num_rows))
-        )
-        matched = positions.join(rows, keys=rows.column_names, join_type="left semi")
-        return batch.filter(pc.invert(_mask(batch.num_rows, matched.column(ROW))))
-
-    if all(kept(b).num_rows == b.num_rows for b in parquet.iter_batches()):
+    if all(without_rows(b, rows).num_rows == b.num_rows for b in parquet.iter_batches()):
         return
-    remaining = (kept(b) for b in pq.ParquetFile(path).iter_batches())
+    remaining = (without_rows(b, rows) for b in pq.ParquetFile(path).iter_batches())
     parquet_files.write_file(path, parquet.schema_arrow, remaining)
+
+
+def without_rows(batch: pa.RecordBatch, rows: pa.Table) -> pa.RecordBatch:
+    """`batch` without the rows whose `rows.column_names` values are among `rows`, compared
+    exactly (a semi-join, not Python equality)."""
+    positions = pa.Table.from_batches([batch.select(rows.column_names)]).append_column(
+        ROW, pa.array(np.arange(batch.num_rows))
+    )
+    matched = positions.join(rows, keys=rows.column_names, join_type="left semi")
+    return batch.filter(pc.invert(_mask(batch.num_rows, matched.column(ROW))))
 
 
 def _close_versions(

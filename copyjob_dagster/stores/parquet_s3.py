@@ -23,9 +23,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pyarrow import fs
@@ -48,6 +46,7 @@ from copyjob_dagster.stores.object_storage import (
     s3_filesystem,
     scrubbed,
 )
+from copyjob_dagster.stores.parquet_changes import without_rows
 from copyjob_dagster.stores.parquet_files import (
     DICTIONARY_PAGE_BYTES,
     INITIAL_PART,
@@ -232,7 +231,7 @@ class S3FolderStore(FolderStore):
                 if seen:
                     written = pa.Table.from_batches(seen)
                     for path in older:
-                        self._rewrite(path, identity, lambda b: _without(b, written))
+                        self._rewrite(path, identity, lambda b: without_rows(b, written))
             else:
                 rewritten = window if window.backfill else dataclasses.replace(window, high=None)
                 outside = ~window_expression(rewritten)
@@ -322,15 +321,3 @@ class S3FolderStore(FolderStore):
             raise self._error(
                 f"{self.role} {where}: {doing} failed: {scrubbed(str(exc).strip())}"
             ) from None
-
-
-def _without(batch: pa.RecordBatch, rows: pa.Table) -> pa.RecordBatch:
-    """The batch without the rows whose `rows.column_names` values are among `rows`."""
-    names = rows.column_names
-    positions = pa.Table.from_batches([batch.select(names)]).append_column(
-        "_copyjob_row", pa.array(np.arange(batch.num_rows))
-    )
-    matched = positions.join(rows, keys=names, join_type="left semi").column("_copyjob_row")
-    mask = np.zeros(batch.num_rows, dtype=bool)
-    mask[np.asarray(matched)] = True
-    return batch.filter(pc.invert(pa.array(mask)))
