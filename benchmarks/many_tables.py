@@ -31,6 +31,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -103,6 +105,25 @@ def main() -> None:
         drop_instance_databases()
     if args.json:
         args.json.write_text(json.dumps([asdict(f) for f in results], indent=2))
+
+
+@contextmanager
+def scratch_databases(prefix: str) -> Iterator[tuple[sa.URL, sa.URL]]:
+    """A source and a target database of their own on PG_URL's server, dropped at the end."""
+    tag = uuid.uuid4().hex[:8]
+    names = (f"{prefix}_src_{tag}", f"{prefix}_dst_{tag}")
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for database in names:
+            conn.execute(sa.text(f"CREATE DATABASE {database}"))
+    try:
+        url = sa.engine.make_url(PG_URL)
+        yield url.set(database=names[0]), url.set(database=names[1])
+    finally:
+        with admin.connect() as conn:
+            for database in names:
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        admin.dispose()
 
 
 def _fill(url: sa.URL, tables: int, rows: int) -> None:

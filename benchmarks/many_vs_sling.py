@@ -37,7 +37,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +45,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402 - benchmarks/ is not a package
-from many_tables import PG_URL, PROJECT, _fill, _loadavg  # noqa: E402
+from many_tables import PROJECT, _fill, _loadavg, scratch_databases  # noqa: E402
 from measure import _tree as process_tree  # noqa: E402
 from ways import SLING  # noqa: E402
 
@@ -84,25 +83,12 @@ def main() -> None:
     args = parser.parse_args()
     _commit()  # now, before the code can change under a long run
     peers.ensure()
-    tag = uuid.uuid4().hex[:8]
-    source_db, target_db = f"cj_many_src_{tag}", f"cj_many_dst_{tag}"
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        for database in (source_db, target_db):
-            conn.execute(sa.text(f"CREATE DATABASE {database}"))
-    try:
-        source = sa.engine.make_url(PG_URL).set(database=source_db)
-        target = sa.engine.make_url(PG_URL).set(database=target_db)
+    with scratch_databases("cj_many") as (source, target):
         _fill(source, args.tables, args.rows)
         with sa.create_engine(target).begin() as conn:
             conn.execute(sa.text("CREATE SCHEMA copyjob; CREATE SCHEMA sling"))
         with tempfile.TemporaryDirectory(prefix="copyjob_vs_sling_") as scratch:
             rows = _measure_all(Path(scratch), source, target, args)
-    finally:
-        with admin.connect() as conn:
-            for database in (source_db, target_db):
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-        admin.dispose()
     text = _table(rows, args)
     print(text)
     args.out.write_text(text)

@@ -24,13 +24,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from many_tables import PG_URL, PROJECT, _fill, _loadavg  # noqa: E402
+from many_tables import PROJECT, _fill, _loadavg, scratch_databases  # noqa: E402
 
 COPYJOB = Path(sys.executable).parent / "copyjob"
 
@@ -43,23 +42,10 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=None, help="max_parallel_tables")
     parser.add_argument("--wrap", default="", help="a command to run each no-op run under")
     args = parser.parse_args()
-    tag = uuid.uuid4().hex[:8]
-    source_db, target_db = f"cj_noop_src_{tag}", f"cj_noop_dst_{tag}"
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        for database in (source_db, target_db):
-            conn.execute(sa.text(f"CREATE DATABASE {database}"))
-    try:
-        source = sa.engine.make_url(PG_URL).set(database=source_db)
-        target = sa.engine.make_url(PG_URL).set(database=target_db)
+    with scratch_databases("cj_noop") as (source, target):
         _fill(source, args.tables, args.rows)
         with tempfile.TemporaryDirectory(prefix="copyjob_noop_") as scratch:
             _measure(Path(scratch), source, target, args)
-    finally:
-        with admin.connect() as conn:
-            for database in (source_db, target_db):
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-        admin.dispose()
 
 
 def _measure(root: Path, source: sa.URL, target: sa.URL, args: argparse.Namespace) -> None:

@@ -20,13 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from many_tables import PG_URL, PROJECT, _fill, _loadavg  # noqa: E402
+from many_tables import PROJECT, _fill, _loadavg, scratch_databases  # noqa: E402
 
 COPYJOB = Path(sys.executable).parent / "copyjob"
 IMPORT = [sys.executable, "-c", "import dagster, copyjob_dagster.definitions"]
@@ -37,23 +36,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    tag = uuid.uuid4().hex[:8]
-    source_db, target_db = f"cj_one_src_{tag}", f"cj_one_dst_{tag}"
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        for database in (source_db, target_db):
-            conn.execute(sa.text(f"CREATE DATABASE {database}"))
-    try:
-        source = sa.engine.make_url(PG_URL).set(database=source_db)
-        target = sa.engine.make_url(PG_URL).set(database=target_db)
+    with scratch_databases("cj_one") as (source, target):
         _fill(source, 1, args.rows)
         with tempfile.TemporaryDirectory(prefix="copyjob_one_") as scratch:
             _measure(Path(scratch), source, target, args)
-    finally:
-        with admin.connect() as conn:
-            for database in (source_db, target_db):
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-        admin.dispose()
 
 
 def _measure(root: Path, source: sa.URL, target: sa.URL, args: argparse.Namespace) -> None:
