@@ -10,16 +10,18 @@ fits 32 bits (the binlog's own header field is 32 bits), and the number is the f
 suffix (`binlog.000042` is 42), so positions of different files compare in log order. The text
 form, as recorded, is the file name and the offset: `binlog.000042:1234`.
 
-Why the first copy and the changes fit together (`snapshot`): in MariaDB,
-`START TRANSACTION WITH CONSISTENT SNAPSHOT` takes the InnoDB read view and the binlog position
-under the same lock that orders commits (LOCK_commit_ordered: MariaDB commits transactions to
-InnoDB in the order it writes them to the binlog), and reports that position in the session's
-status variables `binlog_snapshot_file` and `binlog_snapshot_position`. So the snapshot sees
-exactly the transactions written to the binlog before that position, and none after it: the
-copy plus the changes from that position hold every row once, without FLUSH TABLES WITH READ
-LOCK. (MySQL has no such status variables; its source is refused, see `problems`.) The tests
-check the visible half of this: a transaction committed after the snapshot began is neither in
-the snapshot nor before its position.
+Why the first copy and the changes fit together (`snapshot`): MariaDB's group commit has engines
+and the binary log commit in one order (the storage engine API's `commit_ordered` step), and
+`START TRANSACTION WITH CONSISTENT SNAPSHOT`, at REPEATABLE READ, takes the InnoDB read view and
+a binlog position at one point of that order, reported in the session's status variables
+`binlog_snapshot_file` and `binlog_snapshot_position` (MariaDB's knowledge base: "Enhancements
+for START TRANSACTION WITH CONSISTENT SNAPSHOT"; mysqldump --single-transaction --master-data
+relies on it to do without FLUSH TABLES WITH READ LOCK). So the snapshot sees exactly the
+transactions written to the binlog before that position, and none after it: the copy plus the
+changes from that position hold every row once. (MySQL has no such variables; its source is
+refused, see `problems`.) The tests check the visible half: a transaction committed after the
+snapshot began is neither in the snapshot nor before its position, and the position does not
+move with it.
 
 Reading (`events`): a non-blocking binlog dump (`mysql-replication`) from the position, stopped
 at the first event that ends past `upto`, the binlog's end when the run started. MariaDB

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymysqlreplication.constants import FIELD_TYPE
-from pymysqlreplication.event import QueryEvent, XidEvent
+from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, QueryEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from copyjob_dagster.errors import SchemaError, SourceError
@@ -69,7 +69,9 @@ def transactions(
     changes: list[RowChange | TruncateTable] = []
     open_ = False
     for event, at in events:
-        if isinstance(event, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
+        if isinstance(event, MariadbGtidEvent | GtidEvent):
+            open_ = True
+        elif isinstance(event, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
             if (event.schema, event.table) == (database, table):
                 changes.extend(_row_changes(event))
                 open_ = True
@@ -94,9 +96,9 @@ def transactions(
                     )
                 yield Transaction(at, changes)
                 changes, open_ = [], False
-    if open_:
+    if open_:  # `upto` was not between two transactions: better stop than apply a part
         raise SourceError(
-            f"table {table!r}: the binlog ended inside a transaction; nothing was applied"
+            f"table {table!r}: the binlog read ended inside a transaction; nothing was applied"
         )
 
 
