@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pyarrow.dataset as ds
 import pymysql
 import pytest
 import sqlalchemy as sa
@@ -31,6 +32,7 @@ from copyjob_dagster.engine.cdc import cdc_problems, change_stream
 from copyjob_dagster.errors import SchemaError, SourceError
 from copyjob_dagster.stores import open_source
 from copyjob_dagster.stores.binlog import parse_position
+from copyjob_dagster.stores.change_apply import OPERATION, POSITION
 
 ITEMS = (
     "CREATE TABLE items (id int PRIMARY KEY, name varchar(40), amount decimal(12,3), "
@@ -128,6 +130,23 @@ def test_postgresql_destination(
         assert normal(pg.destination_rows("copy", ALL.replace("doc", "doc::text"))) == wanted
     finally:
         pg.close()
+
+
+def test_parquet_folder_gets_a_change_log(server: PrivateMariaDB, tmp_path: Path) -> None:
+    log = BinlogCase(server, tmp_path, destination=str(tmp_path / "lake"))
+    try:
+        log.sql(ITEMS, FILL.format(n=5))
+        snapshot = log.run()
+        log.sql("UPDATE items SET name = 'x' WHERE id = 1", "DELETE FROM items WHERE id = 2")
+        changed = log.run()
+        changes = ds.dataset(tmp_path / "lake" / "items_changes").to_table().to_pylist()
+        assert [(c["id"], c["name"], c[OPERATION]) for c in changes] == [
+            (1, "x", "update"),
+            (2, "n2", "delete"),  # a delete carries the whole old row
+        ]
+        assert snapshot.position < changes[0][POSITION] < changes[1][POSITION] <= changed.position
+    finally:
+        log.close()
 
 
 def test_snapshot_stands_at_its_binlog_position(case: BinlogCase) -> None:
@@ -324,7 +343,8 @@ def test_dagster_records_the_position_and_the_cli_shows_it(
         assert done.exit_code == 0, done.output
         return json.loads(done.output)[0]
 
-    assert (plan()["mode"], plan()["load"]) == ("cdc", "snapshot")
+    planned = plan()
+    assert (planned["mode"], planned["load"]) == ("cdc", "snapshot")
     assets = [*build_source_specs([job]), *build_copy_assets([job])]
     key = dg.AssetKey([job.name, "items"])
     with dg.DagsterInstance.from_config(str(home)) as instance:
