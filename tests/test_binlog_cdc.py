@@ -234,6 +234,21 @@ def test_column_added_while_changes_flow(case: BinlogCase) -> None:
     same(case, "id, name, note, flag")
 
 
+def test_xa_transactions_are_refused_when_they_change_the_table(case: BinlogCase) -> None:
+    case.sql("CREATE TABLE other (id int PRIMARY KEY)")
+    case.run()
+
+    def xa(name: str, insert: str) -> None:
+        case.sql(f"XA START '{name}'", insert, f"XA END '{name}'", f"XA PREPARE '{name}'",
+                 f"XA COMMIT '{name}'")  # fmt: skip
+
+    xa("a", "INSERT INTO other VALUES (1)")
+    assert case.run().transactions == 0  # another table's: passed over
+    xa("b", "INSERT INTO items (id) VALUES (1000)")
+    with pytest.raises(SourceError, match="an XA transaction changed the table"):
+        case.run()
+
+
 def test_a_rerun_from_the_recorded_position_changes_nothing_twice(case: BinlogCase) -> None:
     """The destination committed, the position was not recorded: the same changes again."""
     case.run()

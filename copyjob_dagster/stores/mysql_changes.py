@@ -24,7 +24,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymysqlreplication.constants import FIELD_TYPE
-from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, QueryEvent, XidEvent
+from pymysqlreplication.event import (
+    GtidEvent,
+    MariadbGtidEvent,
+    QueryEvent,
+    XAPrepareEvent,
+    XidEvent,
+)
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from copyjob_dagster.errors import SchemaError, SourceError
@@ -35,7 +41,7 @@ _ALTER = re.compile(
     rf"^\s*ALTER\s+(?:ONLINE\s+|IGNORE\s+)*TABLE\s+({_NAME})(?:\s*\.\s*({_NAME}))?", re.I
 )
 _FILLS = re.compile(r"\bADD\b.*(\bNOT\s+NULL\b|\bDEFAULT\s+(?!NULL\b))", re.I | re.S)
-_IGNORED_QUERIES = ("BEGIN", "SAVEPOINT", "ROLLBACK TO", "RELEASE SAVEPOINT", "XA ")
+_IGNORED_QUERIES = ("BEGIN", "SAVEPOINT", "ROLLBACK TO", "RELEASE SAVEPOINT", "XA START", "XA END")
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,19 @@ def transactions(
     open_ = False
     for event, at in events:
         if isinstance(event, MariadbGtidEvent | GtidEvent):
+            if changes:
+                raise SourceError(
+                    f"table {table!r}: a binlog transaction has no end; nothing applied"
+                )
             open_ = True
+        elif isinstance(event, XAPrepareEvent):  # a prepared XA transaction's part ends
+            if changes:
+                raise SourceError(
+                    f"table {table!r}: an XA transaction changed the table, which mode: cdc "
+                    f"does not follow yet; nothing was applied"
+                )
+            yield Transaction(at, changes)
+            open_ = False
         elif isinstance(event, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
             if (event.schema, event.table) == (database, table):
                 changes.extend(_row_changes(event))
