@@ -65,7 +65,8 @@ class PrivateMariaDB:
             connection.close()
 
 
-def start() -> PrivateMariaDB:
+def start(settings: tuple[str, ...] = ()) -> PrivateMariaDB:
+    """`settings`: more server options (`--innodb-buffer-pool-size=1G`), after the defaults."""
     installer = shutil.which("mariadb-install-db")
     if installer is None or not os.path.exists(SERVER):
         raise Unavailable(f"no mariadb-install-db or {SERVER} here")
@@ -89,7 +90,7 @@ def start() -> PrivateMariaDB:
          f"--port={port}", "--bind-address=127.0.0.1", f"--log-bin={data / 'binlog'}",
          "--binlog-format=ROW", "--binlog-row-image=FULL", "--binlog-row-metadata=FULL",
          "--server-id=1", "--character-set-server=utf8mb4", f"--pid-file={folder / 'pid'}",
-         f"--log-error={folder / 'error.log'}", *user, *common],
+         f"--log-error={folder / 'error.log'}", *user, *common, *settings],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     server = PrivateMariaDB(folder, port, process)

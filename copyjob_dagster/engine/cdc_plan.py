@@ -49,12 +49,13 @@ def plan_cdc(job: CopyJob, table: TableConfig, position: int | None) -> TablePla
     else:
         load = "changes"
     found = replace(found, load=load, retained_wal_bytes=state.retained_bytes if state else None)
-    too_far = state is not None and state.retained_bytes > table.max_retained_wal_mb * 1024 * 1024
+    retained = state.retained_bytes if state is not None else 0
+    too_far = retained > table.max_retained_wal_mb * 1024 * 1024
     if binlog and too_far:
         found = replace(
             found,
             problems=[
-                f"the recorded binlog position is {state.retained_bytes:,} bytes behind, past "  # type: ignore[union-attr]
+                f"the recorded binlog position is {retained:,} bytes behind, past "
                 f"max_retained_wal_mb ({table.max_retained_wal_mb:g}): run the table"
             ],
         )
@@ -62,7 +63,7 @@ def plan_cdc(job: CopyJob, table: TableConfig, position: int | None) -> TablePla
         found = replace(
             found,
             problems=[
-                f"slot {slot_name(job, table)} holds back {state.retained_bytes:,} bytes of "
+                f"slot {slot_name(job, table)} holds back {retained:,} bytes of "
                 f"WAL, past max_retained_wal_mb ({table.max_retained_wal_mb:g}): run the table, "
                 f"or drop the slot (copyjob cdc drop {job.name} {table.destination_name})"
             ],
