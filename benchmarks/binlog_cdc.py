@@ -76,7 +76,7 @@ def main() -> None:
     def sql(*statements: str) -> None:
         with engine.connect() as conn:
             for statement in statements:
-                conn.exec_driver_sql(statement)
+                conn.execute(sa.text(statement))
 
     destination = sa.create_engine(DESTINATION, isolation_level="AUTOCOMMIT")
     with destination.connect() as conn:
