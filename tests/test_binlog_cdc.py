@@ -132,6 +132,21 @@ def test_postgresql_destination(
         pg.close()
 
 
+def test_mariadb_destination(server: PrivateMariaDB, tmp_path: Path, mysql_url: str) -> None:
+    maria = BinlogCase(server, tmp_path, destination=mysql_url)
+    try:
+        maria.sql(ITEMS, FILL.format(n=10))
+        maria.run()
+        maria.sql(
+            "UPDATE items SET name = 'x', amount = 9.99, tags = 'y' WHERE id = 3",
+            "DELETE FROM items WHERE id = 4",
+        )
+        maria.run()
+        same(maria)
+    finally:
+        maria.close()
+
+
 def test_parquet_folder_gets_a_change_log(server: PrivateMariaDB, tmp_path: Path) -> None:
     log = BinlogCase(server, tmp_path, destination=str(tmp_path / "lake"))
     try:
