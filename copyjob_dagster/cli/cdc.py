@@ -31,6 +31,12 @@ def drop(job_name: str, table: str | None) -> None:
         tables = [known.get(table) or TableConfig(name=table)]
     if not capabilities_of(job.source).change_stream:
         raise CopyJobError(f"job {job.name!r}: its source has no replication slots")
+    if capabilities_of(job.source).binlog:
+        click.echo(
+            f"job {job.name}: nothing to drop: MariaDB's binlog has no slots (the server keeps "
+            f"its binlog by binlog_expire_logs_seconds, whoever reads it)"
+        )
+        return
     for chosen in tables:
         name = slot_name(job, chosen)
         if drop_slot(job, chosen):

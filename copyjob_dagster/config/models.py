@@ -115,7 +115,10 @@ class TableConfig(StrictModel):
         None, description="cdc: this table follows the source's change log (default: the job's)"
     )
     max_retained_wal_mb: float = Field(
-        1024, gt=0, description="mode: cdc: warn when the slot holds back more WAL than this"
+        1024,
+        gt=0,
+        description="mode: cdc: warn when the slot holds back more WAL than this (MariaDB: "
+        "when the recorded position is more binlog than this behind)",
     )
 
     @property

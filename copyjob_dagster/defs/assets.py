@@ -161,7 +161,7 @@ def _table_work(
                 if checks.OPEN_TRANSACTIONS in selected:
                     yield _of(key, checks.open_transactions(latest))
                 if cdc.SLOT_CHECK in selected:
-                    yield _of(key, cdc.live_slot_check(job, table))
+                    yield _of(key, cdc.live_slot_check(job, table, latest))
                 return
             if operation:
                 yield operations.operation_event(
@@ -233,7 +233,7 @@ def _cdc_work(
                 context.instance, key, latest, result.copy.rows_read, result.copy.rows_written
             )
         )
-        check = _of(key, cdc.slot_check(table, result.retained_bytes))
+        check = _of(key, cdc.slot_check(table, result.retained_bytes, cdc.reads_binlog(job)))
         return dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=[check])
 
     yield from cdc.run_cdc(job, table, latest, full_refresh, progress, record)

@@ -15,7 +15,9 @@ import dagster as dg
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.engine.cdc import CdcResult, capture_changes, confirm_position, slot_state
 from copyjob_dagster.errors import CopyJobError
-from copyjob_dagster.stores.pgoutput import lsn_text, lsn_value
+from copyjob_dagster.stores import capabilities_of
+from copyjob_dagster.stores.binlog import parse_position
+from copyjob_dagster.stores.pgoutput import lsn_value
 
 POSITION = "copyjob/cdc_position"
 POSITION_BEFORE = "copyjob/cdc_position_before"
@@ -32,7 +34,7 @@ def cdc_metadata(result: CdcResult) -> dict[str, dg.MetadataValue]:
     metadata = {
         POSITION: dg.MetadataValue.text(result.position_text),
         POSITION_BEFORE: dg.MetadataValue.text(
-            lsn_text(result.position_before)
+            result.text_of(result.position_before)
             if result.position_before is not None
             else "(none: initial snapshot)"
         ),
@@ -47,15 +49,23 @@ def cdc_metadata(result: CdcResult) -> dict[str, dg.MetadataValue]:
     return metadata
 
 
+def reads_binlog(job: CopyJob) -> bool:
+    """Whether the job's changes come from MariaDB's binlog (no slot; file and offset)."""
+    return capabilities_of(job.source).binlog
+
+
 def position_from_metadata(metadata: Mapping[str, Any] | None) -> int | None:
     """The position a materialization recorded, or None (none yet: the next run snapshots)."""
     if not metadata or POSITION not in metadata:
         return None
     text = str(metadata[POSITION].value)
     try:
-        return lsn_value(text)
+        return parse_position(text) if ":" in text else lsn_value(text)
     except ValueError:
-        raise CopyJobError(f"recorded position {text!r} is not an LSN (like 0/16B3748)") from None
+        raise CopyJobError(
+            f"recorded position {text!r} is not an LSN (like 0/16B3748) nor a binlog position "
+            f"(like binlog.000042:1234)"
+        ) from None
 
 
 def run_cdc(
@@ -78,36 +88,55 @@ def check_spec(job: CopyJob, table: TableConfig, key: dg.AssetKey) -> dg.AssetCh
         SLOT_CHECK,
         asset=key,
         description=f"The table's replication slot holds back at most "
-        f"{table.max_retained_wal_mb:g} MB of WAL at the source.",
+        f"{table.max_retained_wal_mb:g} MB of WAL at the source (for a MariaDB source: the "
+        f"recorded binlog position is at most that far behind).",
     )
 
 
-def slot_check(table: TableConfig, retained: int | None) -> dg.AssetCheckResult:
-    """Warn past the table's threshold, or when there is no slot."""
+def slot_check(
+    table: TableConfig, retained: int | None, binlog: bool = False
+) -> dg.AssetCheckResult:
+    """Warn past the table's threshold, or when there is no slot (no position, for a MariaDB
+    source: there `retained` is how far the recorded position is behind the binlog's end)."""
     if retained is None:
         return dg.AssetCheckResult(
             check_name=SLOT_CHECK,
             passed=False,
             severity=dg.AssetCheckSeverity.WARN,
-            description="the table has no replication slot (its next run takes a new snapshot)",
+            description=(
+                "the table has no recorded binlog position (its next run takes a snapshot)"
+                if binlog
+                else "the table has no replication slot (its next run takes a new snapshot)"
+            ),
         )
     limit = table.max_retained_wal_mb * 1024 * 1024
     megabytes = retained / (1024 * 1024)
     passed = retained <= limit
+    held = (
+        f"the recorded position is {megabytes:,.1f} MB of binlog behind"
+        if binlog
+        else f"the slot holds back {megabytes:,.1f} MB of WAL"
+    )
+    fix = "run the table" if binlog else "run the table, or drop its slot (copyjob cdc drop)"
     return dg.AssetCheckResult(
         check_name=SLOT_CHECK,
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
-        description=f"the slot holds back {megabytes:,.1f} MB of WAL"
+        description=held
         + ("" if passed else f", past max_retained_wal_mb ({table.max_retained_wal_mb:g})")
-        + ("" if passed else ": run the table, or drop its slot (copyjob cdc drop)"),
+        + ("" if passed else f": {fix}"),
         metadata={RETAINED_WAL_BYTES: retained},
     )
 
 
-def live_slot_check(job: CopyJob, table: TableConfig) -> dg.AssetCheckResult:
+def live_slot_check(
+    job: CopyJob, table: TableConfig, latest: Mapping[str, Any] | None = None
+) -> dg.AssetCheckResult:
+    """The check now (`latest`: the last materialization's metadata, for a binlog position)."""
+    binlog = reads_binlog(job)
     try:
-        state = slot_state(job, table)
+        position = position_from_metadata(latest) if binlog else None
+        state = slot_state(job, table, position)
     except CopyJobError as exc:
         return dg.AssetCheckResult(
             check_name=SLOT_CHECK,
@@ -115,4 +144,4 @@ def live_slot_check(job: CopyJob, table: TableConfig) -> dg.AssetCheckResult:
             severity=dg.AssetCheckSeverity.WARN,
             description=f"could not read the slot: {exc}",
         )
-    return slot_check(table, state.retained_bytes if state else None)
+    return slot_check(table, state.retained_bytes if state else None, binlog)

@@ -77,12 +77,15 @@ def _watermark(instance: dg.DagsterInstance, job: CopyJob, table: TableConfig) -
 
 
 def _position(instance: dg.DagsterInstance, job: CopyJob, table: TableConfig) -> str | None:
-    """A `mode: cdc` table's position, and the WAL its slot held back after the last run."""
+    """A `mode: cdc` table's position, and the WAL its slot held back after the last run (for
+    a MariaDB source: how far the position was behind the binlog's end)."""
     metadata = latest_metadata(instance, naming.asset_key(job, table))
     if not metadata or cdc.POSITION not in metadata:
         return None
-    text = f"LSN {metadata[cdc.POSITION].value}"
+    binlog = cdc.reads_binlog(job)
+    text = f"{'binlog' if binlog else 'LSN'} {metadata[cdc.POSITION].value}"
     retained = metadata.get(cdc.RETAINED_WAL_BYTES)
     if retained is not None:
-        text += f" (slot held {int(retained.value):,} bytes of WAL)"
+        held = "bytes of binlog behind" if binlog else "bytes of WAL"
+        text += f" ({'' if binlog else 'slot held '}{int(retained.value):,} {held})"
     return text

@@ -29,6 +29,8 @@ from copyjob_dagster.engine.planning import CopyPlan, plan_copy
 from copyjob_dagster.engine.rows import ProgressCallback, renamed
 from copyjob_dagster.errors import SchemaError, SourceError
 from copyjob_dagster.stores import Destination, Source, open_destination, open_source
+from copyjob_dagster.stores.binlog import BinlogChangeStream, BinlogState
+from copyjob_dagster.stores.binlog import position_text as binlog_text
 from copyjob_dagster.stores.change_apply import UNSENT, ChangeCounts
 from copyjob_dagster.stores.pg_changes import PostgresChangeStream, SlotState, text_converter
 from copyjob_dagster.stores.pgoutput import (
@@ -59,7 +61,11 @@ class CdcResult:
 
     @property
     def position_text(self) -> str:
-        return lsn_text(self.position)
+        return self.text_of(self.position)
+
+    def text_of(self, position: int) -> str:
+        """A position as recorded (an LSN here; binlog file and offset for MariaDB)."""
+        return lsn_text(position)
 
 
 def slot_name(job: CopyJob, table: TableConfig) -> str:
@@ -74,11 +80,14 @@ def slot_name(job: CopyJob, table: TableConfig) -> str:
     return name
 
 
-def change_stream(source: Source, job: CopyJob, table: TableConfig) -> PostgresChangeStream:
+def change_stream(
+    source: Source, job: CopyJob, table: TableConfig
+) -> PostgresChangeStream | BinlogChangeStream:
     if not source.capabilities.change_stream:
         raise SourceError(
             f"job {job.name!r}, table {table.name!r}: source {source.display_url} has no "
-            f"change stream (mode: cdc reads PostgreSQL's logical replication)"
+            f"change stream (mode: cdc reads PostgreSQL's logical replication or MariaDB's "
+            f"binlog)"
         )
     return source.change_stream(table.name, slot_name(job, table))  # type: ignore[attr-defined]
 
@@ -111,6 +120,12 @@ def capture_changes(
     destination = open_destination(job.destination)
     try:
         stream = change_stream(source, job, table)
+        if isinstance(stream, BinlogChangeStream):
+            from copyjob_dagster.engine import binlog_cdc  # it builds on this module
+
+            return binlog_cdc.capture(
+                job, table, stream, source, destination, position, full_refresh, progress
+            )
         stream.check()
         plan = plan_copy(job, table, source.describe(table.name))
         if not plan.primary_key:
@@ -146,10 +161,28 @@ def confirm_position(job: CopyJob, table: TableConfig, position: int) -> None:
         source.close()
 
 
-def slot_state(job: CopyJob, table: TableConfig) -> SlotState | None:
+def slot_state(
+    job: CopyJob, table: TableConfig, position: int | None = None
+) -> SlotState | BinlogState | None:
+    """The slot's state; for a MariaDB source, how far behind the binlog `position` is."""
     source = open_source(job.source)
     try:
-        return change_stream(source, job, table).state()
+        stream = change_stream(source, job, table)
+        if isinstance(stream, BinlogChangeStream):
+            return stream.state(position)
+        return stream.state()
+    finally:
+        source.close()
+
+
+def position_text(job: CopyJob, table: TableConfig, position: int) -> str:
+    """`position` as a run records it (the binlog's file name comes from the server)."""
+    source = open_source(job.source)
+    try:
+        stream = change_stream(source, job, table)
+        if isinstance(stream, BinlogChangeStream):
+            return binlog_text(position, stream.base())
+        return lsn_text(position)
     finally:
         source.close()
 

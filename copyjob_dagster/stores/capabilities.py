@@ -28,6 +28,9 @@ class Capabilities:
     incremental copy needs no incremental column."""
     change_stream: bool = False
     """Streams committed changes from a log (PostgreSQL logical replication): `mode: cdc`."""
+    binlog: bool = False
+    """Its change stream is MariaDB's binlog: no slot holds the log back, and a position is a
+    binlog file and offset."""
     applies_changes: Literal["by_key", "log"] | None = "by_key"
     """How a `mode: cdc` destination takes changes: upserts and deletes by primary key in one
     transaction (`by_key`), or an append-only change log with each row's operation and position

@@ -23,6 +23,7 @@ from sqlalchemy.types import NullType, TypeEngine
 
 from copyjob_dagster.errors import DestinationError
 from copyjob_dagster.stores import identifiers, locking, mysqlload, snapshots, types
+from copyjob_dagster.stores.binlog import BinlogChangeStream
 from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.locking import lock_key, wait_for
@@ -45,7 +46,9 @@ log = logging.getLogger(__name__)
 class MySQLStore(SqlStore):
     """MySQL/MariaDB through PyMySQL."""
 
-    capabilities = Capabilities(split_reads=True, open_transactions=True)
+    capabilities = Capabilities(
+        split_reads=True, open_transactions=True, change_stream=True, binlog=True
+    )
     transactional_ddl = False
 
     def __init__(
@@ -121,6 +124,9 @@ class MySQLStore(SqlStore):
         if isinstance(column.type, mysql.FLOAT):
             # MySQL prints a FLOAT with six significant digits; as a DOUBLE it is exact.
             return sa.cast(column, sa.Double()).label(column.name)
+        if isinstance(column.type, mysql.SET):
+            # PyMySQL makes a SET a Python set (no order); as text: 'a,c', in defined order.
+            return sa.cast(column, sa.CHAR).label(column.name)
         if isinstance(column.type, mysql.TIME):
             # The driver's timedelta; SQLAlchemy would make it a time of day.
             return sa.type_coerce(column, NullType()).label(column.name)
@@ -228,6 +234,10 @@ class MySQLStore(SqlStore):
     def open_transactions(self) -> OpenTransactions:
         """The floor under late commits, read before a snapshot (see `open_transactions`)."""
         return read_open_transactions(self, mysql_open_transactions)
+
+    def change_stream(self, table: str, name: str) -> BinlogChangeStream:
+        """The table's changes in the binlog (`name` names nothing at the server)."""
+        return BinlogChangeStream(self, table, name)
 
     def open_split(self, table: str, parts: int) -> AbstractContextManager[snapshots.Readers]:
         """Readers of one moment of the table, taken under a brief read lock (see `snapshots`)."""

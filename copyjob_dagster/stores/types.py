@@ -87,7 +87,7 @@ def _arrow_type(
     if isinstance(t, sa.JSON):
         return _tagged("jsonb" if isinstance(t, postgresql.JSONB) else "json")
     if isinstance(t, sa.String):
-        length = t.length if not isinstance(t, sa.Enum) else None
+        length = t.length if not isinstance(t, sa.Enum | mysql.SET) else None  # SET: 'a,b,c'
         return pa.string(), ({STRING_LENGTH: str(length).encode()} if length else None)
     if isinstance(t, _BINARY_TYPES):
         return pa.binary(), None

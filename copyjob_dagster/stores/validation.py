@@ -43,7 +43,7 @@ def store_problems(job: CopyJob) -> Iterator[FieldProblem]:
             yield FieldProblem(
                 ("tables", index, "mode"),
                 f"mode: cdc reads a change stream, which a {job.source.technology} source "
-                f"does not offer yet (PostgreSQL does); use mode: incremental",
+                f"does not offer yet (PostgreSQL and MariaDB do); use mode: incremental",
             )
         if job.is_cdc(table) and destination.applies_changes is None:
             yield FieldProblem(

@@ -1,0 +1,207 @@
+"""`mode: cdc` from MariaDB's binlog: a first copy tied to a binlog position, then the changes.
+
+The position (binlog file and offset) is recorded in the asset's metadata like a watermark,
+and nothing at the source holds the binlog for it. A run:
+
+1. With no position recorded (or `full_refresh`, or no destination table): copy the table in a
+   consistent snapshot and replace the destination table; the position is the snapshot's
+   binlog position (`stores.binlog` says why the two fit).
+2. Otherwise: refuse if the server has purged the position's file (the fix: a new snapshot);
+   read the binlog from the position up to its end at the run's start (`upto`, between two
+   transactions), and apply the table's changes, whole transactions, to the destination in one
+   transaction (the same `applying_changes` sink as PostgreSQL's changes); the new position is
+   `upto`.
+3. The caller records the position. A run killed before that reads the same changes again from
+   the old position, and applying them again leaves the same rows (each key ends as its last
+   change says: every change carries the whole row).
+"""
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from copyjob_dagster.config import CopyJob, TableConfig
+from copyjob_dagster.engine.cdc import PROGRESS_EVERY, CdcResult, _result_of_changes
+from copyjob_dagster.engine.copying import CopyResult, _result
+from copyjob_dagster.engine.planning import CopyPlan, plan_copy
+from copyjob_dagster.engine.rows import ProgressCallback, renamed
+from copyjob_dagster.errors import SchemaError
+from copyjob_dagster.stores import Destination, Source
+from copyjob_dagster.stores.binlog import BinlogChangeStream, position_text
+from copyjob_dagster.stores.change_apply import ChangeCounts
+from copyjob_dagster.stores.mysql_changes import Transaction, TruncateTable, transactions
+
+NO_SLOT = "(none: MariaDB binlog)"
+
+
+@dataclass(frozen=True)
+class BinlogCdcResult(CdcResult):
+    """A run's result, its positions written as binlog file and offset."""
+
+    base: str = "binlog"
+
+    def text_of(self, position: int) -> str:
+        return position_text(position, self.base)
+
+
+def capture(
+    job: CopyJob,
+    table: TableConfig,
+    stream: BinlogChangeStream,
+    source: Source,
+    destination: Destination,
+    position: int | None,
+    full_refresh: bool,
+    progress: ProgressCallback | None,
+) -> CdcResult:
+    """One `mode: cdc` run of one table of a MariaDB source (see the module's docstring)."""
+    stream.check()
+    plan = plan_copy(job, table, source.describe(table.name))
+    if not plan.primary_key:
+        raise SchemaError(
+            f"job {job.name!r}, table {table.name!r}: mode: cdc applies changes by primary "
+            f"key, and the table has none: add one at the source, or name primary_key:"
+        )
+    if full_refresh or position is None or destination.describe(plan.destination_table) is None:
+        copy, point = _snapshot(plan, stream, source, destination, progress)
+        return _binlog_result(copy, stream, position, point, ChangeCounts(), 0)
+    return _changes(plan, table, stream, source, destination, position, progress)
+
+
+def _snapshot(
+    plan: CopyPlan,
+    stream: BinlogChangeStream,
+    source: Source,
+    destination: Destination,
+    progress: ProgressCallback | None,
+) -> tuple[CopyResult, int]:
+    started = time.monotonic()
+    with (
+        stream.snapshot() as (begin, point),
+        source.open_reader(plan.source_table, begin) as reader,  # type: ignore[call-arg]
+    ):
+        at = point()
+        counted = {"rows": 0}
+
+        def rows() -> Iterator[pa.RecordBatch]:
+            batches = reader.batches(plan.source_columns, plan.batch_rows)
+            for batch in renamed(batches, plan.destination_schema):
+                counted["rows"] += batch.num_rows
+                if progress is not None:
+                    progress(counted["rows"], None, time.monotonic() - started)
+                yield batch
+
+        written = destination.replace(
+            plan.destination_table, plan.written_schema, plan.primary_key, rows()
+        )
+    copy = _result(plan, source, reader, destination, started, counted["rows"], written)
+    return copy, at
+
+
+def _changes(
+    plan: CopyPlan,
+    table: TableConfig,
+    stream: BinlogChangeStream,
+    source: Source,
+    destination: Destination,
+    position: int,
+    progress: ProgressCallback | None,
+) -> CdcResult:
+    started = time.monotonic()
+    stream.require_retained(position)
+    upto = stream.current()
+    counts, count, end = ChangeCounts(), 0, position
+    if upto > position:
+        existing = destination.describe(plan.destination_table)
+        have = set(existing.column_names) if existing else set()
+        schema = pa.schema([f for f in plan.written_schema if f.name in have])
+        with destination.applying_changes(  # type: ignore[attr-defined]
+            plan.destination_table, schema, plan.primary_key, position
+        ) as sink:
+            for field in plan.written_schema:
+                if field.name not in have:
+                    sink.add_column(field)
+            applier = _Applier(plan, table, source, sink, have | set(plan.written_schema.names))
+            found = transactions(stream.events(position, upto), stream.database, stream.table)
+            for transaction in found:
+                applier.take(transaction)
+                if progress is not None and applier.changes % PROGRESS_EVERY == 0:
+                    progress(applier.changes, None, time.monotonic() - started)
+            counts, count = sink.counts, applier.transactions
+        end = upto
+    copy = _result_of_changes(plan, source, destination, started, counts)
+    return _binlog_result(copy, stream, position, end, counts, count)
+
+
+def _binlog_result(
+    copy: CopyResult,
+    stream: BinlogChangeStream,
+    before: int | None,
+    position: int,
+    counts: ChangeCounts,
+    count: int,
+) -> BinlogCdcResult:
+    state = stream.state(position)
+    retained = state.retained_bytes if state is not None else None
+    return BinlogCdcResult(
+        copy, NO_SLOT, before, position, counts, count, retained, base=stream.base()
+    )
+
+
+class _Applier:
+    """Hands a transaction's changes to the sink, by destination column name."""
+
+    def __init__(
+        self, plan: CopyPlan, table: TableConfig, source: Source, sink: Any, have: set[str]
+    ) -> None:
+        self.plan, self.table, self.source, self.sink = plan, table, source, sink
+        self.have = have  # destination columns
+        self.names: dict[str, str | None] = {c.source: c.destination for c in plan.columns}
+        self.transactions = self.changes = 0
+
+    def take(self, transaction: Transaction) -> None:
+        for change in transaction.changes:
+            if isinstance(change, TruncateTable):
+                self.sink.truncate(transaction.end)
+                continue
+            row = self._row(change.row)
+            old_key = None
+            if change.old is not None:
+                old = self._row(change.old)
+                old_key = tuple(old.get(k) for k in self.plan.primary_key)
+            self.changes += 1
+            self.sink.change(change.operation, row, old_key, transaction.end)
+        if transaction.changes:
+            self.transactions += 1
+
+    def _row(self, values: dict[str, Any]) -> dict[str, Any]:
+        row = {}
+        for name, value in values.items():
+            destination = self.names[name] if name in self.names else self._new(name)
+            if destination:
+                row[destination] = value
+        return row
+
+    def _new(self, name: str) -> str | None:
+        """A column the plan did not know: added at the source since (copied unless the job
+        selects its columns)."""
+        if self.table.columns is not None:
+            self.names[name] = None
+            return None
+        destination = self.table.rename.get(name, name)
+        self.names[name] = destination
+        if destination not in self.have:
+            getattr(self.source, "_tables", {}).pop(self.plan.source_table, None)  # described anew
+            described = self.source.describe(self.plan.source_table).schema
+            if name not in described.names:
+                raise SchemaError(
+                    f"table {self.plan.source_table!r}: the binlog has a column {name!r} that "
+                    f"the table no longer has (added and dropped since): take a new snapshot "
+                    f"(--full-refresh)"
+                )
+            self.sink.add_column(described.field(name).with_name(destination))
+            self.have.add(destination)
+        return destination

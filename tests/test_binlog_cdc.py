@@ -1,0 +1,468 @@
+"""`mode: cdc` from MariaDB's binlog into SQLite and PostgreSQL: the first snapshot tied to a
+binlog position, changes by key over binlog files, the traps of a change log (TRUNCATE, a
+column added while changes flow, a transaction over two tables, a long transaction that commits
+after shorter ones), refusals that name the setting, and a purged position, with a private
+MariaDB (binlog on) started by the tests."""
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pyarrow.dataset as ds
+import pymysql
+import pytest
+import sqlalchemy as sa
+import tallies
+from binlog_support import BinlogCase, PrivateMariaDB, binlog_server
+from click.testing import CliRunner
+from conftest import make_dagster_home
+from pymysqlreplication import BinLogStreamReader
+
+from copyjob_dagster.cli import main
+from copyjob_dagster.defs import cdc
+from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
+from copyjob_dagster.engine import load_job
+from copyjob_dagster.engine.cdc import cdc_problems, change_stream
+from copyjob_dagster.errors import SchemaError, SourceError
+from copyjob_dagster.stores import open_source
+from copyjob_dagster.stores.binlog import parse_position
+from copyjob_dagster.stores.change_apply import OPERATION, POSITION
+
+ITEMS = (
+    "CREATE TABLE items (id int PRIMARY KEY, name varchar(40), amount decimal(12,3), "
+    "at datetime(6), doc json, raw blob, kind enum('a','b','c'), tags set('x','y','z'), "
+    "stamp timestamp(6) NULL)"
+)
+FILL = (
+    "INSERT INTO items SELECT seq, concat('n', seq), seq * 1.5, "
+    "'2024-01-01 00:00:00.000001' + INTERVAL seq HOUR, json_object('n', seq), "
+    "unhex(md5(seq)), 'a', 'x,z', '2024-01-01 00:00:00.5' + INTERVAL seq MINUTE FROM seq_1_to_{n}"
+)
+ALL = "id, name, amount, at, doc, raw, kind, tags, stamp"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[PrivateMariaDB]:
+    yield from binlog_server()
+
+
+@pytest.fixture
+def case(server: PrivateMariaDB, tmp_path: Path) -> Iterator[BinlogCase]:
+    made = BinlogCase(server, tmp_path)
+    made.sql(ITEMS, FILL.format(n=30))
+    yield made
+    made.close()
+
+
+def normal(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Values as text, decimals and JSON in one spelling, timestamps without a zone."""
+
+    def one(value: Any) -> Any:
+        if isinstance(value, Decimal | float):
+            return f"{Decimal(str(value)).normalize():f}"
+        if isinstance(value, str) and value.startswith("{"):
+            return json.dumps(json.loads(value), sort_keys=True)
+        if isinstance(value, str) and value[:4].isdigit():
+            with contextlib.suppress(ValueError):
+                value = datetime.fromisoformat(value)
+        if isinstance(value, datetime):
+            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+        return str(value) if value is not None else None
+
+    return [tuple(one(v) for v in row) for row in rows]
+
+
+def same(case: BinlogCase, columns: str = ALL, table: str = "items") -> None:
+    assert normal(case.destination_rows(table, columns)) == normal(case.source_rows(table, columns))
+
+
+def test_snapshot_then_changes_by_key_over_binlog_files(case: BinlogCase) -> None:
+    first = case.run()
+    assert first.copy.load == "full" and first.copy.rows_written == 30
+    assert first.position_before is None
+    same(case)
+    case.sql(
+        "INSERT INTO items (id, name, amount, doc, raw, kind, tags, stamp) VALUES "
+        "(100, 'new', 2.5, '{\"a\": [1, \"two\"]}', x'00ff', 'c', 'y,x', '2024-06-01 12:00:00')",
+        "UPDATE items SET name = 'changed', amount = amount + 1, tags = 'z' WHERE id <= 5",
+        "FLUSH BINARY LOGS",  # the changes go on in the next binlog file
+        "DELETE FROM items WHERE id BETWEEN 10 AND 12",
+        "UPDATE items SET id = 200 WHERE id = 20",  # a key that changes
+        # one transaction: insert, update and delete of the same key
+        "BEGIN",
+        "INSERT INTO items (id, name) VALUES (300, 'a')",
+        "UPDATE items SET name = 'b' WHERE id = 300",
+        "DELETE FROM items WHERE id = 300",
+        "COMMIT",
+    )
+    second = case.run()
+    assert second.position_before == first.position and second.position > first.position
+    assert (second.counts.deleted, second.transactions) == (5, 5)  # 10-12, 20, 300
+    same(case)
+    third = case.run()  # nothing new: nothing read
+    assert (third.transactions, third.counts.upserted, third.position) == (0, 0, second.position)
+    assert case.behind().retained_bytes == 0
+
+
+def test_postgresql_destination(
+    server: PrivateMariaDB, tmp_path: Path, pg_server: str, pg_schema: str
+) -> None:
+    pg = BinlogCase(
+        server, tmp_path, destination=pg_server, tables=[{"name": "items", "to": "copy"}]
+    )
+    pg.destination_schema = pg_schema
+    try:
+        pg.sql(ITEMS, FILL.format(n=20))
+        pg.run()
+        pg.sql(
+            "UPDATE items SET name = 'x', doc = '{\"b\": null}', kind = 'b' WHERE id = 3",
+            "DELETE FROM items WHERE id = 4",
+            "INSERT INTO items (id, at, stamp) VALUES (50, '2030-01-02 03:04:05.123456', NULL)",
+        )
+        pg.run()
+        wanted = normal(pg.source_rows(columns=ALL))
+        assert normal(pg.destination_rows("copy", ALL.replace("doc", "doc::text"))) == wanted
+    finally:
+        pg.close()
+
+
+def test_mariadb_destination(server: PrivateMariaDB, tmp_path: Path, mysql_url: str) -> None:
+    maria = BinlogCase(server, tmp_path, destination=mysql_url)
+    try:
+        maria.sql(ITEMS, FILL.format(n=10))
+        maria.run()
+        maria.sql(
+            "UPDATE items SET name = 'x', amount = 9.99, tags = 'y' WHERE id = 3",
+            "DELETE FROM items WHERE id = 4",
+        )
+        maria.run()
+        same(maria)
+    finally:
+        maria.close()
+
+
+def test_parquet_folder_gets_a_change_log(server: PrivateMariaDB, tmp_path: Path) -> None:
+    log = BinlogCase(server, tmp_path, destination=str(tmp_path / "lake"))
+    try:
+        log.sql(ITEMS, FILL.format(n=5))
+        snapshot = log.run()
+        log.sql("UPDATE items SET name = 'x' WHERE id = 1", "DELETE FROM items WHERE id = 2")
+        changed = log.run()
+        changes = ds.dataset(tmp_path / "lake" / "items_changes").to_table().to_pylist()
+        assert [(c["id"], c["name"], c[OPERATION]) for c in changes] == [
+            (1, "x", "update"),
+            (2, "n2", "delete"),  # a delete carries the whole old row
+        ]
+        assert snapshot.position < changes[0][POSITION] < changes[1][POSITION] <= changed.position
+    finally:
+        log.close()
+
+
+def test_snapshot_stands_at_its_binlog_position(case: BinlogCase) -> None:
+    """What the first copy relies on: a transaction committed after the snapshot began is
+    neither seen by the snapshot nor written before the position the snapshot reports."""
+    job = case.job()
+    source = open_source(job.source)
+    try:
+        stream = change_stream(source, job, job.tables[0])
+        with stream.snapshot() as (begin, point), source.engine.connect() as conn:
+            begin(conn)
+            at = point()
+            assert at == stream.current()  # nothing committed since
+            case.sql("INSERT INTO items (id, name) VALUES (900, 'after')")
+            assert point() == at and stream.current() > at
+            seen = conn.exec_driver_sql("SELECT count(*) FROM items WHERE id = 900").scalar()
+            assert seen == 0
+            conn.rollback()
+    finally:
+        source.close()
+
+
+def test_one_transaction_over_two_tables(server: PrivateMariaDB, tmp_path: Path) -> None:
+    two = BinlogCase(server, tmp_path, tables=[{"name": "items"}, {"name": "parts"}])
+    try:
+        two.sql(ITEMS, "CREATE TABLE parts (id int PRIMARY KEY, item int)")
+        two.run("items"), two.run("parts")
+        two.sql(
+            "BEGIN",
+            "INSERT INTO items (id, name) VALUES (1, 'one')",
+            "INSERT INTO parts VALUES (1, 1), (2, 1)",
+            "UPDATE items SET name = 'uno' WHERE id = 1",
+            "COMMIT",
+        )
+        assert two.run("items").transactions == 1
+        assert two.run("parts").transactions == 1
+        assert two.destination_rows("items", "id, name") == [(1, "uno")]
+        assert two.destination_rows("parts") == [(1, 1), (2, 1)]
+    finally:
+        two.close()
+
+
+def test_long_transaction_arrives_without_lookback(case: BinlogCase) -> None:
+    case.run()
+    with case.engine.connect() as long:
+        long.exec_driver_sql("BEGIN")
+        long.exec_driver_sql("INSERT INTO items (id, name) VALUES (500, 'long')")
+        case.sql("INSERT INTO items (id, name) VALUES (501, 'short')")
+        case.run()
+        ids = [row[0] for row in case.destination_rows(columns="id")]
+        assert 501 in ids and 500 not in ids  # not committed yet
+        long.exec_driver_sql("COMMIT")
+    case.run()
+    same(case)
+
+
+def test_truncate_then_rows(case: BinlogCase) -> None:
+    case.run()
+    case.sql(
+        "INSERT INTO items (id, name) VALUES (101, 'before')",
+        "TRUNCATE TABLE items",
+        "INSERT INTO items (id, name) VALUES (102, 'after')",
+    )
+    result = case.run()
+    assert result.counts.truncated == 1
+    assert case.destination_rows(columns="id, name") == [(102, "after")]
+
+
+def test_column_added_while_changes_flow(case: BinlogCase) -> None:
+    case.run()
+    case.sql(
+        "UPDATE items SET name = 'before the column' WHERE id = 1",
+        "ALTER TABLE items ADD COLUMN note varchar(20)",
+        "INSERT INTO items (id, name, note) VALUES (60, 'with a note', 'hello')",
+        "UPDATE items SET note = 'later' WHERE id = 2",
+    )
+    case.run()
+    same(case, "id, name, note")
+    assert dict(case.destination_rows(columns="id, note"))[60] == "hello"
+    # A column that gives the rows no change touches a value: refused, naming the fix.
+    case.sql("ALTER TABLE items ADD COLUMN flag int NOT NULL DEFAULT 7")
+    with pytest.raises(SchemaError, match="NOT NULL or a DEFAULT.*--full-refresh"):
+        case.run()
+    case.run(full=True)
+    same(case, "id, name, note, flag")
+
+
+def test_xa_transactions_are_refused_when_they_change_the_table(case: BinlogCase) -> None:
+    case.sql("CREATE TABLE other (id int PRIMARY KEY)")
+    case.run()
+
+    def xa(name: str, insert: str) -> None:
+        case.sql(f"XA START '{name}'", insert, f"XA END '{name}'", f"XA PREPARE '{name}'",
+                 f"XA COMMIT '{name}'")  # fmt: skip
+
+    xa("a", "INSERT INTO other VALUES (1)")
+    assert case.run().transactions == 0  # another table's: passed over
+    xa("b", "INSERT INTO items (id) VALUES (1000)")
+    with pytest.raises(SourceError, match="an XA transaction changed the table"):
+        case.run()
+
+
+def test_a_rerun_from_the_recorded_position_changes_nothing_twice(case: BinlogCase) -> None:
+    """The destination committed, the position was not recorded: the same changes again."""
+    case.run()
+    case.sql(
+        "UPDATE items SET amount = amount * 2 WHERE id <= 10",
+        "DELETE FROM items WHERE id = 30",
+        "INSERT INTO items (id, name) VALUES (31, 'x')",
+        "UPDATE items SET amount = amount + 1 WHERE id <= 3",
+    )
+    unrecorded = case.run(record=False)
+    again = case.run()
+    assert again.position == unrecorded.position
+    same(case)
+
+
+def test_refusals_name_the_setting(
+    case: BinlogCase, server: PrivateMariaDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case.sql("CREATE TABLE loose (id int, name text)")
+    case.tables = [{"name": "loose"}]
+    case.position["loose"] = None
+    with pytest.raises(SchemaError, match="applies changes by primary key, and the table has none"):
+        case.run("loose")
+    job = case.job()
+    assert any("the table has no primary key" in p for p in cdc_problems(job, job.tables[0]))
+    case.tables = [{"name": "items"}]
+    settings = ("binlog_format = 'MIXED'", "binlog_row_image = 'MINIMAL'",
+                "binlog_row_metadata = 'MINIMAL'")  # fmt: skip
+    server.sql(*(f"SET GLOBAL {s}" for s in settings))
+    try:
+        with pytest.raises(SourceError) as refused:
+            case.run()
+    finally:
+        server.sql("SET GLOBAL binlog_format = 'ROW'", "SET GLOBAL binlog_row_image = 'FULL'",
+                   "SET GLOBAL binlog_row_metadata = 'FULL'")  # fmt: skip
+    for named in ("binlog_format = ROW", "binlog_row_image = FULL", "binlog_row_metadata = FULL"):
+        assert named in str(refused.value)
+    server.sql(
+        "CREATE USER plain@localhost IDENTIFIED BY 'secret-pw'",
+        f"GRANT SELECT ON {case.name}.* TO plain@localhost",
+    )
+    try:
+        monkeypatch.setenv("BINLOG_PLAIN_PASSWORD", "secret-pw")
+        case.source_url = (
+            f"mysql+pymysql://plain:${{BINLOG_PLAIN_PASSWORD}}@localhost/{case.name}"
+            f"?unix_socket={server.socket}"
+        )
+        with pytest.raises(SourceError) as refused:
+            case.run()
+        assert "lacks the REPLICATION SLAVE privilege" in str(refused.value)
+        assert "lacks the REPLICATION CLIENT privilege" in str(refused.value)
+        assert "secret-pw" not in str(refused.value)
+    finally:
+        case.source_url = server.url(case.name)
+        server.sql("DROP USER plain@localhost")
+
+
+def test_binlog_off_is_named(mysql_url: str, tmp_path: Path) -> None:
+    """The shared server runs without the binlog: the problem names the setting."""
+    engine = sa.create_engine(mysql_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE items (id int PRIMARY KEY)")
+        log_bin = conn.exec_driver_sql("SELECT @@log_bin").scalar()
+    engine.dispose()
+    if log_bin:
+        pytest.skip("the shared server runs with the binlog on")
+    (tmp_path / "j.yaml").write_text(
+        f"name: binlog_off\nsource: {{url: '{mysql_url}'}}\ndestination: {{url: 'sqlite:///"
+        f"{tmp_path}/o.db'}}\nmode: cdc\ntables: [{{name: items}}]\n"
+    )
+    job = load_job(tmp_path / "j.yaml")
+    assert any("the binary log is off" in p for p in cdc_problems(job, job.tables[0]))
+
+
+def test_a_purged_position_is_a_clear_error(case: BinlogCase) -> None:
+    case.run()
+    case.sql("UPDATE items SET name = 'lost?' WHERE id = 1")
+    recorded = f"{case.position['items'] >> 32:06d}"
+    with case.engine.connect() as conn:
+        for _ in range(50):  # MariaDB purges a file once InnoDB no longer needs it
+            conn.exec_driver_sql("FLUSH BINARY LOGS")
+            newest = conn.exec_driver_sql("SHOW MASTER STATUS").first()[0]
+            conn.exec_driver_sql(f"PURGE BINARY LOGS TO '{newest}'")
+            if not any(recorded in row[0] for row in conn.exec_driver_sql("SHOW BINARY LOGS")):
+                break
+            time.sleep(0.1)
+    with pytest.raises(SourceError, match="purged.*binlog_expire_logs_seconds.*--full-refresh"):
+        case.run()
+    case.run(full=True)
+    same(case)
+
+
+def test_dagster_records_the_position_and_the_cli_shows_it(
+    case: BinlogCase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = case.job()
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    (jobs / f"{job.name}.yaml").write_text((tmp_path / f"{job.name}.yaml").read_text())
+    home = make_dagster_home(tmp_path / "home")
+    monkeypatch.setenv("COPYJOB_JOBS_DIR", str(jobs))
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    cli = CliRunner()
+
+    def plan() -> dict[str, Any]:
+        done = cli.invoke(main, ["plan", job.name, "--json"])
+        assert done.exit_code == 0, done.output
+        return json.loads(done.output)[0]
+
+    planned = plan()
+    assert (planned["mode"], planned["load"]) == ("cdc", "snapshot")
+    assets = [*build_source_specs([job]), *build_copy_assets([job])]
+    key = dg.AssetKey([job.name, "items"])
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert dg.materialize(assets, instance=instance).success
+        first = instance.get_latest_materialization_event(key).asset_materialization.metadata
+        assert first[cdc.POSITION_BEFORE].value == "(none: initial snapshot)"
+        assert first[cdc.POSITION].value.startswith("binlog.0000")
+        case.sql("UPDATE items SET name = 'dagster' WHERE id = 7")
+        planned = plan()
+        assert planned["load"] == "changes" and planned["retained_wal_bytes"] > 0
+        assert planned["watermark"] == first[cdc.POSITION].value
+        result = dg.materialize(assets, instance=instance)
+        second = instance.get_latest_materialization_event(key).asset_materialization.metadata
+        assert second[cdc.POSITION_BEFORE].value == first[cdc.POSITION].value
+        assert parse_position(second[cdc.POSITION].value) > parse_position(
+            first[cdc.POSITION].value
+        )
+        assert second[cdc.ROWS_UPSERTED].value == 1 and second[cdc.TRANSACTIONS].value == 1
+        checks = result.get_asset_check_evaluations()
+        assert [(c.check_name, c.passed) for c in checks] == [(cdc.SLOT_CHECK, True)]
+        assert "binlog behind" in checks[0].description
+    same(case)
+    listed = cli.invoke(main, ["list", "--json"])
+    watermark = json.loads(listed.output)[0]["tables"][0]["watermark"]
+    assert watermark == f"binlog {second[cdc.POSITION].value} (0 bytes of binlog behind)"
+    dropped = cli.invoke(main, ["cdc", "drop", job.name])
+    assert dropped.exit_code == 0 and "nothing to drop" in dropped.output
+
+
+@pytest.mark.parametrize("reconnect", ["resumes", "refused"])
+def test_connection_cut_mid_stream_then_recovers(
+    case: BinlogCase,
+    reconnect: str,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The binlog connection is lost inside a large transaction. mysql-replication reconnects
+    and resumes at the event it stopped at; when the reconnection is refused, the run fails
+    with nothing applied and the next run applies everything. Either way the destination ends
+    equal to the source."""
+    case.run()
+    case.sql("UPDATE items SET name = 'before the cut' WHERE id < 5")
+    case.sql(
+        "BEGIN",
+        "INSERT INTO items (id, name) SELECT 1000 + seq, 'bulk' FROM seq_1_to_3000",
+        "UPDATE items SET amount = amount + 1",
+        "DELETE FROM items WHERE id > 25 AND id < 1000",
+        "COMMIT",
+    )
+    before = case.destination_rows(columns="id, name")
+    original = BinLogStreamReader.fetchone
+    calls, connects = [], []
+
+    def lost(*args: Any, **kwargs: Any) -> Any:
+        raise pymysql.err.OperationalError(2013, "Lost connection to server during query")
+
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        connects.append(1)
+        if reconnect == "refused":
+            raise pymysql.err.OperationalError(2003, "Can't connect to server")
+        return pymysql.connect(*args, **kwargs)
+
+    def cut(self: BinLogStreamReader) -> Any:
+        calls.append(1)
+        if len(calls) == 10:  # inside the big transaction
+            self._stream_connection._read_packet = lost
+            self.pymysql_wrapper = connect
+        return original(self)
+
+    monkeypatch.setattr(BinLogStreamReader, "fetchone", cut)
+    if reconnect == "resumes":
+        case.run()
+        assert connects  # it reconnected
+    else:
+        with pytest.raises(SourceError, match="reading the binlog failed"):
+            case.run()
+        assert connects and case.destination_rows(columns="id, name") == before  # nothing
+        case.run()
+    assert len(calls) > 10  # the stream was cut
+    copied = normal(case.destination_rows(columns=ALL))
+    wanted = normal(case.source_rows(columns=ALL))
+    keys = {row[0] for row in copied}
+    counts = {
+        "lost": len({row[0] for row in wanted} - keys),
+        "duplicates": len(copied) - len(keys),
+        "mismatches": len(set(wanted) ^ set(copied)) // 2,
+    }
+    tallies.record(
+        request.node, tallies.FAULT_CASE, ("C2 cdc connection cut", f"binlog {reconnect}", counts)
+    )
+    assert copied == wanted
