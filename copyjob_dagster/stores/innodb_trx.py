@@ -84,6 +84,7 @@ def mysql_open_transactions(conn: Connection) -> OpenTransactions:
     with turns.lock:
         if turns.latest is not None and turns.latest[0] >= asked:
             return turns.latest[1]
+        _until_idle(turns)  # whoever asks meanwhile shares this reading
         began = time.monotonic()
         result = _read_fresh(conn, turns)
         turns.latest = (began, result)
@@ -106,9 +107,7 @@ def _read_fresh(conn: Connection, turns: _Turns) -> OpenTransactions:
     conn.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
     deadline = time.monotonic() + FRESH_WITHIN
     while True:
-        idle = turns.last_read + CACHE_IDLE - time.monotonic()
-        if idle > 0:
-            time.sleep(idle + random.uniform(0.01, _JITTER))
+        _until_idle(turns)
         nonce = uuid.uuid4().hex
         try:
             rows = conn.exec_driver_sql(_LISTING, {"nonce": nonce}).all()
@@ -134,3 +133,10 @@ def _read_fresh(conn: Connection, turns: _Turns) -> OpenTransactions:
                 f"{CACHE_IDLE:g} s unread",
                 naive_offset=naive_offset,
             )
+
+
+def _until_idle(turns: _Turns) -> None:
+    """Sleep until this process has left the cache unread for CACHE_IDLE, and a little more."""
+    idle = turns.last_read + CACHE_IDLE - time.monotonic()
+    if idle > 0:
+        time.sleep(idle + random.uniform(0.01, _JITTER))
