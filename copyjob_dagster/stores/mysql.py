@@ -26,12 +26,9 @@ from copyjob_dagster.stores import identifiers, locking, mysqlload, snapshots, t
 from copyjob_dagster.stores.binlog import BinlogChangeStream
 from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.identifiers import NameRules
+from copyjob_dagster.stores.innodb_trx import mysql_open_transactions
 from copyjob_dagster.stores.locking import lock_key, wait_for
-from copyjob_dagster.stores.open_transactions import (
-    OpenTransactions,
-    mysql_open_transactions,
-    read_open_transactions,
-)
+from copyjob_dagster.stores.open_transactions import OpenTransactions, read_open_transactions
 from copyjob_dagster.stores.sql import Role, SqlStore, Timeouts
 
 # Binary and NO PAD: 'a' and 'A', and 'x' and 'x ', are distinct keys (MariaDB's utf8mb4_bin

@@ -24,7 +24,8 @@ Which sessions count:
 - MySQL/MariaDB (InnoDB, one engine for every database of the server): the transactions that
   have written rows or are running a statement; one that has only read and is between two
   statements will write later rows with a later `NOW()`. `information_schema.innodb_trx` needs
-  the PROCESS privilege; without it the bound is unknown.
+  the PROCESS privilege; without it the bound is unknown. It is a cache, trusted only once
+  proven fresh (`innodb_trx.py`).
 """
 
 from collections.abc import Callable
@@ -48,19 +49,6 @@ WHERE datname = current_database() AND pid <> pg_backend_pid()
   AND application_name IS DISTINCT FROM %(application)s
   AND (backend_type IS NULL
        OR (xact_start IS NOT NULL AND backend_type NOT IN ('autovacuum worker', 'walsender')))
-"""
-
-# The server's clock, and how far its default time zone is ahead of UTC (for naive columns).
-_MYSQL_CLOCK = (
-    "SELECT NOW(6), "
-    "TIMESTAMPDIFF(MICROSECOND, NOW(6), CONVERT_TZ(NOW(6), '+00:00', @@global.time_zone))"
-)
-_MYSQL_TRANSACTIONS = """
-SELECT t.trx_mysql_thread_id, t.trx_started, p.COMMAND
-FROM information_schema.INNODB_TRX t
-LEFT JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id
-WHERE t.trx_mysql_thread_id <> CONNECTION_ID() AND t.trx_is_read_only = 0
-  AND (t.trx_rows_modified > 0 OR t.trx_query IS NOT NULL)
 """
 
 
@@ -134,23 +122,14 @@ def postgres_open_transactions(conn: Connection) -> OpenTransactions:
             f"and PostgreSQL keeps no start time for them",
         )
     sessions = [OpenTransaction(row.pid, row.xact_start.astimezone(UTC), row.state) for row in rows]
-    return _bounded(read_at, sessions)
+    return bounded(read_at, sessions)
 
 
-def mysql_open_transactions(conn: Connection) -> OpenTransactions:
-    """MySQL returns naive values in the session's time zone, which copyjob pins to UTC."""
-    read_at, offset = conn.exec_driver_sql(_MYSQL_CLOCK).one()
-    sessions = [
-        OpenTransaction(pid, started.replace(tzinfo=UTC), command or "running")
-        for pid, started, command in conn.exec_driver_sql(_MYSQL_TRANSACTIONS)
-    ]
-    # CONVERT_TZ gives NULL for a named zone without the server's time zone tables.
-    return _bounded(read_at.replace(tzinfo=UTC), sessions, timedelta(microseconds=offset or 0))
-
-
-def _bounded(
+def bounded(
     read_at: datetime, sessions: list[OpenTransaction], naive_offset: timedelta = timedelta(0)
 ) -> OpenTransactions:
+    """The bound: the start of the oldest of `sessions`, or the clock's reading if none began
+    before it."""
     oldest = min(sessions, key=lambda session: session.started, default=None)
     if oldest is None or oldest.started >= read_at:
         return OpenTransactions(read_at, naive_offset=naive_offset)
