@@ -84,3 +84,24 @@ def test_large_blocks_are_mapped_apart_from_the_heap() -> None:
         [sys.executable, "-c", MAPPED], env=environment, capture_output=True, text=True, check=True
     )
     assert int(result.stdout) >= 1 << 20
+
+
+# delta-rs's own jemalloc (prefixed `_rjem_`) reads its options when `deltalake` is loaded.
+DELTA = "import os, copyjob_dagster, deltalake; print(os.environ['_RJEM_MALLOC_CONF'])"
+
+
+def _delta_options(**env: str) -> str:
+    environment = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
+    result = subprocess.run(
+        [sys.executable, "-c", DELTA],
+        env={**environment, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def test_delta_rs_returns_freed_pages_within_a_tenth_of_a_second_unless_told_otherwise() -> None:
+    assert _delta_options() == "dirty_decay_ms:100,muzzy_decay_ms:0"
+    assert _delta_options(_RJEM_MALLOC_CONF="dirty_decay_ms:5000") == "dirty_decay_ms:5000"

@@ -16,6 +16,7 @@ counts (`last_commit`). A reader reads one table version, which it names (`versi
 """
 
 import dataclasses
+import functools
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -41,8 +42,14 @@ from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.delta_changes import DeltaKeyDiff
 from copyjob_dagster.stores.delta_feed import CHANGE_FEED, ChangeFeed, has_change_feed
 from copyjob_dagster.stores.delta_location import DeltaLocation, url_problem
-from copyjob_dagster.stores.delta_merge import WRITE_TOKEN, commit_of, merge_changes, tagged
-from copyjob_dagster.stores.delta_types import as_delta, delta_schema, quoted, window_predicate
+from copyjob_dagster.stores.delta_merge import (
+    WRITE_TOKEN,
+    commit_of,
+    merge_changes,
+    tagged,
+    upsert,
+)
+from copyjob_dagster.stores.delta_types import as_delta, delta_schema, window_predicate
 from copyjob_dagster.stores.files import DatasetReader, FolderStore
 from copyjob_dagster.stores.locking import file_lock
 from copyjob_dagster.stores.parquet_files import ROW_GROUP_ROWS, window_expression
@@ -53,9 +60,11 @@ HISTORY_SEARCHED = 50  # commits after ours that another writer may have made me
 # with the table (262 MB at 100,000 rows, 331 MB at 1,000,000). Row groups as the Parquet
 # folder store writes them keep it flat.
 WRITER = WriterProperties(max_row_group_size=ROW_GROUP_ROWS)
-# A merge rewrites each file that holds a changed row: files of 16 MiB (not delta-rs's 100 MiB)
-# keep a merge of recent rows to the few files that hold them.
-TARGET_FILE_BYTES = 16 * 1024 * 1024
+# A merge rewrites each file that holds a changed row: files of 4 MiB (not delta-rs's 100 MiB)
+# keep a merge of recent rows to the few files that hold them. A merge takes its file size from
+# the table's property only, which delta-rs sets when it creates the table (not on overwrite).
+TARGET_FILE_BYTES = 4 * 1024 * 1024
+TABLE_PROPERTIES = {"delta.targetFileSize": str(TARGET_FILE_BYTES)}
 
 
 class DeltaStore(FolderStore):
@@ -248,6 +257,7 @@ class DeltaStore(FolderStore):
             commit_properties=tagged(token),
             storage_options=self.where.storage_options() if isinstance(where, str) else None,
             target_file_size=TARGET_FILE_BYTES,
+            configuration=TABLE_PROPERTIES,
         )
         return self._record(table, token, deleted=replaced).inserted
 
@@ -259,25 +269,12 @@ class DeltaStore(FolderStore):
         primary_key: tuple[str, ...],
         batches: Iterable[pa.RecordBatch],
     ) -> int:
-        """Upsert the batches by `primary_key` in one commit (streamed, not held in memory)."""
-        on = " AND ".join(f"t.{quoted(k)} = s.{quoted(k)}" for k in primary_key)
+        """Upsert the batches by `primary_key` in one commit (see `delta_merge.upsert`)."""
         token = uuid.uuid4().hex
-        metrics = (
-            existing.merge(
-                as_delta(batches, target),
-                predicate=on,
-                source_alias="s",
-                target_alias="t",
-                merge_schema=True,
-                writer_properties=WRITER,
-                commit_properties=tagged(token),
-            )
-            .when_matched_update_all()
-            .when_not_matched_insert_all()
-            .execute()
-        )
+        cast = functools.partial(as_delta, schema=target)  # applied as the spill is read back
+        written = upsert(existing, primary_key, batches, cast, WRITER, tagged(token))
         self._record(table, token)
-        return int(metrics["num_source_rows"])
+        return written
 
     def _record(self, table: str, token: str, deleted: int = 0) -> Commit:
         """Find this store's commit by its token and keep its version and row counts."""

@@ -13,10 +13,11 @@ rows of its key (the window's rows, then the keys the deletion pass found):
   at the stamp (SCD2).
 
 The merge predicate starts with the primary key's equality, so DataFusion joins by hash; no
-destination row is matched by two source rows, which delta-rs refuses.
+destination row is matched by two source rows, which delta-rs refuses. Then comes the range of
+the source's keys, by which delta-rs skips the files that cannot match (`delta_source`).
 """
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -34,9 +35,36 @@ from copyjob_dagster.stores.delta_changes import (
     VERSION,
     DeltaKeyDiff,
 )
+from copyjob_dagster.stores.delta_source import spilled
 from copyjob_dagster.stores.delta_types import as_delta, quoted
 
 WRITE_TOKEN = "copyjob.write"
+
+
+def upsert(
+    existing: DeltaTable,
+    key: tuple[str, ...],
+    batches: Iterable[pa.RecordBatch],
+    cast: Callable[[Iterable[pa.RecordBatch]], pa.RecordBatchReader],
+    writer_properties: WriterProperties,
+    commit_properties: CommitProperties,
+) -> int:
+    """Upsert the batches by `key` in one commit, reading only the files that the range of the
+    batches' keys can reach (see `delta_source`); `cast` makes the spilled batches Delta's
+    rows as the merge reads them back. Return the rows read."""
+    with spilled(batches, key) as source:
+        on = " AND ".join(f"t.{quoted(k)} = s.{quoted(k)}" for k in key)
+        bounds = source.range.predicate("t")
+        existing.merge(
+            cast(source.batches()),
+            predicate=f"{on} AND {bounds}" if bounds else on,
+            source_alias="s",
+            target_alias="t",
+            merge_schema=True,
+            writer_properties=writer_properties,
+            commit_properties=commit_properties,
+        ).when_matched_update_all().when_not_matched_insert_all().execute()
+    return source.rows
 
 
 def merge_changes(
@@ -51,27 +79,49 @@ def merge_changes(
     commit_properties: CommitProperties,
 ) -> tuple[int, dict[str, Any]]:
     """Merge the window's batches (of the Delta schema `target`) and `diff`'s deletions in one
-    commit; return the window's row count and the merge's metrics."""
+    commit; return the window's row count and the merge's metrics. The window is spilled first
+    (`delta_source`): the range of its keys and of the deletions' keys bounds the files read."""
+    properties = {"writer_properties": writer_properties, "commit_properties": commit_properties}
     # The target's own nullability: with a nullable source, delta-rs's schema merge (of new
     # columns) drops the copied rows' values of non-null columns (delta-rs 1.6.6). The rows of
     # deleted keys hold NULLs there, in columns no clause of theirs reads or writes.
     source_schema = target.append(pa.field(OP, pa.string()))
-    written = [0]
-
-    def rows() -> Iterator[pa.RecordBatch]:
-        for batch in as_delta(batches, target):
-            written[0] += batch.num_rows
-            if diff is not None:
-                diff.drop_restores(pa.Table.from_batches([batch.select(diff.key)]))
-            for op in (VERSION, CLOSE) if versions is not None else (UPSERT,):
-                yield _tagged(batch, op, source_schema)
-        if diff is not None:
-            yield from _deletion_rows(diff, versions, source_schema)
-
-    stream = pa.RecordBatchReader.from_batches(source_schema, rows())
     common = diff.key if diff is not None else list(write_key)
-    has_marker = diff is not None and diff.policy.marker in existing.schema().to_arrow().names
-    predicate = _predicate(common, write_key, diff, versions, has_marker)
+    with spilled(batches, common) as window:
+        bounds = window.range
+        if diff is not None:  # the deletion rows' keys bound the merge too
+            for keys in diff.gone_keys():
+                bounds.add(keys)
+            if diff.restores is not None:
+                for keys in diff.restores.to_batches():
+                    bounds.add(keys)
+
+        def rows() -> Iterator[pa.RecordBatch]:
+            for batch in as_delta(window.batches(), target):
+                if diff is not None:
+                    diff.drop_restores(pa.Table.from_batches([batch.select(diff.key)]))
+                for op in (VERSION, CLOSE) if versions is not None else (UPSERT,):
+                    yield _tagged(batch, op, source_schema)
+            if diff is not None:
+                yield from _deletion_rows(diff, versions, source_schema)
+
+        stream = pa.RecordBatchReader.from_batches(source_schema, rows())
+        has_marker = diff is not None and diff.policy.marker in existing.schema().to_arrow().names
+        predicate = _predicate(common, write_key, diff, versions, has_marker, bounds.predicate("t"))
+        metrics = _merge(existing, stream, predicate, target, diff, versions, **properties)
+    return window.rows, metrics
+
+
+def _merge(
+    existing: DeltaTable,
+    stream: pa.RecordBatchReader,
+    predicate: str,
+    target: pa.Schema,
+    diff: DeltaKeyDiff | None,
+    versions: VersionColumns | None,
+    **properties: Any,
+) -> dict[str, Any]:
+    """The merge of the tagged rows: each clause acts on the rows of its tag."""
     columns = {quoted(n): f"s.{quoted(n)}" for n in target.names}
     op = f"s.{quoted(OP)}"
     merger = existing.merge(
@@ -80,8 +130,7 @@ def merge_changes(
         source_alias="s",
         target_alias="t",
         merge_schema=True,
-        writer_properties=writer_properties,
-        commit_properties=commit_properties,
+        **properties,
     ).when_matched_update(columns, predicate=f"{op} IN ('{UPSERT}', '{VERSION}')")
     if versions is not None:
         valid_to, current = quoted(versions.valid_to), quoted(versions.is_current)
@@ -97,10 +146,9 @@ def merge_changes(
         merger = merger.when_matched_update(
             {marker: f"s.{marker}"}, predicate=f"{op} IN ('{MARK}', '{RESTORE}')"
         )
-    metrics = merger.when_not_matched_insert(
+    return merger.when_not_matched_insert(
         columns, predicate=f"{op} IN ('{UPSERT}', '{VERSION}')"
     ).execute()
-    return written[0], metrics
 
 
 def _predicate(
@@ -109,6 +157,7 @@ def _predicate(
     diff: DeltaKeyDiff | None,
     versions: VersionColumns | None,
     has_marker: bool,
+    bounds: str,
 ) -> str:
     def equal(names: Iterable[str]) -> str:
         return " AND ".join(f"t.{quoted(n)} = s.{quoted(n)}" for n in names)
@@ -138,7 +187,8 @@ def _predicate(
             )
             cases.append(f"{op} = '{MARK}'{unmarked}")
             cases.append(f"{op} = '{RESTORE}'{marked}")
-    return f"{equal(common)} AND (" + " OR ".join(f"({c})" for c in cases) + ")"
+    bounded = f"{equal(common)} AND {bounds}" if bounds else equal(common)
+    return f"{bounded} AND (" + " OR ".join(f"({c})" for c in cases) + ")"
 
 
 def _tagged(batch: pa.RecordBatch, op: str, schema: pa.Schema) -> pa.RecordBatch:
