@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from copyjob_dagster.stores import parquet_files
@@ -143,25 +142,31 @@ class KeyedChanges:
             self._update_partial(rows, where)
 
     def _delete(self, rows: pa.Table) -> None:
-        """Delete the rows with the keys of `rows`: one statement for a one-column key."""
+        """Delete the rows with the keys of `rows`: in PostgreSQL the keys are copied into a
+        staging table and deleted by one join; elsewhere one statement for a one-column key."""
         if not rows.num_rows:
             return
-        if len(self.key) == 1:  # WHERE key IN (...), or = ANY(array)
-            column = self.target.c[self.key[0]]
-            values = rows.column(self.key[0]).to_pylist()
-            if self.store.dialect == "postgresql":
-                keys = sa.bindparam("keys", values, type_=postgresql.ARRAY(column.type))
-                self.conn.execute(sa.delete(self.target).where(column == sa.any_(keys)))
-                return
+        keys = rows.select(list(self.key))
+        if self.store.dialect == "postgresql":
+            stage = self.store.staging_name(self.name, "gone")
+            self.store.drop_if_exists(self.conn, stage)
+            staged = self.store.create_table(self.conn, stage, keys.schema, ())
+            self.store.write_batches(self.conn, staged, keys.to_batches())
+            matched = [self.target.c[k] == staged.c[k] for k in self.key]
+            self.conn.execute(sa.delete(self.target).where(*matched))
+            self.store.drop_if_exists(self.conn, stage)
+            return
+        if len(self.key) == 1:  # WHERE key IN (...)
+            column, values = self.target.c[self.key[0]], keys.column(0).to_pylist()
             for at in range(0, len(values), IN_KEYS):
-                chunk = values[at : at + IN_KEYS]
-                self.conn.execute(sa.delete(self.target).where(column.in_(chunk)))
+                self.conn.execute(
+                    sa.delete(self.target).where(column.in_(values[at : at + IN_KEYS]))
+                )
             return
         where = [self.target.c[k] == sa.bindparam(f"k_{i}") for i, k in enumerate(self.key)]
-        keys = zip(*(rows.column(k).to_pylist() for k in self.key), strict=True)
         self.conn.execute(
             sa.delete(self.target).where(*where),
-            [{f"k_{i}": v for i, v in enumerate(key)} for key in keys],
+            [{f"k_{i}": v for i, v in enumerate(key)} for key in keys.to_pylist()],
         )
 
     def _value(self, column: str) -> sa.ColumnElement[Any]:

@@ -40,6 +40,13 @@ PEEK = (
     "'proto_version', '1', 'publication_names', %(publication)s)"
 )
 FETCH_MESSAGES = 2_000
+# The change messages (Insert, Update, Delete, Truncate) among those peeked, and how many.
+_WAITING = sa.text(
+    "SELECT count(*) FILTER (WHERE get_byte(data, 0) IN (73, 85, 68, 84)), count(*) "
+    "FROM pg_logical_slot_peek_binary_changes(:slot, CAST(:upto AS pg_lsn), "
+    "CAST(:limit AS int), 'proto_version', '1', 'publication_names', :slot)"
+)
+WAITING_PEEK = 64
 _SLOT = sa.text(
     "SELECT confirmed_flush_lsn::text, restart_lsn::text, active_pid, "
     "(pg_current_wal_lsn() - restart_lsn)::bigint FROM pg_replication_slots "
@@ -228,6 +235,31 @@ class PostgresChangeStream:
                 while rows := cursor.fetchmany(FETCH_MESSAGES):
                     for (data,) in rows:
                         yield data
+
+    def waiting(self) -> tuple[int, str]:
+        """Changes waiting in the slot (a lower bound: 0 means none), and the WAL position
+        they were looked for at; nothing is consumed. A slot at the current WAL has none;
+        else the first transactions are peeked (`WAITING_PEEK` messages at most). Only if
+        those are all empty transactions (before PostgreSQL 15, pgoutput sends Begin and
+        Commit for transactions of other tables too) is the slot peeked up to the WAL."""
+        with (
+            self.store.translated_errors("looking for changes"),
+            self.store.engine.connect() as conn,
+        ):
+            at = conn.exec_driver_sql("SELECT pg_current_wal_lsn()::text").scalar_one()
+            state = conn.execute(_SLOT, {"slot": self.name}).first()
+            if state is None:
+                raise SourceError(f"{self._where}: slot {self.name!r} is gone: run the table")
+            if pgoutput.lsn_value(state[0]) >= pgoutput.lsn_value(at):
+                return 0, at
+            found, seen = conn.execute(
+                _WAITING, {"slot": self.name, "upto": None, "limit": WAITING_PEEK}
+            ).one()
+            if not found and seen >= WAITING_PEEK:
+                found, _ = conn.execute(
+                    _WAITING, {"slot": self.name, "upto": at, "limit": None}
+                ).one()
+            return int(found), at
 
     def advance(self, position: int) -> None:
         """Let the slot forget everything before `position` (never backwards)."""
