@@ -18,6 +18,7 @@ from xdist.workermanage import WorkerController
 ONE_WORKER = (
     "tests/security/",
     "tests/test_cdc.py",  # a private PostgreSQL with wal_level=logical
+    "tests/test_cdc_sensor.py",  # the same
     "tests/test_celery.py",
     "tests/test_component.py",
     "tests/test_cli_validate.py",

@@ -44,7 +44,7 @@ FETCH_MESSAGES = 2_000
 _WAITING = sa.text(
     "SELECT count(*) FILTER (WHERE get_byte(data, 0) IN (73, 85, 68, 84)), count(*) "
     "FROM pg_logical_slot_peek_binary_changes(:slot, CAST(:upto AS pg_lsn), "
-    "CAST(:limit AS int), 'proto_version', '1', 'publication_names', :slot)"
+    "CAST(:limit AS int), 'proto_version', '1', 'publication_names', :publication)"
 )
 WAITING_PEEK = 64
 _SLOT = sa.text(
@@ -237,11 +237,12 @@ class PostgresChangeStream:
                         yield data
 
     def waiting(self) -> tuple[int, str]:
-        """Changes waiting in the slot (a lower bound: 0 means none), and the WAL position
-        they were looked for at; nothing is consumed. A slot at the current WAL has none;
-        else the first transactions are peeked (`WAITING_PEEK` messages at most). Only if
-        those are all empty transactions (before PostgreSQL 15, pgoutput sends Begin and
-        Commit for transactions of other tables too) is the slot peeked up to the WAL."""
+        """Changes waiting in the slot (a lower bound: 0 means none; 1 without a slot, which a
+        run creates), and the WAL position they were looked for at; nothing is consumed. A
+        slot at the current WAL has none; else the first transactions are peeked
+        (`WAITING_PEEK` messages at most). Only if those are all empty transactions (before
+        PostgreSQL 15, pgoutput sends Begin and Commit for transactions of other tables too)
+        is the slot peeked up to the WAL."""
         with (
             self.store.translated_errors("looking for changes"),
             self.store.engine.connect() as conn,
@@ -249,16 +250,15 @@ class PostgresChangeStream:
             at = conn.exec_driver_sql("SELECT pg_current_wal_lsn()::text").scalar_one()
             state = conn.execute(_SLOT, {"slot": self.name}).first()
             if state is None:
-                raise SourceError(f"{self._where}: slot {self.name!r} is gone: run the table")
+                return 1, at  # no slot yet (or any more): a run starts with a snapshot
             if pgoutput.lsn_value(state[0]) >= pgoutput.lsn_value(at):
                 return 0, at
+            named = {"slot": self.name, "publication": self.name}
             found, seen = conn.execute(
-                _WAITING, {"slot": self.name, "upto": None, "limit": WAITING_PEEK}
+                _WAITING, {**named, "upto": None, "limit": WAITING_PEEK}
             ).one()
             if not found and seen >= WAITING_PEEK:
-                found, _ = conn.execute(
-                    _WAITING, {"slot": self.name, "upto": at, "limit": None}
-                ).one()
+                found, _ = conn.execute(_WAITING, {**named, "upto": at, "limit": None}).one()
             return int(found), at
 
     def advance(self, position: int) -> None:
