@@ -105,7 +105,8 @@ def capture_changes(
     try:
         stream = change_stream(source, job, table)
         stream.check()
-        plan = plan_copy(job, table, source.describe(table.name))
+        described = source.describe(table.name)
+        plan = plan_copy(job, table, described)
         if not plan.primary_key:
             raise SchemaError(
                 f"job {job.name!r}, table {table.name!r}: mode: cdc applies changes by primary "
@@ -124,7 +125,8 @@ def capture_changes(
         ):
             copy, point = _snapshot(plan, stream, source, destination, progress)
             return _cdc_result(copy, stream, position, point, ChangeCounts(), 0)
-        return _changes(plan, table, stream, source, destination, position, progress)
+        applier = RunApplier(plan, table, source, described.schema)
+        return _changes(plan, applier, stream, destination, position, progress)
     finally:
         source.close()
         destination.close()
@@ -187,9 +189,8 @@ def _snapshot(
 
 def _changes(
     plan: CopyPlan,
-    table: TableConfig,
+    applier: RunApplier,
     stream: PostgresChangeStream,
-    source: Source,
     destination: Destination,
     position: int,
     progress: ProgressCallback | None,
@@ -207,8 +208,7 @@ def _changes(
             for field in plan.written_schema:
                 if field.name not in have:
                     sink.add_column(field)
-            known = have | set(plan.written_schema.names)
-            applier = RunApplier(plan, table, source, sink, known)
+            applier.start(sink, have | set(plan.written_schema.names))
             messages = stream.messages(upto)
             while chunk := list(itertools.islice(messages, DECODE_MESSAGES)):
                 applier.take(chunk)
@@ -217,7 +217,7 @@ def _changes(
             applier.finish()
             counts, transactions = sink.counts, applier.transactions
             end = max(upto, applier.last_end)
-    copy = _result_of_changes(plan, source, destination, started, counts)
+    copy = _result_of_changes(plan, applier.source, destination, started, counts)
     return _cdc_result(copy, stream, position, end, counts, transactions)
 
 

@@ -36,15 +36,20 @@ class RunApplier:
     """Turns decoded runs into the sink's change batches."""
 
     def __init__(
-        self, plan: CopyPlan, table: TableConfig, source: Source, sink: Any, have: set[str]
+        self, plan: CopyPlan, table: TableConfig, source: Source, described: pa.Schema
     ) -> None:
-        self.plan, self.table, self.source, self.sink = plan, table, source, sink
-        self.have = have  # destination columns
+        self.plan, self.table, self.source = plan, table, source
+        self.described = described  # the source table's columns, described again for a new one
+        self.sink: Any = None
+        self.have: set[str] = set()
         self.mapping = {c.source: c.destination for c in plan.columns}
         self.relations: dict[int, list[Column]] = {}
-        self.described: pa.Schema | None = None
         self.decoder = BatchDecoder()
         self.changes = 0
+
+    def start(self, sink: Any, have: set[str]) -> None:
+        """Apply to `sink`, whose table has the columns `have` (or is about to)."""
+        self.sink, self.have = sink, have
 
     def take(self, messages: list[bytes]) -> None:
         for item in self.decoder.decode(messages):
@@ -90,7 +95,7 @@ class RunApplier:
 
     def _source_field(self, name: str) -> pa.Field:
         """The column's type at the source: described once, and again for a new column."""
-        if self.described is None or name not in self.described.names:
+        if name not in self.described.names:
             self.described = self.source.describe(self.plan.source_table).schema
         if name in self.described.names:
             return self.described.field(name)

@@ -142,8 +142,10 @@ class KeyedChanges:
             self._update_partial(rows, where)
 
     def _delete(self, rows: pa.Table) -> None:
-        """Delete the rows with the keys of `rows`: in PostgreSQL the keys are copied into a
-        staging table and deleted by one join; elsewhere one statement for a one-column key."""
+        """Delete the rows with the keys of `rows`. PostgreSQL: the keys are copied into a
+        staging table, then a one-column key is deleted by `= ANY(ARRAY(SELECT ...))` (an
+        index scan, where a join would often scan the whole table), a wider one by a join.
+        Elsewhere: one statement for a one-column key."""
         if not rows.num_rows:
             return
         keys = rows.select(list(self.key))
@@ -152,8 +154,16 @@ class KeyedChanges:
             self.store.drop_if_exists(self.conn, stage)
             staged = self.store.create_table(self.conn, stage, keys.schema, ())
             self.store.write_batches(self.conn, staged, keys.to_batches())
-            matched = [self.target.c[k] == staged.c[k] for k in self.key]
-            self.conn.execute(sa.delete(self.target).where(*matched))
+            if len(self.key) == 1:
+                key = self.store.quote(self.key[0])
+                self.conn.exec_driver_sql(
+                    f"DELETE FROM {self.store.qualified(self.name)} WHERE {key} = "
+                    f"ANY(ARRAY(SELECT {key} FROM {self.store.qualified(stage)}))"
+                )
+            else:
+                self.conn.exec_driver_sql(f"ANALYZE {self.store.qualified(stage)}")
+                matched = [self.target.c[k] == staged.c[k] for k in self.key]
+                self.conn.execute(sa.delete(self.target).where(*matched))
             self.store.drop_if_exists(self.conn, stage)
             return
         if len(self.key) == 1:  # WHERE key IN (...)
