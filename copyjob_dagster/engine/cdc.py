@@ -116,17 +116,19 @@ def capture_changes(
         if position is not None and state is not None and state.confirmed < position:
             stream.advance(position)  # recorded by a run that died before moving the slot
             state = stream.state()
+        existing = destination.describe(plan.destination_table)
         if (
             full_refresh
             or position is None
             or state is None
             or state.confirmed > position
-            or destination.describe(plan.destination_table) is None
+            or existing is None
         ):
             copy, point = _snapshot(plan, stream, source, destination, progress)
             return _cdc_result(copy, stream, position, point, ChangeCounts(), 0)
         applier = RunApplier(plan, table, source, described.schema)
-        return _changes(plan, applier, stream, destination, position, progress)
+        have = set(existing.column_names)
+        return _changes(plan, applier, stream, destination, have, position, progress)
     finally:
         source.close()
         destination.close()
@@ -192,6 +194,7 @@ def _changes(
     applier: RunApplier,
     stream: PostgresChangeStream,
     destination: Destination,
+    have: set[str],
     position: int,
     progress: ProgressCallback | None,
 ) -> CdcResult:
@@ -199,8 +202,6 @@ def _changes(
     upto = stream.current()
     counts, transactions, end = ChangeCounts(), 0, position
     if upto > position:
-        existing = destination.describe(plan.destination_table)
-        have = set(existing.column_names) if existing else set()
         schema = pa.schema([f for f in plan.written_schema if f.name in have])
         with destination.applying_changes(  # type: ignore[attr-defined]
             plan.destination_table, schema, plan.primary_key, position
