@@ -176,7 +176,7 @@ class KeyedChanges:
         where = [self.target.c[k] == sa.bindparam(f"k_{i}") for i, k in enumerate(self.key)]
         self.conn.execute(
             sa.delete(self.target).where(*where),
-            [{f"k_{i}": v for i, v in enumerate(key)} for key in keys.to_pylist()],
+            [{f"k_{i}": row[k] for i, k in enumerate(self.key)} for row in keys.to_pylist()],
         )
 
     def _value(self, column: str) -> sa.ColumnElement[Any]:

@@ -16,8 +16,11 @@ from copyjob_dagster.config import StoreConfig
 from copyjob_dagster.stores import change_apply, open_destination
 from copyjob_dagster.stores.change_fold import UNSENT, ChangeBatch, fold
 
-SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string()), ("big", pa.string())])
+SCHEMA = pa.schema(
+    [("id", pa.int64()), ("region", pa.string()), ("name", pa.string()), ("big", pa.string())]
+)
 KEY = ("id",)
+WIDE_KEY = ("id", "region")  # a key of two columns (`region` is always "r")
 Change = tuple[str, dict[str, Any], tuple | None, int]
 
 
@@ -34,7 +37,7 @@ def _sequence(seed: int, start: dict[int, dict[str, Any]]) -> list[Change | str]
             key = rng.randint(1, 40)
             if key in rows:
                 continue
-            rows[key] = {"id": key, "name": f"n{position}", "big": f"b{position}"}
+            rows[key] = {"id": key, "region": "r", "name": f"n{position}", "big": f"b{position}"}
             changes.append(("insert", dict(rows[key]), None, position))
         elif roll < 0.75:
             key = rng.choice(keys)
@@ -50,11 +53,12 @@ def _sequence(seed: int, start: dict[int, dict[str, Any]]) -> list[Change | str]
             if new in rows:
                 continue
             rows[new] = {**rows.pop(key), "id": new}
-            changes.append(("update", dict(rows[new]), (key,), position))
+            changes.append(("update", dict(rows[new]), (key, "r"), position))
         else:
             key = rng.choice(keys)
             del rows[key]
-            changes.append(("delete", {"id": key, "name": None, "big": None}, None, position))
+            gone = {"id": key, "region": "r", "name": None, "big": None}
+            changes.append(("delete", gone, None, position))
     return changes
 
 
@@ -75,25 +79,29 @@ def _model(start: dict[int, dict[str, Any]], changes: list[Change | str]) -> lis
     return sorted((r["id"], r["name"], r["big"]) for r in rows.values())
 
 
-def _batch(changes: list[Change]) -> ChangeBatch:
+def _batch(changes: list[Change], key: tuple = KEY) -> ChangeBatch:
     """The changes as columns, built by hand (not by `batch_of_rows`)."""
     big = [row["big"] for _, row, _, _ in changes]
     unsent = np.array([value is UNSENT for value in big])
     rows = pa.table(
         {
             "id": [row["id"] for _, row, _, _ in changes],
+            "region": [row["region"] for _, row, _, _ in changes],
             "name": [row["name"] for _, row, _, _ in changes],
             "big": [None if value is UNSENT else value for value in big],
         },
         schema=SCHEMA,
     )
-    old = [old_key[0] if old_key else None for _, _, old_key, _ in changes]
+    old = [old_key if old_key else (None, None) for _, _, old_key, _ in changes]
+    old_keys = pa.table(
+        {k: pa.array([o[i] for o in old], SCHEMA.field(k).type) for i, k in enumerate(key)}
+    )
     return ChangeBatch(
         rows,
         pa.array([c[0] for c in changes]),
         pa.array([c[3] for c in changes], pa.int64()),
         {"big": unsent} if unsent.any() else {},
-        pa.table({"id": pa.array(old, pa.int64())}) if any(o is not None for o in old) else None,
+        old_keys if any(o[0] is not None for o in old) else None,
     )
 
 
@@ -102,41 +110,63 @@ def _batch(changes: list[Change]) -> ChangeBatch:
 def test_set_wise_apply_matches_one_by_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entry: str, seed: int
 ) -> None:
+    config = StoreConfig(url=f"sqlite:///{tmp_path / 'dst.db'}")
+    _apply_and_compare(config, "items", monkeypatch, entry, seed, KEY if seed else WIDE_KEY)
+
+
+@pytest.mark.parametrize("key", [KEY, WIDE_KEY], ids=["one-column key", "two-column key"])
+@pytest.mark.parametrize("seed", range(2))
+def test_set_wise_apply_into_postgresql(
+    pg_server: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch, seed: int, key: tuple
+) -> None:
+    """PostgreSQL deletes through a staging table of the keys (see `KeyedChanges._delete`)."""
+    config = StoreConfig(url=pg_server, schema=pg_schema)
+    _apply_and_compare(config, f"{pg_schema}.items", monkeypatch, "changes", seed, key)
+
+
+def _apply_and_compare(
+    config: StoreConfig,
+    table: str,
+    monkeypatch: pytest.MonkeyPatch,
+    entry: str,
+    seed: int,
+    key: tuple,
+) -> None:
     monkeypatch.setattr(change_apply, "FLUSH_ROWS", 7 + seed * 10)
-    start = {k: {"id": k, "name": f"s{k}", "big": f"sb{k}"} for k in range(1, 21)}
-    url = f"sqlite:///{tmp_path / 'dst.db'}"
-    store = open_destination(StoreConfig(url=url))
+    start = {k: {"id": k, "region": "r", "name": f"s{k}", "big": f"sb{k}"} for k in range(1, 21)}
+    store = open_destination(config)
     first = pa.RecordBatch.from_pylist(list(start.values()), SCHEMA)
-    store.replace("items", SCHEMA, KEY, [first])
+    store.replace("items", SCHEMA, key, [first])
     changes = _sequence(seed, start)
-    with store.applying_changes("items", SCHEMA, KEY, 0) as sink:
+    with store.applying_changes("items", SCHEMA, key, 0) as sink:
         pending: list[Change] = []
         for change in [*changes, "end"]:
             if isinstance(change, tuple) and entry == "change":
-                sink.change(*change)
+                operation, row, old_key, position = change
+                sink.change(operation, row, old_key[: len(key)] if old_key else None, position)
             elif isinstance(change, tuple):
                 pending.append(change)
             else:
                 for at in range(0, len(pending), 5):  # batches of a few changes
-                    sink.changes(_batch(pending[at : at + 5]))
+                    sink.changes(_batch(pending[at : at + 5], key))
                 pending = []
                 if change == "truncate":
                     sink.truncate(0)
     store.close()
-    engine = sa.create_engine(url)
+    engine = sa.create_engine(config.url)
     with engine.connect() as conn:
-        copied = [tuple(r) for r in conn.exec_driver_sql("SELECT id, name, big FROM items")]
+        copied = [tuple(r) for r in conn.exec_driver_sql(f"SELECT id, name, big FROM {table}")]
     engine.dispose()
     assert sorted(copied) == _model(start, changes)
 
 
 def test_fold_fills_an_unsent_value_from_the_same_keys_earlier_change_only() -> None:
     changes: list[Change] = [
-        ("insert", {"id": 1, "name": "a", "big": "B1"}, None, 1),
-        ("update", {"id": 2, "name": "x", "big": UNSENT}, None, 2),  # nothing earlier: kept
-        ("update", {"id": 1, "name": "b", "big": UNSENT}, None, 3),  # takes B1
-        ("delete", {"id": 3, "name": None, "big": None}, None, 4),
-        ("update", {"id": 4, "name": "m", "big": "B4"}, (3,), 5),  # 3 moved to 4
+        ("insert", {"id": 1, "region": "r", "name": "a", "big": "B1"}, None, 1),
+        ("update", {"id": 2, "region": "r", "name": "x", "big": UNSENT}, None, 2),  # kept
+        ("update", {"id": 1, "region": "r", "name": "b", "big": UNSENT}, None, 3),  # takes B1
+        ("delete", {"id": 3, "region": "r", "name": None, "big": None}, None, 4),
+        ("update", {"id": 4, "region": "r", "name": "m", "big": "B4"}, (3,), 5),  # 3 moved
     ]
     folded = fold(_batch(changes), KEY)
     got = sorted(
