@@ -18,6 +18,7 @@ from xdist.workermanage import WorkerController
 ONE_WORKER = (
     "tests/security/",
     "tests/test_cdc.py",  # a private PostgreSQL with wal_level=logical
+    "tests/test_cdc_sensor.py",  # the same
     "tests/test_binlog_cdc.py",  # a private MariaDB with the binlog on
     "tests/faults/test_binlog_faults.py",  # the same
     "tests/test_celery.py",

@@ -312,11 +312,12 @@ class CopyJob(StrictModel):
             raise FieldProblem(where, f"{clash}; give one of them another `to:`")
 
     def _check_sensor(self) -> None:
-        if self.sensor is not None and self.mode != "incremental":
+        if self.sensor is not None and self.mode == "full":
             raise FieldProblem(
                 ("sensor",),
-                "the new-data sensor compares each table's source with its watermark, so it "
-                "needs mode: incremental (a full copy can run on a schedule instead)",
+                "the new-data sensor compares each table's source with its watermark (or its "
+                "replication slot), so it needs mode: incremental or cdc (a full copy can run "
+                "on a schedule instead)",
             )
 
     def is_cdc(self, table: TableConfig) -> bool:

@@ -8,8 +8,11 @@ answers without a scan). It requests one run of just the tables that have such r
 already on the way. Its JSON cursor remembers, per table, the watermark and the count it last
 requested a run for, so the same rows are asked for once; if that run fails, the next rows to
 arrive ask again. The run key is derived from the same values, so a re-evaluated tick cannot
-launch a second run. Rows that commit late at the watermark's value (or, with `lookback`,
-below it) do not wake the sensor: the next copy, whatever starts it, takes them.
+launch a second run. A `mode: cdc` table asks its replication slot instead whether changes
+wait there (a peek, which consumes nothing), and its marker is the WAL position they were seen
+at: a run that fails is asked again once the WAL has moved. Rows that commit late at the
+watermark's value (or, with `lookback`, below it) do not wake the sensor: the next copy,
+whatever starts it, takes them.
 """
 
 import hashlib
@@ -79,6 +82,8 @@ def evaluate_new_data(job: CopyJob, context: dg.SensorEvaluationContext) -> dg.S
         name = found.table.destination_name
         watermark = watermarks[name]
         marker = f"{watermark.text if watermark else ''}+{found.rows}"
+        if found.at is not None:  # mode: cdc: changes seen at a WAL position
+            marker += f"@{found.at}"
         if found.error is not None:
             problems.append(f"table {found.table.name!r}: {found.error}")
         elif found.rows and requested.get(name) == marker:

@@ -15,15 +15,16 @@ The position is an LSN, recorded in the asset's metadata like a watermark. A run
 """
 
 import hashlib
+import itertools
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 
 from copyjob_dagster.config import CopyJob, TableConfig
+from copyjob_dagster.engine.cdc_apply import RunApplier
 from copyjob_dagster.engine.copying import CopyResult, _result
 from copyjob_dagster.engine.planning import CopyPlan, plan_copy
 from copyjob_dagster.engine.rows import ProgressCallback, renamed
@@ -31,20 +32,12 @@ from copyjob_dagster.errors import SchemaError, SourceError
 from copyjob_dagster.stores import Destination, Source, open_destination, open_source
 from copyjob_dagster.stores.binlog import BinlogChangeStream, BinlogState
 from copyjob_dagster.stores.binlog import position_text as binlog_text
-from copyjob_dagster.stores.change_apply import UNSENT, ChangeCounts
-from copyjob_dagster.stores.pg_changes import PostgresChangeStream, SlotState, text_converter
-from copyjob_dagster.stores.pgoutput import (
-    UNCHANGED,
-    Begin,
-    Change,
-    Commit,
-    Relation,
-    Truncate,
-    lsn_text,
-)
+from copyjob_dagster.stores.change_apply import ChangeCounts
+from copyjob_dagster.stores.pg_changes import PostgresChangeStream, SlotState
+from copyjob_dagster.stores.pgoutput import lsn_text
 
 SLOT_NAME_LENGTH = 63
-PROGRESS_EVERY = 5_000  # changes between two calls of `progress` (which may abandon the run)
+DECODE_MESSAGES = 20_000  # messages decoded together (see `stores.pgoutput_batch`)
 
 
 @dataclass(frozen=True)
@@ -127,7 +120,8 @@ def capture_changes(
                 job, table, stream, source, destination, position, full_refresh, progress
             )
         stream.check()
-        plan = plan_copy(job, table, source.describe(table.name))
+        described = source.describe(table.name)
+        plan = plan_copy(job, table, described)
         if not plan.primary_key:
             raise SchemaError(
                 f"job {job.name!r}, table {table.name!r}: mode: cdc applies changes by primary "
@@ -137,16 +131,19 @@ def capture_changes(
         if position is not None and state is not None and state.confirmed < position:
             stream.advance(position)  # recorded by a run that died before moving the slot
             state = stream.state()
+        existing = destination.describe(plan.destination_table)
         if (
             full_refresh
             or position is None
             or state is None
             or state.confirmed > position
-            or destination.describe(plan.destination_table) is None
+            or existing is None
         ):
             copy, point = _snapshot(plan, stream, source, destination, progress)
             return _cdc_result(copy, stream, position, point, ChangeCounts(), 0)
-        return _changes(plan, table, stream, source, destination, position, progress)
+        applier = RunApplier(plan, table, source, described.schema)
+        have = set(existing.column_names)
+        return _changes(plan, applier, stream, destination, have, position, progress)
     finally:
         source.close()
         destination.close()
@@ -227,10 +224,10 @@ def _snapshot(
 
 def _changes(
     plan: CopyPlan,
-    table: TableConfig,
+    applier: RunApplier,
     stream: PostgresChangeStream,
-    source: Source,
     destination: Destination,
+    have: set[str],
     position: int,
     progress: ProgressCallback | None,
 ) -> CdcResult:
@@ -238,8 +235,6 @@ def _changes(
     upto = stream.current()
     counts, transactions, end = ChangeCounts(), 0, position
     if upto > position:
-        existing = destination.describe(plan.destination_table)
-        have = set(existing.column_names) if existing else set()
         schema = pa.schema([f for f in plan.written_schema if f.name in have])
         with destination.applying_changes(  # type: ignore[attr-defined]
             plan.destination_table, schema, plan.primary_key, position
@@ -247,16 +242,16 @@ def _changes(
             for field in plan.written_schema:
                 if field.name not in have:
                     sink.add_column(field)
-            known = have | set(plan.written_schema.names)
-            applier = _Applier(plan, table, source, sink, known)
-            for message in stream.messages(upto):
-                applier.take(message)
-                if progress is not None and applier.changes % PROGRESS_EVERY == 0:
+            applier.start(sink, have | set(plan.written_schema.names))
+            messages = stream.messages(upto)
+            while chunk := list(itertools.islice(messages, DECODE_MESSAGES)):
+                applier.take(chunk)
+                if progress is not None:
                     progress(applier.changes, None, time.monotonic() - started)
             applier.finish()
             counts, transactions = sink.counts, applier.transactions
             end = max(upto, applier.last_end)
-    copy = _result_of_changes(plan, source, destination, started, counts)
+    copy = _result_of_changes(plan, applier.source, destination, started, counts)
     return _cdc_result(copy, stream, position, end, counts, transactions)
 
 
@@ -286,86 +281,3 @@ def _cdc_result(
     state = stream.state()
     retained = state.retained_bytes if state is not None else None
     return CdcResult(copy, stream.name, before, position, counts, transactions, retained)
-
-
-class _Applier:
-    """Turns pgoutput messages into the sink's changes, a whole transaction at a time."""
-
-    def __init__(
-        self, plan: CopyPlan, table: TableConfig, source: Source, sink: Any, have: set[str]
-    ) -> None:
-        self.plan, self.table, self.source, self.sink = plan, table, source, sink
-        self.have = have  # destination columns
-        self.mapping = {c.source: c.destination for c in plan.columns}
-        self.relations: dict[int, list[tuple[str, Callable[[str], Any]] | None]] = {}
-        self.buffer: list[Any] = []
-        self.open_at: int | None = None
-        self.described: pa.Schema | None = None
-        self.transactions = self.changes = self.last_end = 0
-
-    def take(self, message: Any) -> None:
-        if isinstance(message, Begin):
-            self.open_at, self.buffer = message.final_lsn, []
-        elif isinstance(message, Relation):
-            self.relations[message.oid] = [self._column(name) for name in message.columns]
-        elif isinstance(message, Change | Truncate):
-            self.buffer.append(message)
-        elif isinstance(message, Commit):
-            for change in self.buffer:
-                self._apply(change, message.commit_lsn)
-            self.buffer, self.open_at = [], None
-            self.transactions += 1
-            self.last_end = message.end_lsn
-
-    def finish(self) -> None:
-        if self.open_at is not None:
-            raise SourceError(
-                f"table {self.plan.source_table!r}: the change stream ended inside the "
-                f"transaction that commits at {lsn_text(self.open_at)}; nothing was applied"
-            )
-
-    def _column(self, name: str) -> tuple[str, Callable[[str], Any]] | None:
-        """Where a source column goes, and how its text converts; None: not copied."""
-        if name not in self.mapping:
-            if self.table.columns is not None:
-                return None  # not selected
-            self.mapping[name] = self.table.rename.get(name, name)
-        destination = self.mapping[name]
-        field = self._source_field(name)
-        if destination not in self.have:
-            self.sink.add_column(field.with_name(destination))
-            self.have.add(destination)
-        return destination, text_converter(field)
-
-    def _source_field(self, name: str) -> pa.Field:
-        """The column's type at the source: described once, and again for a new column."""
-        if self.described is None or name not in self.described.names:
-            self.described = self.source.describe(self.plan.source_table).schema
-        if name in self.described.names:
-            return self.described.field(name)
-        return pa.field(name, pa.string())  # dropped again since: its values stay text
-
-    def _apply(self, change: Any, position: int) -> None:
-        columns = self.relations.get(getattr(change, "relation", None) or 0)
-        if isinstance(change, Truncate):
-            self.sink.truncate(position)
-            return
-        if columns is None:
-            return  # a table of the publication that this copy does not follow
-        row = _row(columns, change.values)
-        old_key = None
-        if change.old is not None:
-            old = _row(columns, change.old)
-            old_key = tuple(old.get(k) for k in self.plan.primary_key)
-        self.changes += 1
-        self.sink.change(change.operation, row, old_key, position)
-
-
-def _row(columns: list[Any], values: tuple[Any, ...]) -> dict[str, Any]:
-    row = {}
-    for column, value in zip(columns, values, strict=True):
-        if column is None:
-            continue
-        name, convert = column
-        row[name] = UNSENT if value is UNCHANGED else None if value is None else convert(value)
-    return row

@@ -2,13 +2,15 @@
 
 Like the engine, this module never imports Dagster. The new-data sensor asks it how many source
 rows lie beyond each table's watermark; the row-count check asks how many rows each side holds.
-Each count is a single `COUNT(*)`, whose window an index on the incremental column serves.
+Each count is a single `COUNT(*)`, whose window an index on the incremental column serves; a
+`mode: cdc` table counts the changes waiting in its slot instead (a peek, nothing consumed).
 """
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from copyjob_dagster.config import CopyJob, TableConfig
+from copyjob_dagster.engine.cdc import change_stream
 from copyjob_dagster.engine.planning import plan_copy
 from copyjob_dagster.engine.table_stores import TableStores, destination_of, source_of
 from copyjob_dagster.engine.watermark import Watermark
@@ -23,6 +25,7 @@ class NewRows:
     table: TableConfig
     rows: int = 0
     error: CopyJobError | None = None
+    at: str | None = None  # `mode: cdc`: the source's position when the changes were counted
 
 
 def rows_beyond(job: CopyJob, watermarks: Mapping[str, Watermark | None]) -> list[NewRows]:
@@ -47,6 +50,9 @@ def _rows_beyond(
     job: CopyJob, table: TableConfig, source: Source, watermark: Watermark | None
 ) -> NewRows:
     try:
+        if job.is_cdc(table):  # the changes waiting in its slot
+            rows, at = change_stream(source, job, table).waiting()
+            return NewRows(table, rows, at=at)
         plan = plan_copy(job, table, source.describe(table.name))
         low = None if watermark is None else watermark.value
         with source.open_reader(table.name) as reader:

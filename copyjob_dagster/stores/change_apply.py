@@ -1,18 +1,22 @@
 """Changes taken by a destination: by key into a SQL table, or as a change log in a folder.
 
+A change source hands changes over one at a time (`change`: an operation, a row as a dict with
+`UNSENT` for a value not carried, the old key, a position) or as columns (`changes`: a
+`ChangeBatch`); `truncate` and `add_column` keep their place in the order.
+
 By key (`KeyedChanges`), in the one transaction of the caller's `writing` connection: changes
-are folded per key (the last one wins; an update that did not resend an unchanged TOASTed value
-takes it from an earlier change to the same key in the run, else leaves the destination's value
-as it is), and written every `FLUSH_KEYS` keys: the keys of upserted and deleted rows are
-deleted, the upserted rows inserted with the store's bulk path, and rows with values left as
-they are updated column by column. A TRUNCATE empties the table at its place in the order.
-Replaying changes that were already applied leaves the same rows: each key ends as its last
-change says.
+are gathered, up to `FLUSH_ROWS`, then folded set-wise to each key's last change (see
+`change_fold`: an update that did not resend an unchanged TOASTed value takes it from an earlier
+change to the same key, else leaves the destination's value as it is) and written: the keys of
+upserted and deleted rows deleted in one statement, the upserted rows inserted with the store's
+bulk path (COPY for PostgreSQL), and rows with values left as they are updated column by
+column. A TRUNCATE empties the table at its place in the order. Replaying changes that were
+already applied leaves the same rows: each key ends as its last change says.
 
 As a log (`ChangeLog`): every change is a row of one Parquet file with its operation and
 position, named after the position the run started from, written whole (temporary file and
 rename), so a run replayed from the same position replaces its file instead of adding one; it
-is streamed, `FLUSH_KEYS` rows at a time.
+is streamed, `FLUSH_ROWS` rows at a time.
 """
 
 import os
@@ -25,27 +29,29 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from copyjob_dagster.stores import parquet_files
 from copyjob_dagster.stores.base import logical_type
+from copyjob_dagster.stores.change_fold import (
+    UNSENT,
+    ChangeBatch,
+    aligned,
+    batch_of_rows,
+    concatenated,
+    fold,
+)
 from copyjob_dagster.stores.sql import database_timestamps
 
 if TYPE_CHECKING:
     from copyjob_dagster.stores.sql import SqlStore
 
-FLUSH_KEYS = 20_000  # also the most keys of one DELETE ... IN (...) (bound parameters)
+__all__ = ["UNSENT", "ChangeBatch", "ChangeCounts", "ChangeLog", "KeyedChanges"]
+
+FLUSH_ROWS = 100_000  # changes gathered before they are folded and written
+IN_KEYS = 20_000  # the most keys of one DELETE ... IN (...) (bound parameters)
 OPERATION = "_copyjob_operation"
 POSITION = "_copyjob_position"
-
-
-class _Unsent:
-    def __repr__(self) -> str:
-        return "UNSENT"
-
-
-UNSENT: Any = _Unsent()  # a value the change did not carry (unchanged TOAST): keep the old one
 
 
 @dataclass
@@ -64,7 +70,9 @@ class KeyedChanges:
         self.store, self.conn, self.name = store, conn, table
         self.schema, self.key = schema, key
         self.target = self._table()
-        self.pending: dict[tuple, dict[str, Any] | None] = {}  # None: deleted
+        self.rows: list[tuple[str, dict[str, Any], tuple | None, int]] = []
+        self.batches: list[ChangeBatch] = []
+        self.gathered = 0
         self.counts = ChangeCounts()
 
     def _table(self) -> sa.Table:
@@ -85,58 +93,91 @@ class KeyedChanges:
     def change(
         self, operation: str, row: dict[str, Any], old_key: tuple | None, position: int
     ) -> None:
-        key = tuple(row[k] for k in self.key)
-        if old_key is not None and old_key != key:
-            self.pending[old_key] = None
-        if operation == "delete":
-            self.pending[key] = None
-        else:
-            earlier = self.pending.get(key)
-            if earlier is not None and any(v is UNSENT for v in row.values()):
-                row = {k: earlier.get(k, UNSENT) if v is UNSENT else v for k, v in row.items()}
-            self.pending[key] = row
-        if len(self.pending) >= FLUSH_KEYS:
+        """One change (the interface of a source that reads row by row)."""
+        self.rows.append((operation, row, old_key, position))
+        self.gathered += 1
+        if self.gathered >= FLUSH_ROWS:
             self.flush()
 
+    def changes(self, batch: ChangeBatch) -> None:
+        """Many changes at once, in order."""
+        self._take_rows()
+        self.batches.append(aligned(batch, self.schema))
+        self.gathered += batch.num_rows
+        if self.gathered >= FLUSH_ROWS:
+            self.flush()
+
+    def _take_rows(self) -> None:
+        if self.rows:
+            self.batches.append(batch_of_rows(self.schema, self.rows, self.key))
+            self.rows = []
+
     def truncate(self, position: int) -> None:
-        self.pending.clear()
+        self.rows, self.batches, self.gathered = [], [], 0
         self.conn.execute(sa.delete(self.target))
         self.counts.truncated += 1
 
     def flush(self) -> None:
-        if not self.pending:
+        self._take_rows()
+        if not self.batches:
+            return
+        folded = fold(concatenated(self.batches, self.key), self.key)
+        self.batches, self.gathered = [], 0
+        partial = folded.partial()
+        whole = ~folded.deleted & ~partial
+        gone = folded.deleted | whole
+        self.counts.deleted += int(folded.deleted.sum())
+        self.counts.upserted += int(whole.sum() + partial.sum())
+        self._delete(folded.rows.filter(pa.array(gone)))
+        if whole.any():
+            rows = folded.rows.filter(pa.array(whole))
+            self.store.write_batches(self.conn, self.target, rows.to_batches())
+        if partial.any():
+            rows = folded.rows.filter(pa.array(partial)).to_pylist()
+            for name, mask in folded.unsent.items():
+                for row, missing in zip(rows, mask[partial], strict=True):
+                    if missing:
+                        row[name] = UNSENT
+            where = [self.target.c[k] == sa.bindparam(f"k_{i}") for i, k in enumerate(self.key)]
+            self._update_partial(rows, where)
+
+    def _delete(self, rows: pa.Table) -> None:
+        """Delete the rows with the keys of `rows`. PostgreSQL: the keys are copied into a
+        staging table, then a one-column key is deleted by `= ANY(ARRAY(SELECT ...))` (an
+        index scan, where a join would often scan the whole table), a wider one by a join.
+        Elsewhere: one statement for a one-column key."""
+        if not rows.num_rows:
+            return
+        keys = rows.select(list(self.key))
+        if self.store.dialect == "postgresql":
+            stage = self.store.staging_name(self.name, "gone")
+            self.store.drop_if_exists(self.conn, stage)
+            staged = self.store.create_table(self.conn, stage, keys.schema, ())
+            self.store.write_batches(self.conn, staged, keys.to_batches())
+            if len(self.key) == 1:
+                key = self.store.quote(self.key[0])
+                self.conn.exec_driver_sql(
+                    f"DELETE FROM {self.store.qualified(self.name)} WHERE {key} = "
+                    f"ANY(ARRAY(SELECT {key} FROM {self.store.qualified(stage)}))"
+                )
+            else:
+                self.conn.exec_driver_sql(f"ANALYZE {self.store.qualified(stage)}")
+                matched = [self.target.c[k] == staged.c[k] for k in self.key]
+                self.conn.execute(sa.delete(self.target).where(*matched))
+            self.store.drop_if_exists(self.conn, stage)
+            return
+        if len(self.key) == 1:  # WHERE key IN (...)
+            column, values = self.target.c[self.key[0]], keys.column(0).to_pylist()
+            for at in range(0, len(values), IN_KEYS):
+                self.conn.execute(
+                    sa.delete(self.target).where(column.in_(values[at : at + IN_KEYS]))
+                )
             return
         where = [self.target.c[k] == sa.bindparam(f"k_{i}") for i, k in enumerate(self.key)]
-        whole, partial, gone = [], [], []  # rows to insert, to update in place; keys to delete
-        for key, row in self.pending.items():
-            if row is None:
-                gone.append(key)
-            elif any(value is UNSENT for value in row.values()):
-                partial.append(row)
-            else:
-                whole.append(row)
-                gone.append(key)
-        self.counts.deleted += len(gone) - len(whole)
-        self.counts.upserted += len(whole) + len(partial)
-        self.pending.clear()
-        if gone and len(self.key) == 1:  # one statement: WHERE key IN (...), or = ANY(array)
-            column = self.target.c[self.key[0]]
-            values = [k[0] for k in gone]
-            if self.store.dialect == "postgresql":
-                keys = sa.bindparam("keys", values, type_=postgresql.ARRAY(column.type))
-                condition = column == sa.any_(keys)
-            else:
-                condition = column.in_(values)
-            self.conn.execute(sa.delete(self.target).where(condition))
-        elif gone:
-            self.conn.execute(
-                sa.delete(self.target).where(*where),
-                [{f"k_{i}": v for i, v in enumerate(key)} for key in gone],
-            )
-        if whole:
-            batch = pa.RecordBatch.from_pylist(whole, self.schema)  # absent keys: NULL
-            self.store.write_batches(self.conn, self.target, [batch])
-        self._update_partial(partial, where)
+        self.conn.execute(
+            sa.delete(self.target).where(*where),
+            [{f"k_{i}": row[k] for i, k in enumerate(self.key)} for row in keys.to_pylist()],
+        )
 
     def _value(self, column: str) -> sa.ColumnElement[Any]:
         """A bound value for `column`: JSON and UUID arrive as text, cast to the column's type."""
@@ -233,8 +274,22 @@ class ChangeLog:
             self.counts.deleted += 1
         else:
             self.counts.upserted += 1
-        if len(self.rows) >= FLUSH_KEYS:
+        if len(self.rows) >= FLUSH_ROWS:
             self._write()
+
+    def changes(self, batch: ChangeBatch) -> None:
+        """Many changes at once, in order (unsent values are NULL in a log)."""
+        self._write()
+        columns = self.schema.names[:-2]
+        rows = aligned(batch, pa.schema([self.schema.field(n) for n in columns])).rows
+        deleted = int(batch.deleted().sum())
+        self.counts.deleted += deleted
+        self.counts.upserted += batch.num_rows - deleted
+        self._write_table(
+            rows.append_column(self.schema.field(OPERATION), batch.operations).append_column(
+                self.schema.field(POSITION), batch.positions
+            )
+        )
 
     def truncate(self, position: int) -> None:
         self.rows.append({OPERATION: "truncate", POSITION: position})

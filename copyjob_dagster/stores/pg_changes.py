@@ -6,8 +6,9 @@ reader with `SET TRANSACTION SNAPSHOT` while the replication connection stays op
 exactly the transactions committed before that point. So the first copy plus the changes after
 the point hold every row once.
 
-Changes are read with `pg_logical_slot_peek_binary_changes`, which never consumes: a run that
-dies reads the same changes again. The slot moves (`pg_replication_slot_advance`) only when the
+Changes are read with `pg_logical_slot_peek_binary_changes` (and decoded a fetch at a time by
+`pgoutput_batch`), which never consumes: a run that dies reads the same changes again. The
+slot moves (`pg_replication_slot_advance`) only when the
 caller says so, after the destination committed and the position was recorded. Peeking up to
 an LSN returns whole transactions: `pgoutput` sends a transaction's changes when its commit is
 decoded, and every record that starts before the LSN is decoded.
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Connection
@@ -33,10 +35,18 @@ from copyjob_dagster.stores.base import logical_type
 if TYPE_CHECKING:
     from copyjob_dagster.stores.postgres import PostgresStore
 
-PEEK = sa.text(
-    "SELECT data FROM pg_logical_slot_peek_binary_changes(:slot, CAST(:upto AS pg_lsn), NULL, "
-    "'proto_version', '1', 'publication_names', :publication)"
+PEEK = (
+    "SELECT data FROM pg_logical_slot_peek_binary_changes(%(slot)s, %(upto)s::pg_lsn, NULL, "
+    "'proto_version', '1', 'publication_names', %(publication)s)"
 )
+FETCH_MESSAGES = 2_000
+# The change messages (Insert, Update, Delete, Truncate) among those peeked, and how many.
+_WAITING = sa.text(
+    "SELECT count(*) FILTER (WHERE get_byte(data, 0) IN (73, 85, 68, 84)), count(*) "
+    "FROM pg_logical_slot_peek_binary_changes(:slot, CAST(:upto AS pg_lsn), "
+    "CAST(:limit AS int), 'proto_version', '1', 'publication_names', :publication)"
+)
+WAITING_PEEK = 64
 _SLOT = sa.text(
     "SELECT confirmed_flush_lsn::text, restart_lsn::text, active_pid, "
     "(pg_current_wal_lsn() - restart_lsn)::bigint FROM pg_replication_slots "
@@ -211,16 +221,45 @@ class PostgresChangeStream:
             text = conn.exec_driver_sql("SELECT pg_current_wal_flush_lsn()::text").scalar_one()
         return pgoutput.lsn_value(text)
 
-    def messages(self, upto: int) -> Iterator[pgoutput.Message]:
+    def messages(self, upto: int) -> Iterator[bytes]:
         """The messages of the transactions after the slot's position, committed before
-        `upto`, streamed with a server-side cursor (nothing is consumed)."""
+        `upto`, as bytes (see `pgoutput_batch`), streamed with a server-side cursor in
+        binary, `FETCH_MESSAGES` at a time (nothing is consumed)."""
         with self.store.translated_errors("reading changes"), self.store.engine.connect() as conn:
-            rows = conn.execution_options(stream_results=True, yield_per=2000).execute(
-                PEEK,
-                {"slot": self.name, "upto": pgoutput.lsn_text(upto), "publication": self.name},
-            )
-            for (data,) in rows:
-                yield pgoutput.decode(data)
+            driver = conn.connection.driver_connection
+            with driver.cursor(name="copyjob_changes", binary=True) as cursor:
+                cursor.execute(
+                    PEEK,
+                    {"slot": self.name, "upto": pgoutput.lsn_text(upto), "publication": self.name},
+                )
+                while rows := cursor.fetchmany(FETCH_MESSAGES):
+                    for (data,) in rows:
+                        yield data
+
+    def waiting(self) -> tuple[int, str]:
+        """Changes waiting in the slot (a lower bound: 0 means none; 1 without a slot, which a
+        run creates), and the WAL position they were looked for at; nothing is consumed. A
+        slot at the current WAL has none; else the first transactions are peeked
+        (`WAITING_PEEK` messages at most). Only if those are all empty transactions (before
+        PostgreSQL 15, pgoutput sends Begin and Commit for transactions of other tables too)
+        is the slot peeked up to the WAL."""
+        with (
+            self.store.translated_errors("looking for changes"),
+            self.store.engine.connect() as conn,
+        ):
+            at = conn.exec_driver_sql("SELECT pg_current_wal_lsn()::text").scalar_one()
+            state = conn.execute(_SLOT, {"slot": self.name}).first()
+            if state is None:
+                return 1, at  # no slot yet (or any more): a run starts with a snapshot
+            if pgoutput.lsn_value(state[0]) >= pgoutput.lsn_value(at):
+                return 0, at
+            named = {"slot": self.name, "publication": self.name}
+            found, seen = conn.execute(
+                _WAITING, {**named, "upto": None, "limit": WAITING_PEEK}
+            ).one()
+            if not found and seen >= WAITING_PEEK:
+                found, _ = conn.execute(_WAITING, {**named, "upto": at, "limit": None}).one()
+            return int(found), at
 
     def advance(self, position: int) -> None:
         """Let the slot forget everything before `position` (never backwards)."""
@@ -258,6 +297,24 @@ class PostgresChangeStream:
                     .as_string()
                 )
         return dropped is not None
+
+
+def typed(field: pa.Field, text: pa.Array) -> pa.Array:
+    """A column of PostgreSQL's text output as `field`'s type: Arrow's casts where they read
+    that text exactly as `text_converter` does, else `text_converter` value by value."""
+    t = field.type
+    if pa.types.is_boolean(t):
+        return pc.equal(text, "t")
+    if logical_type(field) is None and (
+        pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+        or pa.types.is_timestamp(t) or pa.types.is_date(t)
+    ) or pa.types.is_string(t) or pa.types.is_large_string(t):  # fmt: skip
+        try:
+            return pc.cast(text, t)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass  # e.g. 'infinity' dates: as before, or the same error
+    convert = text_converter(field)
+    return pa.array([None if v is None else convert(v) for v in text.to_pylist()], t)
 
 
 def text_converter(field: pa.Field) -> Callable[[str], Any]:

@@ -152,14 +152,15 @@ def install(point: str, nth: int, slow: float, destination_url: str, table: str)
 
 def _install_cdc(point: str) -> None:
     """The kill points of `mode: cdc` runs."""
-    original_change = change_apply.KeyedChanges.change
+    for entry in ("change", "changes"):  # one change, or a batch of them
+        original_entry = getattr(change_apply.KeyedChanges, entry)
 
-    def change(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if point == "cdc-apply":
-            die()
-        return original_change(self, *args, **kwargs)
+        def change(self, *args, original_entry=original_entry, **kwargs):  # type: ignore[no-untyped-def]
+            if point == "cdc-apply":
+                die()
+            return original_entry(self, *args, **kwargs)
 
-    change_apply.KeyedChanges.change = change
+        setattr(change_apply.KeyedChanges, entry, change)
     original_capture = cdc_assets.capture_changes
 
     def capture(*args, **kwargs):  # type: ignore[no-untyped-def]
