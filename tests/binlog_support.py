@@ -158,7 +158,8 @@ class BinlogCase:
             for statement in statements:
                 conn.exec_driver_sql(statement)
 
-    def job(self) -> CopyJob:
+    def job(self, **settings: Any) -> CopyJob:
+        """The job, with job-level `settings` (e.g. `sensor=True`) beside the usual ones."""
         path = self.folder / f"{self.name}.yaml"
         destination: dict[str, Any] = {"url": self.destination_url}
         if self.destination_schema:
@@ -169,6 +170,7 @@ class BinlogCase:
             "destination": destination,
             "mode": "cdc",
             "tables": self.tables,
+            **settings,
         }
         path.write_text(yaml.safe_dump(tree))
         return load_job(path)

@@ -25,6 +25,7 @@ from conftest import make_dagster_home
 from pymysqlreplication import BinLogStreamReader
 
 from copyjob_dagster.cli import main
+from copyjob_dagster.definitions import build_definitions
 from copyjob_dagster.defs import cdc
 from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.engine import load_job
@@ -402,6 +403,37 @@ def test_dagster_records_the_position_and_the_cli_shows_it(
     assert watermark == f"binlog {second[cdc.POSITION].value} (0 bytes of binlog behind)"
     dropped = cli.invoke(main, ["cdc", "drop", job.name])
     assert dropped.exit_code == 0 and "nothing to drop" in dropped.output
+
+
+def test_sensor_wakes_on_the_tables_changes_in_the_binlog(case: BinlogCase) -> None:
+    case.sql("CREATE TABLE other (id int PRIMARY KEY)")
+    job = case.job(sensor=True)
+    defs = build_definitions([job])
+    assets = [*build_source_specs([job]), *build_copy_assets([job])]
+    sensor = defs.resolve_sensor_def(f"{job.name}_new_data")
+
+    def tick(cursor: str | None) -> Any:
+        with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs) as context:
+            return sensor.evaluate_tick(context)
+
+    def requested(result: Any) -> list[list[str]]:
+        return [[key.path[-1] for key in r.asset_selection] for r in result.run_requests]
+
+    with dg.instance_for_test() as instance:
+        first = tick(None)  # no position yet: the snapshot is due
+        assert requested(first) == [["items"]]
+        assert dg.materialize(assets, instance=instance).success
+        idle = tick(first.cursor)
+        assert idle.run_requests == [] and "no new rows in 1 of 1" in idle.skip_message
+        case.sql("INSERT INTO other VALUES (1)")  # the binlog grows, not with this table
+        still = tick(idle.cursor)
+        assert still.run_requests == []
+        case.sql("UPDATE items SET name = 'sensed' WHERE id = 2")
+        woken = tick(still.cursor)
+        assert requested(woken) == [["items"]]
+        assert dg.materialize(assets, instance=instance).success
+        assert tick(woken.cursor).run_requests == []
+    same(case)
 
 
 @pytest.mark.parametrize("reconnect", ["resumes", "refused"])

@@ -22,6 +22,7 @@ import dagster as dg
 
 from copyjob_dagster.config import CopyJob, ScheduleConfig, SensorConfig, Status
 from copyjob_dagster.defs import naming
+from copyjob_dagster.defs.cdc import position_from_metadata
 from copyjob_dagster.defs.operations import recorded_watermark
 from copyjob_dagster.engine import Watermark, rows_beyond
 from copyjob_dagster.errors import CopyJobError
@@ -70,9 +71,9 @@ def evaluate_new_data(job: CopyJob, context: dg.SensorEvaluationContext) -> dg.S
     """One tick of the new-data sensor: a run of the tables with new rows, or why there is none."""
     requested: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     keys = {table.destination_name: naming.asset_key(job, table) for table in job.tables}
-    watermarks, busy, problems = _recorded(context.instance, keys)
+    watermarks, positions, busy, problems = _recorded(context.instance, keys)
     try:
-        counts = rows_beyond(job, watermarks)
+        counts = rows_beyond(job, watermarks, positions)
     except CopyJobError as exc:
         context.log.warning(f"job {job.name!r}: {exc}")
         return dg.SensorResult(skip_reason=f"the source cannot be reached: {exc}")
@@ -109,14 +110,16 @@ def evaluate_new_data(job: CopyJob, context: dg.SensorEvaluationContext) -> dg.S
 
 def _recorded(
     instance: dg.DagsterInstance, keys: dict[str, dg.AssetKey]
-) -> tuple[dict[str, Watermark | None], list[str], list[str]]:
+) -> tuple[dict[str, Watermark | None], dict[str, int | None], list[str], list[str]]:
     """From the instance: each table's watermark of record (its latest copy's, or that of a
-    reset or set recorded after it), the tables whose copy is under way (left out), and the
-    tables whose watermark cannot be read."""
+    reset or set recorded after it), the change position its latest copy recorded (`mode:
+    cdc`), the tables whose copy is under way (left out), and the tables whose watermark cannot
+    be read."""
     entries = {
         r.asset_entry.asset_key: r.asset_entry for r in instance.get_asset_records([*keys.values()])
     }
     watermarks: dict[str, Watermark | None] = {}
+    positions: dict[str, int | None] = {}
     busy, problems = [], []
     for name, key in keys.items():
         entry = entries.get(key)
@@ -130,9 +133,11 @@ def _recorded(
             watermarks[name] = recorded_watermark(
                 instance, key, entry.last_materialization_record if entry else None
             )
+            copied = latest.asset_materialization if latest else None
+            positions[name] = position_from_metadata(copied.metadata if copied else None)
         except CopyJobError as exc:
             problems.append(f"table {name!r}: {exc}")
-    return watermarks, busy, problems
+    return watermarks, positions, busy, problems
 
 
 def _copy_under_way(

@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 
 from copyjob_dagster.config import CopyJob, TableConfig
-from copyjob_dagster.engine.cdc import PROGRESS_EVERY, CdcResult, _result_of_changes
+from copyjob_dagster.engine.cdc import CdcResult, _result_of_changes
 from copyjob_dagster.engine.copying import CopyResult, _result
 from copyjob_dagster.engine.planning import CopyPlan, plan_copy
 from copyjob_dagster.engine.rows import ProgressCallback, renamed
@@ -35,6 +35,7 @@ from copyjob_dagster.stores.change_apply import ChangeCounts
 from copyjob_dagster.stores.mysql_changes import Transaction, TruncateTable, transactions
 
 NO_SLOT = "(none: MariaDB binlog)"
+PROGRESS_EVERY = 5_000  # changes between two calls of `progress` (which may abandon the run)
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,22 @@ def _changes(
         end = upto
     copy = _result_of_changes(plan, source, destination, started, counts)
     return _binlog_result(copy, stream, position, end, counts, count)
+
+
+def waiting(stream: BinlogChangeStream, recorded: int | None) -> tuple[int, str]:
+    """The table's changes in the binlog after `recorded` (a lower bound: those of the first
+    transaction that has any; 0 means none; 1 without a position, which a run takes with a
+    snapshot), and the binlog position they were looked for at. Nothing at the source moves:
+    the binlog is only read, up to its end now, stopping at the first change."""
+    upto = stream.current()
+    at = position_text(upto, stream.base())
+    if recorded is None:
+        return 1, at
+    stream.require_retained(recorded)
+    for transaction in transactions(stream.events(recorded, upto), stream.database, stream.table):
+        if transaction.changes:
+            return len(transaction.changes), at
+    return 0, at
 
 
 def _binlog_result(

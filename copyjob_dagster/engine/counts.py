@@ -10,12 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from copyjob_dagster.config import CopyJob, TableConfig
+from copyjob_dagster.engine import binlog_cdc
 from copyjob_dagster.engine.cdc import change_stream
 from copyjob_dagster.engine.planning import plan_copy
 from copyjob_dagster.engine.table_stores import TableStores, destination_of, source_of
 from copyjob_dagster.engine.watermark import Watermark
 from copyjob_dagster.errors import CopyJobError
 from copyjob_dagster.stores import LiveRows, Source, Window, open_source
+from copyjob_dagster.stores.binlog import BinlogChangeStream
 
 
 @dataclass(frozen=True)
@@ -28,8 +30,14 @@ class NewRows:
     at: str | None = None  # `mode: cdc`: the source's position when the changes were counted
 
 
-def rows_beyond(job: CopyJob, watermarks: Mapping[str, Watermark | None]) -> list[NewRows]:
-    """For each table named (by destination name) in `watermarks`, the source rows beyond it.
+def rows_beyond(
+    job: CopyJob,
+    watermarks: Mapping[str, Watermark | None],
+    positions: Mapping[str, int | None] | None = None,
+) -> list[NewRows]:
+    """For each table named (by destination name) in `watermarks`, the source rows beyond it;
+    a `mode: cdc` table of a MariaDB source, the changes after its recorded binlog position in
+    `positions` (a PostgreSQL slot keeps its own).
 
     A table without a watermark counts every row with an incremental value. An error that
     concerns one table is kept with it; a transient one (the source cannot be reached) is
@@ -38,7 +46,13 @@ def rows_beyond(job: CopyJob, watermarks: Mapping[str, Watermark | None]) -> lis
     source = open_source(job.source)
     try:
         return [
-            _rows_beyond(job, table, source, watermarks[table.destination_name])
+            _rows_beyond(
+                job,
+                table,
+                source,
+                watermarks[table.destination_name],
+                (positions or {}).get(table.destination_name),
+            )
             for table in job.tables
             if table.destination_name in watermarks
         ]
@@ -47,11 +61,19 @@ def rows_beyond(job: CopyJob, watermarks: Mapping[str, Watermark | None]) -> lis
 
 
 def _rows_beyond(
-    job: CopyJob, table: TableConfig, source: Source, watermark: Watermark | None
+    job: CopyJob,
+    table: TableConfig,
+    source: Source,
+    watermark: Watermark | None,
+    position: int | None,
 ) -> NewRows:
     try:
-        if job.is_cdc(table):  # the changes waiting in its slot
-            rows, at = change_stream(source, job, table).waiting()
+        if job.is_cdc(table):  # the changes waiting in its slot, or in the binlog
+            stream = change_stream(source, job, table)
+            if isinstance(stream, BinlogChangeStream):
+                rows, at = binlog_cdc.waiting(stream, position)
+            else:
+                rows, at = stream.waiting()
             return NewRows(table, rows, at=at)
         plan = plan_copy(job, table, source.describe(table.name))
         low = None if watermark is None else watermark.value
