@@ -13,6 +13,8 @@ the source table the same way.
 """
 
 import hashlib
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,6 +23,8 @@ import pyarrow.parquet as pq
 from psycopg import sql
 
 NULL = "\\N"
+COLUMNS = ["id", "customer_id", "amount", "status", "note", "created_at", "updated_at", "paid",
+           "order_date", "score"]  # fmt: skip
 
 _PG_ROW = """concat_ws('|', id::bigint::text, customer_id::bigint::text,
   round(amount::numeric * 100)::bigint::text, status::text, coalesce(note::text, E'\\\\N'),
@@ -69,11 +73,28 @@ def parquet(files: list[Path]) -> tuple[int, str]:
     """(rows, checksum) of Parquet files, over their Arrow batches (columns by name; a way's
     extra columns, such as dlt's, are not read)."""
     rows, total = 0, 0
-    columns = ["id", "customer_id", "amount", "status", "note", "created_at", "updated_at",
-               "paid", "order_date", "score"]  # fmt: skip
     for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=100_000, columns=columns):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=100_000, columns=COLUMNS):
             texts = _canonical(batch)
+            rows += len(texts)
+            for text in texts.to_pylist():
+                total += int(hashlib.md5(text.encode()).hexdigest()[:15], 16)
+    return rows, str(total)
+
+
+def sqlite(path: Path, table: str) -> tuple[int, str]:
+    """(rows, checksum) of a SQLite table, over Arrow batches of its values (NUMERIC and
+    DOUBLE as REAL, timestamps and dates as the text they are stored as)."""
+    rows, total = 0, 0
+    select = (
+        "SELECT id, customer_id, CAST(amount AS REAL), status, note, created_at, updated_at,"
+        f' paid, order_date, CAST(score AS REAL) FROM "{table}"'
+    )
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        cursor = conn.execute(select)
+        while chunk := cursor.fetchmany(100_000):
+            arrays = [pa.array(values) for values in zip(*chunk, strict=True)]
+            texts = _canonical(pa.RecordBatch.from_arrays(arrays, names=COLUMNS))
             rows += len(texts)
             for text in texts.to_pylist():
                 total += int(hashlib.md5(text.encode()).hexdigest()[:15], 16)

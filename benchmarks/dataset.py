@@ -7,8 +7,10 @@ about 1.8x by itself, and copyjob gives the destination the source's key, so eve
 into the same keyless table definition.
 """
 
+import re
 import shutil
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import content as checksum
@@ -192,7 +194,19 @@ def keep_ddl(settings: Settings, pairing: str) -> bool:
             cur.execute(f"DROP TABLE IF EXISTS `{TEMPLATE_TABLE}`")
             cur.execute(f"CREATE TABLE `{TEMPLATE_TABLE}` LIKE `{DESTINATION_TABLE}`")
         return True
+    if pairing == "pg-sqlite":
+        with closing(sqlite3.connect(settings.sqlite_destination)) as lite:
+            (ddl,) = lite.execute(
+                "SELECT sql FROM sqlite_schema WHERE name = ?", (DESTINATION_TABLE,)
+            ).fetchone()
+        _sqlite_template(settings).write_text(ddl)
+        return True
     return False
+
+
+def _sqlite_template(settings: Settings) -> Path:
+    """Where keep_ddl keeps the SQLite table's CREATE TABLE (a file has no second schema)."""
+    return Path(settings.workdir) / f"{TEMPLATE_TABLE}.sql"
 
 
 def destination_ddl(settings: Settings, pairing: str) -> str:
@@ -211,6 +225,11 @@ def destination_ddl(settings: Settings, pairing: str) -> str:
             text = cur.fetchone()[1]
         body = text[text.index("(") + 1 : text.rindex(")")]
         return ", ".join(" ".join(line.split()[:2]) for line in body.strip().splitlines())
+    if pairing == "pg-sqlite":
+        text = _sqlite_template(settings).read_text()
+        body = text[text.index("(") + 1 : text.rindex(")")]
+        parts = re.split(r",\s*\n", body.strip())
+        return ", ".join(part.strip().removesuffix(" NOT NULL") for part in parts)
     return ""
 
 
@@ -242,6 +261,20 @@ def reset_destinations(settings: Settings, pairing: str, create: str = "source")
                 cur.execute(f"CREATE TABLE `{DESTINATION_TABLE}` LIKE `{TEMPLATE_TABLE}`")
             elif create == "source":
                 cur.execute(my_table_ddl(DESTINATION_TABLE))
+    elif pairing == "pg-sqlite":
+        path = settings.sqlite_destination
+        for leftover in (path, path.with_name(path.name + "-journal")):
+            leftover.unlink(missing_ok=True)
+        if create != "none":
+            columns = ", ".join(f'"{name}" {lite}' for name, _, _, lite in COLUMNS)
+            ddl = (
+                _sqlite_template(settings).read_text()
+                if create == "copyjob"
+                else f'CREATE TABLE "{DESTINATION_TABLE}" ({columns})'
+            )
+            with closing(sqlite3.connect(path)) as lite:
+                lite.execute(ddl)
+                lite.commit()
     else:
         shutil.rmtree(settings.lake, ignore_errors=True)
         settings.lake.mkdir(parents=True)
@@ -259,6 +292,8 @@ def content(settings: Settings, pairing: str, target: str | None = None) -> tupl
         database, _, table = (target or f"{settings.my_db}.{DESTINATION_TABLE}").rpartition(".")
         with my_connect(settings, database) as conn:
             return checksum.mariadb(conn, database, table)
+    if pairing == "pg-sqlite":
+        return checksum.sqlite(settings.sqlite_destination, target or DESTINATION_TABLE)
     files = sorted(settings.lake.rglob("*.parquet"))
     if target:
         files = [f for f in files if target in f.as_posix()]

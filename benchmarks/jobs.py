@@ -33,6 +33,7 @@ def write_jobs(settings: Settings) -> None:
             {"url": settings.sqlite_sqlalchemy(), "name": "bench_sqlite"},
             {"url": str(settings.lake)},
         ),
+        "pg-sqlite": (pg_source, {"url": f"sqlite:///{settings.sqlite_destination}"}),
     }
     for pairing in PAIRINGS:
         source, destination = stores[pairing]

@@ -133,6 +133,8 @@ def compare(settings: Settings, pairing: str, args: argparse.Namespace) -> Pairi
     for way in chosen:
         failures = errors[way.name]
         worked = bool(measured[way.name].samples)
+        if not worked and not failures:
+            continue  # not run (--peer-repeat 0)
         row = Row(way.name, measured[way.name], settings.rows, way.reference)
         row.command = way.python is None
         row.whole_only = way.name == COPYJOB_RUN
@@ -158,7 +160,7 @@ def _paired(way: dict[int, Sample], reference: dict[int, Sample]) -> tuple[float
 def _copyjob_ddl(settings: Settings, pairing: str, timeout: float) -> str:
     """Let copyjob's engine create the destination table (a run not measured), and keep its
     definition for every way's runs: the reference loads into the table copyjob creates."""
-    if pairing not in ("pg-pg", "pg-mariadb"):
+    if pairing not in ("pg-pg", "pg-mariadb", "pg-sqlite"):
         return "none"  # files: no table definition to share
     engine = next(w for w in ways_for(pairing) if w.name == ENGINE)
     print(f"[{pairing}] copyjob creates the destination table (not measured) ...", flush=True)

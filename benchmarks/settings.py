@@ -82,6 +82,11 @@ class Settings:
         return Path(self.workdir) / f"orders_{self.rows}.sqlite"
 
     @property
+    def sqlite_destination(self) -> Path:
+        """The SQLite file of the PostgreSQL → SQLite pairing."""
+        return Path(self.workdir) / "destination.sqlite"
+
+    @property
     def lake(self) -> Path:
         return Path(self.workdir) / "lake"
 

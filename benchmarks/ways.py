@@ -20,7 +20,10 @@ PAIRINGS = {
     "pg-mariadb": "PostgreSQL → MariaDB",
     "pg-parquet": "PostgreSQL → Parquet",
     "sqlite-parquet": "SQLite → Parquet",
+    "pg-sqlite": "PostgreSQL → SQLite",
 }
+# Pairings without the peer tools (Sling, dlt, pandas, connectorx): only the reference and copyjob.
+WITHOUT_PEERS = ("pg-sqlite",)
 PEERS_PYTHON = BENCH_DIR / ".peers" / "bin" / "python"
 SLING = BENCH_DIR / ".peers/lib/python3.11/site-packages/sling_linux_amd64/bin/sling-linux-amd64"
 DUCKDB_EXTENSIONS = BENCH_DIR / ".peers/lib/python3.11/site-packages/duckdb_ext/extensions"
@@ -187,6 +190,11 @@ def ways_for(pairing: str) -> list[Way]:
         "sqlite-parquet": Way(
             "DuckDB COPY … TO parquet", "reference", python="copiers.copy_duckdb:sqlite_parquet"
         ),
+        "pg-sqlite": Way(
+            "DuckDB INSERT INTO sqlite … SELECT",
+            "reference",
+            python="copiers.copy_duckdb:pg_sqlite",
+        ),
     }
     reference = references[pairing]
     found = [Way(reference.name, "reference", reference.python, reference.command, True)]
@@ -214,6 +222,10 @@ def ways_for(pairing: str) -> list[Way]:
         found.append(Way("Arrow: ADBC read → ADBC ingest", "peer", "copiers.copy_arrow:pg_pg"))
     if pairing.endswith("parquet"):
         found.append(Way("Arrow: connectorx → ParquetWriter", "peer", f"copiers.copy_arrow:{key}"))
+    if pairing in WITHOUT_PEERS:
+        found.append(Way(ENGINE, "project", "copiers.copy_engine:copy"))
+        found.append(Way(COPYJOB_RUN, "project", command=copyjob_run))
+        return found
     found += [
         Way("Sling 1.4.11 (full-refresh)", "peer", command=_sling(pairing), count_in=None),
         Way(

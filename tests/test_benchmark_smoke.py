@@ -60,6 +60,7 @@ def test_benchmark_runs_and_counts_every_copy(
         "PostgreSQL → MariaDB",
         "PostgreSQL → Parquet",
         "SQLite → Parquet",
+        "PostgreSQL → SQLite",
     }
     copied = f"{ROWS:,}"
     rows, content, whole_ratio = 1, 2, 7  # cells after the way's name

@@ -58,6 +58,14 @@ def pg_parquet(settings: Settings, _: str) -> None:
     )
 
 
+def pg_sqlite(settings: Settings, _: str) -> None:
+    """Into the table copyjob created in the SQLite file (dataset.reset_destinations)."""
+    con = _connect(settings)
+    _attach_pg(con, settings, settings.pg_source_db, "src")
+    con.execute(f"ATTACH '{settings.sqlite_destination}' AS dst (TYPE sqlite)")
+    con.execute(f"INSERT INTO dst.{DESTINATION_TABLE} SELECT * FROM src.public.{SOURCE_TABLE}")
+
+
 def sqlite_parquet(settings: Settings, _: str) -> None:
     con = _connect(settings)
     con.execute(f"ATTACH '{settings.sqlite_path}' AS src (TYPE sqlite, READ_ONLY)")

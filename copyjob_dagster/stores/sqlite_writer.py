@@ -8,10 +8,22 @@ decimals their text; a column Arrow cannot spell exactly goes through SQLAlchemy
 processor value by value. The rows then go to sqlite3's `executemany` on the transaction's own
 connection, so the write stays inside the transaction that replaces, appends or merges.
 
+Each statement inserts ROWS_PER_STATEMENT rows (`VALUES (?, ...), (?, ...), ...`): sqlite3 pays
+its per-statement cost (an iteration in Python, a reset, a step) once for them all, and the
+values reach it as slices of one flat list, filled a column at a time, not as a tuple a row.
+That takes 40% off the CPU time of `executemany` (500,000 rows of the benchmark's `orders`:
+0.66 s against 1.11 s); SQLite stores exactly what one row a statement stores.
+
+ADBC's SQLite driver would bind the Arrow arrays in C, but it links a SQLite of its own: two
+SQLite libraries locking one file in one process release each other's POSIX locks (see
+`sqlite_native`), and a second connection could not write inside this transaction anyway.
+
 Durability is the user's: the journal mode and `synchronous` are left as the database has them.
 Only the page cache grows for the write into a table with a primary key (and is put back).
 """
 
+import functools
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -29,6 +41,9 @@ from copyjob_dagster.stores.sql import database_timestamps
 CACHE_KIB = 32 * 1024
 # str(Decimal) switches to exponent notation below 1E-6; up to six places Arrow's text is the same.
 _PLAIN_DECIMAL_SCALE = 6
+# Rows a statement inserts: past about 50 the per-statement cost no longer shows (bounded by
+# the connection's limit on bound values, 32,766 since SQLite 3.32, 999 before).
+ROWS_PER_STATEMENT = 100
 
 Spell = Callable[[pa.Array], list[Any]]
 
@@ -47,10 +62,13 @@ def insert_batches(
     the SQLAlchemy insert, which says which value is missing."""
     driver = conn.connection.driver_connection
     names = [column.name for column in table.columns]
-    statement = (
-        f"INSERT INTO {target} ({', '.join(quote(name) for name in names)}) "
-        f"VALUES ({', '.join('?' for _ in names)})"
+    per_statement = max(
+        1,
+        min(
+            ROWS_PER_STATEMENT, driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(names)
+        ),
     )
+    statement = _statement(target, [quote(name) for name in names])
     rows = 0
     previous_cache = driver.execute("PRAGMA cache_size").fetchone()[0]
     if table.primary_key.columns and -CACHE_KIB < previous_cache < 0:  # negative: KiB
@@ -70,13 +88,42 @@ def insert_batches(
                     _spelled(batch.column(name), table.c[name].type, bind_type, conn.dialect)
                     for name in names
                 ]
-                cursor.executemany(statement, zip(*columns, strict=True))
+                _insert(cursor, statement, columns, batch.num_rows, per_statement)
                 rows += batch.num_rows
         finally:
             cursor.close()
     finally:
         driver.execute(f"PRAGMA cache_size = {int(previous_cache)}")
     return rows
+
+
+def _statement(target: str, quoted: list[str]) -> Callable[[int], str]:
+    """The INSERT of `rows` rows into `target`'s columns, built once for each number of rows."""
+    row = f"({', '.join('?' for _ in quoted)})"
+    head = f"INSERT INTO {target} ({', '.join(quoted)}) VALUES "
+    return functools.cache(lambda rows: head + ", ".join([row] * rows))
+
+
+def _insert(
+    cursor: sqlite3.Cursor,
+    statement: Callable[[int], str],
+    columns: list[Sequence[Any]],
+    rows: int,
+    per_statement: int,
+) -> None:
+    """Insert `rows` rows, given column by column, `per_statement` rows at a time."""
+    width = len(columns)
+    values: list[Any] = [None] * (rows * width)
+    for index, column in enumerate(columns):
+        values[index::width] = column  # row-major: the values of row r are r*width onward
+    full = rows - rows % per_statement
+    step = per_statement * width
+    cursor.executemany(
+        statement(per_statement),
+        (values[start : start + step] for start in range(0, full * width, step)),
+    )
+    if full < rows:
+        cursor.execute(statement(rows - full), values[full * width :])
 
 
 def _spelled(

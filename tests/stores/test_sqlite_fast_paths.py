@@ -19,7 +19,7 @@ import pytest
 
 from copyjob_dagster.config import StoreConfig
 from copyjob_dagster.errors import SchemaError
-from copyjob_dagster.stores import open_destination, open_source, sqlite_native
+from copyjob_dagster.stores import open_destination, open_source, sqlite_native, sqlite_writer
 from copyjob_dagster.stores.base import Window
 from copyjob_dagster.stores.sql import SqlStore
 from copyjob_dagster.stores.sql_reader import SqlTableReader
@@ -217,14 +217,16 @@ WRITTEN = pa.table(
 )
 
 
-def _written(path: Path) -> list[tuple[object, ...]]:
-    """Each stored value of WRITTEN written to `path`, as its storage class and SQL literal."""
+def _written(
+    path: Path, written: pa.Table = WRITTEN, batch_rows: int = 2
+) -> list[tuple[object, ...]]:
+    """Each stored value of `written` written to `path`, as its storage class and SQL literal."""
     store = open_destination(StoreConfig(url=f"sqlite:///{path}"))
     try:
-        store.replace("t", WRITTEN.schema, ("id",), WRITTEN.to_batches(max_chunksize=2))
+        store.replace("t", written.schema, ("id",), written.to_batches(max_chunksize=batch_rows))
     finally:
         store.close()
-    cells = ", ".join(f'typeof("{name}"), quote("{name}")' for name in WRITTEN.column_names)
+    cells = ", ".join(f'typeof("{name}"), quote("{name}")' for name in written.column_names)
     with sqlite3.connect(path) as conn:
         rows = conn.execute(f"SELECT {cells} FROM t ORDER BY id").fetchall()
     conn.close()
@@ -239,3 +241,17 @@ def test_the_writer_stores_what_the_generic_insert_stores(
 
     assert fast == _written(tmp_path / "generic.sqlite")
     assert fast[1][10:12] == ("text", "'2024-02-29 01:02:03.000004'")
+
+
+def test_rows_inserted_many_a_statement_land_each_in_its_own_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of two full statements and a remainder: every value in its row and column."""
+    batch_rows = 2 * sqlite_writer.ROWS_PER_STATEMENT + 7
+    many = pa.concat_tables([WRITTEN] * (2 * batch_rows // len(WRITTEN) + 1))
+    many = many.set_column(0, "id", pa.array(range(len(many)), pa.int64())).combine_chunks()
+    fast = _written(tmp_path / "fast.sqlite", many, batch_rows)
+    monkeypatch.setattr(SQLiteStore, "write_batches", SqlStore.write_batches)
+
+    assert len(fast) == len(many) > batch_rows
+    assert fast == _written(tmp_path / "generic.sqlite", many, batch_rows)
