@@ -1,16 +1,17 @@
 """Arrow batches into MySQL/MariaDB with `LOAD DATA LOCAL INFILE`, fed through a FIFO.
 
-A thread writes the batches as CSV (Arrow's native writer) into a named pipe while the driver
-streams the pipe to the server, so no value passes through Python, nothing lands on disk, and
-reading the source overlaps loading. The CSV is exact for MySQL's reader: every value is quoted
-(`"` doubled inside), NULL is the bare word NULL, there is no escape character (backslashes are
-data), booleans are 0/1, single floats their exact double's text, timestamps UTC wall time,
-and binary travels as hex that `UNHEX` decodes. With LOCAL the server turns bad values into
-warnings instead of errors, so any warning fails the load, and the caller's transaction rolls
-it back.
+A thread writes the batches as CSV into a named pipe while the driver streams the pipe to the
+server, so no value passes through Python, nothing lands on disk, and reading the source
+overlaps loading. Arrow's native writer writes straight into the pipe through Arrow's own file:
+no batch becomes a Python bytes object (each was a fresh mapping of megabytes to fault in), and
+the thread lets go of the GIL while it writes. The CSV is exact for MySQL's reader: every value
+is quoted (`"` doubled inside), NULL is the bare word NULL, there is no escape character
+(backslashes are data), booleans are 0/1, single floats their exact double's text, timestamps
+UTC wall time, and binary travels as hex that `UNHEX` decodes. With LOCAL the server turns bad
+values into warnings instead of errors, so any warning fails the load, and the caller's
+transaction rolls it back.
 """
 
-import io
 import os
 import shutil
 import tempfile
@@ -100,11 +101,16 @@ class _Feeder(threading.Thread):
 
     def run(self) -> None:
         try:
-            with open(self._path, "wb") as sink:
+            # Opening blocks until the driver opens the FIFO to read it.
+            with pa.OSFile(self._path, "wb") as sink:
+                writer: csv.CSVWriter | None = None
                 for batch in self._batches:
                     if self._stopping.is_set():
                         return
-                    sink.write(_csv(batch))
+                    spelled = _spelled(batch)
+                    if writer is None:
+                        writer = csv.CSVWriter(sink, spelled.schema, write_options=_OPTIONS)
+                    writer.write_batch(spelled)
                     self.rows += batch.num_rows
         except BrokenPipeError:
             pass  # the driver stopped reading: its own error says why
@@ -124,7 +130,8 @@ class _Feeder(threading.Thread):
         self.join(_JOIN_SECONDS)
 
 
-def _csv(batch: pa.RecordBatch) -> bytes:
+def _spelled(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch with each column in the type whose CSV text MySQL reads back exactly."""
     columns = []
     for column in database_timestamps(batch).columns:
         t = column.type
@@ -139,6 +146,4 @@ def _csv(batch: pa.RecordBatch) -> bytes:
         elif pa.types.is_binary(t) or pa.types.is_large_binary(t):
             column = hex_text(column, prefix="")
         columns.append(column)
-    sink = io.BytesIO()
-    csv.write_csv(pa.RecordBatch.from_arrays(columns, names=batch.schema.names), sink, _OPTIONS)
-    return sink.getvalue()
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
