@@ -8,6 +8,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 from conftest import make_dagster_home
 
 from copyjob_dagster.cli.storage import keep_connections
@@ -60,3 +61,29 @@ def test_a_run_opens_a_few_connections_and_stores_every_event(
         assert other.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
         stored = other.get_records_for_run(run_id, limit=1000).records
     assert sum(r.event_log_entry.dagster_event_type == "ASSET_MATERIALIZATION" for r in stored) == 5
+
+
+def test_only_materializations_wait_for_the_disk(tmp_path: Path) -> None:
+    """A commit that stores a materialization (what a copy's watermark is read from) waits for
+    the disk (`synchronous=FULL`); the run's other events are committed without an fsync."""
+    home = make_dagster_home(tmp_path / "home")
+    levels: list[int] = []
+
+    def commit(conn: Any) -> None:
+        driver = conn.connection.driver_connection
+        if isinstance(driver, sqlite3.Connection):
+            levels.append(driver.execute("PRAGMA synchronous").fetchone()[0])
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        keep_connections(instance)
+        sa.event.listen(sa.engine.Engine, "commit", commit)
+        try:
+            result = dg.materialize(_assets(), instance=instance)
+        finally:
+            sa.event.remove(sa.engine.Engine, "commit", commit)
+    assert result.success
+    full, normal = levels.count(2), levels.count(1)
+    # Each of the 5 materializations in the run's own log and in the asset index, and the
+    # creation of the run's new database (at SQLite's default).
+    assert 2 * len(TABLES) <= full <= 2 * len(TABLES) + 2, levels
+    assert normal > full, levels  # step events, run status: no fsync

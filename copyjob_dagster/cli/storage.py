@@ -13,8 +13,18 @@ kept until the instance is disposed (the end of the command). What they store, a
 unchanged: the same files, the same statements, a transaction per call as before; other
 processes (the webserver, the daemon) see each event once it is committed, as before. Another
 storage (PostgreSQL, a storage class of one's own) is left as it is.
+
+A commit waits for the disk (SQLite's `synchronous=FULL`, an fsync of the log) only when it
+stores what a later copy starts from: an asset's materialization or observation (the watermark,
+a CDC position, a watermark operation). Every other event (step outputs, check evaluations,
+log lines, run status) is committed with `synchronous=NORMAL`: written to the log, which other
+processes read at once, and made durable by the next fsync. A process that dies loses nothing
+either way; a power cut or an OS crash can lose only the events stored after the last
+materialization or observation, so never a watermark that a destination's commit went with
+(docs/scale.md, "What a run stores, and how durably").
 """
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,6 +36,10 @@ from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from sqlalchemy import Connection, Engine, create_engine
 
 _EVENT_LOG_PARTS = ("_db_lock", "_initdb", "_initialized_dbs", "conn_string_for_shard")
+# The events a later copy reads its starting point from: committed with an fsync.
+DURABLE_EVENTS = frozenset(
+    {dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_OBSERVATION}
+)
 
 
 def keep_connections(instance: dg.DagsterInstance) -> None:
@@ -47,8 +61,16 @@ def _engine(url: str) -> Engine:
     )
 
 
+def _synchronous(conn: Connection, durable: bool) -> None:
+    """Make the connection's next commit wait for the disk (`durable`) or not. (Through the
+    driver: a PRAGMA opens no transaction there, and takes effect at the commit.)"""
+    level = "FULL" if durable else "NORMAL"
+    conn.connection.driver_connection.execute(f"PRAGMA synchronous = {level}")  # type: ignore[union-attr]
+
+
 def _keep_event_log(storage: Any) -> None:
     engines: dict[str, Engine] = {}
+    storing = threading.local()  # the event type the thread is storing, if any
 
     @contextmanager
     def connect(shard: str) -> Iterator[Connection]:
@@ -60,8 +82,27 @@ def _keep_event_log(storage: Any) -> None:
             if shard not in storage._initialized_dbs:
                 storage._initdb(engine)
                 storage._initialized_dbs.add(shard)
-            with engine.connect() as conn, conn.begin():
-                yield conn
+            with engine.connect() as conn:
+                _synchronous(conn, getattr(storing, "kind", None) in DURABLE_EVENTS)
+                with conn.begin():
+                    yield conn
+
+    store_event, has_table = storage.store_event, storage.has_table
+    present: set[str] = set()
+
+    def has(table: str) -> bool:
+        # Dagster asks before most writes whether a table of the index exists (a new engine and
+        # connection each time); a table it has does not go away while the process runs.
+        if table not in present and has_table(table):
+            present.add(table)
+        return table in present
+
+    def store(event: Any) -> None:
+        storing.kind = event.dagster_event_type
+        try:
+            store_event(event)
+        finally:
+            storing.kind = None
 
     dispose = storage.dispose
 
@@ -73,6 +114,8 @@ def _keep_event_log(storage: Any) -> None:
         dispose()
 
     storage._connect = connect
+    storage.store_event = store
+    storage.has_table = has
     storage.dispose = dispose_all
 
 
@@ -81,8 +124,11 @@ def _keep_run_storage(storage: Any) -> None:
 
     @contextmanager
     def connect() -> Iterator[Connection]:
-        with engine.connect() as conn, conn.begin():
-            yield conn
+        # Runs, their tags and status: nothing a copy starts from.
+        with engine.connect() as conn:
+            _synchronous(conn, False)
+            with conn.begin():
+                yield conn
 
     dispose = storage.dispose
 

@@ -129,8 +129,9 @@ def check_across_jobs(loaded: list[tuple[Path, CopyJob]]) -> list[str]:
     return problems + pool_limit_problems(loaded)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses a key given twice in one mapping."""
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """A safe YAML loader that refuses a key given twice in one mapping. (LibYAML's parser
+    where PyYAML has it: a job of hundreds of tables is read several times a run.)"""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, yaml.Mark] = {}
@@ -164,7 +165,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
         where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
         context, problem = getattr(exc, "context", None), getattr(exc, "problem", None)
         problem = ", ".join(filter(None, [context, problem])) or str(exc).splitlines()[0]
-        if "\\t" in problem or "tab character" in problem:
+        lines = text.splitlines()
+        tabbed = mark is not None and mark.line < len(lines) and "\t" in lines[mark.line]
+        if "\\t" in problem or "tab character" in problem or tabbed:
             problem += "; indent with spaces, YAML does not allow tabs"
         raise ConfigError(f"{path}:{where} invalid YAML: {problem}") from None
     if not isinstance(tree, dict):

@@ -28,6 +28,7 @@ from copyjob_dagster.engine import (
     ProgressLog,
     Watermark,
     copy_table,
+    shared_engines,
     table_lock,
     table_stores,
     watches_open_transactions,
@@ -100,13 +101,14 @@ def build_job_asset(job: CopyJob) -> dg.AssetsDefinition:
                 work = _table_work(context, config, backfill, job, table, copies)
                 works[table.destination_name] = work
         try:
-            yield from parallel.run_tables(
-                works,
-                threads=parallel_tables(job),
-                logs=parallel.Logs(context.log.info, context.log.warning, context.log.error),
-                slot=source_slot(context.instance, job, context.run.run_id),
-                retry=table_retry(job),
-            )
+            with shared_engines():  # the tables' stores share connections (`stores.engines`)
+                yield from parallel.run_tables(
+                    works,
+                    threads=parallel_tables(job),
+                    logs=parallel.Logs(context.log.info, context.log.warning, context.log.error),
+                    slot=source_slot(context.instance, job, context.run.run_id),
+                    retry=table_retry(job),
+                )
         except parallel.TablesFailed as exc:
             raise dg.Failure(
                 description=str(exc),

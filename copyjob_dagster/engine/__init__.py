@@ -25,7 +25,12 @@ from copyjob_dagster.engine.overrides import (
 )
 from copyjob_dagster.engine.planning import plan_copy
 from copyjob_dagster.engine.progress import ProgressLog
-from copyjob_dagster.engine.table_stores import TableStores, table_lock, table_stores
+from copyjob_dagster.engine.table_stores import (
+    TableStores,
+    shared_engines,
+    table_lock,
+    table_stores,
+)
 from copyjob_dagster.engine.watermark import Watermark
 from copyjob_dagster.engine.watermark import parse as parse_watermark
 from copyjob_dagster.engine.windows import describe_window
@@ -58,6 +63,7 @@ __all__ = [
     "require_incremental",
     "rows_beyond",
     "source_rows_up_to",
+    "shared_engines",
     "table_lock",
     "table_stores",
     "typed_watermark",

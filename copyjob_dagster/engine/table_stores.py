@@ -5,7 +5,9 @@ sides for its row-count check. Each of these used to open the store again: for a
 new engine, a new connection (with SQLAlchemy's first-connect queries), and the table
 reflected again. For a table with nothing new that was most of its cost. `table_stores` opens
 them once; the lock, the copy and the counts take them, and the stores' own caches stay right
-(a store forgets a table's reflection when it writes the table's definition).
+(a store forgets a table's reflection when it writes the table's definition). Inside
+`shared_engines()` (a run's tables), the stores of consecutive tables share their engines too:
+connections and compiled statements (`stores.engines`).
 """
 
 from collections.abc import Iterator
@@ -13,9 +15,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from copyjob_dagster.config import CopyJob, TableConfig
-from copyjob_dagster.stores import Destination, Source, open_destination, open_source
+from copyjob_dagster.stores import (
+    Destination,
+    Source,
+    open_destination,
+    open_source,
+    shared_engines,
+)
 
 LOCK_TIMEOUT_SECONDS = 600
+__all__ = ["TableStores", "shared_engines", "table_lock", "table_stores"]
 
 
 @dataclass(frozen=True)

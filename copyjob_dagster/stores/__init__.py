@@ -24,6 +24,7 @@ from copyjob_dagster.stores.base import (
     string_length,
 )
 from copyjob_dagster.stores.capabilities import Capabilities
+from copyjob_dagster.stores.engines import shared_engines
 from copyjob_dagster.stores.open_transactions import OpenTransaction, OpenTransactions
 from copyjob_dagster.stores.pgcopy import (
     BinaryCopy,
@@ -72,6 +73,7 @@ __all__ = [
     "open_source",
     "read_in_parallel",
     "same_column_types",
+    "shared_engines",
     "store_problems",
     "string_length",
 ]

@@ -53,6 +53,9 @@ class PostgresStore(SqlStore):
     )
     # COPY runs on psycopg's own cursor, and reads on ADBC's driver: SQLAlchemy wraps neither.
     driver_errors = (*SqlStore.driver_errors, psycopg.Error, adbc_driver_manager.Error)
+    # Session settings come with the connection (`engine_options`); the copy lock is unlocked
+    # before its connection goes back (`lock`).
+    shares_engine = True
 
     @classmethod
     def engine_url(cls, url: str) -> str | URL:
@@ -104,8 +107,13 @@ class PostgresStore(SqlStore):
                 with locking.holding(f"{self.display_url} {key}", session):
                     yield
             finally:
-                with contextlib.suppress(*self.driver_errors):  # a closed session holds nothing
+                try:
                     conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                except self.driver_errors:
+                    # A closed session holds nothing; one that may still hold the lock is
+                    # closed, not handed to the next table (`engines`).
+                    with contextlib.suppress(*self.driver_errors):
+                        conn.invalidate()
 
     @contextmanager
     def writing(self, table: str) -> Iterator[Connection]:

@@ -20,7 +20,7 @@ from sqlalchemy.types import TypeEngine
 
 from copyjob_dagster.config import DEFAULT_CONNECT_TIMEOUT, mask_url
 from copyjob_dagster.errors import CopyJobError, DestinationError, SourceError
-from copyjob_dagster.stores import sql_changes, types
+from copyjob_dagster.stores import engines, sql_changes, types
 from copyjob_dagster.stores.base import (
     Commit,
     DeletePolicy,
@@ -80,6 +80,9 @@ class SqlStore:
         return None
 
     driver_errors: tuple[type[Exception], ...] = (SQLAlchemyError, OSError)
+    # Whether the tables of a run may share this store's engine (`engines`): its sessions keep
+    # nothing beyond what the pool resets.
+    shares_engine = False
 
     def __init__(
         self, url: str, schema: str | None, role: Role, timeouts: Timeouts | None = None
@@ -91,7 +94,11 @@ class SqlStore:
         self._error = SourceError if role == "source" else DestinationError
         self._schema = schema
         try:
-            self.engine = sa.create_engine(self.engine_url(url), **self.engine_options())
+            self.engine, self._shared_engine = engines.engine_for(
+                (type(self), url, self.timeouts) if self.shares_engine else object(),
+                lambda **options: sa.create_engine(self.engine_url(url), **options),
+                self.engine_options(),
+            )
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
             raise self._error(
                 f"{role} {self.display_url}: cannot open: {self._scrub(exc)}"
@@ -525,7 +532,8 @@ class SqlStore:
             yield conn
 
     def close(self) -> None:
-        self.engine.dispose()
+        if not self._shared_engine:
+            self.engine.dispose()
 
 
 def _secrets_of(url: str) -> list[str]:
