@@ -4,11 +4,14 @@ The classification is tested against the real drivers (a refused connection, a b
 file, a missing table); the policy by materializing an asset whose copy fails as those do.
 """
 
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import adbc_driver_manager
+import adbc_driver_postgresql.dbapi as adbc_dbapi
 import dagster as dg
 import pytest
 import sqlalchemy as sa
@@ -70,6 +73,29 @@ def test_a_busy_sqlite_database_is_transient(tmp_path: Path) -> None:
     finally:
         engine.dispose()
         holder.close()
+
+
+def test_a_native_read_whose_session_was_terminated_is_transient(pg_server: str) -> None:
+    """ADBC's driver words a session ended by the server (`pg_terminate_backend`, a shutdown)
+    as a FATAL without SQLSTATE; psycopg gives it 57P01, which is retried: so is this."""
+    url = sa.engine.make_url(pg_server).set(drivername="postgresql")
+    native = adbc_dbapi.connect(url.render_as_string(hide_password=False))
+    try:
+        cursor = native.cursor()
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+        engine = sa.create_engine(pg_server, poolclass=sa.NullPool)
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        engine.dispose()
+        with pytest.raises(adbc_driver_manager.Error) as raised:
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
+        assert "terminating connection" in str(raised.value)
+        assert is_transient(raised.value)
+    finally:
+        with contextlib.suppress(adbc_driver_manager.Error):
+            native.close()
 
 
 def test_a_missing_table_or_wrong_login_is_not_transient(pg_server: str, tmp_path: Path) -> None:
@@ -221,7 +247,7 @@ def test_a_connection_lost_mid_copy_is_retried_and_the_rest_copied(
     with engine.connect() as conn:
         gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = :p"
         assert conn.execute(sa.text(gone), {"p": cut[0]}).scalar() == 0
-    assert result.success
+    assert result.success, messages
     assert sum(m.startswith("retrying items in 0 s") for m in messages) == 1, messages
     with engine.connect() as conn:
         source = conn.execute(sa.select(items).order_by(items.c.id)).all()

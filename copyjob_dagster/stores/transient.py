@@ -24,6 +24,7 @@ _POSTGRES_TRANSIENT_FATAL = (
     "starting up",
     "shutting down",
     "in recovery mode",
+    "terminating connection",  # 57P01 and kin, as ADBC words them: the session was ended
 )
 # MySQL/MariaDB error numbers: too many connections, server shutdown, lock wait timeout,
 # deadlock, cannot connect, server gone away, connection lost.
