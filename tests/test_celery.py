@@ -112,12 +112,30 @@ def deployment(
         for name, command in commands.items()
     ]
     try:
+        _wait_until_ready(tmp_path, ("worker1", "worker2"))
         yield {"home": home, "env": env, "shop": shop, "root": tmp_path}
     finally:
         for process in processes:
             os.killpg(process.pid, signal.SIGTERM)
         for process in processes:
             process.wait(timeout=60)
+
+
+def _wait_until_ready(root: Path, workers: tuple[str, ...]) -> None:
+    """Until every worker consumes the queue: a run sent before the second worker is up would
+    go to the first one, and the test could not show two workers sharing the pool."""
+    deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        logs = {name: (root / f"{name}.log").read_text() for name in workers}
+        if all(
+            any(f"{name}@" in line and line.endswith(" ready.") for line in log.splitlines())
+            for name, log in logs.items()
+        ):
+            return
+        time.sleep(0.5)
+    raise AssertionError(
+        f"the Celery workers did not start: { {k: v[-2000:] for k, v in logs.items()} }"
+    )
 
 
 def _wait_for_runs(home: Path, count: int) -> list[dg.DagsterRun]:
