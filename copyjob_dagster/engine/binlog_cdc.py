@@ -17,17 +17,16 @@ and nothing at the source holds the binlog for it. A run:
 """
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
 from copyjob_dagster.config import CopyJob, TableConfig
-from copyjob_dagster.engine.cdc import CdcResult, _result_of_changes
-from copyjob_dagster.engine.copying import CopyResult, _result
+from copyjob_dagster.engine.cdc import CdcResult, _result_of_changes, copy_snapshot
+from copyjob_dagster.engine.copying import CopyResult
 from copyjob_dagster.engine.planning import CopyPlan, plan_copy
-from copyjob_dagster.engine.rows import ProgressCallback, renamed
+from copyjob_dagster.engine.rows import ProgressCallback
 from copyjob_dagster.errors import SchemaError
 from copyjob_dagster.stores import Destination, Source
 from copyjob_dagster.stores.binlog import BinlogChangeStream, position_text
@@ -80,26 +79,8 @@ def _snapshot(
     progress: ProgressCallback | None,
 ) -> tuple[CopyResult, int]:
     started = time.monotonic()
-    with (
-        stream.snapshot() as (begin, point),
-        source.open_reader(plan.source_table, begin) as reader,  # type: ignore[call-arg]
-    ):
-        at = point()
-        counted = {"rows": 0}
-
-        def rows() -> Iterator[pa.RecordBatch]:
-            batches = reader.batches(plan.source_columns, plan.batch_rows)
-            for batch in renamed(batches, plan.destination_schema):
-                counted["rows"] += batch.num_rows
-                if progress is not None:
-                    progress(counted["rows"], None, time.monotonic() - started)
-                yield batch
-
-        written = destination.replace(
-            plan.destination_table, plan.written_schema, plan.primary_key, rows()
-        )
-    copy = _result(plan, source, reader, destination, started, counted["rows"], written)
-    return copy, at
+    with stream.snapshot() as (begin, point):
+        return copy_snapshot(plan, source, destination, begin, started, progress), point()
 
 
 def _changes(

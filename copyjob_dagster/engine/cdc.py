@@ -18,10 +18,11 @@ import hashlib
 import itertools
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
+from sqlalchemy.engine import Connection
 
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.engine.cdc_apply import RunApplier
@@ -201,10 +202,21 @@ def _snapshot(
     progress: ProgressCallback | None,
 ) -> tuple[CopyResult, int]:
     started = time.monotonic()
-    with (
-        stream.start() as (point, begin),
-        source.open_reader(plan.source_table, begin) as reader,  # type: ignore[call-arg]
-    ):
+    with stream.start() as (point, begin):
+        return copy_snapshot(plan, source, destination, begin, started, progress), point
+
+
+def copy_snapshot(
+    plan: CopyPlan,
+    source: Source,
+    destination: Destination,
+    begin: Callable[[Connection], None],
+    started: float,
+    progress: ProgressCallback | None,
+) -> CopyResult:
+    """A `mode: cdc` table's first copy: every row, read by a reader that `begin` sets inside
+    the snapshot the changes start from, in place of the destination table's rows."""
+    with source.open_reader(plan.source_table, begin) as reader:  # type: ignore[call-arg]
         counted = {"rows": 0}
 
         def rows() -> Iterator[pa.RecordBatch]:
@@ -218,8 +230,7 @@ def _snapshot(
         written = destination.replace(
             plan.destination_table, plan.written_schema, plan.primary_key, rows()
         )
-    copy = _result(plan, source, reader, destination, started, counted["rows"], written)
-    return copy, point
+    return _result(plan, source, reader, destination, started, counted["rows"], written)
 
 
 def _changes(
