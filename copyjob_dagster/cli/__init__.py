@@ -49,17 +49,13 @@ class _Group(click.Group):
         # a busy machine, after a `copyjob run` had printed its result. Frozen first (at exit,
         # so a process that goes on, a test's, keeps collecting), they are left out of those
         # collections; the process frees them as it ends.
-        if not _freezing_at_exit:
-            _freezing_at_exit.append(True)
-            atexit.register(gc.freeze)
+        atexit.unregister(gc.freeze)  # once, however many commands a process invokes
+        atexit.register(gc.freeze)
         try:
             return super().invoke(ctx)
         except CopyJobError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
-
-
-_freezing_at_exit: list[bool] = []
 
 
 @click.group(cls=_Group)
