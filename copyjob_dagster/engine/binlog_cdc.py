@@ -192,7 +192,7 @@ class _Applier:
         destination = self.table.rename.get(name, name)
         self.names[name] = destination
         if destination not in self.have:
-            getattr(self.source, "_tables", {}).pop(self.plan.source_table, None)  # described anew
+            self.source.forget(self.plan.source_table)  # type: ignore[attr-defined]
             described = self.source.describe(self.plan.source_table).schema
             if name not in described.names:
                 raise SchemaError(

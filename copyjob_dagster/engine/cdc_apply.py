@@ -96,6 +96,7 @@ class RunApplier:
     def _source_field(self, name: str) -> pa.Field:
         """The column's type at the source: described once, and again for a new column."""
         if name not in self.described.names:
+            self.source.forget(self.plan.source_table)  # type: ignore[attr-defined]
             self.described = self.source.describe(self.plan.source_table).schema
         if name in self.described.names:
             return self.described.field(name)

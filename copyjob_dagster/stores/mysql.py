@@ -264,7 +264,7 @@ class MySQLStore(SqlStore):
             finally:
                 with self.engine.begin() as conn:
                     self.drop_if_exists(conn, stage)
-        self._tables.pop(table, None)
+        self.forget(table)
         return rows
 
     def merge(

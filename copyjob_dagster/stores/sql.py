@@ -174,6 +174,11 @@ class SqlStore:
                     return None
         return self._tables[table]
 
+    def forget(self, table: str) -> None:
+        """Describe `table` anew when next asked: its columns changed (written here, or added at
+        a source whose changes are being applied)."""
+        self._tables.pop(table, None)
+
     def reflection_listeners(self) -> list[tuple[str, Callable[..., None]]]:
         """SQLAlchemy events that correct what the dialect's reflection gets wrong."""
         return []
@@ -260,7 +265,7 @@ class SqlStore:
             rows = self.write_batches(conn, staged, batches)
             self.drop_if_exists(conn, table)
             self.rename(conn, stage, table)
-        self._tables.pop(table, None)
+        self.forget(table)
         return rows
 
     def write_increment(
@@ -301,7 +306,7 @@ class SqlStore:
             return target
         with self.engine.begin() as conn:
             self.rekey(conn, target, key, schema)
-        self._tables.pop(target.name, None)
+        self.forget(target.name)
         rekeyed = self.reflect(target.name)
         return target if rekeyed is None else rekeyed
 
@@ -414,7 +419,7 @@ class SqlStore:
                     f"ALTER TABLE {self.qualified(table)} ADD COLUMN {self.quote(field.name)} "
                     f"{column_type}"
                 )
-        self._tables.pop(table, None)
+        self.forget(table)
 
     def staging_name(self, table: str, purpose: str = "stage") -> str:
         """A deterministic name beside `table`, short enough for the dialect."""
