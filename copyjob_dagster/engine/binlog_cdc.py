@@ -127,7 +127,6 @@ def waiting(stream: BinlogChangeStream, recorded: int | None) -> tuple[int, str]
     at = position_text(upto, stream.base())
     if recorded is None:
         return 1, at
-    stream.require_retained(recorded)
     for transaction in transactions(stream.events(recorded, upto), stream.database, stream.table):
         if transaction.changes:
             return len(transaction.changes), at
