@@ -39,6 +39,7 @@ from copyjob_dagster.stores.base import (
     ordered_by_collation,
 )
 from copyjob_dagster.stores.capabilities import Capabilities
+from copyjob_dagster.stores.datasets import DatasetReader, OneVersionSplit
 from copyjob_dagster.stores.delta_changes import DeltaKeyDiff
 from copyjob_dagster.stores.delta_feed import CHANGE_FEED, ChangeFeed, has_change_feed
 from copyjob_dagster.stores.delta_location import DeltaLocation, url_problem
@@ -50,7 +51,7 @@ from copyjob_dagster.stores.delta_merge import (
     upsert,
 )
 from copyjob_dagster.stores.delta_types import as_delta, delta_schema, window_predicate
-from copyjob_dagster.stores.files import DatasetReader, FolderStore
+from copyjob_dagster.stores.files import FolderStore
 from copyjob_dagster.stores.locking import file_lock
 from copyjob_dagster.stores.parquet_files import ROW_GROUP_ROWS, window_expression
 from copyjob_dagster.stores.sql import Role
@@ -67,13 +68,11 @@ TARGET_FILE_BYTES = 4 * 1024 * 1024
 TABLE_PROPERTIES = {"delta.targetFileSize": str(TARGET_FILE_BYTES)}
 
 
-class DeltaStore(FolderStore):
+class DeltaStore(OneVersionSplit, FolderStore):
     """Delta tables in one folder: the folder store's table names, checks and lock; the data
     and its versions in each table's Delta log."""
 
-    capabilities = Capabilities(
-        merge=True, deletes=True, versions=True, change_feed=True, applies_changes=None
-    )
+    capabilities = Capabilities(split_reads=True, change_feed=True, applies_changes=None)
 
     def __init__(self, url: str, role: Role) -> None:
         problem = url_problem(url)

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
-from copyjob_dagster.stores.files import DatasetReader
+from copyjob_dagster.stores.datasets import DatasetReader
 
 CHANGE_FEED = "delta.enableChangeDataFeed"
 CHANGE, VERSION = "_change_type", "_commit_version"

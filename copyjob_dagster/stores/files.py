@@ -12,15 +12,12 @@ the new file is in place.
 """
 
 import dataclasses
-import functools
-import operator
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -28,9 +25,7 @@ from copyjob_dagster.errors import DestinationError, SourceError
 from copyjob_dagster.stores import parquet_changes
 from copyjob_dagster.stores.base import (
     Commit,
-    CursorProfile,
     DeletePolicy,
-    LiveRows,
     TableDescription,
     VersionColumns,
     Window,
@@ -38,6 +33,7 @@ from copyjob_dagster.stores.base import (
     ordered_by_collation,
 )
 from copyjob_dagster.stores.capabilities import Capabilities
+from copyjob_dagster.stores.datasets import DatasetReader
 from copyjob_dagster.stores.locking import file_lock
 from copyjob_dagster.stores.parquet_files import (
     INITIAL_PART,
@@ -45,7 +41,6 @@ from copyjob_dagster.stores.parquet_files import (
     parts,
     remove_strays,
     remove_window,
-    window_expression,
     window_id,
     write_file,
 )
@@ -175,7 +170,7 @@ class FolderStore:
         return str(folder) if folder.is_dir() else str(self.folder / f"{table}.parquet")
 
     @contextmanager
-    def open_reader(self, table: str) -> Iterator["DatasetReader"]:
+    def open_reader(self, table: str) -> Iterator[DatasetReader]:
         dataset = self._dataset(table)
         if dataset is None:
             self.describe(table)  # raises the "not found" error
@@ -298,54 +293,3 @@ class FolderStore:
 
     def close(self) -> None:
         pass
-
-
-class DatasetReader:
-    """Streams a Parquet/CSV dataset's columns in batches; the file list is fixed at open.
-    `version` is the table version the files make up, where a table format numbers them."""
-
-    def __init__(self, dataset: ds.Dataset, version: int | None = None) -> None:
-        self._dataset = dataset
-        self.version = version
-
-    def batches(
-        self, columns: list[str], batch_rows: int, window: Window | None = None
-    ) -> Iterator[pa.RecordBatch]:
-        expression = window_expression(window) if window else None
-        # One batch of one file ahead, and no buffering of whole Parquet files: memory stays
-        # flat (Arrow's defaults hold 16 batches of 4 files, each read whole first).
-        options = (
-            {"fragment_scan_options": ds.ParquetFragmentScanOptions(pre_buffer=False)}
-            if isinstance(self._dataset.format, ds.ParquetFileFormat)
-            else {}
-        )
-        yield from self._dataset.to_batches(
-            columns=columns,
-            filter=expression,
-            batch_size=batch_rows,
-            batch_readahead=1,
-            fragment_readahead=1,
-            use_threads=False,  # threads read ahead of a slow writer without bound
-            **options,
-        )
-
-    def count(self, window: Window | None = None, live: LiveRows | None = None) -> int:
-        conditions = [window_expression(window)] if window else []
-        if live is not None and live.current_column:
-            conditions.append(ds.field(live.current_column) == True)  # noqa: E712
-        if live is not None and live.deleted_column:
-            conditions.append(ds.field(live.deleted_column).is_null())
-        where = functools.reduce(operator.and_, conditions) if conditions else None
-        return self._dataset.count_rows(filter=where)
-
-    def profile(self, column: str, low: Any) -> CursorProfile:
-        nulls, high = 0, None
-        for batch in self._dataset.to_batches(columns=[column]):
-            values = batch.column(0)
-            nulls += values.null_count
-            if low is not None:
-                values = pc.filter(values, pc.greater_equal(values, low))
-            batch_high = pc.max(values).as_py()
-            if batch_high is not None and (high is None or batch_high > high):
-                high = batch_high
-        return CursorProfile(nulls, high)

@@ -38,7 +38,8 @@ from copyjob_dagster.stores.base import (
     ordered_by_collation,
 )
 from copyjob_dagster.stores.capabilities import Capabilities
-from copyjob_dagster.stores.files import DatasetReader, FolderStore
+from copyjob_dagster.stores.datasets import DatasetReader
+from copyjob_dagster.stores.files import FolderStore
 from copyjob_dagster.stores.locking import file_lock
 from copyjob_dagster.stores.object_storage import (
     location_problem,

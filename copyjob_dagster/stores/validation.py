@@ -51,10 +51,18 @@ def store_problems(job: CopyJob) -> Iterator[FieldProblem]:
                 f"a {job.destination.technology} destination does not take changes yet "
                 f"(PostgreSQL, MySQL/MariaDB, SQLite and Parquet folders do)",
             )
-        if table.split is not None and not source.split_reads:
+        by_feed = job.mode == "incremental" and not table.incremental_column
+        if table.split is not None and source.change_feed and by_feed:
+            yield FieldProblem(
+                ("tables", index, "split"),
+                "a copy by the change data feed (no incremental_column) reads the changes since "
+                "the version last copied in one stream: remove `split:`, or name an "
+                "incremental_column to read each window in parts",
+            )
+        elif table.split is not None and not source.split_reads:
             yield FieldProblem(
                 ("tables", index, "split"),
                 f"a split reads ranges in parallel inside one snapshot, which a "
                 f"{job.source.technology} source cannot share between connections; it needs "
-                f"a PostgreSQL or MySQL/MariaDB source (remove `split:`)",
+                f"a PostgreSQL or MySQL/MariaDB source or a Delta table (remove `split:`)",
             )
