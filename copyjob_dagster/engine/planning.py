@@ -128,8 +128,9 @@ def plan_copy(job: CopyJob, table: TableConfig, source_table: TableDescription) 
     can_merge = capabilities.merge
     if table.write == "merge" and not can_merge:
         raise SchemaError(
-            f"job {job.name!r}, table {table.name!r}: write: merge needs a database destination; "
-            f"Parquet files are appended (write: append)"
+            f"job {job.name!r}, table {table.name!r}: write: merge needs a destination that "
+            f"merges by key (a database, or Delta: delta:///, delta+s3://); Parquet files are "
+            f"appended (write: append)"
         )
     if table.write == "merge" and not primary_key:
         raise SchemaError(

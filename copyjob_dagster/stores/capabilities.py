@@ -31,6 +31,9 @@ class Capabilities:
     binlog: bool = False
     """Its change stream is MariaDB's binlog: no slot holds the log back, and a position is a
     binlog file and offset."""
+    why_not: str | None = None
+    """Why this store refuses the merge, deletions or versions it does not offer, and where
+    they are done instead: said in each refusal (Parquet on object storage)."""
     applies_changes: Literal["by_key", "log"] | None = "by_key"
     """How a `mode: cdc` destination takes changes: upserts and deletes by primary key in one
     transaction (`by_key`), or an append-only change log with each row's operation and position

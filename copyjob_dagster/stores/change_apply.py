@@ -318,11 +318,16 @@ class ChangeLog:
             self.temporary.unlink(missing_ok=True)
 
 
+def change_log_name(table: str, start: int) -> str:
+    """Where a run's change log goes, under the folder: one file per start position."""
+    return f"{table}_changes/changes-{start:020d}.parquet"
+
+
 @contextmanager
 def change_log(folder: Path, table: str, schema: pa.Schema, start: int) -> Iterator[ChangeLog]:
     """A run's change log, `<table>_changes/changes-<start>.parquet`, in place when the block
     ends (a temporary file until then, removed if the block fails)."""
-    log = ChangeLog(schema, folder / f"{table}_changes" / f"changes-{start:020d}.parquet")
+    log = ChangeLog(schema, folder / change_log_name(table, start))
     try:
         yield log
     except BaseException:

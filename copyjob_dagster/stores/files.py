@@ -11,7 +11,6 @@ older files hold (rows equal to the watermark that are read again) are removed f
 the new file is in place.
 """
 
-import dataclasses
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -30,20 +29,16 @@ from copyjob_dagster.stores.base import (
     VersionColumns,
     Window,
     WriteMethod,
-    ordered_by_collation,
 )
 from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.datasets import DatasetReader
 from copyjob_dagster.stores.locking import file_lock
 from copyjob_dagster.stores.parquet_files import (
-    INITIAL_PART,
     TEMPORARY_SUFFIX,
     parts,
-    remove_strays,
-    remove_window,
-    window_id,
     write_file,
 )
+from copyjob_dagster.stores.parquet_parts import LocalParts, append_window
 from copyjob_dagster.stores.sql import Role
 
 LOCK_SUFFIX = ".copyjob-lock"
@@ -219,30 +214,12 @@ class FolderStore:
             )
         self._check_name(table)
         folder = self.folder / table
-        name = INITIAL_PART if window.low is None else f"part-{window_id(window)}.parquet"
-        if window.low is not None and (
-            primary_key or ordered_by_collation(schema.field(window.column))
-        ):
-            identity = primary_key or (window.column,)
-            try:
-                return parquet_changes.replace_rows(self, table, schema, identity, batches, window)
-            except OSError as exc:
-                raise DestinationError(
-                    f"destination {folder}: writing failed: {exc.strerror}"
-                ) from None
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            remove_strays(folder)
-            rows = write_file(folder / name, schema, batches)
-            rewritten = window if window.backfill else dataclasses.replace(window, high=None)
-            for older in parts(folder):
-                if older.name != name:
-                    remove_window(older, rewritten)
+            return append_window(LocalParts(folder), schema, primary_key, batches, window)
         except OSError as exc:
             raise DestinationError(
                 f"destination {folder}: writing failed: {exc.strerror}"
             ) from None
-        return rows
 
     def write_versions(
         self,

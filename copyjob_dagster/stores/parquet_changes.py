@@ -63,25 +63,6 @@ def write_versions(
     return rows
 
 
-def replace_rows(
-    store: "FolderStore",
-    table: str,
-    schema: pa.Schema,
-    identity: tuple[str, ...],
-    batches: Iterable[pa.RecordBatch],
-    window: Window,
-) -> int:
-    """Write a window's part, then remove from older parts the rows with the same `identity`
-    values as a row of the window (rows read again), compared exactly (see `replace_rows` of
-    `sql_changes`). Memory: the window's `identity` columns, and one batch."""
-    rows, new, name = _write_part(store, table, schema, batches, window, identity)
-    if new is not None:
-        for older in parquet_files.parts(store.folder / table):
-            if older.name != name:
-                _remove_rows(older, new)
-    return rows
-
-
 def _write_part(
     store: "FolderStore",
     table: str,
@@ -105,17 +86,6 @@ def _write_part(
     parquet_files.remove_strays(folder)
     rows = parquet_files.write_file(folder / name, schema, remember(batches))
     return rows, pa.Table.from_batches(seen) if seen else None, name
-
-
-def _remove_rows(path: Path, rows: pa.Table) -> None:
-    """Rewrite `path` without the rows whose `rows.column_names` values are among `rows`."""
-    parquet = pq.ParquetFile(path)
-    if not set(rows.column_names) <= set(parquet.schema_arrow.names):
-        return
-    if all(without_rows(b, rows).num_rows == b.num_rows for b in parquet.iter_batches()):
-        return
-    remaining = (without_rows(b, rows) for b in pq.ParquetFile(path).iter_batches())
-    parquet_files.write_file(path, parquet.schema_arrow, remaining)
 
 
 def without_rows(batch: pa.RecordBatch, rows: pa.Table) -> pa.RecordBatch:

@@ -93,21 +93,6 @@ def row_groups(batches: Iterable[pa.RecordBatch]) -> Iterator[list[pa.RecordBatc
         yield group
 
 
-def remove_window(path: Path, window: Window) -> None:
-    """Rewrite `path` without the window's rows (streaming), or delete it if none remain."""
-    parquet = pq.ParquetFile(path)
-    if window.column not in parquet.schema_arrow.names:
-        return
-    outside = ~window_expression(window)
-    dataset = ds.dataset(path, format="parquet")
-    if dataset.count_rows(filter=~outside) == 0:
-        return
-    if dataset.count_rows(filter=outside) == 0:
-        path.unlink()
-        return
-    write_file(path, parquet.schema_arrow, dataset.to_batches(filter=outside))
-
-
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

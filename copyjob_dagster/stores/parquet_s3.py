@@ -11,17 +11,19 @@ name (`.<name>.<token>.tmp`: pyarrow, Spark and DuckDB skip names starting with 
 server-side copied onto its final key (one `CopyObject`: S3 replaces an object atomically, so
 each GET of the key returns the previous object or the new one, whole), then the temporary key
 is deleted. A write that fails or is killed before the copy leaves the previous object; a
-temporary key left behind is deleted by the table's next write. As on a local folder, an
-appended window's rows read again are removed from older parts after the new part is in place
-(a reader may briefly see them twice). Deletions, SCD2 and merge are not offered here: they
-rewrite many objects, which S3 cannot switch at once (Delta on S3 does them in one commit).
+temporary key left behind is deleted by the table's next write. Appends are the local folder's
+(`parquet_parts`: a reader may briefly see a window's rows read again twice). A `mode: cdc`
+run's change log is one object, put whole at the end of the run. Deletions, SCD2 and merge are
+not offered here: they rewrite many objects, which S3 cannot switch at once (`WHY_NOT`; Delta
+on S3 does them in one commit).
 """
 
 import contextlib
-import dataclasses
+import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -31,13 +33,9 @@ from sqlalchemy.engine import make_url
 
 from copyjob_dagster.config import mask_url
 from copyjob_dagster.errors import CopyJobError, DestinationError
-from copyjob_dagster.stores.base import (
-    TableDescription,
-    Window,
-    WriteMethod,
-    ordered_by_collation,
-)
+from copyjob_dagster.stores.base import TableDescription, Window, WriteMethod
 from copyjob_dagster.stores.capabilities import Capabilities
+from copyjob_dagster.stores.change_apply import ChangeLog, change_log, change_log_name
 from copyjob_dagster.stores.datasets import DatasetReader
 from copyjob_dagster.stores.files import FolderStore
 from copyjob_dagster.stores.locking import file_lock
@@ -47,19 +45,21 @@ from copyjob_dagster.stores.object_storage import (
     s3_filesystem,
     scrubbed,
 )
-from copyjob_dagster.stores.parquet_changes import without_rows
 from copyjob_dagster.stores.parquet_files import (
     DICTIONARY_PAGE_BYTES,
-    INITIAL_PART,
     TEMPORARY_SUFFIX,
     row_groups,
-    window_expression,
-    window_id,
 )
+from copyjob_dagster.stores.parquet_parts import append_window
 from copyjob_dagster.stores.sql import Role
 
 SCHEME = "parquet+s3"
 HIDDEN = (".", "_")
+WHY_NOT = (
+    "deletions and row versions rewrite several objects, and object storage cannot replace "
+    "several objects at once, so a reader could see some rewritten and others not: use a "
+    "delta+s3:// destination, which commits them in one version"
+)
 
 
 def url_problem(url: str) -> str | None:
@@ -75,7 +75,14 @@ def url_problem(url: str) -> str | None:
 class S3FolderStore(FolderStore):
     """Tables as Parquet/CSV objects under one prefix of a bucket."""
 
-    capabilities = Capabilities(merge=False, deletes=False, versions=False, string_lengths=False)
+    capabilities = Capabilities(
+        merge=False,
+        deletes=False,
+        versions=False,
+        string_lengths=False,
+        why_not=WHY_NOT,
+        applies_changes="log",
+    )
 
     def __init__(self, url: str, role: Role) -> None:
         super().__init__(url, role)
@@ -210,93 +217,68 @@ class S3FolderStore(FolderStore):
                 f"use write: append (or a delta+s3:// destination)"
             )
         self._check_name(table)
-        name = INITIAL_PART if window.low is None else f"part-{window_id(window)}.parquet"
-        part = self._key(f"{table}/{name}")
-        by_identity = window.low is not None and (
-            primary_key or ordered_by_collation(schema.field(window.column))
-        )
-        identity = list(primary_key or (window.column,))
-        seen: list[pa.RecordBatch] = []
-
-        def remember(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            for batch in batches:
-                if by_identity:
-                    seen.append(batch.select(identity))
-                yield batch
-
         with self._translated(table, "writing"):
-            self._remove_strays(self._key(table), ".")
-            rows = self._put(part, schema, remember(batches))
-            older = [p for p in self._parts(table) if p != part]
-            if by_identity:
-                if seen:
-                    written = pa.Table.from_batches(seen)
-                    for path in older:
-                        self._rewrite(path, identity, lambda b: without_rows(b, written))
-            else:
-                rewritten = window if window.backfill else dataclasses.replace(window, high=None)
-                outside = ~window_expression(rewritten)
-                for path in older:
-                    self._rewrite(path, [window.column], lambda b: b.filter(outside))
-        return rows
+            return append_window(S3Parts(self, table), schema, primary_key, batches, window)
 
     def write_versions(self, table: str, *args: object, **kwargs: object) -> int:
-        raise DestinationError(
-            f"destination {self.display_url}: table {table!r}: write: scd2 is not offered on "
-            f"object storage for Parquet files; use a delta+s3:// destination"
-        )
+        raise DestinationError(f"destination {self.display_url}: table {table!r}: {WHY_NOT}")
 
     def diff_keys(self, table: str, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
         raise DestinationError(
-            f"destination {self.display_url}: table {table!r}: deletes are not applied on "
-            f"object storage for Parquet files; set deletes: ignore or use a delta+s3:// "
-            f"destination"
+            f"destination {self.display_url}: table {table!r}: deletes: {WHY_NOT} (or set "
+            f"deletes: ignore)"
         )
 
-    def _put(self, key: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> int:
-        """Write `key` whole: to a hidden temporary key, then one server-side copy onto `key`
-        (see the module's doc); return the rows written."""
+    @contextmanager
+    def applying_changes(
+        self, table: str, schema: pa.Schema, key: tuple[str, ...], start: int
+    ) -> Iterator[ChangeLog]:
+        """A run's change log (see `change_apply`), gathered in a local temporary folder, then
+        put whole as one object, `<table>_changes/changes-<start>.parquet`: a reader sees all
+        of the run's changes or none, and a run replayed from the same position replaces it."""
+        self._check_name(table)
+        name = change_log_name(table, start)
+        with tempfile.TemporaryDirectory(prefix="copyjob-changes-") as folder:
+            with change_log(Path(folder), table, schema, start) as log:
+                yield log
+            written = Path(folder) / name
+            if written.exists():
+                with self._translated(table, "writing the change log"):
+                    self._remove_strays(self._key(f"{table}_changes"), ".")
+                    with self._switched(self._key(name)) as temporary:
+                        fs.copy_files(str(written), temporary, destination_filesystem=self.s3)
+
+    @contextmanager
+    def _switched(self, key: str) -> Iterator[str]:
+        """A hidden temporary key beside `key` to write whole; once written, one server-side
+        copy puts it onto `key` (see the module's doc). It is deleted either way."""
         folder, _, name = key.rpartition("/")
         temporary = f"{folder}/.{name}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}"
-        rows = 0
         try:
-            with pq.ParquetWriter(
-                temporary,
-                schema,
-                filesystem=self.s3,
-                dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES,
-            ) as writer:
-                for group in row_groups(batches):
-                    table = pa.Table.from_batches(group, schema)
-                    writer.write_table(table)
-                    rows += table.num_rows
+            yield temporary
             self.s3.copy_file(temporary, key)
         finally:
             # Not created, or the store is out of reach: the table's next write removes it.
             with contextlib.suppress(OSError):
                 self.s3.delete_file(temporary)
-        return rows
 
-    def _rewrite(
-        self, path: str, needed: list[str], keep: Callable[[pa.RecordBatch], pa.RecordBatch]
-    ) -> None:
-        """Rewrite the part `path` with only the rows `keep` keeps (streaming), or delete it if
-        none remain; parts without the `needed` columns, or where all rows stay, are left."""
-        parquet = pq.ParquetFile(path, filesystem=self.s3)
-        schema = parquet.schema_arrow
-        if not set(needed) <= set(schema.names):
-            return
-        kept = removed = 0
-        for batch in parquet.iter_batches():
-            rows = keep(batch).num_rows
-            kept, removed = kept + rows, removed + batch.num_rows - rows
-        if not removed:
-            return
-        if not kept:
-            self.s3.delete_file(path)
-            return
-        remaining = (keep(b) for b in pq.ParquetFile(path, filesystem=self.s3).iter_batches())
-        self._put(path, schema, remaining)
+    def _put(self, key: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> int:
+        """Write `key` whole (see `_switched`); return the rows written."""
+        rows = 0
+        with (
+            self._switched(key) as temporary,
+            pq.ParquetWriter(
+                temporary,
+                schema,
+                filesystem=self.s3,
+                dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES,
+            ) as writer,
+        ):
+            for group in row_groups(batches):
+                table = pa.Table.from_batches(group, schema)
+                writer.write_table(table)
+                rows += table.num_rows
+        return rows
 
     def _remove_strays(self, folder: str, prefix: str) -> None:
         """Delete the temporary keys under `folder` starting with `prefix` that a killed or
@@ -322,3 +304,28 @@ class S3FolderStore(FolderStore):
             raise self._error(
                 f"{self.role} {where}: {doing} failed: {scrubbed(str(exc).strip())}"
             ) from None
+
+
+class S3Parts:
+    """A table's part objects under `<prefix>/<table>/` (see `parquet_parts`)."""
+
+    def __init__(self, store: S3FolderStore, table: str) -> None:
+        self.store, self.table = store, table
+
+    def path(self, name: str) -> str:
+        return self.store._key(f"{self.table}/{name}")
+
+    def paths(self) -> list[str]:
+        return self.store._parts(self.table)
+
+    def open(self, path: str) -> pq.ParquetFile:
+        return pq.ParquetFile(path, filesystem=self.store.s3)
+
+    def write(self, path: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> int:
+        return self.store._put(path, schema, batches)
+
+    def delete(self, path: str) -> None:
+        self.store.s3.delete_file(path)
+
+    def remove_strays(self) -> None:
+        self.store._remove_strays(self.store._key(self.table), ".")

@@ -27,17 +27,18 @@ def store_problems(job: CopyJob) -> Iterator[FieldProblem]:
                     f"{other.name!r}) differ only in case, and SQLite takes them for one "
                     f"table; give one of them another `to:`",
                 )
+        why_not = f": {destination.why_not}" if destination.why_not else " yet"
         if table.deletes != "ignore" and not destination.deletes:
             yield FieldProblem(
                 ("tables", index, "deletes"),
-                f"a {job.destination.technology} destination does not apply deletions yet "
-                f"(set deletes: ignore)",
+                f"a {job.destination.technology} destination does not apply deletions"
+                f"{why_not} (or set deletes: ignore)",
             )
         if table.write == "scd2" and not destination.versions:
             yield FieldProblem(
                 ("tables", index, "write"),
-                f"a {job.destination.technology} destination does not keep row versions yet "
-                f"(write: append or merge)",
+                f"a {job.destination.technology} destination does not keep row versions"
+                f"{why_not} (or write: append)",
             )
         if job.is_cdc(table) and not source.change_stream:
             yield FieldProblem(

@@ -182,7 +182,53 @@ def test_what_s3_parquet_cannot_do_is_refused_before_connecting() -> None:
     )
     problems = {p.loc[-1]: str(p) for p in store_problems(job)}
     assert set(problems) == {"deletes", "write"}
+    for problem in problems.values():  # the reason, and where it can be done
+        assert "at once" in problem and "delta+s3://" in problem, problem
     bad = job.model_copy(
         update={"destination": job.destination.model_copy(update={"url": "parquet+s3:///lake"})}
     )
     assert "parquet+s3://bucket/prefix" in str(next(store_problems(bad)))
+
+
+CHANGES = pa.schema([("id", pa.int64()), ("payload", pa.string())])
+
+
+def test_a_cdc_change_log_is_one_object_in_the_bucket_put_whole(
+    bucket: str, s3_endpoint: str
+) -> None:
+    job = CopyJob.model_validate(
+        {
+            "name": "cdc_to_s3",
+            "mode": "cdc",
+            "source": {"url": "postgresql+psycopg://h/shop"},
+            "destination": {"url": f"parquet+s3://{bucket}/lake"},
+            "tables": [{"name": "events", "primary_key": ["id"]}],
+        }
+    )
+    assert list(store_problems(job)) == []
+    store = open_destination(job.destination)
+    assert store.capabilities.applies_changes == "log"
+    log = "lake/events_changes/changes-00000000000000000042.parquet"
+
+    def run(payload: str, fail: bool = False) -> list[list[str]]:
+        """Changes from position 42 on; the objects in the bucket while they are taken."""
+        seen = []
+        with store.applying_changes("events", CHANGES, ("id",), 42) as sink:
+            sink.change("insert", {"id": 1, "payload": payload}, None, 43)
+            sink.change("delete", {"id": 2, "payload": None}, (2,), 44)
+            seen.append(keys(s3_endpoint, bucket))
+            if fail:
+                raise RuntimeError("the stream broke")
+        return seen
+
+    with pytest.raises(RuntimeError, match="the stream broke"):
+        run("first", fail=True)
+    assert keys(s3_endpoint, bucket) == []  # a failed run leaves no object, no temporary key
+    assert run("second") == [[]]  # nothing is seen before the run's changes are all in
+    assert run("again") == [[log]]  # replayed from the same position: the same object
+    assert keys(s3_endpoint, bucket) == [log]
+    body = s3_client(s3_endpoint).get_object(Bucket=bucket, Key=log)["Body"].read()
+    assert pq.read_table(io.BytesIO(body)).to_pylist() == [
+        {"id": 1, "payload": "again", "_copyjob_operation": "insert", "_copyjob_position": 43},
+        {"id": 2, "payload": None, "_copyjob_operation": "delete", "_copyjob_position": 44},
+    ]
