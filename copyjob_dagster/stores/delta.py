@@ -117,7 +117,7 @@ class DeltaStore(OneVersionSplit, FolderStore):
         with self._translated("", "listing"):
             tables = self.where.list_tables()
         if tables is None:
-            raise self._error(f"{self.role} folder {self.folder} does not exist")
+            raise self._error(f"{self.role} {self.display_url}: {self.where.missing()}")
         return tables
 
     def describe(self, table: str) -> TableDescription | None:
@@ -137,8 +137,7 @@ class DeltaStore(OneVersionSplit, FolderStore):
     def check(self) -> None:
         if not self.where.remote:
             return super().check()
-        with self._translated("", "listing"):
-            self.where.list_tables()
+        self.list_tables()
 
     @contextmanager
     def lock(self, table: str, timeout_seconds: float) -> Iterator[None]:

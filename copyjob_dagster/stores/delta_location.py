@@ -56,13 +56,16 @@ class DeltaLocation:
         return storage_options() if self.remote else None
 
     def list_tables(self) -> list[str] | None:
-        """The tables (folders with a Delta log) under the root; None if the root is not there."""
+        """The tables (folders with a Delta log) under the root; None if the root is not there
+        (see `missing`): a folder, or a bucket (a prefix without objects is empty, not missing)."""
         if not self.remote:
             root = Path(self.root)
             if not root.is_dir():
                 return None
             return sorted(p.name for p in root.iterdir() if (p / LOG_FOLDER).is_dir())
         s3 = s3_filesystem()
+        if s3.get_file_info(self.bucket).type != fs.FileType.Directory:
+            return None
         base = f"{self.bucket}/{self.prefix}".rstrip("/")
         entries = s3.get_file_info(fs.FileSelector(base, allow_not_found=True))
         folders = [e.path for e in entries if e.type == fs.FileType.Directory]
@@ -72,6 +75,12 @@ class DeltaLocation:
             for f, log in zip(folders, logs, strict=True)
             if log.type == fs.FileType.Directory
         )
+
+    def missing(self) -> str:
+        """What is not there when `list_tables` finds no root."""
+        if self.remote:
+            return f"bucket {self.bucket!r} not found"
+        return f"folder {self.root} does not exist"
 
     def lock_file(self, table: str) -> Path:
         """The lock file of a table: beside it in a folder; for object storage, in this

@@ -11,8 +11,8 @@ from test_delta import Events, rows_of
 
 from copyjob_dagster.config import CopyJob
 from copyjob_dagster.engine import copy_table
-from copyjob_dagster.errors import DestinationError
-from copyjob_dagster.stores import Commit, DeletionCounts, open_destination
+from copyjob_dagster.errors import DestinationError, SourceError
+from copyjob_dagster.stores import Commit, DeletionCounts, open_destination, open_source
 
 __all__ = ["bucket", "s3_endpoint"]  # fixtures used by name
 
@@ -87,3 +87,21 @@ def test_credentials_never_in_the_url_nor_in_errors(
     with pytest.raises(DestinationError) as failed:
         events.copy()
     assert SECRET not in str(failed.value) and KEY not in str(failed.value)
+
+
+def test_a_missing_bucket_is_named_before_a_copy_runs(bucket: str) -> None:
+    """What `copyjob validate --connect` asks of a destination and a source: a bucket that is
+    not there is named, for Delta as for Parquet (a listing under it alone finds nothing)."""
+    for url in ("delta+s3://no-such-bucket/lake", "parquet+s3://no-such-bucket/lake"):
+        job = CopyJob.model_validate(
+            {
+                "name": "to_s3",
+                "source": {"url": url},
+                "destination": {"url": url},
+                "tables": [{"name": "events", "to": "copy"}],
+            }
+        )
+        with pytest.raises(DestinationError, match="bucket 'no-such-bucket' not found"):
+            open_destination(job.destination).check()
+        with pytest.raises(SourceError, match="bucket 'no-such-bucket' not found"):
+            open_source(job.source).list_tables()
