@@ -378,7 +378,7 @@ class Wizard:
             table.write = "append"
             self.console.print(
                 f"{table.name}: write: append (a Parquet folder is appended to; merge by key "
-                f"needs a database destination)"
+                f"needs a database or Delta destination)"
             )
             return
         writes = _WRITES if table.primary_key else {"append": _WRITES["append"]}
