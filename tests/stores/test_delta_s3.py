@@ -1,6 +1,7 @@
 """Delta tables on S3-compatible object storage: a moto server started by the tests on
 127.0.0.1 (a free port), credentials and endpoint from the environment only."""
 
+import sqlite3
 from pathlib import Path
 
 import pyarrow as pa
@@ -105,3 +106,28 @@ def test_a_missing_bucket_is_named_before_a_copy_runs(bucket: str) -> None:
             open_destination(job.destination).check()
         with pytest.raises(SourceError, match="bucket 'no-such-bucket' not found"):
             open_source(job.source).list_tables()
+
+
+def test_a_delta_table_on_s3_is_read_in_parts_at_one_version(
+    tmp_path: Path, bucket: str, s3_endpoint: str
+) -> None:
+    uri, storage = f"s3://{bucket}/lake/events", options(s3_endpoint)
+    for start in (1, 41, 81):  # three commits, three files
+        ids = list(range(start, start + 40))
+        write_deltalake(uri, pa.table({"id": ids, "payload": [f"row {i}" for i in ids]}),
+                        mode="append", storage_options=storage)  # fmt: skip
+    job = CopyJob.model_validate(
+        {
+            "name": "from_s3",
+            "source": {"url": f"delta+s3://{bucket}/lake"},
+            "destination": {"url": f"sqlite:///{tmp_path / 'copy.sqlite'}"},
+            "batch_rows": 9,
+            "tables": [{"name": "events", "split": {"column": "id", "parts": 3}}],
+        }
+    )
+    result = copy_table(job, job.tables[0])
+
+    assert (result.parts, result.source_version, result.rows_written) == (3, 2, 120)
+    with sqlite3.connect(tmp_path / "copy.sqlite") as db:
+        copied = db.execute("SELECT id, payload FROM events ORDER BY id").fetchall()
+    assert copied == [(i, f"row {i}") for i in range(1, 121)]
