@@ -221,7 +221,9 @@ class S3FolderStore(FolderStore):
             return append_window(S3Parts(self, table), schema, primary_key, batches, window)
 
     def write_versions(self, table: str, *args: object, **kwargs: object) -> int:
-        raise DestinationError(f"destination {self.display_url}: table {table!r}: {WHY_NOT}")
+        raise DestinationError(
+            f"destination {self.display_url}: table {table!r}: write: scd2: {WHY_NOT}"
+        )
 
     def diff_keys(self, table: str, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
         raise DestinationError(
