@@ -17,7 +17,9 @@ import tallies
 from cdc_support import CdcCase, load_job_file, logical_server
 from click.testing import CliRunner
 from conftest import make_dagster_home
+from pyarrow import fs
 from security import private_pg
+from stores.s3_server import bucket, s3_endpoint
 
 from copyjob_dagster.cli import main
 from copyjob_dagster.defs import cdc
@@ -25,8 +27,11 @@ from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.engine.cdc import cdc_problems
 from copyjob_dagster.errors import CopyJobError, SourceError
 from copyjob_dagster.stores.change_apply import OPERATION, POSITION
+from copyjob_dagster.stores.object_storage import s3_filesystem
 from copyjob_dagster.stores.pg_changes import PostgresChangeStream
 from copyjob_dagster.stores.pgoutput import lsn_value
+
+__all__ = ["bucket", "s3_endpoint"]  # fixtures used by name
 
 ITEMS = (
     "CREATE TABLE {s}.items (id int PRIMARY KEY, name text, big text, amount numeric(10,2), "
@@ -260,6 +265,39 @@ def test_parquet_folder_gets_a_change_log(
             (9, "hello", "insert"),
         ]
         assert not list((tmp_path / "lake").rglob("*.tmp"))
+    finally:
+        log.close()
+
+
+def test_parquet_on_s3_gets_a_change_log_object_per_run(
+    server: private_pg.PrivatePostgres, tmp_path: Path, bucket: str, s3_endpoint: str
+) -> None:
+    log = CdcCase(server, tmp_path, destination=f"parquet+s3://{bucket}/lake")
+    s3 = s3_filesystem()
+
+    def objects() -> list[str]:
+        found = s3.get_file_info(fs.FileSelector(f"{bucket}/lake", recursive=True))
+        return sorted(f.path for f in found if f.type == fs.FileType.File)
+
+    try:
+        s = log.schema
+        log.sql(ITEMS.format(s=s))
+        log.sql(FILL.format(s=s), rows=5)
+        log.run()
+        assert objects() == [f"{bucket}/lake/items.parquet"]  # the snapshot
+        log.sql(
+            f"UPDATE {s}.items SET name = 'x' WHERE id = 1",
+            f"DELETE FROM {s}.items WHERE id = 2",
+        )
+        first = log.run(confirm=False)
+        log.run(confirm=True)  # a replay from the same position replaces the run's object
+        changes_folder = f"{bucket}/lake/items_changes"
+        assert [o for o in objects() if o.startswith(changes_folder)] == [
+            f"{changes_folder}/changes-{first.position_before:020d}.parquet"
+        ]
+        changes = ds.dataset(changes_folder, filesystem=s3).to_table().to_pylist()
+        assert [(c["id"], c[OPERATION]) for c in changes] == [(1, "update"), (2, "delete")]
+        assert changes[1][POSITION] <= first.position
     finally:
         log.close()
 
