@@ -17,7 +17,7 @@ from xdist.workermanage import WorkerController
 # one worker, so they are made once. (List a module here: an `xdist_group` marker is ignored.)
 ONE_WORKER = (
     "tests/security/",
-    "tests/test_cdc.py",  # a private PostgreSQL with wal_level=logical
+    "tests/test_cdc.py",  # a private PostgreSQL with wal_level=logical, a moto server
     "tests/test_cdc_sensor.py",  # the same
     "tests/test_binlog_cdc.py",  # a private MariaDB with the binlog on
     "tests/faults/test_binlog_faults.py",  # the same
