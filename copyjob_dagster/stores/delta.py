@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from typing import Literal
 
 import pyarrow as pa
-from deltalake import DeltaTable, WriterProperties, write_deltalake
+from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from copyjob_dagster.config import mask_url
@@ -41,6 +41,7 @@ from copyjob_dagster.stores.base import (
 from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.delta_changes import DeltaKeyDiff
 from copyjob_dagster.stores.delta_feed import CHANGE_FEED, ChangeFeed, has_change_feed
+from copyjob_dagster.stores.delta_layout import TABLE_PROPERTIES, TARGET_FILE_BYTES, WRITER
 from copyjob_dagster.stores.delta_location import DeltaLocation, url_problem
 from copyjob_dagster.stores.delta_merge import (
     WRITE_TOKEN,
@@ -52,28 +53,10 @@ from copyjob_dagster.stores.delta_merge import (
 from copyjob_dagster.stores.delta_types import as_delta, delta_schema, window_predicate
 from copyjob_dagster.stores.files import DatasetReader, FolderStore
 from copyjob_dagster.stores.locking import file_lock
-from copyjob_dagster.stores.parquet_files import ROW_GROUP_ROWS, window_expression
+from copyjob_dagster.stores.parquet_files import window_expression
 from copyjob_dagster.stores.sql import Role
 
 HISTORY_SEARCHED = 50  # commits after ours that another writer may have made meanwhile
-# The Rust writer holds a whole row group in memory, by default 1,048,576 rows: peak memory grew
-# with the table (262 MB at 100,000 rows, 331 MB at 1,000,000). Row groups as the Parquet
-# folder store writes them keep it flat.
-# It also dictionary-encodes each column until the dictionary passes its page limit, by default
-# 1 MiB: in a row group of 50,000 rows a column of distinct 8-byte values (a key, a timestamp)
-# never gets there, so every value was hashed into a dictionary that saved nothing. At 64 KiB
-# such a column falls back to plain encoding within its first few thousand values, and a column
-# of few distinct values keeps its dictionary: a merge that rewrites a 2,000,000-row table took
-# 0.5-0.65 of the time, and the files are 13% smaller (benchmarks/results/delta-merge.md).
-DICTIONARY_PAGE_BYTES = 64 * 1024
-WRITER = WriterProperties(
-    max_row_group_size=ROW_GROUP_ROWS, dictionary_page_size_limit=DICTIONARY_PAGE_BYTES
-)
-# A merge rewrites each file that holds a changed row: files of 4 MiB (not delta-rs's 100 MiB)
-# keep a merge of recent rows to the few files that hold them. A merge takes its file size from
-# the table's property only, which delta-rs sets when it creates the table (not on overwrite).
-TARGET_FILE_BYTES = 4 * 1024 * 1024
-TABLE_PROPERTIES = {"delta.targetFileSize": str(TARGET_FILE_BYTES)}
 
 
 class DeltaStore(FolderStore):
