@@ -8,7 +8,7 @@ from copyjob_dagster.stores.parquet_files import DICTIONARY_PAGE_BYTES, ROW_GROU
 # The Rust writer holds a whole row group in memory, by default 1,048,576 rows: peak memory grew
 # with the table (262 MB at 100,000 rows, 331 MB at 1,000,000). Row groups and dictionary pages
 # as the Parquet folder store writes them keep it flat, and columns of distinct values plain:
-# with 1 MiB dictionaries, a merge that rewrote a 2,000,000-row table took 1.5-2x the time, for
+# with 1 MiB dictionaries, a merge that rewrote a 2,000,000-row table took 1.35-2x the time, for
 # 13% larger files (benchmarks/results/delta-merge.md).
 WRITER = WriterProperties(
     max_row_group_size=ROW_GROUP_ROWS, dictionary_page_size_limit=DICTIONARY_PAGE_BYTES
