@@ -7,7 +7,10 @@ first on PYTHONPATH; this checkout is "after".
 
 Per version: the Delta full copy at the given rows and a tenth of them, and a merge of 20,000
 changed rows, the newest and every Nth, into a copy of the same initially loaded table; and the
-same merges into PostgreSQL. Prints medians, every run, peak RSS and the ratios.
+same merges into PostgreSQL. Prints medians, every run, peak RSS and the ratios, and of each
+Delta merge the seconds delta-rs's merge itself took and the files it rewrote (the rest of a
+run is the engine's work at the source, the same as for the PostgreSQL merge).
+`--index-updated-at` indexes the source's incremental column (see `delta.build`).
 """
 
 import argparse
@@ -29,14 +32,15 @@ def main() -> None:
     parser.add_argument("--before", required=True, help="a checkout of the code to compare with")
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--index-updated-at", action="store_true")
     args = parser.parse_args()
     codes = {"before": os.path.abspath(args.before), "after": None}
     rows = args.rows
     tag = uuid.uuid4().hex[:8]
     schema, small, target = f"cj_paired_{tag}", f"cj_paired_small_{tag}", f"cj_paired_pg_{tag}"
     engine = sa.create_engine(bench.PG_URL)
-    bench.build(engine, schema, rows)
-    bench.build(engine, small, rows // 10)
+    bench.build(engine, schema, rows, args.index_updated_at)
+    bench.build(engine, small, rows // 10, args.index_updated_at)
     changed = {"newest": f"id > {rows - CHANGED}", "spread": f"id % {rows // CHANGED} = 0"}
     runs: dict[tuple[str, str], list[dict]] = {}
     work = tempfile.mkdtemp(prefix="copyjob-paired-")
@@ -77,7 +81,10 @@ def main() -> None:
                 conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {dropped} CASCADE"))
         engine.dispose()
         shutil.rmtree(work, ignore_errors=True)
-    print("\n".join(_report(runs, rows, args.repeat, list(codes), list(changed))))
+    lines = _report(runs, rows, args.repeat, list(codes), list(changed))
+    if args.index_updated_at:
+        lines.insert(0, "source indexed on its incremental column (updated_at)")
+    print("\n".join(lines))
 
 
 def _run(spec: dict, code: str | None) -> dict:
@@ -114,6 +121,14 @@ def _report(
         lines.append(
             f"{key[0]:10} {key[1]:14} {median[key]:6.2f} s {seconds}  peak RSS {peak[key]:.0f} MB"
         )
+        merges = [m for r in runs[key] for m in r.get("delta_merge") or ()]
+        if merges:
+            own = statistics.median(m["seconds"] for m in merges)
+            lines.append(
+                f"{'':25} of which delta-rs's merge {own:.2f} s (median), files rewritten "
+                f"{merges[0]['num_target_files_removed']}, rows copied "
+                f"{merges[0]['num_target_rows_copied']:,}"
+            )
     for version in versions:
         full = median[(version, "full")]
         for kind in kinds:

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from typing import Literal
 
 import pyarrow as pa
-from deltalake import DeltaTable, WriterProperties, write_deltalake
+from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from copyjob_dagster.config import mask_url
@@ -42,6 +42,7 @@ from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.datasets import DatasetReader, OneVersionSplit
 from copyjob_dagster.stores.delta_changes import DeltaKeyDiff
 from copyjob_dagster.stores.delta_feed import CHANGE_FEED, ChangeFeed, has_change_feed
+from copyjob_dagster.stores.delta_layout import TABLE_PROPERTIES, TARGET_FILE_BYTES, WRITER
 from copyjob_dagster.stores.delta_location import DeltaLocation, url_problem
 from copyjob_dagster.stores.delta_merge import (
     WRITE_TOKEN,
@@ -53,19 +54,10 @@ from copyjob_dagster.stores.delta_merge import (
 from copyjob_dagster.stores.delta_types import as_delta, delta_schema, window_predicate
 from copyjob_dagster.stores.files import FolderStore
 from copyjob_dagster.stores.locking import file_lock
-from copyjob_dagster.stores.parquet_files import ROW_GROUP_ROWS, window_expression
+from copyjob_dagster.stores.parquet_files import window_expression
 from copyjob_dagster.stores.sql import Role
 
 HISTORY_SEARCHED = 50  # commits after ours that another writer may have made meanwhile
-# The Rust writer holds a whole row group in memory, by default 1,048,576 rows: peak memory grew
-# with the table (262 MB at 100,000 rows, 331 MB at 1,000,000). Row groups as the Parquet
-# folder store writes them keep it flat.
-WRITER = WriterProperties(max_row_group_size=ROW_GROUP_ROWS)
-# A merge rewrites each file that holds a changed row: files of 4 MiB (not delta-rs's 100 MiB)
-# keep a merge of recent rows to the few files that hold them. A merge takes its file size from
-# the table's property only, which delta-rs sets when it creates the table (not on overwrite).
-TARGET_FILE_BYTES = 4 * 1024 * 1024
-TABLE_PROPERTIES = {"delta.targetFileSize": str(TARGET_FILE_BYTES)}
 
 
 class DeltaStore(OneVersionSplit, FolderStore):
