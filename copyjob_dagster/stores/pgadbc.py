@@ -39,7 +39,6 @@ from sqlalchemy.engine import URL
 
 from copyjob_dagster.errors import SchemaError
 from copyjob_dagster.stores.base import logical_type
-from copyjob_dagster.stores.read_ahead import read_ahead
 
 # The driver's batch size hint; batches are sliced to the copy's batch_rows after it. Read-ahead
 # holds two of them, the writer one: memory stays flat whatever the table's size.
@@ -146,7 +145,7 @@ def read(
     if problem is not None:
         conn.close()
         return problem
-    return _exact_slices(read_ahead(_batches(conn, cursor, reader, chosen)), chosen, batch_rows)
+    return _batches(conn, cursor, reader, chosen, batch_rows)
 
 
 def _first_line(exc: Exception) -> str:
@@ -172,13 +171,15 @@ def _storage(t: pa.DataType) -> pa.DataType:
 
 
 def _batches(
-    conn: Any, cursor: Any, reader: pa.RecordBatchReader, chosen: Plan
+    conn: Any, cursor: Any, reader: pa.RecordBatchReader, chosen: Plan, batch_rows: int
 ) -> Generator[pa.RecordBatch, None, None]:
-    """The driver's batches as it parses them. The cursor owns the reader's stream, so it lives
-    as long as this generator. Closed early, the connection closes: the server ends the COPY
-    with the session."""
+    """The cursor owns the reader's stream, so it lives as long as this generator. Closed
+    early, the connection closes: the server ends the COPY with the session."""
     try:
-        yield from reader
+        for batch in reader:
+            batch = _exact(batch, chosen)
+            for start in range(0, batch.num_rows, batch_rows):
+                yield batch.slice(start, batch_rows)
     except (adbc_driver_manager.Error, OSError) as exc:  # the stream's errors come as OSError
         if chosen.scaled and "NaN to bigint" in str(exc):  # the server's cast of a scaled decimal
             names = " or ".join(repr(name) for name in sorted(chosen.scaled))
@@ -189,21 +190,6 @@ def _batches(
             cursor.close()
         finally:
             conn.close()
-
-
-def _exact_slices(
-    parsed: Generator[pa.RecordBatch, None, None], chosen: Plan, batch_rows: int
-) -> Generator[pa.RecordBatch, None, None]:
-    """The parsed batches, exact in the copy's types, in slices of `batch_rows`. This runs in
-    the thread that takes the batches, not in the one that reads them (`read_ahead`): the
-    driver's parsing is the copy's slow end, and the taking thread waits for it."""
-    try:
-        for batch in parsed:
-            batch = _exact(batch, chosen)
-            for start in range(0, batch.num_rows, batch_rows):
-                yield batch.slice(start, batch_rows)
-    finally:
-        parsed.close()
 
 
 def _exact(batch: pa.RecordBatch, chosen: Plan) -> pa.RecordBatch:

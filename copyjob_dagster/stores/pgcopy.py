@@ -101,7 +101,7 @@ class PostgresTableReader(SqlTableReader):
             # The driver's stream fails inside the destination's writing (as an OSError that
             # the destination would take for its own): name the source here.
             with self._store.translated_errors(f"reading table {self._table.name!r}"):
-                yield from self.streaming(native)  # read ahead by the driver's thread
+                yield from self.streaming(read_ahead(native))
             return
         if not pgcsv.reads_exactly(schema):
             yield from super().batches(columns, batch_rows, window, part)
