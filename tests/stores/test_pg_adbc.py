@@ -165,3 +165,42 @@ def test_a_nan_in_a_bounded_numeric_fails_the_read_naming_the_column(source: Any
     refused = pytest.raises(SchemaError, match="column 'v': a value is NaN")
     with refused, source.open_reader("nan") as reader:
         list(reader.batches(["id", "v"], 10))
+
+
+DECIMALS = {  # NUMERIC(p, s) of p <= 18, read from their binary form: every digit group's place
+    "a": (18, 0, ["999999999999999999", "-999999999999999999", "10000", "9999", "1", "-1"]),
+    "b": (18, 6, ["999999999999.999999", "-0.000001", "0.5", "1234.0001", "-100000000.01"]),
+    "c": (12, 2, ["0.01", "-0.1", "9999999999.99", "10000.00", "-12.34", "0"]),
+    "d": (5, 5, ["0.99999", "-0.00001", "0.1", "0.0001"]),
+    "e": (9, 1, ["-99999999.9", "0.1", "10000000.0", "12345.6"]),
+}
+
+
+def test_bounded_decimals_read_natively_are_the_row_paths_to_the_last_digit(
+    source: Any, native: list[int]
+) -> None:
+    """Every row holds one value or NULL in each column, in groups of digits on both sides of
+    the point, signs and the extremes of the type; the driver's batch is sliced (3 rows)."""
+    columns = ", ".join(f"{name} numeric({p}, {s})" for name, (p, s, _) in DECIMALS.items())
+    rows = max(len(values) for _, _, values in DECIMALS.values()) + 1  # a last row of NULLs
+    with source.engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE {source.qualified('dec')} (id int, {columns})")
+        for i in range(rows):
+            values = [v[i] if i < len(v) else None for _, _, v in DECIMALS.values()]
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO {source.qualified('dec')} VALUES (:i, "
+                    + ", ".join(f"CAST(:v{k} AS numeric)" for k in range(len(values)))
+                    + ")"
+                ),
+                {"i": i, **{f"v{k}": value for k, value in enumerate(values)}},
+            )
+    names = ["id", *DECIMALS]
+    with source.open_reader("dec") as reader:
+        by_driver = pa.Table.from_batches(list(reader.batches(names, 3))).sort_by("id")
+        by_rows = pa.Table.from_batches(list(SqlTableReader.batches(reader, names, 3)))
+    assert native == [rows]
+    assert by_driver.equals(by_rows.sort_by("id"))
+    for name, (_, _, values) in DECIMALS.items():
+        read = by_driver.column(name).to_pylist()
+        assert read == [Decimal(v) for v in values] + [None] * (rows - len(values))
