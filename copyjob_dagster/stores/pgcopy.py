@@ -143,6 +143,14 @@ class PostgresTableReader(SqlTableReader):
         )
         return self._copy_out(statement, batch_rows, text=False)
 
+    def quoted_csv_chunks(self, selected: sql.Composable, batch_rows: int) -> Iterator[CopyChunk]:
+        """The whole table's rows of the SELECT list `selected` as UTF-8 CSV chunks, read in
+        this reader's snapshot: every value quoted, NULL the bare word NULL (see `pgmysql`)."""
+        statement = sql.SQL(
+            "COPY ({}) TO STDOUT (FORMAT csv, NULL 'NULL', FORCE_QUOTE *, ENCODING 'UTF8')"
+        ).format(self._select([], None, None, selected))
+        return self._copy_out(statement, batch_rows, text=True)
+
     def _copy_out(
         self, statement: sql.Composable, batch_rows: int, text: bool
     ) -> Iterator[CopyChunk]:
