@@ -99,5 +99,5 @@ def text_copy(
     count: Callable[[Iterator[CopyChunk]], Iterator[CopyChunk]],
     spelled: Spelling,
 ) -> TextCopy:
-    chunks = reader.quoted_csv_chunks(spelled.select_list, plan.batch_rows)
+    chunks = reader.csv_chunks(spelled.select_list, plan.batch_rows)
     return TextCopy(count(chunks), tuple(plan.destination_schema.names), spelled.hex_columns)

@@ -1,11 +1,12 @@
 """PostgreSQL to MySQL/MariaDB without decoding a value: the server spells LOAD DATA's CSV.
 
-For a column whose text PostgreSQL can write exactly as `mysqlload`'s CSV spells it, the
-source runs `COPY (SELECT expressions) TO STDOUT (FORMAT csv, NULL 'NULL', FORCE_QUOTE *)`
-and the bytes go unchanged into `LOAD DATA LOCAL INFILE`: every value quoted (`"` doubled
-inside), NULL the bare word NULL, no escape character, so PostgreSQL's CSV is the same dialect
-the Arrow writer produces, and no row is parsed in Python. (COPY's text format is not: it
-writes a form feed as `\\f` and a vertical tab as `\\v`, which LOAD DATA reads as the letters.)
+For columns whose text PostgreSQL can write exactly as LOAD DATA reads it, the source runs
+`COPY (SELECT expressions) TO STDOUT (FORMAT csv, NULL 'NULL')` and the bytes go unchanged
+into `LOAD DATA LOCAL INFILE` with `mysqlload`'s dialect (fields enclosed by `"`, no escape
+character), so no row is parsed in Python. PostgreSQL quotes a value that holds a comma, a
+quote (doubled inside), a line break, or that is the word NULL; an unquoted empty field is an
+empty text for LOAD DATA, and the bare word NULL is NULL. (COPY's text format would not do:
+it writes a form feed as `\\f` and a vertical tab as `\\v`, which LOAD DATA reads as letters.)
 
 Each column's expression is chosen from its type before any row is read, so that its text is
 what the Arrow path would have loaded: booleans as 0/1, `timestamptz` as UTC wall time, `real`
@@ -28,7 +29,6 @@ from copyjob_dagster.stores.types import needs_text_cast
 LOAD_DATA_CSV = "mysql-load-data-csv"
 """The byte format: `mysqlload`'s CSV, read with `mysqlload.STATEMENT_FORMAT`."""
 
-COPY_OPTIONS = sql.SQL("(FORMAT csv, NULL 'NULL', FORCE_QUOTE *, ENCODING 'UTF8')")
 _NON_FINITE = ("NaN", "Infinity", "-Infinity")
 
 
