@@ -20,7 +20,12 @@ from copyjob_dagster.engine.deletions import deletion_pass
 from copyjob_dagster.engine.feed import copy_by_feed
 from copyjob_dagster.engine.late_commits import LateCommits, next_watermark, observe
 from copyjob_dagster.engine.overrides import Backfill
-from copyjob_dagster.engine.passthrough import binary_copy, streams_bytes
+from copyjob_dagster.engine.passthrough import (
+    binary_copy,
+    spelled_text,
+    streams_bytes,
+    text_copy,
+)
 from copyjob_dagster.engine.planning import CopyPlan, plan_copy, reconcile_schema
 from copyjob_dagster.engine.rows import ProgressCallback, RowCounter, non_empty, renamed
 from copyjob_dagster.engine.splitting import open_reader, parts_of
@@ -128,10 +133,13 @@ def _copy_full(
     counter = RowCounter(progress, estimate)
     # The binary passthrough already runs at the pipe's speed: it reads one stream.
     passthrough = streams_bytes(plan, source, destination)
+    spelled = None if passthrough else spelled_text(plan, source, destination)
     split = None if passthrough else plan.split
     with open_reader(source, plan.source_table, split, estimate) as reader:
         if passthrough:
             rows: Any = binary_copy(plan, reader, counter.count)
+        elif spelled is not None:
+            rows = text_copy(plan, reader, counter.count, spelled)
         else:
             rows = _arrow_batches(plan, reader, counter, stamp)
         rows_written = destination.replace(

@@ -1,9 +1,13 @@
-"""PostgreSQL to PostgreSQL without decoding a value: when the engine streams COPY bytes.
+"""Rows without decoding a value: when the engine streams COPY bytes.
 
-The engine asks `streams_bytes` first; where it says no (another store, a type that differs, a
-feature that changes rows on the way), rows take the Arrow path. Never imports Dagster.
+PostgreSQL to PostgreSQL: binary COPY bytes (`streams_bytes`). PostgreSQL to MySQL/MariaDB:
+the source's server spells each column as LOAD DATA's CSV (`spelled_text`, see
+`stores.pgmysql`), for a full copy read as one stream. Where either says no (another store, a
+type without an exact form, a feature that changes rows on the way), rows take the Arrow path.
+Never imports Dagster.
 """
 
+import logging
 from collections.abc import Callable, Iterator
 
 from copyjob_dagster.engine.planning import CopyPlan
@@ -13,9 +17,13 @@ from copyjob_dagster.stores import (
     Destination,
     PostgresTableReader,
     Source,
+    Spelling,
+    TextCopy,
     Window,
     same_column_types,
 )
+
+log = logging.getLogger(__name__)
 
 
 def streams_bytes(plan: CopyPlan, source: Source, destination: Destination) -> bool:
@@ -56,3 +64,40 @@ def binary_copy(
 ) -> BinaryCopy:
     chunks = reader.binary_chunks(plan.source_columns, plan.batch_rows, window)
     return BinaryCopy(count(chunks), tuple(plan.destination_schema.names))
+
+
+def spelled_text(plan: CopyPlan, source: Source, destination: Destination) -> Spelling | None:
+    """How the source's server spells the rows of a full copy in the text format the
+    destination loads, decided before any row is read; None where it cannot (said at DEBUG).
+    A copy that needs Arrow batches, or asks for a split read, takes the Arrow path."""
+    text_format = destination.capabilities.loads_text
+    if text_format is None or text_format not in source.capabilities.spells_text:
+        return None
+    if plan.needs_arrow_path or plan.incremental_column is not None:
+        return None
+    spelled = (
+        source.spell(text_format, plan.source_table, plan.source_columns, list(plan.written_schema))
+        if plan.split is None
+        else "the table asks for a split read (split:)"
+    )
+    if isinstance(spelled, str):
+        log.debug(
+            "table %r: rows go through Arrow, not as %s: %s",
+            plan.source_table,
+            text_format,
+            spelled,
+        )
+        return None
+    if not destination.takes_text(text_format):
+        return None
+    return spelled
+
+
+def text_copy(
+    plan: CopyPlan,
+    reader: PostgresTableReader,
+    count: Callable[[Iterator[CopyChunk]], Iterator[CopyChunk]],
+    spelled: Spelling,
+) -> TextCopy:
+    chunks = reader.csv_chunks(spelled.select_list, plan.batch_rows)
+    return TextCopy(count(chunks), tuple(plan.destination_schema.names), spelled.hex_columns)

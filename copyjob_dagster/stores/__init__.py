@@ -32,6 +32,7 @@ from copyjob_dagster.stores.pgcopy import (
     PostgresTableReader,
     same_column_types,
 )
+from copyjob_dagster.stores.pgmysql import Spelling, TextCopy
 from copyjob_dagster.stores.read_ahead import read_in_parallel
 from copyjob_dagster.stores.registry import (
     STORE_FAMILIES,
@@ -58,9 +59,11 @@ __all__ = [
     "OpenTransactions",
     "PostgresTableReader",
     "Source",
+    "Spelling",
     "SplittableSource",
     "TableDescription",
     "TableReader",
+    "TextCopy",
     "ChangeFeed",
     "ChangeFeedSource",
     "TransactionAwareSource",

@@ -17,6 +17,11 @@ class Capabilities:
     """Several connections read one snapshot, so a table can be read as key ranges at once."""
     byte_format: str | None = None
     """Rows go undecoded between two stores that name the same format here."""
+    loads_text: str | None = None
+    """A text format it loads undecoded from a source that names it in `spells_text` (MySQL's
+    LOAD DATA CSV, see `pgmysql`)."""
+    spells_text: tuple[str, ...] = ()
+    """Text formats its server can write the rows in, column by column where each type allows."""
     case_insensitive_names: bool = False
     """Table names that differ only in case are one table."""
     string_lengths: bool = True

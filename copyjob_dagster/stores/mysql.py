@@ -14,7 +14,6 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import mysql
@@ -29,6 +28,7 @@ from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.innodb_trx import mysql_open_transactions
 from copyjob_dagster.stores.locking import lock_key, wait_for
 from copyjob_dagster.stores.open_transactions import OpenTransactions, read_open_transactions
+from copyjob_dagster.stores.pgmysql import LOAD_DATA_CSV, TextCopy
 from copyjob_dagster.stores.sql import Role, SqlStore, Timeouts
 
 # Binary and NO PAD: 'a' and 'A', and 'x' and 'x ', are distinct keys (MariaDB's utf8mb4_bin
@@ -44,7 +44,11 @@ class MySQLStore(SqlStore):
     """MySQL/MariaDB through PyMySQL."""
 
     capabilities = Capabilities(
-        split_reads=True, open_transactions=True, change_stream=True, binlog=True
+        split_reads=True,
+        loads_text=LOAD_DATA_CSV,
+        open_transactions=True,
+        change_stream=True,
+        binlog=True,
     )
     transactional_ddl = False
 
@@ -133,9 +137,11 @@ class MySQLStore(SqlStore):
         return {"mysql_charset": "utf8mb4"}  # whatever the server's default, emoji fit
 
     def write_batches(
-        self, conn: Connection, table: sa.Table, batches: Iterable[pa.RecordBatch]
+        self, conn: Connection, table: sa.Table, batches: Iterable[pa.RecordBatch] | TextCopy
     ) -> int:
-        finite = (_finite_floats(b) for b in batches)
+        if isinstance(batches, TextCopy):
+            return mysqlload.load_text(conn, self.qualified(table.name), self.quote, batches)
+        finite = (mysqlload.finite_floats(b) for b in batches)
         first = next(finite, None)
         if first is None:
             return 0
@@ -143,6 +149,13 @@ class MySQLStore(SqlStore):
         if mysqlload.loads_exactly(first.schema) and self._loads_local_files(conn):
             return mysqlload.load(conn, self.qualified(table.name), self.quote, first.schema, rows)
         return super().write_batches(conn, table, rows)
+
+    def takes_text(self, text_format: str) -> bool:
+        """Whether it loads `text_format` now: the server takes LOAD DATA LOCAL INFILE."""
+        if text_format != self.capabilities.loads_text:
+            return False
+        with self.translated_errors("reading local_infile"), self.engine.connect() as conn:
+            return self._loads_local_files(conn)
 
     def _loads_local_files(self, conn: Connection) -> bool:
         """Whether the server takes LOAD DATA LOCAL INFILE; warns once when it does not."""
@@ -374,21 +387,3 @@ def _unescape_column_name(_inspector: Any, _table: sa.Table, column_info: dict[s
     """SQLAlchemy reads MySQL's column names from SHOW CREATE TABLE and keeps a backtick in a
     name doubled, as that statement quotes it; the column is named with one."""
     column_info["name"] = column_info["name"].replace("``", "`")
-
-
-def _finite_floats(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """NaN and infinities as NULL, with a warning: MySQL's FLOAT and DOUBLE cannot hold them."""
-    columns = []
-    for field, column in zip(batch.schema, batch.columns, strict=True):
-        if pa.types.is_floating(column.type):
-            finite = pc.is_finite(column)
-            dropped = pc.sum(pc.invert(finite)).as_py()
-            if dropped:
-                log.warning(
-                    "column %r: %d NaN or infinite values written as NULL (MySQL has none)",
-                    field.name,
-                    dropped,
-                )
-                column = pc.if_else(finite, column, pa.scalar(None, column.type))
-        columns.append(column)
-    return pa.RecordBatch.from_arrays(columns, schema=batch.schema)

@@ -12,26 +12,31 @@ values into warnings instead of errors, so any warning fails the load, and the c
 transaction rolls it back.
 """
 
+import logging
 import os
 import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as csv
 from sqlalchemy.engine import Connection
 
 from copyjob_dagster.errors import DestinationError
 from copyjob_dagster.stores import types
 from copyjob_dagster.stores.pgcsv import hex_text
+from copyjob_dagster.stores.pgmysql import TextCopy
 from copyjob_dagster.stores.sql import database_timestamps
 
 _OPTIONS = csv.WriteOptions(
     include_header=False, quoting_style="all_valid", null_string="NULL", batch_size=8192
 )
 _JOIN_SECONDS = 30
+log = logging.getLogger(__name__)
 
 
 def loads_exactly(schema: pa.Schema) -> bool:
@@ -50,15 +55,33 @@ def load(
     binary = {
         f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)
     }
-    names = [f"@v{i}" if f.name in binary else quote(f.name) for i, f in enumerate(schema)]
-    decode = [f"{quote(f.name)} = UNHEX(@v{i})" for i, f in enumerate(schema) if f.name in binary]
+    return _load(conn, target, quote, schema.names, binary, _csv_of(batches))
+
+
+def load_text(conn: Connection, target: str, quote: Callable[[str], str], copy: TextCopy) -> int:
+    """LOAD DATA the CSV a source wrote in this dialect (see `pgmysql`), bytes unchanged."""
+    return _load(conn, target, quote, list(copy.columns), copy.hex_columns, _bytes_of(copy))
+
+
+def _load(
+    conn: Connection,
+    target: str,
+    quote: Callable[[str], str],
+    columns: list[str],
+    hex_columns: AbstractSet[str],
+    fill: "Fill",
+) -> int:
+    names = [f"@v{i}" if name in hex_columns else quote(name) for i, name in enumerate(columns)]
+    decode = [
+        f"{quote(name)} = UNHEX(@v{i})" for i, name in enumerate(columns) if name in hex_columns
+    ]
     statement = (
         f"LOAD DATA LOCAL INFILE %s INTO TABLE {target} CHARACTER SET utf8mb4 "
         "FIELDS TERMINATED BY ',' ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY '\\n' "
         f"({', '.join(names)})" + (f" SET {', '.join(decode)}" if decode else "")
     )
     with _fifo() as path:
-        feeder = _Feeder(path, batches)
+        feeder = _Feeder(path, fill)
         feeder.start()
         try:
             loaded = conn.exec_driver_sql(statement, (path,)).rowcount
@@ -77,6 +100,32 @@ def load(
     return loaded
 
 
+# Writes rows into the FIFO, yielding the rows written after each piece.
+Fill = Callable[[pa.NativeFile], Iterator[int]]
+
+
+def _csv_of(batches: Iterable[pa.RecordBatch]) -> Fill:
+    def fill(sink: pa.NativeFile) -> Iterator[int]:
+        writer: csv.CSVWriter | None = None
+        for batch in batches:
+            spelled = _spelled(batch)
+            if writer is None:
+                writer = csv.CSVWriter(sink, spelled.schema, write_options=_OPTIONS)
+            writer.write_batch(spelled)
+            yield batch.num_rows
+
+    return fill
+
+
+def _bytes_of(copy: TextCopy) -> Fill:
+    def fill(sink: pa.NativeFile) -> Iterator[int]:
+        for chunk in copy.chunks:
+            sink.write(chunk.data)
+            yield chunk.num_rows
+
+    return fill
+
+
 @contextmanager
 def _fifo() -> Iterator[str]:
     folder = tempfile.mkdtemp(prefix="copyjob-load-")
@@ -89,12 +138,12 @@ def _fifo() -> Iterator[str]:
 
 
 class _Feeder(threading.Thread):
-    """Writes the batches as CSV into the FIFO; keeps the error that stopped it, if any."""
+    """Fills the FIFO; keeps the error that stopped it, if any."""
 
-    def __init__(self, path: str, batches: Iterable[pa.RecordBatch]) -> None:
+    def __init__(self, path: str, fill: Fill) -> None:
         super().__init__(name="copyjob-load-feeder", daemon=True)
         self._path = path
-        self._batches = batches
+        self._fill = fill
         self._stopping = threading.Event()
         self.rows = 0
         self.error: BaseException | None = None
@@ -103,15 +152,10 @@ class _Feeder(threading.Thread):
         try:
             # Opening blocks until the driver opens the FIFO to read it.
             with pa.OSFile(self._path, "wb") as sink:
-                writer: csv.CSVWriter | None = None
-                for batch in self._batches:
+                for rows in self._fill(sink):
+                    self.rows += rows
                     if self._stopping.is_set():
                         return
-                    spelled = _spelled(batch)
-                    if writer is None:
-                        writer = csv.CSVWriter(sink, spelled.schema, write_options=_OPTIONS)
-                    writer.write_batch(spelled)
-                    self.rows += batch.num_rows
         except BrokenPipeError:
             pass  # the driver stopped reading: its own error says why
         except BaseException as exc:  # handed to the loading thread, which raises it
@@ -147,3 +191,21 @@ def _spelled(batch: pa.RecordBatch) -> pa.RecordBatch:
             column = hex_text(column, prefix="")
         columns.append(column)
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+
+
+def finite_floats(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """NaN and infinities as NULL, with a warning: MySQL's FLOAT and DOUBLE cannot hold them."""
+    columns = []
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        if pa.types.is_floating(column.type):
+            finite = pc.is_finite(column)
+            dropped = pc.sum(pc.invert(finite)).as_py()
+            if dropped:
+                log.warning(
+                    "column %r: %d NaN or infinite values written as NULL (MySQL has none)",
+                    field.name,
+                    dropped,
+                )
+                column = pc.if_else(finite, column, pa.scalar(None, column.type))
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=batch.schema)

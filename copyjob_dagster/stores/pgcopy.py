@@ -143,6 +143,15 @@ class PostgresTableReader(SqlTableReader):
         )
         return self._copy_out(statement, batch_rows, text=False)
 
+    def csv_chunks(self, selected: sql.Composable, batch_rows: int) -> Iterator[CopyChunk]:
+        """The whole table's rows of the SELECT list `selected` as UTF-8 CSV chunks, read in
+        this reader's snapshot: NULL the bare word NULL, a text that is the word quoted (see
+        `pgmysql`)."""
+        statement = sql.SQL(
+            "COPY ({}) TO STDOUT (FORMAT csv, NULL 'NULL', ENCODING 'UTF8')"
+        ).format(self._select([], None, None, selected))
+        return self._copy_out(statement, batch_rows, text=True)
+
     def _copy_out(
         self, statement: sql.Composable, batch_rows: int, text: bool
     ) -> Iterator[CopyChunk]:

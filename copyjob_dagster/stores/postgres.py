@@ -13,7 +13,15 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import URL, Connection, make_url
 
-from copyjob_dagster.stores import identifiers, locking, pgadbc, pgcopy, pgcsv, snapshots
+from copyjob_dagster.stores import (
+    identifiers,
+    locking,
+    pgadbc,
+    pgcopy,
+    pgcsv,
+    pgmysql,
+    snapshots,
+)
 from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.locking import lock_key, wait_for
@@ -48,6 +56,7 @@ class PostgresStore(SqlStore):
     capabilities = Capabilities(
         split_reads=True,
         byte_format="postgresql-binary-copy",
+        spells_text=(pgmysql.LOAD_DATA_CSV,),
         open_transactions=True,
         change_stream=True,
     )
@@ -69,7 +78,11 @@ class PostgresStore(SqlStore):
     def engine_options(self) -> dict[str, Any]:
         # ISO 8601 intervals read back the same whatever the reader's IntervalStyle; ISO dates
         # are what Arrow parses from COPY's CSV.
-        options = "-c TimeZone=UTC -c IntervalStyle=iso_8601 -c DateStyle=ISO"
+        # The shortest exact text of a float (PostgreSQL 12's default, which a server's
+        # settings may change): `pgmysql` loads floats as COPY writes them.
+        options = (
+            "-c TimeZone=UTC -c IntervalStyle=iso_8601 -c DateStyle=ISO -c extra_float_digits=1"
+        )
         if self.timeouts.statement is not None:
             options += f" -c statement_timeout={max(1, round(self.timeouts.statement * 1000))}"
         return {
@@ -160,6 +173,16 @@ class PostgresStore(SqlStore):
 
     def table_reader(self, conn: Connection, table: sa.Table) -> PostgresTableReader:
         return PostgresTableReader(self, conn, table)
+
+    def spell(
+        self, text_format: str, table: str, columns: list[str], fields: list[pa.Field]
+    ) -> pgmysql.Spelling | str:
+        """How the server spells `columns` (read as `fields`) in `text_format`, one of
+        `capabilities.spells_text`; else why it cannot, exactly."""
+        reflected = self.reflect(table)
+        if text_format != pgmysql.LOAD_DATA_CSV or reflected is None:
+            return f"no {text_format} spelling of table {table!r}"
+        return pgmysql.spelling(reflected, columns, fields)
 
     def open_split(self, table: str, parts: int) -> AbstractContextManager[snapshots.Readers]:
         """Readers of one exported snapshot (see `snapshots`)."""

@@ -333,27 +333,40 @@ def test_sigkill_in_a_split_copy_then_rerun(
 # MariaDB commits DDL at once, so its swap is a RENAME of a table staged beforehand; a Parquet
 # copy is one file written aside and renamed into place (SQLite and PostgreSQL do it all in one
 # transaction).
-@pytest.mark.parametrize("destination", ["mariadb", "parquet"])
+# PostgreSQL -> MariaDB streams COPY's CSV into LOAD DATA (chunks of 50 rows, not batches).
+@pytest.mark.parametrize(
+    ("source", "destination"),
+    [("sqlite", "mariadb"), ("sqlite", "parquet"), ("postgres", "mariadb")],
+)
 def test_sigkill_in_a_full_copy_keeps_the_previous_copy(
-    tmp_path: Path, request: pytest.FixtureRequest, record_case: Any, destination: str
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    record_case: Any,
+    source: str,
+    destination: str,
 ) -> None:
     """A full copy killed mid-way (at batch 20 of 34) leaves the previous copy whole and
     nothing of the new one (it is built aside and swapped in); the rerun copies the source."""
     outcome = None
     try:
-        outcome = kill_a_full_copy(tmp_path, request, destination)
+        outcome = kill_a_full_copy(tmp_path, request, destination, source=source)
     finally:
-        record_case("F8 full copy SIGKILL + rerun", destination, outcome)
+        label = destination if source == "sqlite" else f"{source}-to-{destination}"
+        record_case("F8 full copy SIGKILL + rerun", label, outcome)
     assert outcome == dict.fromkeys(outcome, 0)
 
 
 def kill_a_full_copy(
-    tmp_path: Path, request: pytest.FixtureRequest, destination: str, hooks: tuple[str, ...] = ()
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    destination: str,
+    hooks: tuple[str, ...] = (),
+    source: str = "sqlite",
 ) -> dict[str, int]:
     """Copy, change the source, kill the next copy at batch 20 (`hooks` in its process), and
     count: the previous copy against the destination just after the kill, then the source
     against it after a rerun."""
-    case = _make_case(tmp_path, request, "sqlite", destination, "merge", mode="full")
+    case = _make_case(tmp_path, request, source, destination, "merge", mode="full")
     case.insert(INITIAL_ROWS)
     case.run_until_success()
     previous = case.destination.rows()
