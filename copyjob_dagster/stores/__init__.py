@@ -36,6 +36,7 @@ from copyjob_dagster.stores.read_ahead import read_in_parallel
 from copyjob_dagster.stores.registry import (
     STORE_FAMILIES,
     capabilities_of,
+    describe_ahead,
     may_exist,
     open_destination,
     open_source,
@@ -68,6 +69,7 @@ __all__ = [
     "Window",
     "WriteMethod",
     "capabilities_of",
+    "describe_ahead",
     "may_exist",
     "open_destination",
     "open_source",
