@@ -83,6 +83,10 @@ class SqlStore:
     # Whether the tables of a run may share this store's engine (`engines`): its sessions keep
     # nothing beyond what the pool resets.
     shares_engine = False
+    # Whether a table this store creates is described back as it was created (the same Arrow
+    # types and key), so that `replace` may keep its own definition instead of describing the
+    # table anew: true where a test shows it (PostgreSQL), not for SQLite's loose types.
+    describes_as_created = False
 
     def __init__(
         self, url: str, schema: str | None, role: Role, timeouts: Timeouts | None = None
@@ -280,9 +284,12 @@ class SqlStore:
             rows = self.write_batches(conn, staged, batches)
             self.drop_if_exists(conn, table)
             self.rename(conn, stage, table)
-        # The table as just created, under its name: the row count that follows needs no new
-        # description of it (about ten catalog queries for a PostgreSQL table).
-        self._tables[table] = staged.to_metadata(sa.MetaData(), name=table)
+        if self.describes_as_created:
+            # The table as just created: the row count that follows needs no new description
+            # of it (about ten catalog queries for a PostgreSQL table).
+            self._tables[table] = staged.to_metadata(sa.MetaData(), name=table)
+        else:
+            self.forget(table)
         return rows
 
     def write_increment(
