@@ -12,6 +12,7 @@ from rich.table import Table
 
 from copyjob_dagster.cli import launch
 from copyjob_dagster.cli.interrupts import apart_from_terminal, interrupted, is_interruption
+from copyjob_dagster.cli.probes import remember_schema_probes
 from copyjob_dagster.cli.storage import keep_connections
 from copyjob_dagster.cli.support import console, find_job, project_jobs, selected_tables
 from copyjob_dagster.cli.watch import show_progress
@@ -102,6 +103,7 @@ def run_job(
     launch.read_migrations_once()
     with dg.DagsterInstance.get() as instance:
         keep_connections(instance)
+        remember_schema_probes(instance)
         apply_pool_limits(instance, jobs)
         with show_progress(shown, tags, labels, keys, instance):
             result = launch.execute(

@@ -28,6 +28,7 @@ from copyjob_dagster.engine import (
     ProgressLog,
     Watermark,
     copy_table,
+    describe_sources,
     shared_engines,
     table_lock,
     table_stores,
@@ -92,7 +93,7 @@ def build_job_asset(job: CopyJob) -> dg.AssetsDefinition:
         except CopyJobError as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from None
         done = recorded_before(context.instance, context.run)
-        works = {}
+        works, copied = {}, []
         for table in job.tables:
             key = specs[table.destination_name].key
             copies = key in context.selected_asset_keys
@@ -100,8 +101,12 @@ def build_job_asset(job: CopyJob) -> dg.AssetsDefinition:
             if (copies or checked) and key not in done:
                 work = _table_work(context, config, backfill, job, table, copies)
                 works[table.destination_name] = work
+                copied += [table] if copies and not job.is_cdc(table) else []
         try:
-            with shared_engines():  # the tables' stores share connections (`stores.engines`)
+            # The tables' stores share connections (`stores.engines`), and the source tables
+            # are described in one go (`stores.reflection`).
+            with shared_engines():
+                describe_sources(job, copied)
                 yield from parallel.run_tables(
                     works,
                     threads=parallel_tables(job),

@@ -27,6 +27,7 @@ from copyjob_dagster.engine.planning import plan_copy
 from copyjob_dagster.engine.progress import ProgressLog
 from copyjob_dagster.engine.table_stores import (
     TableStores,
+    describe_sources,
     shared_engines,
     table_lock,
     table_stores,
@@ -63,6 +64,7 @@ __all__ = [
     "require_incremental",
     "rows_beyond",
     "source_rows_up_to",
+    "describe_sources",
     "shared_engines",
     "table_lock",
     "table_stores",

@@ -10,21 +10,23 @@ them once; the lock, the copy and the counts take them, and the stores' own cach
 connections and compiled statements (`stores.engines`).
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from copyjob_dagster.config import CopyJob, TableConfig
+from copyjob_dagster.errors import CopyJobError
 from copyjob_dagster.stores import (
     Destination,
     Source,
+    describe_ahead,
     open_destination,
     open_source,
     shared_engines,
 )
 
 LOCK_TIMEOUT_SECONDS = 600
-__all__ = ["TableStores", "shared_engines", "table_lock", "table_stores"]
+__all__ = ["TableStores", "describe_sources", "shared_engines", "table_lock", "table_stores"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,21 @@ def table_stores(job: CopyJob) -> Iterator[TableStores]:
             yield TableStores(source, destination)
         finally:
             destination.close()
+    finally:
+        source.close()
+
+
+def describe_sources(job: CopyJob, tables: Sequence[TableConfig]) -> None:
+    """Inside `shared_engines()`: describe the source tables of a run's `tables` in one go, for
+    their copies to take (`stores.reflection`); a failure here is met again by each table."""
+    if len(tables) < 2:
+        return
+    try:
+        source = open_source(job.source)
+    except CopyJobError:
+        return
+    try:
+        describe_ahead(source, [table.name for table in tables])
     finally:
         source.close()
 

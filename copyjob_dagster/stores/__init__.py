@@ -37,6 +37,7 @@ from copyjob_dagster.stores.read_ahead import read_in_parallel
 from copyjob_dagster.stores.registry import (
     STORE_FAMILIES,
     capabilities_of,
+    describe_ahead,
     may_exist,
     open_destination,
     open_source,
@@ -71,6 +72,7 @@ __all__ = [
     "Window",
     "WriteMethod",
     "capabilities_of",
+    "describe_ahead",
     "may_exist",
     "open_destination",
     "open_source",

@@ -15,6 +15,10 @@ settings made after connecting, temporary tables) does not opt in. A shared engi
 connections at once (`max_overflow=-1`): what bounds them is what bounded them before, the
 tables copying at once (`max_parallel_tables`, the source's pool); at most `KEPT_IDLE` idle
 connections stay open per engine until the scope ends.
+
+A scope also holds the tables that were described ahead, all at once (`reflection`): each is
+handed to the first store of its engine that asks for it, once, and forgotten when the scope
+ends.
 """
 
 import threading
@@ -29,6 +33,7 @@ KEPT_IDLE = 4  # idle connections a shared engine keeps open, per URL
 _lock = threading.Lock()
 _scopes = 0
 _engines: dict[Hashable, sa.Engine] = {}
+_described: dict[tuple[sa.Engine, str | None, str], sa.Table] = {}
 
 
 @contextmanager
@@ -46,6 +51,7 @@ def shared_engines() -> Iterator[None]:
             ended = list(_engines.values()) if _scopes == 0 else []
             if _scopes == 0:
                 _engines.clear()
+                _described.clear()
         for engine in ended:
             engine.dispose()
 
@@ -62,3 +68,17 @@ def engine_for(
         if engine is None:
             engine = _engines[key] = make(**options, pool_size=KEPT_IDLE, max_overflow=-1)
         return engine, True
+
+
+def keep_described(engine: sa.Engine, schema: str | None, tables: dict[str, sa.Table]) -> None:
+    """Hold `tables`, reflected through the shared `engine`, until a store takes them; outside a
+    scope (nothing shared), nothing is held."""
+    with _lock:
+        if _scopes and engine in _engines.values():
+            _described.update({(engine, schema, name): t for name, t in tables.items()})
+
+
+def take_described(engine: sa.Engine, schema: str | None, table: str) -> sa.Table | None:
+    """The table as described ahead through `engine`, once; None if it was not."""
+    with _lock:
+        return _described.pop((engine, schema, table), None)

@@ -82,6 +82,18 @@ def _spelling(column_type: Any) -> str | None:
     return "TEXT" if spelled == "VARCHAR" else spelled
 
 
+def _one_value(window: Window | None) -> bool:
+    """A window of one value: the rows at a watermark, read for its fingerprint. A few rows as
+    a rule, which the driver's read would cost a server session of its own to fetch (most of a
+    no-op incremental table's time); this reader's own connection reads them."""
+    return (
+        window is not None
+        and window.low is not None
+        and window.low_inclusive
+        and window.low == window.high
+    )
+
+
 class PostgresTableReader(SqlTableReader):
     """A PostgreSQL snapshot reader that can also hand over its rows as binary COPY bytes."""
 
@@ -96,7 +108,11 @@ class PostgresTableReader(SqlTableReader):
         from COPY's CSV by Arrow where that is exact, else through the generic row path."""
         description = self._store.describe(self._table.name)
         schema = pa.schema([description.schema.field(name) for name in columns])
-        native = self._native_batches(columns, schema, batch_rows, window, part)
+        native = (
+            None
+            if _one_value(window)
+            else self._native_batches(columns, schema, batch_rows, window, part)
+        )
         if native is not None:
             # The driver's stream fails inside the destination's writing (as an OSError that
             # the destination would take for its own): name the source here.

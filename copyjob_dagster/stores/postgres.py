@@ -65,6 +65,7 @@ class PostgresStore(SqlStore):
     # Session settings come with the connection (`engine_options`); the copy lock is unlocked
     # before its connection goes back (`lock`).
     shares_engine = True
+    describes_as_created = True  # checked for the common types: tests/test_table_costs.py
 
     @classmethod
     def engine_url(cls, url: str) -> str | URL:

@@ -74,3 +74,10 @@ def open_source(config: StoreConfig) -> Source:
 
 def open_destination(config: StoreConfig) -> Destination:
     return _open(config, "destination")
+
+
+def describe_ahead(source: Source, tables: list[str]) -> None:
+    """Describe `tables` of `source` in one go, where the store can (a SQL database), for the
+    run's stores to take (`reflection`)."""
+    if isinstance(source, SqlStore) and len(tables) > 1:
+        source.describe_ahead(tables)

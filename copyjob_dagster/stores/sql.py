@@ -20,7 +20,7 @@ from sqlalchemy.types import TypeEngine
 
 from copyjob_dagster.config import DEFAULT_CONNECT_TIMEOUT, mask_url
 from copyjob_dagster.errors import CopyJobError, DestinationError, SourceError
-from copyjob_dagster.stores import engines, sql_changes, types
+from copyjob_dagster.stores import engines, reflection, sql_changes, types
 from copyjob_dagster.stores.base import (
     Commit,
     DeletePolicy,
@@ -83,6 +83,10 @@ class SqlStore:
     # Whether the tables of a run may share this store's engine (`engines`): its sessions keep
     # nothing beyond what the pool resets.
     shares_engine = False
+    # Whether a table this store creates is described back as it was created (the same Arrow
+    # types and key), so that `replace` may keep its own definition instead of describing the
+    # table anew: true where a test shows it (PostgreSQL), not for SQLite's loose types.
+    describes_as_created = False
 
     def __init__(
         self, url: str, schema: str | None, role: Role, timeouts: Timeouts | None = None
@@ -160,6 +164,8 @@ class SqlStore:
     def reflect(self, table: str) -> sa.Table | None:
         if self.name_rules.problem(table):
             return None  # no such table can exist; some servers answer with an error
+        if table not in self._tables and (ahead := self._described_ahead(table)) is not None:
+            self._tables[table] = ahead
         if table not in self._tables:
             with self.translated_errors(f"describing table {table!r}"):
                 try:
@@ -173,6 +179,19 @@ class SqlStore:
                 except NoSuchTableError:
                     return None
         return self._tables[table]
+
+    def _described_ahead(self, table: str) -> sa.Table | None:
+        """The source table as described with the run's others (`reflection`), once; a
+        destination is described under its lock, never ahead."""
+        if self.role != "source":
+            return None
+        return engines.take_described(self.engine, self._schema, table)
+
+    def describe_ahead(self, tables: list[str]) -> None:
+        """Describe `tables` in one go, for this run's stores to take (`reflection`)."""
+        if self.shares_engine and not self.reflection_listeners():
+            found = reflection.reflect_together(self.engine, self._schema, tables, self.name_rules)
+            engines.keep_described(self.engine, self._schema, found)
 
     def forget(self, table: str) -> None:
         """Describe `table` anew when next asked: its columns changed (written here, or added at
@@ -265,7 +284,12 @@ class SqlStore:
             rows = self.write_batches(conn, staged, batches)
             self.drop_if_exists(conn, table)
             self.rename(conn, stage, table)
-        self.forget(table)
+        if self.describes_as_created:
+            # The table as just created: the row count that follows needs no new description
+            # of it (about ten catalog queries for a PostgreSQL table).
+            self._tables[table] = staged.to_metadata(sa.MetaData(), name=table)
+        else:
+            self.forget(table)
         return rows
 
     def write_increment(
