@@ -83,8 +83,8 @@ def test_only_materializations_wait_for_the_disk(tmp_path: Path) -> None:
             sa.event.remove(sa.engine.Engine, "commit", commit)
     assert result.success
     full, normal = levels.count(2), levels.count(1)
-    # Each of the 5 materializations in the run's own log and in the asset index, and the
-    # creation of the run's new database (at SQLite's default).
+    # Each of the 5 materializations in the run's own log and in the asset index (the run's new
+    # database is created at NORMAL: the test below).
     assert 2 * len(TABLES) <= full <= 2 * len(TABLES) + 2, levels
     assert normal > full, levels  # step events, run status: no fsync
 
