@@ -1,9 +1,11 @@
 """What workspace.yaml loads: every job file of the jobs folder, as assets, asset jobs,
 schedules and sensors."""
 
+import os
+
 import dagster as dg
 
-from copyjob_dagster.config import CopyJob, JobsFolder, SkippedJob
+from copyjob_dagster.config import CopyJob, JobsFolder, SkippedJob, job_files
 from copyjob_dagster.defs import (
     build_copy_assets,
     build_new_data_sensor,
@@ -77,6 +79,24 @@ def defs() -> dg.Definitions:
 
 
 _built_jobs: dict[str, tuple[CopyJob, dg.JobDefinition]] = {}  # each job last built alone
+_read: list[tuple[tuple[object, ...], JobsFolder]] = []  # the folder last read, with its stamp
+
+
+def _jobs_folder() -> JobsFolder:
+    """The jobs folder, read anew only when its job files (their paths, sizes and modification
+    times), the folders or the environment changed since this process last read it: `job_named`
+    is called a few times in a run, and each reading parses and checks every job of the project."""
+    directory, base = jobs_dir(), project_dir()
+    files = [(path, path.stat()) for path in job_files(directory)]
+    stamp = (
+        directory,
+        base,
+        tuple((path, found.st_mtime_ns, found.st_size) for path, found in files),
+        tuple(sorted(os.environ.items())),
+    )
+    if not _read or _read[0][0] != stamp:
+        _read[:] = [(stamp, load_jobs_folder(directory, base))]
+    return _read[0][1]
 
 
 def job_named(name: str) -> dg.JobDefinition:
@@ -86,7 +106,7 @@ def job_named(name: str) -> dg.JobDefinition:
     tables of the project, for a run of one); the UI re-executes the run from the code location
     (`defs`), whose asset job of `name` is the same. Dagster resolves the job a few times in a
     run (once per subset it makes): built once while the job's file says the same."""
-    folder = load_jobs_folder(jobs_dir(), project_dir())
+    folder = _jobs_folder()
     job = next((job for job in folder.jobs if job.name == name), None)
     if job is None:
         problems = [skipped.problem for skipped in folder.skipped if skipped.job_name == name]
