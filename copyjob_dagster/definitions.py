@@ -1,9 +1,11 @@
 """What workspace.yaml loads: every job file of the jobs folder, as assets, asset jobs,
 schedules and sensors."""
 
+import os
+
 import dagster as dg
 
-from copyjob_dagster.config import CopyJob, JobsFolder, SkippedJob
+from copyjob_dagster.config import CopyJob, JobsFolder, SkippedJob, job_files
 from copyjob_dagster.defs import (
     build_copy_assets,
     build_new_data_sensor,
@@ -16,6 +18,7 @@ from copyjob_dagster.defs import (
     skipped_job_specs,
 )
 from copyjob_dagster.engine import load_jobs_folder
+from copyjob_dagster.errors import ConfigError
 from copyjob_dagster.project import jobs_dir, project_dir
 
 
@@ -75,6 +78,45 @@ def defs() -> dg.Definitions:
     return definitions_of(load_jobs_folder(jobs_dir(), project_dir()))
 
 
+_built_jobs: dict[str, tuple[CopyJob, dg.JobDefinition]] = {}  # each job last built alone
+_read: list[tuple[tuple[object, ...], JobsFolder]] = []  # the folder last read, with its stamp
+
+
+def _jobs_folder() -> JobsFolder:
+    """The jobs folder, read anew only when its job files (their paths, sizes and modification
+    times), the folders or the environment changed since this process last read it: `job_named`
+    is called a few times in a run, and each reading parses and checks every job of the project."""
+    directory, base = jobs_dir(), project_dir()
+    files = [(path, path.stat()) for path in job_files(directory)]
+    stamp = (
+        directory,
+        base,
+        tuple((path, found.st_mtime_ns, found.st_size) for path, found in files),
+        tuple(sorted(os.environ.items())),
+    )
+    if not _read or _read[0][0] != stamp:
+        _read[:] = [(stamp, load_jobs_folder(directory, base))]
+    return _read[0][1]
+
+
 def job_named(name: str) -> dg.JobDefinition:
-    """The asset job of copy job `name`; `copyjob run` rebuilds it in each step's process."""
-    return defs().resolve_job_def(name)
+    """The asset job of copy job `name`, built from that job alone: what `copyjob run` executes
+    in its own process. The run needs its job's tables and their source tables, not the other
+    jobs' assets nor the location's schedules and sensors (building those cost ~0.3 s per 200
+    tables of the project, for a run of one); the UI re-executes the run from the code location
+    (`defs`), whose asset job of `name` is the same. Dagster resolves the job a few times in a
+    run (once per subset it makes): built once while the job's file says the same."""
+    folder = _jobs_folder()
+    job = next((job for job in folder.jobs if job.name == name), None)
+    if job is None:
+        problems = [skipped.problem for skipped in folder.skipped if skipped.job_name == name]
+        raise ConfigError(
+            f"job {name!r} is skipped: {problems[0]}"
+            if problems
+            else f"no copy job named {name!r} in {jobs_dir()}"
+        )
+    built = _built_jobs.get(name)
+    if built is None or built[0] != job:
+        alone = build_definitions([job], monitoring=False).resolve_job_def(name)
+        built = _built_jobs[name] = (job, alone)
+    return built[1]

@@ -33,7 +33,7 @@ import dagster as dg
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, event
 
 _EVENT_LOG_PARTS = ("_db_lock", "_initdb", "_initialized_dbs", "conn_string_for_shard")
 # The events a later copy reads its starting point from: committed with an fsync.
@@ -56,9 +56,27 @@ def keep_connections(instance: dg.DagsterInstance) -> None:
 def _engine(url: str) -> Engine:
     # One connection kept per database (the event log's calls hold a lock of Dagster's); threads
     # that read the run storage at the same time get more, closed after use as before.
-    return create_engine(
+    engine = create_engine(
         url, pool_size=1, max_overflow=16, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
     )
+    event.listen(engine, "connect", _write_ahead)
+    return engine
+
+
+def _write_ahead(dbapi_connection: Any, _record: Any) -> None:
+    """Each connection in WAL mode from its first statement, commits at `synchronous=NORMAL`
+    until `_synchronous` says otherwise.
+
+    Dagster's databases are WAL already, except the run's own, which Dagster creates (about 20
+    tables and indexes, each statement its own commit) in SQLite's default rollback-journal mode
+    and switches to WAL after: a journal file made, fsynced and deleted per statement, 0.45 s of
+    waiting on this machine against 0.03 s in WAL. A schema commit that a power cut loses is
+    made again at the next start (Dagster creates a database it finds unstamped), and the
+    first durable commit after it (`DURABLE_EVENTS`) fsyncs the log up to there."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.close()
 
 
 def _synchronous(conn: Connection, durable: bool) -> None:

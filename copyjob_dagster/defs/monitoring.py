@@ -210,8 +210,9 @@ def _table_lifetime(
     instance: dg.DagsterInstance, key: dg.AssetKey, event: dg.EventLogEntry | None
 ) -> Totals:
     latest = event.asset_materialization if event else None
-    found = _lifetime(latest.metadata) if latest else None
-    return found or table_totals_of(instance, key)
+    if latest is None:  # never materialized (or wiped): nothing copied, no history to read
+        return Totals(key.to_user_string())
+    return _lifetime(latest.metadata) or table_totals_of(instance, key)
 
 
 def _table(columns: list[str], types: list[str], rows: Iterable[list[Any]]) -> dg.MetadataValue:
