@@ -9,10 +9,13 @@ it again would add an index entry and touch a page at the table's end. When they
 page would not hold their new versions, and ON CONFLICT's per-row work costs more than a
 plain insert), their keys are deleted with the others and the rows copied in by COPY.
 
-The staging tables are temporary (`pg_temp`: no WAL, no catalog row outliving the session),
-copied into with the store's COPY, and dropped at the end of the flush (or with the
-transaction). Their columns are the target's own (`CREATE TABLE ... AS SELECT ... WITH NO
-DATA`), so every value is cast by COPY exactly as it would be into the target.
+The staging tables are temporary (`pg_temp`: no WAL for their rows), copied into with the
+store's COPY, and dropped at the end of the flush, or with the transaction (`ON COMMIT DROP`;
+a failed one rolls their creation back): a pooled connection, which a shared engine hands to
+the next table (`engines`), carries none of them. Creating them needs the database's TEMP
+privilege (PUBLIC has it unless revoked). Their columns are the target's own (`CREATE TABLE
+... AS SELECT ... WITH NO DATA`), so every value is cast by COPY exactly as it would be into
+the target.
 """
 
 from typing import TYPE_CHECKING
