@@ -219,6 +219,27 @@ def test_long_transaction_arrives_without_lookback(case: BinlogCase) -> None:
     same(case)
 
 
+def test_a_run_lists_the_binlog_files_once(case: BinlogCase) -> None:
+    """Each `SHOW BINARY LOGS` is a round trip and a scan of the server's index file: a run of
+    changes makes one listing, for the retention check, the reading and the result."""
+    case.run()
+    case.sql("UPDATE items SET name = 'listed' WHERE id = 1", "FLUSH BINARY LOGS")
+    listings = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if "SHOW BINARY LOGS" in statement.upper():
+            listings.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", seen)
+    try:
+        result = case.run()
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", seen)
+    assert result.counts.upserted == 1
+    assert len(listings) == 1
+    same(case)
+
+
 def test_truncate_then_rows(case: BinlogCase) -> None:
     case.run()
     case.sql(

@@ -211,6 +211,41 @@ def test_postgresql_destination(server: private_pg.PrivatePostgres, tmp_path: Pa
         pg.close()
 
 
+def test_postgresql_destination_updates_rows_on_their_page(
+    server: private_pg.PrivatePostgres, tmp_path: Path
+) -> None:
+    """A few updates to a big table are written in place: each row's new version stays on
+    its page (room left by the first copy, an update rather than a delete and an insert at
+    the table's end), and the rows are the source's."""
+    pg = CdcCase(server, tmp_path, destination=server.admin_url)
+    pg.tables = [{"name": "items", "to": "items_copy"}]
+    try:
+        pg.sql(ITEMS.format(s=pg.schema))
+        pg.sql(FILL.format(s=pg.schema), rows=2000)
+        pg.run()
+
+        def pages() -> dict[int, int]:
+            query = f"SELECT id, (ctid::text::point)[0]::int FROM {pg.schema}.items_copy"
+            with pg.engine.connect() as conn:
+                return dict(conn.exec_driver_sql(query).all())
+
+        before = pages()
+        pg.sql(
+            f"UPDATE {pg.schema}.items SET name = 'changed', amount = amount + 1 "
+            "WHERE id IN (10, 700, 1500)",
+            f"DELETE FROM {pg.schema}.items WHERE id = 20",
+            f"INSERT INTO {pg.schema}.items (id, name) VALUES (5000, 'new')",
+        )
+        result = pg.run()
+        assert (result.counts.upserted, result.counts.deleted) == (4, 1)
+        after = pages()
+        assert {i: after[i] for i in (10, 700, 1500)} == {i: before[i] for i in (10, 700, 1500)}
+        columns = "id, name, big, amount, at, flag, raw"
+        assert pg.destination_rows("items_copy", columns) == pg.source_rows(columns=columns)
+    finally:
+        pg.close()
+
+
 def test_mariadb_destination(
     server: private_pg.PrivatePostgres, tmp_path: Path, mysql_url: str
 ) -> None:

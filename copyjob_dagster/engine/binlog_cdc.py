@@ -67,7 +67,7 @@ def capture(
         )
     if full_refresh or position is None or destination.describe(plan.destination_table) is None:
         copy, point = _snapshot(plan, stream, source, destination, progress)
-        return _binlog_result(copy, stream, position, point, ChangeCounts(), 0)
+        return _binlog_result(copy, stream, stream.logs(), position, point, ChangeCounts(), 0)
     return _changes(plan, table, stream, source, destination, position, progress)
 
 
@@ -93,8 +93,9 @@ def _changes(
     progress: ProgressCallback | None,
 ) -> CdcResult:
     started = time.monotonic()
-    stream.require_retained(position)
     upto = stream.current()
+    logs = stream.logs()  # the run's one listing: after `upto`, so it holds upto's file
+    stream.require_retained(position, logs)
     counts, count, end = ChangeCounts(), 0, position
     if upto > position:
         existing = destination.describe(plan.destination_table)
@@ -107,7 +108,8 @@ def _changes(
                 if field.name not in have:
                     sink.add_column(field)
             applier = _Applier(plan, table, source, sink, have | set(plan.written_schema.names))
-            found = transactions(stream.events(position, upto), stream.database, stream.table)
+            events = stream.events(position, upto, logs)
+            found = transactions(events, stream.database, stream.table)
             for transaction in found:
                 applier.take(transaction)
                 if progress is not None and applier.changes % PROGRESS_EVERY == 0:
@@ -115,7 +117,7 @@ def _changes(
             counts, count = sink.counts, applier.transactions
         end = upto
     copy = _result_of_changes(plan, source, destination, started, counts)
-    return _binlog_result(copy, stream, position, end, counts, count)
+    return _binlog_result(copy, stream, logs, position, end, counts, count)
 
 
 def waiting(stream: BinlogChangeStream, recorded: int | None) -> tuple[int, str]:
@@ -124,10 +126,12 @@ def waiting(stream: BinlogChangeStream, recorded: int | None) -> tuple[int, str]
     snapshot), and the binlog position they were looked for at. Nothing at the source moves:
     the binlog is only read, up to its end now, stopping at the first change."""
     upto = stream.current()
-    at = position_text(upto, stream.base())
+    logs = stream.logs()
+    at = position_text(upto, stream.base(logs))
     if recorded is None:
         return 1, at
-    for transaction in transactions(stream.events(recorded, upto), stream.database, stream.table):
+    events = stream.events(recorded, upto, logs)
+    for transaction in transactions(events, stream.database, stream.table):
         if transaction.changes:
             return len(transaction.changes), at
     return 0, at
@@ -136,15 +140,18 @@ def waiting(stream: BinlogChangeStream, recorded: int | None) -> tuple[int, str]
 def _binlog_result(
     copy: CopyResult,
     stream: BinlogChangeStream,
+    logs: list[tuple[str, int]],
     before: int | None,
     position: int,
     counts: ChangeCounts,
     count: int,
 ) -> BinlogCdcResult:
-    state = stream.state(position)
+    """The run's result; how far behind its position is, as the run's listing of the binlog
+    files says (binlog written since is counted by the next run, `plan` and `list`)."""
+    state = stream.state(position, logs)
     retained = state.retained_bytes if state is not None else None
     return BinlogCdcResult(
-        copy, NO_SLOT, before, position, counts, count, retained, base=stream.base()
+        copy, NO_SLOT, before, position, counts, count, retained, base=stream.base(logs)
     )
 
 

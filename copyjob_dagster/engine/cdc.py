@@ -228,7 +228,11 @@ def copy_snapshot(
                 yield batch
 
         written = destination.replace(
-            plan.destination_table, plan.written_schema, plan.primary_key, rows()
+            plan.destination_table,
+            plan.written_schema,
+            plan.primary_key,
+            rows(),
+            updated_by_key=True,
         )
     return _result(plan, source, reader, destination, started, counted["rows"], written)
 

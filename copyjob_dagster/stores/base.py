@@ -290,12 +290,16 @@ class Destination(Protocol):
         schema: pa.Schema,
         primary_key: tuple[str, ...],
         batches: Iterable[pa.RecordBatch],
+        *,
+        updated_by_key: bool = False,
     ) -> int:
         """Write the batches into a new table that replaces `table` atomically; return rows.
 
         Until the swap, readers see the old table; after a failure anywhere, the old table is
         still there and no staging table or file is left behind for long (the next run removes
-        what a killed process left).
+        what a killed process left). `updated_by_key`: the table is then changed row by row
+        by key (`mode: cdc`); a store may lay it out for that (PostgreSQL leaves room on each
+        page, so an update can stay on its row's page).
         """
         ...
 

@@ -176,9 +176,10 @@ class BinlogChangeStream:
         with self.store.translated_errors("listing binary logs"), self.store.engine.connect() as c:
             return [(row[0], int(row[1])) for row in c.exec_driver_sql("SHOW BINARY LOGS")]
 
-    def base(self) -> str:
-        """The binlog files' name without the number (`binlog` of `binlog.000042`)."""
-        return self.logs()[-1][0].rsplit(".", 1)[0]
+    def base(self, logs: list[tuple[str, int]] | None = None) -> str:
+        """The binlog files' name without the number (`binlog` of `binlog.000042`), from
+        `logs` (a listing the caller made) or a new listing."""
+        return (logs or self.logs())[-1][0].rsplit(".", 1)[0]
 
     def current(self) -> int:
         """The position a run reads up to: the binlog's end now."""
@@ -191,11 +192,14 @@ class BinlogChangeStream:
             raise SourceError(f"{self._where}: the binary log is off (SHOW MASTER STATUS is empty)")
         return position_value(row[0], int(row[1]))
 
-    def state(self, position: int | None) -> BinlogState | None:
-        """How far behind `position` is; None without one. Raises when its file is purged."""
+    def state(
+        self, position: int | None, logs: list[tuple[str, int]] | None = None
+    ) -> BinlogState | None:
+        """How far behind `position` is, in `logs` (a listing the caller made) or a new
+        listing; None without a position. Raises when its file is purged."""
         if position is None:
             return None
-        logs = self.logs()
+        logs = self.logs() if logs is None else logs
         self.require_retained(position, logs)
         behind = 0
         for name, size in logs:
@@ -245,12 +249,16 @@ class BinlogChangeStream:
 
     # -- the changes ----------------------------------------------------------------------
 
-    def events(self, position: int, upto: int) -> Iterator[tuple[Any, int]]:
+    def events(
+        self, position: int, upto: int, logs: list[tuple[str, int]] | None = None
+    ) -> Iterator[tuple[Any, int]]:
         """The binlog's events after `position` that end at or before `upto`, each with the
-        position of its end; the table's row events only (others' are filtered out unread)."""
+        position of its end; the table's row events only (others' are filtered out unread).
+        `logs`: a listing of the binlog files made since `upto` was read (else one is made)."""
         if upto <= position:
             return
-        self.require_retained(position)
+        logs = self.logs() if logs is None else logs
+        self.require_retained(position, logs)
         url = self.store.engine.url
         settings = {
             "host": url.host or "localhost",
@@ -263,7 +271,7 @@ class BinlogChangeStream:
         }
         if "unix_socket" in url.query:
             settings["unix_socket"] = url.query["unix_socket"]
-        base = self.base()
+        base = self.base(logs)
         stream = BinLogStreamReader(
             connection_settings=settings,
             server_id=random.randint(1 << 24, (1 << 31) - 1),  # no other replica's

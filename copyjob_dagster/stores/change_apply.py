@@ -7,11 +7,13 @@ A change source hands changes over one at a time (`change`: an operation, a row 
 By key (`KeyedChanges`), in the one transaction of the caller's `writing` connection: changes
 are gathered, up to `FLUSH_ROWS`, then folded set-wise to each key's last change (see
 `change_fold`: an update that did not resend an unchanged TOASTed value takes it from an earlier
-change to the same key, else leaves the destination's value as it is) and written: the keys of
-upserted and deleted rows deleted in one statement, the upserted rows inserted with the store's
-bulk path (COPY for PostgreSQL), and rows with values left as they are updated column by
-column. A TRUNCATE empties the table at its place in the order. Replaying changes that were
-already applied leaves the same rows: each key ends as its last change says.
+change to the same key, else leaves the destination's value as it is) and written. PostgreSQL:
+the deleted keys deleted and the upserted rows upserted in place or copied in, each by one
+statement (`pg_apply`). Elsewhere: the keys of upserted and deleted rows deleted
+in one statement, the upserted rows inserted with the store's bulk path. Rows with values left
+as they are are updated column by column. A TRUNCATE empties the table at its place in the
+order. Replaying changes that were already applied leaves the same rows: each key ends as its
+last change says.
 
 As a log (`ChangeLog`): every change is a row of one Parquet file with its operation and
 position, named after the position the run started from, written whole (temporary file and
@@ -31,7 +33,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from copyjob_dagster.stores import parquet_files
+from copyjob_dagster.stores import parquet_files, pg_apply
 from copyjob_dagster.stores.base import logical_type
 from copyjob_dagster.stores.change_fold import (
     UNSENT,
@@ -125,13 +127,17 @@ class KeyedChanges:
         self.batches, self.gathered = [], 0
         partial = folded.partial()
         whole = ~folded.deleted & ~partial
-        gone = folded.deleted | whole
         self.counts.deleted += int(folded.deleted.sum())
         self.counts.upserted += int(whole.sum() + partial.sum())
-        self._delete(folded.rows.filter(pa.array(gone)))
-        if whole.any():
-            rows = folded.rows.filter(pa.array(whole))
-            self.store.write_batches(self.conn, self.target, rows.to_batches())
+        if self.store.dialect == "postgresql":  # set-wise, updates in place (see `pg_apply`)
+            deleted = folded.rows.filter(pa.array(folded.deleted)).select(list(self.key))
+            upserted = folded.rows.filter(pa.array(whole))
+            pg_apply.write(self.store, self.conn, self.target, self.key, deleted, upserted)
+        else:
+            self._delete(folded.rows.filter(pa.array(folded.deleted | whole)))
+            if whole.any():
+                rows = folded.rows.filter(pa.array(whole))
+                self.store.write_batches(self.conn, self.target, rows.to_batches())
         if partial.any():
             rows = folded.rows.filter(pa.array(partial)).to_pylist()
             for name, mask in folded.unsent.items():
@@ -142,30 +148,11 @@ class KeyedChanges:
             self._update_partial(rows, where)
 
     def _delete(self, rows: pa.Table) -> None:
-        """Delete the rows with the keys of `rows`. PostgreSQL: the keys are copied into a
-        staging table, then a one-column key is deleted by `= ANY(ARRAY(SELECT ...))` (an
-        index scan, where a join would often scan the whole table), a wider one by a join.
-        Elsewhere: one statement for a one-column key."""
+        """Delete the rows with the keys of `rows` (not PostgreSQL's: see `pg_apply`): one
+        statement for a one-column key."""
         if not rows.num_rows:
             return
         keys = rows.select(list(self.key))
-        if self.store.dialect == "postgresql":
-            stage = self.store.staging_name(self.name, "gone")
-            self.store.drop_if_exists(self.conn, stage)
-            staged = self.store.create_table(self.conn, stage, keys.schema, ())
-            self.store.write_batches(self.conn, staged, keys.to_batches())
-            if len(self.key) == 1:
-                key = self.store.quote(self.key[0])
-                self.conn.exec_driver_sql(
-                    f"DELETE FROM {self.store.qualified(self.name)} WHERE {key} = "
-                    f"ANY(ARRAY(SELECT {key} FROM {self.store.qualified(stage)}))"
-                )
-            else:
-                self.conn.exec_driver_sql(f"ANALYZE {self.store.qualified(stage)}")
-                matched = [self.target.c[k] == staged.c[k] for k in self.key]
-                self.conn.execute(sa.delete(self.target).where(*matched))
-            self.store.drop_if_exists(self.conn, stage)
-            return
         if len(self.key) == 1:  # WHERE key IN (...)
             column, values = self.target.c[self.key[0]], keys.column(0).to_pylist()
             for at in range(0, len(values), IN_KEYS):

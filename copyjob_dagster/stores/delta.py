@@ -176,6 +176,8 @@ class DeltaStore(OneVersionSplit, FolderStore):
         schema: pa.Schema,
         primary_key: tuple[str, ...],
         batches: Iterable[pa.RecordBatch],
+        *,
+        updated_by_key: bool = False,
     ) -> int:
         """One commit that overwrites the table (creating it the first time), schema included."""
         target = delta_schema(schema)  # a type Delta cannot hold stops the copy here

@@ -177,6 +177,8 @@ class FolderStore:
         schema: pa.Schema,
         primary_key: tuple[str, ...],
         batches: Iterable[pa.RecordBatch],
+        *,
+        updated_by_key: bool = False,
     ) -> int:
         self._check_name(table)
         target = self.folder / f"{table}.parquet"

@@ -259,6 +259,8 @@ class MySQLStore(SqlStore):
         schema: pa.Schema,
         primary_key: tuple[str, ...],
         batches: Iterable[pa.RecordBatch],
+        *,
+        updated_by_key: bool = False,
     ) -> int:
         self.check_names(table, schema.names)
         stage = self.staging_name(table)

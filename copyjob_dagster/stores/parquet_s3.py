@@ -195,6 +195,8 @@ class S3FolderStore(FolderStore):
         schema: pa.Schema,
         primary_key: tuple[str, ...],
         batches: Iterable[pa.RecordBatch],
+        *,
+        updated_by_key: bool = False,
     ) -> int:
         self._check_name(table)
         with self._translated(table, "writing"):

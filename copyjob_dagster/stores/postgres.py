@@ -31,6 +31,7 @@ from copyjob_dagster.stores.open_transactions import (
     postgres_open_transactions,
     read_open_transactions,
 )
+from copyjob_dagster.stores.pg_apply import UPDATED_FILLFACTOR
 from copyjob_dagster.stores.pg_changes import PostgresChangeStream
 from copyjob_dagster.stores.pgcopy import BinaryCopy, PostgresTableReader
 from copyjob_dagster.stores.sql import SqlStore, database_timestamps
@@ -189,6 +190,18 @@ class PostgresStore(SqlStore):
         """Readers of one exported snapshot (see `snapshots`)."""
         return snapshots.postgres_split(self, table, parts)
 
+    def load_for_updates(
+        self, conn: Connection, table: sa.Table, batches: Iterable[pa.RecordBatch]
+    ) -> int:
+        """Pages filled to `UPDATED_FILLFACTOR` percent, so that an update by key can write the
+        row's new version on its page with no new index entry (a HOT update); then ANALYZE,
+        which `pg_apply` reads the table's size from."""
+        qualified = self.qualified(table.name)
+        conn.exec_driver_sql(f"ALTER TABLE {qualified} SET (fillfactor = {UPDATED_FILLFACTOR})")
+        rows = self.write_batches(conn, table, batches)
+        conn.exec_driver_sql(f"ANALYZE {qualified}")
+        return rows
+
     def rename(self, conn: Connection, old: str, new: str) -> None:
         super().rename(conn, old, new)
         # The primary key's index keeps the staging table's name unless it is renamed too.
@@ -226,7 +239,7 @@ class PostgresStore(SqlStore):
     ) -> int:
         if isinstance(batches, BinaryCopy):
             return pgcopy.write_binary(
-                conn.connection.driver_connection, self._identifier(table.name), batches
+                conn.connection.driver_connection, _table_identifier(table), batches
             )
         batches = map(database_timestamps, batches)
         first = next(batches, None)
@@ -236,7 +249,7 @@ class PostgresStore(SqlStore):
         if pgcsv.writes_exactly(first.schema):
             return self._copy_csv(conn, table, first.schema.names, batches)
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            self._identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, table.c.keys()))
+            _table_identifier(table), sql.SQL(", ").join(map(sql.Identifier, table.c.keys()))
         )
         rows = 0
         cursor = conn.connection.driver_connection.cursor()
@@ -256,7 +269,7 @@ class PostgresStore(SqlStore):
     ) -> int:
         """COPY from CSV that Arrow writes: no value goes through Python (see `pgcsv`)."""
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-            self._identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))
+            _table_identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
         )
         rows = 0
         cursor = conn.connection.driver_connection.cursor()
@@ -265,3 +278,8 @@ class PostgresStore(SqlStore):
                 copy.write(pgcsv.csv_bytes(batch))
                 rows += batch.num_rows
         return rows
+
+
+def _table_identifier(table: sa.Table) -> sql.Identifier:
+    """`table` quoted by psycopg, in its own schema (the store's, or `pg_temp`)."""
+    return sql.Identifier(*(part for part in (table.schema, table.name) if part))

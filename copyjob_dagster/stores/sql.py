@@ -275,13 +275,18 @@ class SqlStore:
         schema: pa.Schema,
         primary_key: tuple[str, ...],
         batches: Iterable[pa.RecordBatch],
+        *,
+        updated_by_key: bool = False,
     ) -> int:
         self.check_names(table, schema.names)
         stage = self.staging_name(table)
         with self.translated_errors(f"writing table {table!r}"), self.writing(table) as conn:
             self.drop_if_exists(conn, stage)
             staged = self.create_table(conn, stage, schema, primary_key)
-            rows = self.write_batches(conn, staged, batches)
+            if updated_by_key:
+                rows = self.load_for_updates(conn, staged, batches)
+            else:
+                rows = self.write_batches(conn, staged, batches)
             self.drop_if_exists(conn, table)
             self.rename(conn, stage, table)
         if self.describes_as_created:
@@ -495,6 +500,12 @@ class SqlStore:
         )
         conn.execute(CreateTable(created))
         return created
+
+    def load_for_updates(
+        self, conn: Connection, table: sa.Table, batches: Iterable[pa.RecordBatch]
+    ) -> int:
+        """Fill a new `table` that is then updated by key (see `replace`); as any other here."""
+        return self.write_batches(conn, table, batches)
 
     def table_options(self) -> dict[str, str]:
         """Dialect options of the tables this store creates (`mysql_charset`, ...)."""

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from copyjob_dagster.config import StoreConfig
-from copyjob_dagster.stores import change_apply, open_destination
+from copyjob_dagster.stores import change_apply, open_destination, pg_apply
 from copyjob_dagster.stores.change_fold import UNSENT, ChangeBatch, fold
 
 SCHEMA = pa.schema(
@@ -114,12 +114,20 @@ def test_set_wise_apply_matches_one_by_one(
     _apply_and_compare(config, "items", monkeypatch, entry, seed, KEY if seed else WIDE_KEY)
 
 
+@pytest.mark.parametrize("room", [0, 10**9], ids=["copied in", "upserted in place"])
 @pytest.mark.parametrize("key", [KEY, WIDE_KEY], ids=["one-column key", "two-column key"])
 @pytest.mark.parametrize("seed", range(2))
 def test_set_wise_apply_into_postgresql(
-    pg_server: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch, seed: int, key: tuple
+    pg_server: str,
+    pg_schema: str,
+    monkeypatch: pytest.MonkeyPatch,
+    seed: int,
+    key: tuple,
+    room: int,
 ) -> None:
-    """PostgreSQL deletes through a staging table of the keys (see `KeyedChanges._delete`)."""
+    """PostgreSQL deletes through a temporary table of the keys, and writes the upserted rows
+    either way `pg_apply.write` picks by the table's room (both taken here, whatever the size)."""
+    monkeypatch.setattr(pg_apply, "_room", lambda *_: room)
     config = StoreConfig(url=pg_server, schema=pg_schema)
     _apply_and_compare(config, f"{pg_schema}.items", monkeypatch, "changes", seed, key)
 
