@@ -43,7 +43,7 @@ from copyjob_dagster.stores.change_fold import (
     concatenated,
     fold,
 )
-from copyjob_dagster.stores.sql import database_timestamps
+from copyjob_dagster.stores.sql_writing import database_timestamps
 
 if TYPE_CHECKING:
     from copyjob_dagster.stores.sql import SqlStore

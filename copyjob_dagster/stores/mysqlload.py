@@ -30,7 +30,7 @@ from copyjob_dagster.errors import DestinationError
 from copyjob_dagster.stores import types
 from copyjob_dagster.stores.pgcsv import hex_text
 from copyjob_dagster.stores.pgmysql import TextCopy
-from copyjob_dagster.stores.sql import database_timestamps
+from copyjob_dagster.stores.sql_writing import database_timestamps
 
 _OPTIONS = csv.WriteOptions(
     include_header=False, quoting_style="all_valid", null_string="NULL", batch_size=8192

@@ -34,7 +34,8 @@ from copyjob_dagster.stores.open_transactions import (
 from copyjob_dagster.stores.pg_apply import UPDATED_FILLFACTOR
 from copyjob_dagster.stores.pg_changes import PostgresChangeStream
 from copyjob_dagster.stores.pgcopy import BinaryCopy, PostgresTableReader
-from copyjob_dagster.stores.sql import SqlStore, database_timestamps
+from copyjob_dagster.stores.sql import SqlStore
+from copyjob_dagster.stores.sql_writing import database_timestamps
 
 EXACT_COUNT_BELOW = 1_000_000  # rows; smaller tables are counted exactly
 # Whether a session holds a bigint advisory lock of this database (pg_locks shows its key's high

@@ -27,7 +27,8 @@ from copyjob_dagster.stores.base import logical_type
 from copyjob_dagster.stores.capabilities import Capabilities
 from copyjob_dagster.stores.identifiers import NameRules
 from copyjob_dagster.stores.locking import file_lock, lock_key
-from copyjob_dagster.stores.sql import Role, SqlStore, Timeouts, database_timestamps
+from copyjob_dagster.stores.sql import Role, SqlStore, Timeouts
+from copyjob_dagster.stores.sql_writing import database_timestamps
 from copyjob_dagster.stores.sqlite_reader import SQLiteTableReader
 from copyjob_dagster.stores.types import MAX_DECIMAL256_PRECISION
 

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.types import TypeEngine
 
-from copyjob_dagster.stores.sql import database_timestamps
+from copyjob_dagster.stores.sql_writing import database_timestamps
 
 # The page cache of a write into a table with a primary key (SQLite's default is 2 MiB): rows
 # that do not arrive in key order insert all over the key's index, and with its pages cached
