@@ -3,6 +3,8 @@ Replication Message Formats" says (protocol version 1, text values): no server n
 
 import struct
 
+from pgoutput_messages import tuple_data
+
 from copyjob_dagster.stores.pgoutput import (
     UNCHANGED,
     Begin,
@@ -14,19 +16,6 @@ from copyjob_dagster.stores.pgoutput import (
     lsn_text,
     lsn_value,
 )
-
-
-def _tuple(*values: str | None | object) -> bytes:
-    out = struct.pack("!h", len(values))
-    for value in values:
-        if value is None:
-            out += b"n"
-        elif value is UNCHANGED:
-            out += b"u"
-        else:
-            data = str(value).encode()
-            out += b"t" + struct.pack("!i", len(data)) + data
-    return out
 
 
 def test_transaction_frame_and_relation() -> None:
@@ -43,13 +32,15 @@ def test_transaction_frame_and_relation() -> None:
 
 
 def test_changes_keep_null_unchanged_toast_and_the_old_key() -> None:
-    insert = b"I" + struct.pack("!I", 16384) + b"N" + _tuple("1", "é" * 3)
+    insert = b"I" + struct.pack("!I", 16384) + b"N" + tuple_data("1", "é" * 3)
     assert decode(insert) == Change("insert", 16384, ("1", "ééé"))
-    update = b"U" + struct.pack("!I", 16384) + b"N" + _tuple("1", UNCHANGED)
+    update = b"U" + struct.pack("!I", 16384) + b"N" + tuple_data("1", UNCHANGED)
     assert decode(update) == Change("update", 16384, ("1", UNCHANGED))
-    moved = b"U" + struct.pack("!I", 16384) + b"K" + _tuple("1", None) + b"N" + _tuple("2", "x")
+    moved = (
+        b"U" + struct.pack("!I", 16384) + b"K" + tuple_data("1", None) + b"N" + tuple_data("2", "x")
+    )
     assert decode(moved) == Change("update", 16384, ("2", "x"), ("1", None))
-    delete = b"D" + struct.pack("!I", 16384) + b"K" + _tuple("2", None)
+    delete = b"D" + struct.pack("!I", 16384) + b"K" + tuple_data("2", None)
     assert decode(delete) == Change("delete", 16384, ("2", None))
     truncate = b"T" + struct.pack("!ib", 2, 0) + struct.pack("!II", 16384, 16390)
     assert decode(truncate) == Truncate((16384, 16390))

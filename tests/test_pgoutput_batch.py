@@ -7,25 +7,13 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 import pytest
+from pgoutput_messages import tuple_data
 
 from copyjob_dagster.stores.pg_changes import text_converter, typed
 from copyjob_dagster.stores.pgoutput import UNCHANGED, Change, Relation, decode
 from copyjob_dagster.stores.pgoutput_batch import OPERATIONS, BatchDecoder, ChangeRun, TruncateAt
 
 OID = 16384
-
-
-def _tuple(*values: str | None | object) -> bytes:
-    out = struct.pack("!h", len(values))
-    for value in values:
-        if value is None:
-            out += b"n"
-        elif value is UNCHANGED:
-            out += b"u"
-        else:
-            data = str(value).encode()
-            out += b"t" + struct.pack("!i", len(data)) + data
-    return out
 
 
 def _relation(*columns: str) -> bytes:
@@ -48,18 +36,18 @@ def _commit(lsn: int) -> bytes:
 MESSAGES = [
     _begin(100),
     _relation("id", "big"),
-    b"I" + struct.pack("!I", OID) + b"N" + _tuple("1", "é" * 3),
-    b"U" + struct.pack("!I", OID) + b"N" + _tuple("1", UNCHANGED),
-    b"U" + struct.pack("!I", OID) + b"K" + _tuple("1", None) + b"N" + _tuple("2", "x"),
-    b"D" + struct.pack("!I", OID) + b"K" + _tuple("2", None),
+    b"I" + struct.pack("!I", OID) + b"N" + tuple_data("1", "é" * 3),
+    b"U" + struct.pack("!I", OID) + b"N" + tuple_data("1", UNCHANGED),
+    b"U" + struct.pack("!I", OID) + b"K" + tuple_data("1", None) + b"N" + tuple_data("2", "x"),
+    b"D" + struct.pack("!I", OID) + b"K" + tuple_data("2", None),
     _commit(100),
     _begin(200),
     b"T" + struct.pack("!ib", 1, 0) + struct.pack("!I", OID),
     _relation("id", "big", "added"),
-    b"I" + struct.pack("!I", OID) + b"N" + _tuple("3", None, "new"),
+    b"I" + struct.pack("!I", OID) + b"N" + tuple_data("3", None, "new"),
     _commit(200),
     _begin(300),
-    b"I" + struct.pack("!I", OID) + b"N" + _tuple("4", "open", ""),
+    b"I" + struct.pack("!I", OID) + b"N" + tuple_data("4", "open", ""),
 ]
 
 
