@@ -28,8 +28,8 @@ from copyjob_dagster.cli import main
 from copyjob_dagster.definitions import build_definitions
 from copyjob_dagster.defs import cdc
 from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
-from copyjob_dagster.engine import load_job
-from copyjob_dagster.engine.cdc import cdc_problems, change_stream
+from copyjob_dagster.engine import binlog_cdc, load_job
+from copyjob_dagster.engine.cdc import capture_changes, cdc_problems, change_stream
 from copyjob_dagster.errors import SchemaError, SourceError
 from copyjob_dagster.stores import open_source
 from copyjob_dagster.stores.binlog import parse_position
@@ -238,6 +238,28 @@ def test_a_run_lists_the_binlog_files_once(case: BinlogCase) -> None:
     assert result.counts.upserted == 1
     assert len(listings) == 1
     same(case)
+
+
+def test_progress_comes_every_so_many_changes_whatever_the_transactions_hold(
+    case: BinlogCase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`progress` is also the run's chance to be abandoned: it must come after every
+    PROGRESS_EVERY changes, not only when the count lands on a multiple of it."""
+    monkeypatch.setattr(binlog_cdc, "PROGRESS_EVERY", 10)
+    case.run()
+    for start in range(1000, 1030, 3):  # 10 transactions of 3 changes each
+        case.sql(
+            "BEGIN",
+            *(f"INSERT INTO items (id, name) VALUES ({i}, 'p')" for i in range(start, start + 3)),
+            "COMMIT",
+        )
+    calls: list[int] = []
+    job = case.job()
+    result = capture_changes(
+        job, job.tables[0], case.position["items"], progress=lambda n, *_: calls.append(n)
+    )
+    assert result.counts.upserted == 30
+    assert calls == [12, 24]
 
 
 def test_truncate_then_rows(case: BinlogCase) -> None:

@@ -28,7 +28,7 @@ from copyjob_dagster.engine.copying import CopyResult
 from copyjob_dagster.engine.planning import CopyPlan, plan_copy
 from copyjob_dagster.engine.rows import ProgressCallback
 from copyjob_dagster.errors import SchemaError
-from copyjob_dagster.stores import Destination, Source
+from copyjob_dagster.stores import Destination, Source, TableDescription
 from copyjob_dagster.stores.binlog import BinlogChangeStream, position_text
 from copyjob_dagster.stores.change_apply import ChangeCounts
 from copyjob_dagster.stores.mysql_changes import Transaction, TruncateTable, transactions
@@ -65,10 +65,11 @@ def capture(
             f"job {job.name!r}, table {table.name!r}: mode: cdc applies changes by primary "
             f"key, and the table has none: add one at the source, or name primary_key:"
         )
-    if full_refresh or position is None or destination.describe(plan.destination_table) is None:
+    existing = None if full_refresh else destination.describe(plan.destination_table)
+    if position is None or existing is None:
         copy, point = _snapshot(plan, stream, source, destination, progress)
         return _binlog_result(copy, stream, stream.logs(), position, point, ChangeCounts(), 0)
-    return _changes(plan, table, stream, source, destination, position, progress)
+    return _changes(plan, table, stream, source, destination, existing, position, progress)
 
 
 def _snapshot(
@@ -89,6 +90,7 @@ def _changes(
     stream: BinlogChangeStream,
     source: Source,
     destination: Destination,
+    existing: TableDescription,
     position: int,
     progress: ProgressCallback | None,
 ) -> CdcResult:
@@ -98,8 +100,7 @@ def _changes(
     stream.require_retained(position, logs)
     counts, count, end = ChangeCounts(), 0, position
     if upto > position:
-        existing = destination.describe(plan.destination_table)
-        have = set(existing.column_names) if existing else set()
+        have = set(existing.column_names)
         schema = pa.schema([f for f in plan.written_schema if f.name in have])
         with destination.applying_changes(  # type: ignore[attr-defined]
             plan.destination_table, schema, plan.primary_key, position
@@ -110,10 +111,12 @@ def _changes(
             applier = _Applier(plan, table, source, sink, have | set(plan.written_schema.names))
             events = stream.events(position, upto, logs)
             found = transactions(events, stream.database, stream.table)
+            reported = 0
             for transaction in found:
                 applier.take(transaction)
-                if progress is not None and applier.changes % PROGRESS_EVERY == 0:
-                    progress(applier.changes, None, time.monotonic() - started)
+                if progress is not None and applier.changes >= reported + PROGRESS_EVERY:
+                    reported = applier.changes
+                    progress(reported, None, time.monotonic() - started)
             counts, count = sink.counts, applier.transactions
         end = upto
     copy = _result_of_changes(plan, source, destination, started, counts)
@@ -164,6 +167,9 @@ class _Applier:
         self.plan, self.table, self.source, self.sink = plan, table, source, sink
         self.have = have  # destination columns
         self.names: dict[str, str | None] = {c.source: c.destination for c in plan.columns}
+        # The key's source columns, to read an update's old key without mapping its whole row.
+        by_destination = {c.destination: c.source for c in plan.columns}
+        self.key_sources = tuple(by_destination.get(k, k) for k in plan.primary_key)
         self.transactions = self.changes = 0
 
     def take(self, transaction: Transaction) -> None:
@@ -174,8 +180,7 @@ class _Applier:
             row = self._row(change.row)
             old_key = None
             if change.old is not None:
-                old = self._row(change.old)
-                old_key = tuple(old.get(k) for k in self.plan.primary_key)
+                old_key = tuple(change.old.get(name) for name in self.key_sources)
             self.changes += 1
             self.sink.change(change.operation, row, old_key, transaction.end)
         if transaction.changes:
