@@ -125,13 +125,16 @@ def rewrite(
 ) -> None:
     """Rewrite the part `path` with only the rows `keep` keeps (streaming), or delete it if none
     remain; parts without the `needed` columns, or where all rows stay, are left as they are."""
-    schema = parts.open(path).schema_arrow
+    parquet = parts.open(path)
+    schema = parquet.schema_arrow
     if not set(needed) <= set(schema.names):
         return
     kept = removed = 0
-    for batch in parts.open(path).iter_batches():
+    for batch in parquet.iter_batches(columns=needed):  # `keep` looks at these columns only
         rows = keep(batch).num_rows
         kept, removed = kept + rows, removed + batch.num_rows - rows
+        if kept and removed:
+            break  # the part is rewritten: no need to read on
     if not removed:
         return
     if not kept:
