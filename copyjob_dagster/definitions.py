@@ -18,7 +18,6 @@ from copyjob_dagster.defs import (
     skipped_job_specs,
 )
 from copyjob_dagster.engine import load_jobs_folder
-from copyjob_dagster.errors import ConfigError
 from copyjob_dagster.project import jobs_dir, project_dir
 
 
@@ -75,7 +74,7 @@ def definitions_of(folder: JobsFolder) -> dg.Definitions:
 def defs() -> dg.Definitions:
     """Every job that loads; a job file that does not is shown as assets saying why, and never
     takes the other jobs out of the code location."""
-    return definitions_of(load_jobs_folder(jobs_dir(), project_dir()))
+    return definitions_of(_jobs_folder())
 
 
 _built_jobs: dict[str, tuple[CopyJob, dg.JobDefinition]] = {}  # each job last built alone
@@ -106,15 +105,7 @@ def job_named(name: str) -> dg.JobDefinition:
     tables of the project, for a run of one); the UI re-executes the run from the code location
     (`defs`), whose asset job of `name` is the same. Dagster resolves the job a few times in a
     run (once per subset it makes): built once while the job's file says the same."""
-    folder = _jobs_folder()
-    job = next((job for job in folder.jobs if job.name == name), None)
-    if job is None:
-        problems = [skipped.problem for skipped in folder.skipped if skipped.job_name == name]
-        raise ConfigError(
-            f"job {name!r} is skipped: {problems[0]}"
-            if problems
-            else f"no copy job named {name!r} in {jobs_dir()}"
-        )
+    job = _jobs_folder().job(name, jobs_dir())
     built = _built_jobs.get(name)
     if built is None or built[0] != job:
         alone = build_definitions([job], monitoring=False).resolve_job_def(name)

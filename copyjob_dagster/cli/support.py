@@ -23,15 +23,7 @@ def project_jobs() -> JobsFolder:
 def find_job(job_name: str, folder: JobsFolder | None = None) -> CopyJob:
     """The job named `job_name` in the project's jobs folder; the error says why a job whose
     file was skipped cannot be used."""
-    folder = folder or project_jobs()
-    jobs = {job.name: job for job in folder.jobs}
-    if job_name in jobs:
-        return jobs[job_name]
-    for skipped in folder.skipped:
-        if skipped.job_name == job_name:
-            raise CopyJobError(f"job {job_name!r} is skipped: {skipped.problem}")
-    known = ", ".join(sorted(jobs)) or "none"
-    raise CopyJobError(f"no copy job named {job_name!r} in {jobs_dir()} (jobs: {known})")
+    return (folder or project_jobs()).job(job_name, jobs_dir())
 
 
 def selected_tables(job: CopyJob, tables: tuple[str, ...]) -> list[TableConfig]:

@@ -19,7 +19,7 @@ from copyjob_dagster.config.loading import (
     read_yaml,
 )
 from copyjob_dagster.config.models import JOB_NAME_PATTERN, CopyJob
-from copyjob_dagster.errors import CopyJobError
+from copyjob_dagster.errors import ConfigError, CopyJobError
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,18 @@ class JobsFolder:
     @property
     def jobs(self) -> list[CopyJob]:
         return [job for _, job in self.loaded]
+
+    def job(self, name: str, where: Path) -> CopyJob:
+        """The job named `name`; the error says why a job whose file was skipped cannot be
+        used, or which jobs the folder `where` has."""
+        jobs = {job.name: job for job in self.jobs}
+        if name in jobs:
+            return jobs[name]
+        for skipped in self.skipped:
+            if skipped.job_name == name:
+                raise ConfigError(f"job {name!r} is skipped: {skipped.problem}")
+        known = ", ".join(sorted(jobs)) or "none"
+        raise ConfigError(f"no copy job named {name!r} in {where} (jobs: {known})")
 
     def warnings(self) -> list[str]:
         """One line per skipped file and per password variable that is not set."""
