@@ -26,10 +26,11 @@ def remember_schema_probes(instance: dg.DagsterInstance) -> None:
     if not isinstance(storage, SqlEventLogStorage):
         return
     for name in _PROBES:
-        setattr(storage, name, _remembered(getattr(storage, name)))
+        setattr(storage, name, remembered(getattr(storage, name)))
 
 
-def _remembered(probe: Callable[..., bool]) -> Callable[..., bool]:
+def remembered(probe: Callable[..., bool]) -> Callable[..., bool]:
+    """`probe`, answering yes at once for what it once said yes to (its last argument)."""
     found: set[Any] = set()
 
     def remembered(*args: Any) -> bool:

@@ -35,6 +35,8 @@ from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorag
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from sqlalchemy import Connection, Engine, create_engine, event
 
+from copyjob_dagster.cli.probes import remembered
+
 _EVENT_LOG_PARTS = ("_db_lock", "_initdb", "_initialized_dbs", "conn_string_for_shard")
 # The events a later copy reads its starting point from: committed with an fsync.
 DURABLE_EVENTS = frozenset(
@@ -105,15 +107,7 @@ def _keep_event_log(storage: Any) -> None:
                 with conn.begin():
                     yield conn
 
-    store_event, has_table = storage.store_event, storage.has_table
-    present: set[str] = set()
-
-    def has(table: str) -> bool:
-        # Dagster asks before most writes whether a table of the index exists (a new engine and
-        # connection each time); a table it has does not go away while the process runs.
-        if table not in present and has_table(table):
-            present.add(table)
-        return table in present
+    store_event = storage.store_event
 
     def store(event: Any) -> None:
         storing.kind = event.dagster_event_type
@@ -133,7 +127,9 @@ def _keep_event_log(storage: Any) -> None:
 
     storage._connect = connect
     storage.store_event = store
-    storage.has_table = has
+    # Dagster asks before most writes whether a table of the index exists (a new engine and
+    # connection each time); a table it has does not go away while the process runs.
+    storage.has_table = remembered(storage.has_table)
     storage.dispose = dispose_all
 
 
@@ -142,11 +138,10 @@ def _keep_run_storage(storage: Any) -> None:
 
     @contextmanager
     def connect() -> Iterator[Connection]:
-        # Runs, their tags and status: nothing a copy starts from.
-        with engine.connect() as conn:
-            _synchronous(conn, False)
-            with conn.begin():
-                yield conn
+        # Runs, their tags and status: nothing a copy starts from (commits at NORMAL, as
+        # `_write_ahead` leaves every connection of this engine).
+        with engine.connect() as conn, conn.begin():
+            yield conn
 
     dispose = storage.dispose
 
