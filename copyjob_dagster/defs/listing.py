@@ -86,6 +86,6 @@ def _position(instance: dg.DagsterInstance, job: CopyJob, table: TableConfig) ->
     text = f"{'binlog' if binlog else 'LSN'} {metadata[cdc.POSITION].value}"
     retained = metadata.get(cdc.RETAINED_WAL_BYTES)
     if retained is not None:
-        held = "bytes of binlog behind" if binlog else "bytes of WAL"
-        text += f" ({'' if binlog else 'slot held '}{int(retained.value):,} {held})"
+        n = int(retained.value)
+        text += f" ({n:,} bytes of binlog behind)" if binlog else f" (slot held {n:,} bytes of WAL)"
     return text

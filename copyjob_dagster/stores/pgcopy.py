@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CopyChunk:
-    """Binary COPY bytes holding `num_rows` whole rows (the first chunk also holds the header)."""
+    """COPY bytes holding `num_rows` whole rows: binary (the first chunk also holds the header),
+    or CSV from `csv_chunks`."""
 
     data: bytes
     num_rows: int

@@ -27,7 +27,7 @@ from copyjob_dagster.stores.pgcopy import CopyChunk
 from copyjob_dagster.stores.types import needs_text_cast
 
 LOAD_DATA_CSV = "mysql-load-data-csv"
-"""The byte format: `mysqlload`'s CSV, read with `mysqlload.STATEMENT_FORMAT`."""
+"""The byte format: `mysqlload`'s CSV, loaded by `mysqlload.load_text`."""
 
 _NON_FINITE = ("NaN", "Infinity", "-Infinity")
 

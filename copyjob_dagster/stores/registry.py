@@ -79,5 +79,5 @@ def open_destination(config: StoreConfig) -> Destination:
 def describe_ahead(source: Source, tables: list[str]) -> None:
     """Describe `tables` of `source` in one go, where the store can (a SQL database), for the
     run's stores to take (`reflection`)."""
-    if isinstance(source, SqlStore) and len(tables) > 1:
+    if isinstance(source, SqlStore):
         source.describe_ahead(tables)
