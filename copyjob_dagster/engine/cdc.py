@@ -32,7 +32,6 @@ from copyjob_dagster.engine.rows import ProgressCallback, renamed
 from copyjob_dagster.errors import SchemaError, SourceError
 from copyjob_dagster.stores import Destination, Source, open_destination, open_source
 from copyjob_dagster.stores.binlog import BinlogChangeStream, BinlogState
-from copyjob_dagster.stores.binlog import position_text as binlog_text
 from copyjob_dagster.stores.change_apply import ChangeCounts
 from copyjob_dagster.stores.pg_changes import PostgresChangeStream, SlotState
 from copyjob_dagster.stores.pgoutput import lsn_text
@@ -169,18 +168,6 @@ def slot_state(
         if isinstance(stream, BinlogChangeStream):
             return stream.state(position)
         return stream.state()
-    finally:
-        source.close()
-
-
-def position_text(job: CopyJob, table: TableConfig, position: int) -> str:
-    """`position` as a run records it (the binlog's file name comes from the server)."""
-    source = open_source(job.source)
-    try:
-        stream = change_stream(source, job, table)
-        if isinstance(stream, BinlogChangeStream):
-            return binlog_text(position, stream.base())
-        return lsn_text(position)
     finally:
         source.close()
 

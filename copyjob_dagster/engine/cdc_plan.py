@@ -6,10 +6,11 @@ capture."""
 from dataclasses import replace
 
 from copyjob_dagster.config import CopyJob, TableConfig
-from copyjob_dagster.engine.cdc import cdc_problems, position_text, slot_name, slot_state
+from copyjob_dagster.engine.cdc import cdc_problems, slot_name, slot_state
 from copyjob_dagster.engine.dryrun import TablePlan
 from copyjob_dagster.errors import CopyJobError
 from copyjob_dagster.stores import capabilities_of, may_exist, open_destination
+from copyjob_dagster.stores.binlog import BinlogState
 from copyjob_dagster.stores.pgoutput import lsn_text
 
 
@@ -38,8 +39,8 @@ def plan_cdc(job: CopyJob, table: TableConfig, position: int | None) -> TablePla
         if problems:
             return replace(found, problems=problems)
         state = slot_state(job, table, position)
-        if binlog and position is not None:
-            found = replace(found, watermark=position_text(job, table, position))
+        if isinstance(state, BinlogState):  # the position's text, from the same listing
+            found = replace(found, watermark=state.text)
     except CopyJobError as exc:
         if exc.transient:
             raise

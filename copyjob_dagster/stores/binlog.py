@@ -97,7 +97,7 @@ class BinlogState:
 
     confirmed: int
     retained_bytes: int  # binlog written after the position: how far behind it is
-    active: bool = False
+    text: str  # the position as a run records it (`binlog.000042:1234`)
 
 
 class BinlogChangeStream:
@@ -208,7 +208,7 @@ class BinlogChangeStream:
                 behind += size
             elif number == file_number(position):
                 behind += max(0, size - (position & ((1 << OFFSET_BITS) - 1)))
-        return BinlogState(position, behind)
+        return BinlogState(position, behind, position_text(position, self.base(logs)))
 
     def require_retained(self, position: int, logs: list[tuple[str, int]] | None = None) -> None:
         logs = self.logs() if logs is None else logs
