@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from sqlalchemy.engine import make_url
 
+from copyjob_dagster.config.automation import RetryConfig, ScheduleConfig, SensorConfig
 from copyjob_dagster.config.base import NAME_PATTERN, FieldProblem
 from copyjob_dagster.config.endpoints import (
     ENV_REFERENCE,
@@ -29,9 +30,6 @@ from copyjob_dagster.config.models import (
     JOB_FILE_SUFFIXES,
     JOB_NAME_PATTERN,
     CopyJob,
-    RetryConfig,
-    ScheduleConfig,
-    SensorConfig,
     TableConfig,
 )
 from copyjob_dagster.config.pools import pool_limit_problems
