@@ -19,6 +19,7 @@ from copyjob_dagster.config.loading import (
     read_job,
     read_jobs,
 )
+from copyjob_dagster.config.maintenance import DEFAULT_RETENTION_HOURS, MaintenanceConfig
 from copyjob_dagster.config.models import (
     JOB_FILE_SUFFIXES,
     JOB_NAME_PATTERN,
@@ -30,6 +31,7 @@ from copyjob_dagster.config.pools import POOL_PREFIX, pool_limits, source_pool
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_RETENTION_HOURS",
     "JOB_FILE_SUFFIXES",
     "JOB_NAME_PATTERN",
     "POOL_PREFIX",
@@ -39,6 +41,7 @@ __all__ = [
     "FieldProblem",
     "JobCheck",
     "JobsFolder",
+    "MaintenanceConfig",
     "ScheduleConfig",
     "SensorConfig",
     "SkippedJob",

@@ -26,6 +26,7 @@ from copyjob_dagster.config.endpoints import (
     URL_SCHEME,
     StoreConfig,
 )
+from copyjob_dagster.config.maintenance import MaintenanceConfig
 from copyjob_dagster.config.models import (
     JOB_FILE_SUFFIXES,
     JOB_NAME_PATTERN,
@@ -357,6 +358,7 @@ def _unknown_field(loc: tuple[Any, ...]) -> str:
         "schedule": ScheduleConfig,
         "sensor": SensorConfig,
         "retries": RetryConfig,
+        "maintenance": MaintenanceConfig,
     }
     parent = model.get(loc[0], CopyJob) if len(loc) > 1 else CopyJob
     known = [field.alias or name for name, field in parent.model_fields.items()]

@@ -24,6 +24,7 @@ from copyjob_dagster.config.automation import (
 from copyjob_dagster.config.base import FieldProblem, StrictModel, Text, key_part
 from copyjob_dagster.config.cdc import cdc_problem
 from copyjob_dagster.config.endpoints import SourceConfig, StoreConfig
+from copyjob_dagster.config.maintenance import MaintenanceConfig
 from copyjob_dagster.errors import ConfigError
 
 JOB_FILE_SUFFIXES = (".yaml", ".yml")
@@ -122,6 +123,11 @@ class TableConfig(StrictModel):
         description="mode: cdc: warn when the slot holds back more WAL than this (MariaDB: "
         "when the recorded position is more binlog than this behind)",
     )
+    maintenance: MaintenanceConfig | None = Field(
+        None,
+        description="a Delta destination: compact and vacuum after every N commits, e.g. "
+        "{every: 20}; default: the job's",
+    )
 
     @property
     def destination_name(self) -> str:
@@ -200,6 +206,9 @@ class CopyJob(StrictModel):
     max_parallel_tables: int | None = Field(
         None, ge=1, strict=True, description="tables of a run copied at once (default: 4)"
     )
+    maintenance: MaintenanceConfig | None = Field(
+        None, description="a Delta destination: every table's upkeep, e.g. {every: 20}"
+    )
     tables: list[TableConfig] = Field(min_length=1)
 
     @field_validator("name")
@@ -219,6 +228,10 @@ class CopyJob(StrictModel):
         if table.audit_columns is False:
             return None
         return table.audit_columns or self.audit_columns
+
+    def maintenance_for(self, table: TableConfig) -> MaintenanceConfig | None:
+        """The table's upkeep: its own setting, else the job's."""
+        return table.maintenance or self.maintenance
 
     @field_validator("schedule", mode="before")
     @classmethod
