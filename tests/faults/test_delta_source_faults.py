@@ -24,6 +24,7 @@ from deltalake import DeltaTable, write_deltalake
 from copyjob_dagster.defs.metadata import SOURCE_VERSION, watermark_from_metadata
 
 from .fault_runner import Runner
+from .test_delta_faults import DeltaView
 from .test_faults import INITIAL_ROWS, KEY, Case, Store, _change_source, _sum
 
 FAMILY = "F9 Delta source in parts SIGKILL + rerun"
@@ -107,11 +108,13 @@ class DeltaSourceCase(Case):
         return counts
 
 
-def _case(tmp_path: Path) -> DeltaSourceCase:
+def _case(tmp_path: Path, destination: str = "sqlite") -> DeltaSourceCase:
     return DeltaSourceCase(
         tmp_path,
         DeltaSource(f"delta:///{tmp_path / 'lake'}"),
-        Store(f"sqlite:///{tmp_path / 'copy.sqlite'}"),
+        Store(f"sqlite:///{tmp_path / 'copy.sqlite'}")
+        if destination == "sqlite"
+        else DeltaView(f"delta:///{tmp_path / 'copy_lake'}"),
         "merge",
         SPLIT,
     )
@@ -136,18 +139,24 @@ def _read_then_kill(case: DeltaSourceCase, rng: random.Random) -> Runner:
     return process
 
 
-POINTS = ["mid-read", "batch", "write-commit", "after-commit"]
+# Into SQLite: while the three parts read (`mid-read`), as a batch goes into the write
+# (`batch`), just before the destination commits (`write-commit`), after it committed but
+# before the watermark is recorded (`after-commit`). Into Delta: as a batch goes into the
+# Delta write, just before its commit, right after it (see fault_runner.py).
+CASES = [
+    *(("sqlite", point) for point in ("mid-read", "batch", "write-commit", "after-commit")),
+    *(("delta", point) for point in ("delta-during", "delta-before", "delta-after")),
+]
+COMMITTED = {"after-commit", "delta-after"}
 
 
-@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize(("destination", "point"), CASES, ids=[f"{d}-{p}" for d, p in CASES])
 def test_delta_source_split_sigkill_then_rerun(
-    tmp_path: Path, record_case: Any, point: str
+    tmp_path: Path, record_case: Any, destination: str, point: str
 ) -> None:
-    """Killed in the initial load and in the next window: while the three parts read
-    (`mid-read`), as a batch goes into the write (`batch`), just before the destination
-    commits (`write-commit`), and after it committed but before the watermark is recorded."""
+    """Killed in the initial load and in the next window, then rerun."""
     rng = random.Random(f"delta-source-{point}")
-    case = _case(tmp_path)
+    case = _case(tmp_path, destination)
     outcomes: list[dict[str, int]] = []
     try:
         for round_number in range(2):
@@ -159,18 +168,19 @@ def test_delta_source_split_sigkill_then_rerun(
             if point == "mid-read":
                 process = _read_then_kill(case, rng)
             else:
-                process = case.start(point, rng.randint(2, 5) if point == "batch" else 1)
+                nth = rng.randint(2, 5) if point in ("batch", "delta-during") else 1
+                process = case.start(point, nth)
             assert process.wait(timeout=120) == -signal.SIGKILL, process.errors()
             if point == "write-commit":
                 assert process.landing(), "the kill did not land in the table's transaction"
-            if point != "after-commit":  # killed before the destination committed
+            if point not in COMMITTED:  # killed before the destination committed
                 assert sorted(case.destination.rows()) == sorted(copied), point
             advanced = int(case.recorded() != recorded)
             case.run_until_success()
             outcomes.append({**case.verify_at_recorded_version(), "advanced": advanced})
     finally:
         counts = _sum(outcomes) | _advanced(outcomes) if len(outcomes) == 2 else None
-        record_case(FAMILY, point, counts)
+        record_case(FAMILY, f"to {destination}, {point}", counts)
     total = _sum(outcomes) | _advanced(outcomes)
     assert len(outcomes) == 2 and total == dict.fromkeys(total, 0), total
 
