@@ -190,14 +190,14 @@ def _advanced(outcomes: list[dict[str, int]]) -> dict[str, int]:
 
 
 def _commit_while_parts_read(case: DeltaSourceCase, hooks: tuple[str, ...] = ()) -> int:
-    """The initial load, its parts reading slowly; once the write has taken two batches, the
+    """The initial load, its parts reading slowly; once the write has taken a batch, the
     source gets a commit that moves every 10th row past the maximum with a new payload and
     adds 100 rows. Returns the version the run opened (the one before that commit)."""
     _fill(case)
     opened = case.source.latest()
-    process = case.start("read", slow=0.2, hooks=hooks)
+    process = case.start("read", slow=0.3, hooks=hooks)
     deadline = time.monotonic() + 120
-    while process.poll() is None and process.batches_read() < 2:
+    while process.poll() is None and process.batches_read() < 1:
         assert time.monotonic() < deadline, "the run never read its batches"
         time.sleep(0.01)
     assert process.poll() is None, "the run ended before the source's commit"
