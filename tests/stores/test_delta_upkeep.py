@@ -121,7 +121,11 @@ def test_a_retention_shorter_than_the_tables_own_is_refused(tmp_path: Path) -> N
     [
         (", maintenance: {every: 5, retention_hours: 24}", "maintenance.retention_hours", "168"),
         (", maintenance: {every: 0}", "maintenance.every", "greater than or equal to 1"),
-        (", maintenance: {every: 5, retain: 200}", "maintenance.retain", "unknown field"),
+        (
+            ", maintenance: {every: 5, retention_hour: 200}",
+            "maintenance.retention_hour",
+            "unknown field; did you mean 'retention_hours'?",
+        ),
     ],
     ids=["retention-under-7-days", "every-0", "unknown-key"],
 )
