@@ -147,6 +147,9 @@ def test_maintenance_of_a_destination_without_upkeep_is_refused(tmp_path: Path) 
     message = str(refused.value)
     assert "table 'events'" in message and "field 'maintenance'" in message
     assert "Delta" in message
+    path.write_text("maintenance: {every: 5}\n" + path.read_text())  # the job's, for every table
+    with pytest.raises(ConfigError, match=r"job 'lake', field 'maintenance': .*Delta"):
+        load_job(path)
 
 
 def test_copyjob_maintain_compacts_now(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
