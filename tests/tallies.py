@@ -68,6 +68,7 @@ class FaultTally:
     extra: int = 0
     regressions: int = 0
     stale: int = 0
+    advanced: int | None = None  # watermarks a killed run moved, where a family counts them
     failures: list[str] = field(default_factory=list)
 
     def record(self, case: str, counts: dict[str, int] | None) -> None:
@@ -77,7 +78,7 @@ class FaultTally:
             self.failures.append(f"{case}: did not finish")
             return
         for name, value in counts.items():
-            setattr(self, name, getattr(self, name) + value)
+            setattr(self, name, (getattr(self, name) or 0) + value)
         if any(counts.values()):
             self.failures.append(f"{case}: {counts}")
         else:
@@ -89,6 +90,7 @@ class FaultTally:
             f"duplicates = {self.duplicates}, mismatches = {self.mismatches}, "
             f"extra rows = {self.extra}, watermark regressions = {self.regressions}, "
             f"watermarks missing or short of the source = {self.stale}"
+            + ("" if self.advanced is None else f", advanced by a killed run = {self.advanced}")
         )
 
 

@@ -199,7 +199,7 @@ def test_destination_name_defaults_to_the_source_table() -> None:
                 head="source: {url: 'sqlite:///a.db', frobnicate: 1}\ndestination: {url: x}\n"
             ),
             "job 'shop', field 'source.frobnicate': unknown field; the fields are url, schema, "
-            "name, connect_timeout, statement_timeout",
+            "name, connect_timeout, statement_timeout, max_connections",
             id="unknown-field-lists-fields",
         ),
     ],

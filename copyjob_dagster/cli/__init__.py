@@ -25,6 +25,7 @@ COMMANDS = {
     "ui": ("ui", "ui"),
     "pools": ("pools", "pools"),
     "cdc": ("cdc", "cdc"),
+    "maintain": ("maintain", "maintain"),
 }
 
 

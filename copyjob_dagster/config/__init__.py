@@ -2,6 +2,7 @@
 job files with errors that name the file, job, table and field. Imports nothing above it."""
 
 from copyjob_dagster.config.added_columns import AuditColumns
+from copyjob_dagster.config.automation import ScheduleConfig, SensorConfig, Status
 from copyjob_dagster.config.base import FieldProblem, key_part, unique_key_part
 from copyjob_dagster.config.endpoints import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -18,20 +19,19 @@ from copyjob_dagster.config.loading import (
     read_job,
     read_jobs,
 )
+from copyjob_dagster.config.maintenance import DEFAULT_RETENTION_HOURS, MaintenanceConfig
 from copyjob_dagster.config.models import (
     JOB_FILE_SUFFIXES,
     JOB_NAME_PATTERN,
     RESERVED_JOB_NAMES,
     CopyJob,
-    ScheduleConfig,
-    SensorConfig,
-    Status,
     TableConfig,
 )
 from copyjob_dagster.config.pools import POOL_PREFIX, pool_limits, source_pool
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_RETENTION_HOURS",
     "JOB_FILE_SUFFIXES",
     "JOB_NAME_PATTERN",
     "POOL_PREFIX",
@@ -41,6 +41,7 @@ __all__ = [
     "FieldProblem",
     "JobCheck",
     "JobsFolder",
+    "MaintenanceConfig",
     "ScheduleConfig",
     "SensorConfig",
     "SkippedJob",

@@ -3,7 +3,8 @@ name types, the error a check raises for one field, and names made safe for asse
 
 import hashlib
 import re
-from typing import Annotated
+import typing
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,3 +39,23 @@ def unique_key_part(name: str) -> str:
     if part == name:
         return part
     return f"{part}_{hashlib.blake2b(name.encode(), digest_size=4).hexdigest()}"
+
+
+def model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel]:
+    """The model whose fields the mapping at `loc` in `root` holds (`tables.0.split`:
+    SplitConfig); the deepest one found when `loc` goes further."""
+    model = root
+    for part in (p for p in loc if isinstance(p, str)):
+        field = model.model_fields.get(part)
+        inner = _models_in(field.annotation) if field else []
+        if not inner:
+            break
+        model = inner[0]
+    return model
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models an annotation names: itself, or inside `X | None`, `list[X]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in typing.get_args(annotation) for model in _models_in(arg)]

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from sqlalchemy.engine import make_url
 
-from copyjob_dagster.config.base import NAME_PATTERN, FieldProblem
+from copyjob_dagster.config.base import NAME_PATTERN, FieldProblem, model_at
 from copyjob_dagster.config.endpoints import (
     ENV_REFERENCE,
     PATH_URLS,
@@ -25,15 +25,7 @@ from copyjob_dagster.config.endpoints import (
     URL_SCHEME,
     StoreConfig,
 )
-from copyjob_dagster.config.models import (
-    JOB_FILE_SUFFIXES,
-    JOB_NAME_PATTERN,
-    CopyJob,
-    RetryConfig,
-    ScheduleConfig,
-    SensorConfig,
-    TableConfig,
-)
+from copyjob_dagster.config.models import JOB_FILE_SUFFIXES, JOB_NAME_PATTERN, CopyJob
 from copyjob_dagster.config.pools import pool_limit_problems
 from copyjob_dagster.errors import ConfigError
 
@@ -352,15 +344,7 @@ def _message(error: ErrorDetails) -> str:
 
 
 def _unknown_field(loc: tuple[Any, ...]) -> str:
-    model = {
-        "source": StoreConfig,
-        "destination": StoreConfig,
-        "tables": TableConfig,
-        "schedule": ScheduleConfig,
-        "sensor": SensorConfig,
-        "retries": RetryConfig,
-    }
-    parent = model.get(loc[0], CopyJob) if len(loc) > 1 else CopyJob
+    parent = model_at(CopyJob, loc[:-1])
     known = [field.alias or name for name, field in parent.model_fields.items()]
     close = difflib.get_close_matches(str(loc[-1]), known, n=1)
     hint = f"did you mean {close[0]!r}?" if close else f"the fields are {', '.join(known)}"

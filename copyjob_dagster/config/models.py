@@ -5,10 +5,8 @@ everything below works on the models.
 """
 
 import keyword
-import zoneinfo
 from typing import Any, Literal
 
-from croniter import croniter
 from pydantic import Field, field_validator, model_validator
 
 from copyjob_dagster.config.added_columns import (
@@ -17,9 +15,16 @@ from copyjob_dagster.config.added_columns import (
     added_column_problem,
     audit_shorthand,
 )
+from copyjob_dagster.config.automation import (
+    RetryConfig,
+    ScheduleConfig,
+    SensorConfig,
+    valid_cron,
+)
 from copyjob_dagster.config.base import FieldProblem, StrictModel, Text, key_part
 from copyjob_dagster.config.cdc import cdc_problem
 from copyjob_dagster.config.endpoints import SourceConfig, StoreConfig
+from copyjob_dagster.config.maintenance import MaintenanceConfig
 from copyjob_dagster.errors import ConfigError
 
 JOB_FILE_SUFFIXES = (".yaml", ".yml")
@@ -32,8 +37,6 @@ RESERVED_JOB_NAMES = frozenset(keyword.kwlist) | {
     "arg_dict", "bool", "conf", "config", "context", "dict", "float", "input", "input_arg_dict",
     "int", "meta", "output", "output_arg_dict", "str", "type",
 }  # fmt: skip
-
-Status = Literal["running", "stopped"]
 
 
 class SplitConfig(StrictModel):
@@ -120,6 +123,11 @@ class TableConfig(StrictModel):
         description="mode: cdc: warn when the slot holds back more WAL than this (MariaDB: "
         "when the recorded position is more binlog than this behind)",
     )
+    maintenance: MaintenanceConfig | None = Field(
+        None,
+        description="a Delta destination: compact and vacuum after every N commits, e.g. "
+        "{every: 20}; default: the job's",
+    )
 
     @property
     def destination_name(self) -> str:
@@ -175,50 +183,6 @@ def _refuse_repeats(field: str, names: list[str], problem: str) -> None:
         raise FieldProblem((field,), f"{problem}: {', '.join(repeated)}")
 
 
-class ScheduleConfig(StrictModel):
-    """When a job runs by itself: a cron expression read in a time zone."""
-
-    cron: Text = Field(description="5-field cron expression, e.g. '*/15 * * * *'")
-    timezone: Text = Field("UTC", description="IANA time zone the cron is read in")
-    status: Status = Field("running", description="whether the schedule starts running")
-
-    @field_validator("cron")
-    @classmethod
-    def _check_cron(cls, cron: str) -> str:
-        return _valid_cron(cron)
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, timezone: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"{timezone!r} is not a known time zone; write an IANA name such as "
-                f"'Europe/Paris' or 'UTC'"
-            ) from None
-        return timezone
-
-
-class SensorConfig(StrictModel):
-    """A sensor that copies the tables whose source holds rows beyond their watermark."""
-
-    minimum_interval_seconds: int = Field(
-        60, ge=5, strict=True, description="seconds between two looks at the source"
-    )
-    status: Status = Field("running", description="whether the sensor starts running")
-
-
-class RetryConfig(StrictModel):
-    """How a table's copy is retried after a transient error (a lost connection, a deadlock)."""
-
-    max_retries: int = Field(3, ge=0, strict=True)
-    delay_seconds: float = Field(10, ge=0, description="wait before the first retry")
-    backoff: Literal["exponential", "linear", "constant"] = Field(
-        "exponential", description="how the wait grows from one retry to the next"
-    )
-
-
 class CopyJob(StrictModel):
     """A copy job: a source, a destination, a copy mode, and the tables to copy."""
 
@@ -242,6 +206,9 @@ class CopyJob(StrictModel):
     max_parallel_tables: int | None = Field(
         None, ge=1, strict=True, description="tables of a run copied at once (default: 4)"
     )
+    maintenance: MaintenanceConfig | None = Field(
+        None, description="a Delta destination: every table's upkeep, e.g. {every: 20}"
+    )
     tables: list[TableConfig] = Field(min_length=1)
 
     @field_validator("name")
@@ -262,11 +229,15 @@ class CopyJob(StrictModel):
             return None
         return table.audit_columns or self.audit_columns
 
+    def maintenance_for(self, table: TableConfig) -> MaintenanceConfig | None:
+        """The table's upkeep: its own setting, else the job's."""
+        return table.maintenance or self.maintenance
+
     @field_validator("schedule", mode="before")
     @classmethod
     def _schedule_shorthand(cls, schedule: Any) -> Any:
         """`schedule: "cron"` is short for `schedule: {cron: "cron"}`."""
-        return {"cron": _valid_cron(schedule)} if isinstance(schedule, str) else schedule
+        return {"cron": valid_cron(schedule)} if isinstance(schedule, str) else schedule
 
     @field_validator("sensor", mode="before")
     @classmethod
@@ -381,17 +352,3 @@ class CopyJob(StrictModel):
             if table.destination_name == destination_name:
                 return table
         raise ConfigError(f"job {self.name!r} has no table {destination_name!r}")
-
-
-def is_valid_cron(expression: str) -> bool:
-    """True for the 5-field cron expressions that Dagster schedules accept."""
-    return len(expression.split()) == 5 and croniter.is_valid(expression)
-
-
-def _valid_cron(expression: str) -> str:
-    if not is_valid_cron(expression):
-        raise ValueError(
-            f"{expression!r} is not a 5-field cron expression (minute hour day month weekday), "
-            f'e.g. "*/15 * * * *"'
-        )
-    return expression

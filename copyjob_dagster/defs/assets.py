@@ -29,6 +29,7 @@ from copyjob_dagster.engine import (
     Watermark,
     copy_table,
     describe_sources,
+    maintain_table,
     shared_engines,
     table_lock,
     table_stores,
@@ -217,8 +218,26 @@ def _table_work(
             if watches_open_transactions(job):
                 results.append(_of(key, checks.open_transactions(metadata)))
             yield dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=results)
+            if not ending.is_set():
+                _upkeep(job, table, stores, logs)
 
     return work
+
+
+def _upkeep(job: CopyJob, table: TableConfig, stores: Any, logs: parallel.Logs) -> None:
+    """The table's compaction and vacuum when due (`maintenance:`), once its copy and
+    watermark are recorded, under its lock: a failure is a warning, the copy stands."""
+    try:
+        done = maintain_table(job, table, stores=stores)
+    except CopyJobError as exc:
+        logs.warning(f"{table.destination_name}: upkeep failed (the copy stands): {exc}")
+        return
+    if done is not None:
+        logs.info(
+            f"{table.destination_name}: upkeep after {done.commits} commits: "
+            f"{done.files_compacted} small files compacted into {done.files_written}, "
+            f"{done.files_deleted} unused files deleted; version {done.version}"
+        )
 
 
 def _cdc_work(

@@ -16,6 +16,7 @@ from copyjob_dagster.engine.discovery import (
 from copyjob_dagster.engine.dryrun import TablePlan, plan_table
 from copyjob_dagster.engine.jobs import load_job, load_job_tree, load_jobs, load_jobs_folder
 from copyjob_dagster.engine.late_commits import watches_open_transactions
+from copyjob_dagster.engine.maintenance import maintain_table
 from copyjob_dagster.engine.overrides import (
     Backfill,
     incremental_kind,
@@ -57,6 +58,7 @@ __all__ = [
     "load_jobs",
     "load_jobs_folder",
     "logs_in",
+    "maintain_table",
     "parse_watermark",
     "plan_copy",
     "plan_table",

@@ -36,6 +36,9 @@ class Capabilities:
     binlog: bool = False
     """Its change stream is MariaDB's binlog: no slot holds the log back, and a position is a
     binlog file and offset."""
+    maintenance: bool = False
+    """Compacts a table's small files and deletes the files no version within its retention
+    needs (Delta's optimize and vacuum): `maintenance:`."""
     why_not: str | None = None
     """Why this store refuses the merge, deletions or versions it does not offer, and where
     they are done instead: said in each refusal (Parquet on object storage)."""

@@ -52,6 +52,7 @@ from copyjob_dagster.stores.delta_merge import (
     upsert,
 )
 from copyjob_dagster.stores.delta_types import as_delta, delta_schema, window_predicate
+from copyjob_dagster.stores.delta_upkeep import DeltaUpkeep
 from copyjob_dagster.stores.files import FolderStore
 from copyjob_dagster.stores.locking import file_lock
 from copyjob_dagster.stores.parquet_files import window_expression
@@ -60,11 +61,13 @@ from copyjob_dagster.stores.sql import Role
 HISTORY_SEARCHED = 50  # commits after ours that another writer may have made meanwhile
 
 
-class DeltaStore(OneVersionSplit, FolderStore):
+class DeltaStore(OneVersionSplit, DeltaUpkeep, FolderStore):
     """Delta tables in one folder: the folder store's table names, checks and lock; the data
     and its versions in each table's Delta log."""
 
-    capabilities = Capabilities(split_reads=True, change_feed=True, applies_changes=None)
+    capabilities = Capabilities(
+        split_reads=True, change_feed=True, applies_changes=None, maintenance=True
+    )
 
     def __init__(self, url: str, role: Role) -> None:
         problem = url_problem(url)

@@ -15,6 +15,8 @@ def store_problems(job: CopyJob) -> Iterator[FieldProblem]:
             return
     source = capabilities_of(job.source)
     destination = capabilities_of(job.destination)
+    if job.maintenance is not None and not destination.maintenance:
+        yield FieldProblem(("maintenance",), _no_upkeep(job))
     folds_case = destination.case_insensitive_names
     folded: dict[str, TableConfig] = {}
     for index, table in enumerate(job.tables):
@@ -27,6 +29,8 @@ def store_problems(job: CopyJob) -> Iterator[FieldProblem]:
                     f"{other.name!r}) differ only in case, and SQLite takes them for one "
                     f"table; give one of them another `to:`",
                 )
+        if table.maintenance and not destination.maintenance:
+            yield FieldProblem(("tables", index, "maintenance"), _no_upkeep(job))
         why_not = f": {destination.why_not}" if destination.why_not else " yet"
         if table.deletes != "ignore" and not destination.deletes:
             yield FieldProblem(
@@ -67,3 +71,10 @@ def store_problems(job: CopyJob) -> Iterator[FieldProblem]:
                 f"{job.source.technology} source cannot share between connections; it needs "
                 f"a PostgreSQL or MySQL/MariaDB source or a Delta table (remove `split:`)",
             )
+
+
+def _no_upkeep(job: CopyJob) -> str:
+    return (
+        f"compaction and vacuum are upkeep of Delta tables; a {job.destination.technology} "
+        f"destination has neither (remove `maintenance:`, or copy to a delta:// destination)"
+    )

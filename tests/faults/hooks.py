@@ -18,6 +18,8 @@ Negative controls: each switches one protection off in this process, never in th
   no-staging   a full copy drops the table and writes straight into it, each batch committed
   parts-alone  a split copy writes each part in a transaction of its own (the first part
                replaces the table on an initial load, each next one is appended)
+  parts-latest a split Delta read's parts read one after another, each after the first
+               opening the table's latest version as it starts (not the version opened first)
 """
 
 import sys
@@ -35,7 +37,16 @@ from copyjob_dagster.stores import locking
 from copyjob_dagster.stores.mysql import MySQLStore
 from copyjob_dagster.stores.sql import SqlStore
 
-NAMES = {"trace", "hold", "gate", "no-lock", "no-guard", "no-staging", "parts-alone"}
+NAMES = {
+    "trace",
+    "hold",
+    "gate",
+    "no-lock",
+    "no-guard",
+    "no-staging",
+    "parts-alone",
+    "parts-latest",
+}
 GO_TIMEOUT_SECONDS = 120
 
 Notes = Callable[[str], Path]
@@ -66,6 +77,8 @@ def install(hooks: Iterable[str], note_file: Notes) -> None:
             store.replace = _unstaged_replace  # type: ignore[method-assign]
     if "parts-alone" in hooks:
         _write_parts_alone()
+    if "parts-latest" in hooks:
+        _parts_read_the_latest_version()
 
 
 def _trace_the_lock(
@@ -138,27 +151,28 @@ def _unstaged_replace(
 _PART = [0]  # the part of the batch read last
 
 
-def _write_parts_alone() -> None:
-    def one_part_after_another(
-        self: splitting.SplitReader,
-        columns: list[str],
-        batch_rows: int,
-        window: Any = None,
-        part: Any = None,
-    ) -> Iterator[pa.RecordBatch]:
-        main = self._readers[0]
-        if part is not None:
-            yield from main.batches(columns, batch_rows, window, part)
-            return
-        low, high = main.span(self._column, window)
-        ranges = splitting.key_ranges(self._column, low, high, len(self._readers))
-        self.parts_read = len(ranges)
-        for index, (reader, key_range) in enumerate(zip(self._readers, ranges, strict=False)):
-            for batch in reader.batches(columns, batch_rows, window, key_range):
-                _PART[0] = index
-                yield batch
+def _one_part_after_another(
+    self: splitting.SplitReader,
+    columns: list[str],
+    batch_rows: int,
+    window: Any = None,
+    part: Any = None,
+) -> Iterator[pa.RecordBatch]:
+    main = self._readers[0]
+    if part is not None:
+        yield from main.batches(columns, batch_rows, window, part)
+        return
+    low, high = main.span(self._column, window)
+    ranges = splitting.key_ranges(self._column, low, high, len(self._readers))
+    self.parts_read = len(ranges)
+    for index, (reader, key_range) in enumerate(zip(self._readers, ranges, strict=False)):
+        for batch in reader.batches(columns, batch_rows, window, key_range):
+            _PART[0] = index
+            yield batch
 
-    splitting.SplitReader.batches = one_part_after_another  # type: ignore[method-assign]
+
+def _write_parts_alone() -> None:
+    splitting.SplitReader.batches = _one_part_after_another  # type: ignore[method-assign]
     for store in (SqlStore, MySQLStore):
         store.replace = _each_part_alone(store.replace)  # type: ignore[method-assign]
 
@@ -195,3 +209,26 @@ def _each_part_alone(replace: Callable[..., int]) -> Callable[..., int]:
         return rows
 
     return write
+
+
+class _LatestVersion:
+    """A part of a split Delta read that opens the table's latest version as it starts."""
+
+    def __init__(self, store: Any, table: str) -> None:
+        self._store, self._table = store, table
+
+    def batches(self, *args: Any, **kwargs: Any) -> Iterator[pa.RecordBatch]:
+        with self._store.open_reader(self._table) as reader:
+            yield from reader.batches(*args, **kwargs)
+
+
+def _parts_read_the_latest_version() -> None:
+    from copyjob_dagster.stores.delta import DeltaStore  # deltalake only in runs that need it
+
+    @contextmanager
+    def open_split(self: DeltaStore, table: str, parts: int) -> Iterator[tuple[Any, list[Any]]]:
+        with self.open_reader(table) as main:
+            yield main, [_LatestVersion(self, table) for _ in range(parts - 1)]
+
+    DeltaStore.open_split = open_split  # type: ignore[method-assign,assignment]
+    splitting.SplitReader.batches = _one_part_after_another  # type: ignore[method-assign]

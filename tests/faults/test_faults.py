@@ -111,7 +111,10 @@ class Case:
         self.next_value = 1
         self.backwards_seen = 0  # backwards steps of the recorded watermark counted so far
         self.started = 0
-        engine = source.engine()
+        self._create_source()
+
+    def _create_source(self) -> None:
+        engine = self.source.engine()
         with engine.begin() as conn:
             if engine.dialect.name == "sqlite":  # a writer beside a run's open snapshot
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")
@@ -144,16 +147,22 @@ class Case:
             )
             self.next_id += 1
         self.next_value += (count + ROWS_PER_VALUE - 1) // ROWS_PER_VALUE
+        self._insert_rows(rows)
+
+    def _insert_rows(self, rows: list[dict[str, Any]]) -> None:
         self._execute(sa.insert(self._table()), rows)
 
     def update(self, rng: random.Random, count: int) -> None:
         """Change rows and move them past the current maximum (merge copies must follow)."""
+        self._update_rows(rng.sample(range(1, self.next_id), count), "v2")
+
+    def _update_rows(self, keys: list[int], label: str) -> None:
         table = self._table()
-        for key in rng.sample(range(1, self.next_id), count):
+        for key in keys:
             self._execute(
                 sa.update(table)
                 .where(table.c.id == key)
-                .values(payload=f"v2 {key}", updated_at=self.next_value)
+                .values(payload=f"{label} {key}", updated_at=self.next_value)
             )
         self.next_value += 1
 
