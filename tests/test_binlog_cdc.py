@@ -293,6 +293,22 @@ def test_column_added_while_changes_flow(case: BinlogCase) -> None:
     same(case, "id, name, note, flag")
 
 
+def test_column_added_then_dropped_before_the_run(case: BinlogCase) -> None:
+    """Its values arrive as text, as they would have had a run come between the ALTERs."""
+    case.run()
+    case.sql(
+        "ALTER TABLE items ADD COLUMN score int",
+        "INSERT INTO items (id, name, score) VALUES (61, 'scored', 7)",
+        "UPDATE items SET score = 8 WHERE id = 3",
+        "ALTER TABLE items DROP COLUMN score",
+        "UPDATE items SET name = 'after the drop' WHERE id = 4",
+    )
+    case.run()
+    same(case)
+    scores = dict(case.destination_rows(columns="id, score"))
+    assert (scores[61], scores[3], scores[4], scores[5]) == ("7", "8", None, None)
+
+
 def test_xa_transactions_are_refused_when_they_change_the_table(case: BinlogCase) -> None:
     case.sql("CREATE TABLE other (id int PRIMARY KEY)")
     case.run()

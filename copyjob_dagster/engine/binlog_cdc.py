@@ -22,12 +22,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from copyjob_dagster.config import CopyJob, TableConfig
+from copyjob_dagster.config import TableConfig
 from copyjob_dagster.engine.cdc import CdcResult, _result_of_changes, copy_snapshot
+from copyjob_dagster.engine.cdc_columns import ChangeColumns
 from copyjob_dagster.engine.copying import CopyResult
-from copyjob_dagster.engine.planning import CopyPlan, plan_copy
+from copyjob_dagster.engine.planning import CopyPlan
 from copyjob_dagster.engine.rows import ProgressCallback
-from copyjob_dagster.errors import SchemaError
 from copyjob_dagster.stores import Destination, Source, TableDescription
 from copyjob_dagster.stores.binlog import BinlogChangeStream, position_text
 from copyjob_dagster.stores.change_apply import ChangeCounts
@@ -48,8 +48,9 @@ class BinlogCdcResult(CdcResult):
 
 
 def capture(
-    job: CopyJob,
+    plan: CopyPlan,
     table: TableConfig,
+    described: TableDescription,
     stream: BinlogChangeStream,
     source: Source,
     destination: Destination,
@@ -57,19 +58,14 @@ def capture(
     full_refresh: bool,
     progress: ProgressCallback | None,
 ) -> CdcResult:
-    """One `mode: cdc` run of one table of a MariaDB source (see the module's docstring)."""
-    stream.check()
-    plan = plan_copy(job, table, source.describe(table.name))
-    if not plan.primary_key:
-        raise SchemaError(
-            f"job {job.name!r}, table {table.name!r}: mode: cdc applies changes by primary "
-            f"key, and the table has none: add one at the source, or name primary_key:"
-        )
+    """One `mode: cdc` run of one table of a MariaDB source (see the module's docstring), from
+    its plan (`cdc.checked_plan`)."""
     existing = None if full_refresh else destination.describe(plan.destination_table)
     if position is None or existing is None:
         copy, point = _snapshot(plan, stream, source, destination, progress)
         return _binlog_result(copy, stream, stream.logs(), position, point, ChangeCounts(), 0)
-    return _changes(plan, table, stream, source, destination, existing, position, progress)
+    columns = ChangeColumns(plan, table, source, described.schema)
+    return _changes(plan, columns, stream, source, destination, existing, position, progress)
 
 
 def _snapshot(
@@ -86,7 +82,7 @@ def _snapshot(
 
 def _changes(
     plan: CopyPlan,
-    table: TableConfig,
+    columns: ChangeColumns,
     stream: BinlogChangeStream,
     source: Source,
     destination: Destination,
@@ -108,7 +104,8 @@ def _changes(
             for field in plan.written_schema:
                 if field.name not in have:
                     sink.add_column(field)
-            applier = _Applier(plan, table, source, sink, have | set(plan.written_schema.names))
+            columns.start(sink, have | set(plan.written_schema.names))
+            applier = _Applier(plan, columns, sink)
             events = stream.events(position, upto, logs)
             found = transactions(events, stream.database, stream.table)
             reported = 0
@@ -161,12 +158,9 @@ def _binlog_result(
 class _Applier:
     """Hands a transaction's changes to the sink, by destination column name."""
 
-    def __init__(
-        self, plan: CopyPlan, table: TableConfig, source: Source, sink: Any, have: set[str]
-    ) -> None:
-        self.plan, self.table, self.source, self.sink = plan, table, source, sink
-        self.have = have  # destination columns
-        self.names: dict[str, str | None] = {c.source: c.destination for c in plan.columns}
+    def __init__(self, plan: CopyPlan, columns: ChangeColumns, sink: Any) -> None:
+        self.columns, self.sink = columns, sink
+        self.names: dict[str, str | None] = {}  # source column -> destination column
         # The key's source columns, to read an update's old key without mapping its whole row.
         by_destination = {c.destination: c.source for c in plan.columns}
         self.key_sources = tuple(by_destination.get(k, k) for k in plan.primary_key)
@@ -189,28 +183,10 @@ class _Applier:
     def _row(self, values: dict[str, Any]) -> dict[str, Any]:
         row = {}
         for name, value in values.items():
-            destination = self.names[name] if name in self.names else self._new(name)
+            if name not in self.names:
+                column = self.columns.column(name)
+                self.names[name] = column[0] if column is not None else None
+            destination = self.names[name]
             if destination:
                 row[destination] = value
         return row
-
-    def _new(self, name: str) -> str | None:
-        """A column the plan did not know: added at the source since (copied unless the job
-        selects its columns)."""
-        if self.table.columns is not None:
-            self.names[name] = None
-            return None
-        destination = self.table.rename.get(name, name)
-        self.names[name] = destination
-        if destination not in self.have:
-            self.source.forget(self.plan.source_table)  # type: ignore[attr-defined]
-            described = self.source.describe(self.plan.source_table).schema
-            if name not in described.names:
-                raise SchemaError(
-                    f"table {self.plan.source_table!r}: the binlog has a column {name!r} that "
-                    f"the table no longer has (added and dropped since): take a new snapshot "
-                    f"(--full-refresh)"
-                )
-            self.sink.add_column(described.field(name).with_name(destination))
-            self.have.add(destination)
-        return destination
