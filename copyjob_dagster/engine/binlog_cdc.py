@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from copyjob_dagster.config import TableConfig
@@ -30,7 +31,8 @@ from copyjob_dagster.engine.planning import CopyPlan
 from copyjob_dagster.engine.rows import ProgressCallback
 from copyjob_dagster.stores import Destination, Source, TableDescription
 from copyjob_dagster.stores.binlog import BinlogChangeStream, position_text
-from copyjob_dagster.stores.change_apply import ChangeCounts
+from copyjob_dagster.stores.binlog_rows import RowsChunk
+from copyjob_dagster.stores.change_apply import ChangeBatch, ChangeCounts
 from copyjob_dagster.stores.mysql_changes import Transaction, TruncateTable, transactions
 
 NO_SLOT = "(none: MariaDB binlog)"
@@ -107,7 +109,7 @@ def _changes(
             columns.start(sink, have | set(plan.written_schema.names))
             applier = _Applier(plan, columns, sink)
             events = stream.events(position, upto, logs)
-            found = transactions(events, stream.database, stream.table)
+            found = transactions(events, stream.database, stream.table, applier.key_sources)
             reported = 0
             for transaction in found:
                 applier.take(transaction)
@@ -133,7 +135,7 @@ def waiting(stream: BinlogChangeStream, recorded: int | None) -> tuple[int, str]
     events = stream.events(recorded, upto, logs)
     for transaction in transactions(events, stream.database, stream.table):
         if transaction.changes:
-            return len(transaction.changes), at
+            return transaction.count, at
     return 0, at
 
 
@@ -163,6 +165,7 @@ class _Applier:
         self.names: dict[str, str | None] = {}  # source column -> destination column
         # The key's source columns, to read an update's old key without mapping its whole row.
         by_destination = {c.destination: c.source for c in plan.columns}
+        self.key = plan.primary_key
         self.key_sources = tuple(by_destination.get(k, k) for k in plan.primary_key)
         self.transactions = self.changes = 0
 
@@ -170,6 +173,10 @@ class _Applier:
         for change in transaction.changes:
             if isinstance(change, TruncateTable):
                 self.sink.truncate(transaction.end)
+                continue
+            if isinstance(change, RowsChunk):
+                self.changes += change.num_rows
+                self.sink.changes(self._batch(change, transaction.end))
                 continue
             row = self._row(change.row)
             old_key = None
@@ -183,10 +190,34 @@ class _Applier:
     def _row(self, values: dict[str, Any]) -> dict[str, Any]:
         row = {}
         for name, value in values.items():
-            if name not in self.names:
-                column = self.columns.column(name)
-                self.names[name] = column[0] if column is not None else None
-            destination = self.names[name]
+            destination = self._destination(name)
             if destination:
                 row[destination] = value
         return row
+
+    def _destination(self, name: str) -> str | None:
+        if name not in self.names:
+            column = self.columns.column(name)
+            self.names[name] = column[0] if column is not None else None
+        return self.names[name]
+
+    def _batch(self, chunk: RowsChunk, end: int) -> ChangeBatch:
+        """A rows event's columns as the sink's batch (types are the sink's to align)."""
+        rows = {}
+        for name, values in chunk.columns.items():
+            destination = self._destination(name)
+            if destination:
+                rows[destination] = values
+        n = chunk.num_rows
+        old_keys = None
+        if chunk.old_keys is not None and all(s in chunk.old_keys for s in self.key_sources):
+            old_keys = pa.table(
+                {k: chunk.old_keys[s] for k, s in zip(self.key, self.key_sources, strict=True)}
+            )
+        return ChangeBatch(
+            pa.table(rows),
+            pa.array([chunk.operation] * n, pa.string()),
+            pa.array(np.full(n, end, dtype=np.int64)),
+            {},
+            old_keys,
+        )

@@ -130,7 +130,7 @@ def concatenated(batches: list[ChangeBatch], key: tuple) -> ChangeBatch:
         )
     old_keys = None
     if any(b.old_keys is not None for b in batches):
-        keys = pa.schema([rows.schema.field(k) for k in key])
+        keys = pa.schema([rows.schema.field(k).with_nullable(True) for k in key])
         old_keys = pa.concat_tables(
             [
                 b.old_keys.cast(keys)
