@@ -47,8 +47,9 @@ _DIGIT_BYTES = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4]  # bytes of a group of 0..9 digits
 
 @dataclass
 class RowsChunk:
-    """A rows event's rows as columns: `columns` by source column name (a delete's: the row it
-    deleted), and an update's old key columns (`old_keys`, by source name; None otherwise)."""
+    """A statement's rows (its rows events') as columns: `columns` by source column name (a
+    delete's: the row it deleted), and an update's old key columns (`old_keys`, by source name;
+    None otherwise)."""
 
     operation: str  # insert | update | delete
     columns: dict[str, pa.Array]
