@@ -134,6 +134,23 @@ def test_column_added_while_changes_flow(case: CdcCase) -> None:
     assert dict(case.destination_rows(columns="id, note"))[60] == "hello"
 
 
+def test_column_added_then_dropped_before_the_run(case: CdcCase) -> None:
+    """Its values arrive as text, as they would have had a run come between the ALTERs."""
+    case.run()
+    s = case.schema
+    case.sql(
+        f"ALTER TABLE {s}.items ADD COLUMN score int",
+        f"INSERT INTO {s}.items (id, name, score) VALUES (61, 'scored', 7)",
+        f"UPDATE {s}.items SET score = 8 WHERE id = 3",
+        f"ALTER TABLE {s}.items DROP COLUMN score",
+        f"UPDATE {s}.items SET name = 'after the drop' WHERE id = 4",
+    )
+    case.run()
+    same(case)
+    scores = dict(case.destination_rows(columns="id, score"))
+    assert (scores[61], scores[3], scores[4], scores[5]) == ("7", "8", None, None)
+
+
 def test_long_transaction_arrives_without_lookback(case: CdcCase) -> None:
     case.run()
     s = case.schema

@@ -20,17 +20,19 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
-from copyjob_dagster.config import CopyJob, TableConfig
+from copyjob_dagster.config import TableConfig
 from copyjob_dagster.engine.cdc import CdcResult, _result_of_changes, copy_snapshot
+from copyjob_dagster.engine.cdc_columns import ChangeColumns
 from copyjob_dagster.engine.copying import CopyResult
-from copyjob_dagster.engine.planning import CopyPlan, plan_copy
+from copyjob_dagster.engine.planning import CopyPlan
 from copyjob_dagster.engine.rows import ProgressCallback
-from copyjob_dagster.errors import SchemaError
 from copyjob_dagster.stores import Destination, Source, TableDescription
 from copyjob_dagster.stores.binlog import BinlogChangeStream, position_text
-from copyjob_dagster.stores.change_apply import ChangeCounts
+from copyjob_dagster.stores.binlog_rows import RowsChunk
+from copyjob_dagster.stores.change_apply import ChangeBatch, ChangeCounts
 from copyjob_dagster.stores.mysql_changes import Transaction, TruncateTable, transactions
 
 NO_SLOT = "(none: MariaDB binlog)"
@@ -48,8 +50,9 @@ class BinlogCdcResult(CdcResult):
 
 
 def capture(
-    job: CopyJob,
+    plan: CopyPlan,
     table: TableConfig,
+    described: TableDescription,
     stream: BinlogChangeStream,
     source: Source,
     destination: Destination,
@@ -57,19 +60,14 @@ def capture(
     full_refresh: bool,
     progress: ProgressCallback | None,
 ) -> CdcResult:
-    """One `mode: cdc` run of one table of a MariaDB source (see the module's docstring)."""
-    stream.check()
-    plan = plan_copy(job, table, source.describe(table.name))
-    if not plan.primary_key:
-        raise SchemaError(
-            f"job {job.name!r}, table {table.name!r}: mode: cdc applies changes by primary "
-            f"key, and the table has none: add one at the source, or name primary_key:"
-        )
+    """One `mode: cdc` run of one table of a MariaDB source (see the module's docstring), from
+    its plan (`cdc.checked_plan`)."""
     existing = None if full_refresh else destination.describe(plan.destination_table)
     if position is None or existing is None:
         copy, point = _snapshot(plan, stream, source, destination, progress)
         return _binlog_result(copy, stream, stream.logs(), position, point, ChangeCounts(), 0)
-    return _changes(plan, table, stream, source, destination, existing, position, progress)
+    columns = ChangeColumns(plan, table, source, described.schema)
+    return _changes(plan, columns, stream, source, destination, existing, position, progress)
 
 
 def _snapshot(
@@ -86,7 +84,7 @@ def _snapshot(
 
 def _changes(
     plan: CopyPlan,
-    table: TableConfig,
+    columns: ChangeColumns,
     stream: BinlogChangeStream,
     source: Source,
     destination: Destination,
@@ -108,9 +106,10 @@ def _changes(
             for field in plan.written_schema:
                 if field.name not in have:
                     sink.add_column(field)
-            applier = _Applier(plan, table, source, sink, have | set(plan.written_schema.names))
+            columns.start(sink, have | set(plan.written_schema.names))
+            applier = _Applier(plan, columns, sink)
             events = stream.events(position, upto, logs)
-            found = transactions(events, stream.database, stream.table)
+            found = transactions(events, stream.database, stream.table, applier.key_sources)
             reported = 0
             for transaction in found:
                 applier.take(transaction)
@@ -136,7 +135,7 @@ def waiting(stream: BinlogChangeStream, recorded: int | None) -> tuple[int, str]
     events = stream.events(recorded, upto, logs)
     for transaction in transactions(events, stream.database, stream.table):
         if transaction.changes:
-            return len(transaction.changes), at
+            return transaction.count, at
     return 0, at
 
 
@@ -161,14 +160,12 @@ def _binlog_result(
 class _Applier:
     """Hands a transaction's changes to the sink, by destination column name."""
 
-    def __init__(
-        self, plan: CopyPlan, table: TableConfig, source: Source, sink: Any, have: set[str]
-    ) -> None:
-        self.plan, self.table, self.source, self.sink = plan, table, source, sink
-        self.have = have  # destination columns
-        self.names: dict[str, str | None] = {c.source: c.destination for c in plan.columns}
+    def __init__(self, plan: CopyPlan, columns: ChangeColumns, sink: Any) -> None:
+        self.columns, self.sink = columns, sink
+        self.names: dict[str, str | None] = {}  # source column -> destination column
         # The key's source columns, to read an update's old key without mapping its whole row.
         by_destination = {c.destination: c.source for c in plan.columns}
+        self.key = plan.primary_key
         self.key_sources = tuple(by_destination.get(k, k) for k in plan.primary_key)
         self.transactions = self.changes = 0
 
@@ -176,6 +173,10 @@ class _Applier:
         for change in transaction.changes:
             if isinstance(change, TruncateTable):
                 self.sink.truncate(transaction.end)
+                continue
+            if isinstance(change, RowsChunk):
+                self.changes += change.num_rows
+                self.sink.changes(self._batch(change, transaction.end))
                 continue
             row = self._row(change.row)
             old_key = None
@@ -189,28 +190,34 @@ class _Applier:
     def _row(self, values: dict[str, Any]) -> dict[str, Any]:
         row = {}
         for name, value in values.items():
-            destination = self.names[name] if name in self.names else self._new(name)
+            destination = self._destination(name)
             if destination:
                 row[destination] = value
         return row
 
-    def _new(self, name: str) -> str | None:
-        """A column the plan did not know: added at the source since (copied unless the job
-        selects its columns)."""
-        if self.table.columns is not None:
-            self.names[name] = None
-            return None
-        destination = self.table.rename.get(name, name)
-        self.names[name] = destination
-        if destination not in self.have:
-            self.source.forget(self.plan.source_table)  # type: ignore[attr-defined]
-            described = self.source.describe(self.plan.source_table).schema
-            if name not in described.names:
-                raise SchemaError(
-                    f"table {self.plan.source_table!r}: the binlog has a column {name!r} that "
-                    f"the table no longer has (added and dropped since): take a new snapshot "
-                    f"(--full-refresh)"
-                )
-            self.sink.add_column(described.field(name).with_name(destination))
-            self.have.add(destination)
-        return destination
+    def _destination(self, name: str) -> str | None:
+        if name not in self.names:
+            column = self.columns.column(name)
+            self.names[name] = column[0] if column is not None else None
+        return self.names[name]
+
+    def _batch(self, chunk: RowsChunk, end: int) -> ChangeBatch:
+        """A rows event's columns as the sink's batch (types are the sink's to align)."""
+        rows = {}
+        for name, values in chunk.columns.items():
+            destination = self._destination(name)
+            if destination:
+                rows[destination] = values
+        n = chunk.num_rows
+        old_keys = None
+        if chunk.old_keys is not None and all(s in chunk.old_keys for s in self.key_sources):
+            old_keys = pa.table(
+                {k: chunk.old_keys[s] for k, s in zip(self.key, self.key_sources, strict=True)}
+            )
+        return ChangeBatch(
+            pa.table(rows),
+            pa.array([chunk.operation] * n, pa.string()),
+            pa.array(np.full(n, end, dtype=np.int64)),
+            {},
+            old_keys,
+        )

@@ -30,7 +30,13 @@ from copyjob_dagster.engine.copying import CopyResult, _result
 from copyjob_dagster.engine.planning import CopyPlan, plan_copy
 from copyjob_dagster.engine.rows import ProgressCallback, renamed
 from copyjob_dagster.errors import SchemaError, SourceError
-from copyjob_dagster.stores import Destination, Source, open_destination, open_source
+from copyjob_dagster.stores import (
+    Destination,
+    Source,
+    TableDescription,
+    open_destination,
+    open_source,
+)
 from copyjob_dagster.stores.binlog import BinlogChangeStream, BinlogState
 from copyjob_dagster.stores.change_apply import ChangeCounts
 from copyjob_dagster.stores.pg_changes import PostgresChangeStream, SlotState
@@ -113,19 +119,20 @@ def capture_changes(
     destination = open_destination(job.destination)
     try:
         stream = change_stream(source, job, table)
+        plan, described = checked_plan(job, table, stream, source)
         if isinstance(stream, BinlogChangeStream):
             from copyjob_dagster.engine import binlog_cdc  # it builds on this module
 
             return binlog_cdc.capture(
-                job, table, stream, source, destination, position, full_refresh, progress
-            )
-        stream.check()
-        described = source.describe(table.name)
-        plan = plan_copy(job, table, described)
-        if not plan.primary_key:
-            raise SchemaError(
-                f"job {job.name!r}, table {table.name!r}: mode: cdc applies changes by primary "
-                f"key, and the table has none: add one at the source, or name primary_key:"
+                plan,
+                table,
+                described,
+                stream,
+                source,
+                destination,
+                position,
+                full_refresh,
+                progress,
             )
         state = stream.state()
         if position is not None and state is not None and state.confirmed < position:
@@ -147,6 +154,25 @@ def capture_changes(
     finally:
         source.close()
         destination.close()
+
+
+def checked_plan(
+    job: CopyJob,
+    table: TableConfig,
+    stream: PostgresChangeStream | BinlogChangeStream,
+    source: Source,
+) -> tuple[CopyPlan, TableDescription]:
+    """A `mode: cdc` run's plan, and the source table's description it was made from, once the
+    source's settings are checked; a table without a primary key is refused."""
+    stream.check()
+    described = source.describe(table.name)
+    plan = plan_copy(job, table, described)
+    if not plan.primary_key:
+        raise SchemaError(
+            f"job {job.name!r}, table {table.name!r}: mode: cdc applies changes by primary "
+            f"key, and the table has none: add one at the source, or name primary_key:"
+        )
+    return plan, described
 
 
 def confirm_position(job: CopyJob, table: TableConfig, position: int) -> None:

@@ -2,7 +2,7 @@
 
 The decoder (`stores.pgoutput_batch`) gives runs of changes as text columns, in the column
 order of the Relation message before them; here each column is mapped to its destination
-column (selection, renames; a column new at the source is added to the destination first),
+column (`cdc_columns`: selection, renames; a column new at the source is added first),
 typed from its text, and the run goes to the sink as one `ChangeBatch`. Everything lands in the
 sink's one destination transaction, so a stream that ends inside a transaction (`finish`) fails
 the run and nothing is applied.
@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from copyjob_dagster.config import TableConfig
+from copyjob_dagster.engine.cdc_columns import ChangeColumns, Column
 from copyjob_dagster.engine.planning import CopyPlan
 from copyjob_dagster.errors import SourceError
 from copyjob_dagster.stores import Source
@@ -29,8 +30,6 @@ from copyjob_dagster.stores.pgoutput_batch import (
     TruncateAt,
 )
 
-Column = tuple[str, pa.Field] | None  # destination name and source field; None: not copied
-
 
 class RunApplier:
     """Turns decoded runs into the sink's change batches."""
@@ -39,17 +38,16 @@ class RunApplier:
         self, plan: CopyPlan, table: TableConfig, source: Source, described: pa.Schema
     ) -> None:
         self.plan, self.table, self.source = plan, table, source
-        self.described = described  # the source table's columns, described again for a new one
+        self.columns = ChangeColumns(plan, table, source, described)
         self.sink: Any = None
-        self.have: set[str] = set()
-        self.mapping = {c.source: c.destination for c in plan.columns}
         self.relations: dict[int, list[Column]] = {}
         self.decoder = BatchDecoder()
         self.changes = 0
 
     def start(self, sink: Any, have: set[str]) -> None:
         """Apply to `sink`, whose table has the columns `have` (or is about to)."""
-        self.sink, self.have = sink, have
+        self.sink = sink
+        self.columns.start(sink, have)
 
     def take(self, messages: list[bytes]) -> None:
         for item in self.decoder.decode(messages):
@@ -57,7 +55,7 @@ class RunApplier:
 
     def _take(self, item: Decoded) -> None:
         if isinstance(item, Relation):
-            self.relations[item.oid] = [self._column(name) for name in item.columns]
+            self.relations[item.oid] = [self.columns.column(name) for name in item.columns]
         elif isinstance(item, TruncateAt):
             self.sink.truncate(item.position)
         elif isinstance(item, ChangeRun) and item.relation in self.relations:
@@ -79,28 +77,6 @@ class RunApplier:
                 f"transaction that commits at {lsn_text(self.decoder.position)}; nothing was "
                 f"applied"
             )
-
-    def _column(self, name: str) -> Column:
-        """Where a source column goes, and its type at the source; None: not copied."""
-        if name not in self.mapping:
-            if self.table.columns is not None:
-                return None  # not selected
-            self.mapping[name] = self.table.rename.get(name, name)
-        destination = self.mapping[name]
-        field = self._source_field(name)
-        if destination not in self.have:
-            self.sink.add_column(field.with_name(destination))
-            self.have.add(destination)
-        return destination, field
-
-    def _source_field(self, name: str) -> pa.Field:
-        """The column's type at the source: described once, and again for a new column."""
-        if name not in self.described.names:
-            self.source.forget(self.plan.source_table)  # type: ignore[attr-defined]
-            self.described = self.source.describe(self.plan.source_table).schema
-        if name in self.described.names:
-            return self.described.field(name)
-        return pa.field(name, pa.string())  # dropped again since: its values stay text
 
     def _batch(self, run: ChangeRun, columns: list[Column]) -> ChangeBatch:
         if len(columns) != len(run.new):

@@ -65,7 +65,7 @@ def batch_of_rows(
             for (_, row, _, _), partial in zip(changes, some_unsent, strict=True)
         ]
         mask = np.fromiter((v is UNSENT for v in values), dtype=bool, count=len(values))
-        columns[f.name] = pa.array([None if v is UNSENT else v for v in values], f.type)
+        columns[f.name] = _array([None if v is UNSENT else v for v in values], f.type)
         if mask.any():
             unsent[f.name] = mask
     old_keys = None
@@ -85,6 +85,15 @@ def batch_of_rows(
         unsent,
         old_keys,
     )
+
+
+def _array(values: list[Any], kind: pa.DataType) -> pa.Array:
+    """`values` as an array of `kind`; values of another type (a column the source no longer
+    describes, kept at the destination as text) are cast, as `aligned` casts a batch's."""
+    try:
+        return pa.array(values, kind)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.array(values).cast(kind)
 
 
 def aligned(batch: ChangeBatch, schema: pa.Schema) -> ChangeBatch:
@@ -121,7 +130,7 @@ def concatenated(batches: list[ChangeBatch], key: tuple) -> ChangeBatch:
         )
     old_keys = None
     if any(b.old_keys is not None for b in batches):
-        keys = pa.schema([rows.schema.field(k) for k in key])
+        keys = pa.schema([rows.schema.field(k).with_nullable(True) for k in key])
         old_keys = pa.concat_tables(
             [
                 b.old_keys.cast(keys)

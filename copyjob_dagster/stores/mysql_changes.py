@@ -1,8 +1,10 @@
 """One table's changes in MariaDB's binlog events, a whole transaction at a time.
 
-The events of a transaction (`mysql-replication` decodes them): a GTID event opens it; row
+The events of a transaction (`mysql-replication` reads them): a GTID event opens it; row
 events (Write, Update, Delete) carry whole rows (binlog_row_image = FULL) with their column
-names (binlog_row_metadata = FULL); an Xid event, or a `COMMIT` query event for tables that are
+names (binlog_row_metadata = FULL), decoded as columns (`binlog_rows`; the events of one
+statement together) or, for a table with a type that module leaves alone, by
+`mysql-replication` a row at a time; an Xid event, or a `COMMIT` query event for tables that are
 not transactional, closes it. DDL is a query event of its own, committed by itself: a `TRUNCATE`
 of the table is one (row-based logging logs it as a statement), taken here as a truncation at
 its place in the order. A column added or dropped needs nothing: the row events after an
@@ -34,6 +36,7 @@ from pymysqlreplication.event import (
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from copyjob_dagster.errors import SchemaError, SourceError
+from copyjob_dagster.stores.binlog_rows import RowsChunk, SplitRows, decodable, split
 
 _NAME = r"(?:`(?:[^`]|``)+`|[\w$]+)"
 _TRUNCATE = re.compile(rf"^\s*TRUNCATE\s+(?:TABLE\s+)?({_NAME})(?:\s*\.\s*({_NAME}))?", re.I)
@@ -59,20 +62,30 @@ class TruncateTable:
     pass
 
 
+Change = RowChange | RowsChunk | TruncateTable
+
+
 @dataclass
 class Transaction:
     """A committed transaction's changes to the table, and the position of its end."""
 
     end: int
-    changes: list[RowChange | TruncateTable] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        """How many rows it changed (a truncation counts one)."""
+        return sum(c.num_rows if isinstance(c, RowsChunk) else 1 for c in self.changes)
 
 
 def transactions(
-    events: Iterator[tuple[Any, int]], database: str, table: str
+    events: Iterator[tuple[Any, int]], database: str, table: str, keys: tuple[str, ...] = ()
 ) -> Iterator[Transaction]:
     """The transactions in `events` (each with the position of its end), whole: a transaction
-    that touched other tables only comes with no changes, so that its end still counts."""
-    changes: list[RowChange | TruncateTable] = []
+    that touched other tables only comes with no changes, so that its end still counts. A rows
+    event comes as columns (`binlog_rows`; an update's old row as its `keys` columns) when its
+    table's types allow, else as a `RowChange` a row."""
+    changes: list[Change | SplitRows] = []
     open_ = False
     for event, at in events:
         if isinstance(event, MariadbGtidEvent | GtidEvent):
@@ -87,19 +100,26 @@ def transactions(
                     f"table {table!r}: an XA transaction changed the table, which mode: cdc "
                     f"does not follow yet; nothing was applied"
                 )
-            yield Transaction(at, changes)
+            yield Transaction(at, _converted(changes))
             open_ = False
         elif isinstance(event, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
             if (event.schema, event.table) == (database, table):
-                changes.extend(_row_changes(event))
+                if decodable(event):
+                    rows = split(event, keys)
+                    if changes and isinstance(changes[-1], SplitRows) and changes[-1].joins(rows):
+                        changes[-1].extend(rows)  # a statement's events, converted together
+                    else:
+                        changes.append(rows)
+                else:
+                    changes.extend(_row_changes(event))
                 open_ = True
         elif isinstance(event, XidEvent):
-            yield Transaction(at, changes)
+            yield Transaction(at, _converted(changes))
             changes, open_ = [], False
         elif isinstance(event, QueryEvent):
             query = event.query.strip()
             if query.upper() == "COMMIT":
-                yield Transaction(at, changes)
+                yield Transaction(at, _converted(changes))
                 changes, open_ = [], False
             elif not query.upper().startswith(_IGNORED_QUERIES):
                 # DDL commits by itself (and what came before it).
@@ -112,12 +132,16 @@ def transactions(
                         f"rows a value (NOT NULL or a DEFAULT) that the binlog does not carry "
                         f"for rows it leaves alone: take a new snapshot (--full-refresh)"
                     )
-                yield Transaction(at, changes)
+                yield Transaction(at, _converted(changes))
                 changes, open_ = [], False
     if open_:  # `upto` was not between two transactions: better stop than apply a part
         raise SourceError(
             f"table {table!r}: the binlog read ended inside a transaction; nothing was applied"
         )
+
+
+def _converted(changes: list[Change | SplitRows]) -> list[Change]:
+    return [c.chunk() if isinstance(c, SplitRows) else c for c in changes]
 
 
 def _names(match: re.Match[str] | None, schema: str, database: str, table: str) -> bool:

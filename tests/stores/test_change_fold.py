@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from copyjob_dagster.config import StoreConfig
 from copyjob_dagster.stores import change_apply, open_destination, pg_apply
-from copyjob_dagster.stores.change_fold import UNSENT, ChangeBatch, fold
+from copyjob_dagster.stores.change_fold import UNSENT, ChangeBatch, aligned, concatenated, fold
 
 SCHEMA = pa.schema(
     [("id", pa.int64()), ("region", pa.string()), ("name", pa.string()), ("big", pa.string())]
@@ -184,3 +184,15 @@ def test_fold_fills_an_unsent_value_from_the_same_keys_earlier_change_only() -> 
     by_id = dict(zip(folded.rows.column("id").to_pylist(), range(4), strict=True))
     assert folded.deleted[by_id[3]] and not folded.deleted[by_id[4]]
     assert folded.partial().tolist() == [i == by_id[2] for i in range(4)]
+
+
+def test_batches_with_and_without_old_keys_fold_together() -> None:
+    """A batch with an update that moved its key, then one with none (a binlog rows event
+    each), the key NOT NULL as a primary key is: folded as one."""
+    schema = SCHEMA.set(0, SCHEMA.field("id").with_nullable(False))
+    moved = _batch([("update", {"id": 5, "region": "r", "name": "m", "big": "B"}, (4,), 1)])
+    added = _batch([("insert", {"id": 6, "region": "r", "name": "n", "big": "C"}, None, 2)])
+    batches = [aligned(b, schema) for b in (moved, added)]
+    folded = fold(concatenated(batches, KEY), KEY)
+    deleted = dict(zip(folded.rows.column("id").to_pylist(), folded.deleted, strict=True))
+    assert deleted == {4: True, 5: False, 6: False}
