@@ -74,7 +74,7 @@ class Packing:
         their type only (or one PostgreSQL widens to it exactly): a column of another type
         fails the query before any row is read."""
         parts = [
-            sql.SQL("{}({})").format(sql.Identifier(layout.send), expressions[name])
+            sql.SQL("{}({})").format(sql.Identifier("pg_catalog", layout.send), expressions[name])
             for name, layout in zip(self.names, self.layouts, strict=True)
         ]
         return sql.SQL("{} AS {}").format(sql.SQL(" || ").join(parts), sql.Identifier(NAME))
