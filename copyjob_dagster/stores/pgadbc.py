@@ -213,7 +213,12 @@ def _batches(
 
 def _exact(batch: pa.RecordBatch, chosen: Plan) -> pa.RecordBatch:
     read = list(batch.columns)
-    found = {} if chosen.packed is None else chosen.packed.unpack(read.pop(0))
+    found = {}
+    if chosen.packed is not None:
+        found = chosen.packed.unpack(read.pop(0))
+        # The driver's columns share one allocation: a column kept would keep the packed
+        # bytes too while the batch waits in the read-ahead queue. A copy lets them go.
+        read = [pa.concat_arrays([column]) for column in read]
     found.update(zip(chosen.unpacked(), read, strict=True))
     columns = []
     for field in chosen.schema:
