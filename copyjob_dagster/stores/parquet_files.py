@@ -2,12 +2,14 @@
 rename), in row groups of a bounded size, named after the window they hold, and rewritten
 without a window's rows. The folder store and its change writers share these."""
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -19,7 +21,10 @@ INITIAL_PART = "part-initial.parquet"
 # of the row group plain. Arrow's 1 MB lets columns of mostly distinct values (keys, timestamps,
 # amounts) build a dictionary they then drop: on the benchmark's orders table that is half the
 # write's time (2.0 s of 2,000,000 rows against 1.1 s) for a 139 MB file against 118 MB. Columns
-# of few distinct values (a status, a country) stay dictionary-encoded.
+# of few distinct values (a status, a country) stay dictionary-encoded. A column whose
+# dictionary outgrows it in the file's first row group is written plain from the start
+# (`dictionary_columns`): the writer would build and drop it again in every row group, hashing
+# 8,000 values or more of each for nothing (0.1 s of a 2,000,000-row orders table's 0.6 s).
 DICTIONARY_PAGE_BYTES = 64 * 1024
 # Rows per row group, gathered from the reader's batches. 100,000 (DuckDB writes 122,880) raised
 # the peak RSS of a 2,000,000-row copy from PostgreSQL by 14 MB, for no speed that showed.
@@ -59,19 +64,59 @@ def write_file(target: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch
     temporary = target.with_name(target.name + TEMPORARY_SUFFIX)
     rows = 0
     try:
-        with pq.ParquetWriter(
-            temporary, schema, dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES
-        ) as writer:
+        with contextlib.ExitStack() as stack:
+            writer = None
             for group in row_groups(batches):
                 table = pa.Table.from_batches(group, schema)
+                if writer is None:  # opened on the first row group, which tells its dictionaries
+                    writer = stack.enter_context(_writer(temporary, schema, table))
                 writer.write_table(table)
                 rows += table.num_rows
+            if writer is None:
+                stack.enter_context(_writer(temporary, schema, schema.empty_table()))
         _fsync(temporary)
         os.replace(temporary, target)
         _fsync(target.parent)
     finally:
         temporary.unlink(missing_ok=True)
     return rows
+
+
+def _writer(path: Path, schema: pa.Schema, first: pa.Table) -> pq.ParquetWriter:
+    return pq.ParquetWriter(
+        path,
+        schema,
+        use_dictionary=dictionary_columns(first),
+        dictionary_pagesize_limit=DICTIONARY_PAGE_BYTES,
+    )
+
+
+def dictionary_columns(first: pa.Table) -> list[str] | bool:
+    """The columns worth a dictionary, judged on the file's first row group: those whose
+    distinct values fit DICTIONARY_PAGE_BYTES there, and those Arrow holds as a dictionary.
+    Every column (True) where one is nested: the writer names nested columns by their path."""
+    chosen = []
+    for field, column in zip(first.schema, first.columns, strict=True):
+        t = field.type
+        if pa.types.is_dictionary(t):
+            chosen.append(field.name)
+        elif pa.types.is_nested(t):
+            return True
+        elif _dictionary_bytes(column) <= DICTIONARY_PAGE_BYTES:
+            chosen.append(field.name)
+    return chosen
+
+
+def _dictionary_bytes(column: pa.ChunkedArray) -> int:
+    try:
+        distinct = pc.unique(column)
+    except pa.ArrowNotImplementedError:  # a type Arrow does not hash: the writer's own way
+        return 0
+    try:
+        width = distinct.type.bit_width
+    except ValueError:  # strings and bytes: their values, and offsets as Parquet's lengths
+        return distinct.nbytes
+    return len(distinct) * max(width // 8, 1)
 
 
 def row_groups(batches: Iterable[pa.RecordBatch]) -> Iterator[list[pa.RecordBatch]]:

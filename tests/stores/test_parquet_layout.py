@@ -52,3 +52,24 @@ def test_a_column_of_few_distinct_values_stays_dictionary_encoded(tmp_path: Path
     assert "RLE_DICTIONARY" in status.encodings
     # 100,000 values of one of three words: about 900 KB written plain
     assert status.total_uncompressed_size < 100_000
+
+
+def test_a_column_of_distinct_values_is_written_plain_from_its_first_row_group(
+    tmp_path: Path,
+) -> None:
+    """Its dictionary would outgrow DICTIONARY_PAGE_BYTES in every row group: the writer does
+    not build one only to drop it, and the file holds the same rows."""
+    batches = _batches(200_000, 50_000)
+    target = tmp_path / "t.parquet"
+
+    files.write_file(target, batches[0].schema, iter(batches))
+
+    parquet = pq.ParquetFile(target)
+    for group in range(parquet.metadata.num_row_groups):
+        ids, status = (parquet.metadata.row_group(group).column(c) for c in (0, 1))
+        assert "RLE_DICTIONARY" not in ids.encodings
+        assert "RLE_DICTIONARY" in status.encodings
+    assert parquet.read().equals(pa.Table.from_batches(batches))
+    empty = tmp_path / "empty.parquet"  # no row group to judge: a file of no rows all the same
+    assert files.write_file(empty, batches[0].schema, iter([])) == 0
+    assert pq.read_table(empty).schema == batches[0].schema
