@@ -15,15 +15,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 from test_late_commits import scratch_database
 
-from copyjob_dagster.config import CopyJob
+from copyjob_dagster.config import CopyJob, StoreConfig
 from copyjob_dagster.engine import Watermark, copy_table, plan_copy
 from copyjob_dagster.engine.late_commits import CLOCK_MARGIN
 from copyjob_dagster.engine.windows import fingerprint
 from copyjob_dagster.stores import open_source
+from copyjob_dagster.stores.base import CursorProfile
 
 INSERT = (
     "INSERT INTO {schema}.events SELECT g, 'row ' || g, g * 1.25, "
@@ -203,3 +206,32 @@ def test_a_watermark_held_at_its_value_keeps_the_fingerprint_of_the_rows_there(
         finally:
             source.engine.dispose()
             engine.dispose()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "parquet"])
+def test_the_one_aggregate_says_what_the_window_holds(tmp_path: Path, store: str) -> None:
+    """NULLs, the maximum, the rows at or above the watermark and at it: what the window and
+    the tie check are planned from, from SQLite's aggregate and a Parquet folder's scan."""
+    rows = pa.table(
+        {
+            "id": pa.array(range(8), pa.int64()),
+            "at": pa.array([1, 2, 3, 3, 3, None, 5, None], pa.int64()),
+        }
+    )
+    if store == "sqlite":
+        url = f"sqlite:///{tmp_path / 'source.sqlite'}"
+        with sa.create_engine(url).begin() as conn:
+            conn.execute(sa.text("CREATE TABLE events (id INTEGER PRIMARY KEY, at INTEGER)"))
+            conn.execute(sa.text("INSERT INTO events VALUES (:id, :at)"), rows.to_pylist())
+    else:
+        url = str(tmp_path / "files")
+        (tmp_path / "files" / "events").mkdir(parents=True)
+        pq.write_table(rows, tmp_path / "files" / "events" / "part.parquet")
+    source = open_source(StoreConfig(url=url))
+    try:
+        with source.open_reader("events") as reader:
+            assert reader.profile("at", 3) == CursorProfile(2, 5, rows=4, rows_at_low=3)
+            assert reader.profile("at", 6) == CursorProfile(2, None, rows=0, rows_at_low=0)
+            assert reader.profile("at", None) == CursorProfile(2, 5, rows=6, rows_at_low=0)
+    finally:
+        source.close()

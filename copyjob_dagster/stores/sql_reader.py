@@ -85,8 +85,8 @@ class SqlTableReader:
 
     def profile(self, column: str, low: Any) -> CursorProfile:
         # One aggregate, so that a column without an index costs one scan, not one per figure;
-        # with an index, the OR is two index ranges (PostgreSQL's BitmapOr, MySQL's
-        # ref_or_null, SQLite's OR-by-union).
+        # with an index, the OR reads two ranges of it (PostgreSQL's BitmapOr, one range of
+        # MariaDB's index, SQLite's multi-index OR: seen in their plans).
         cursor = self._table.c[column]
         nulls = sa.func.count() - sa.func.count(cursor)
         figures = [nulls, sa.func.max(cursor), sa.func.count(cursor)]
