@@ -1,7 +1,8 @@
 """Two versions of copyjob's Delta store side by side, paired in one invocation: each round
 runs both (A B B A) on one PostgreSQL `orders` table, through `delta.py`'s jobs and child
 process. `--before` is a checkout of the other code (`git worktree add /tmp/main main`), put
-first on PYTHONPATH; this checkout is "after".
+first on PYTHONPATH; this checkout is "after" (put first on PYTHONPATH too, so that a venv
+installed from another checkout still runs this one's code), and runs the PostgreSQL merges.
 
     .venv/bin/python benchmarks/delta_paired.py --before /tmp/main --rows 2000000 --repeat 3
 
@@ -87,11 +88,11 @@ def main() -> None:
     print("\n".join(lines))
 
 
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def _run(spec: dict, code: str | None) -> dict:
-    if code is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = code
+    os.environ["PYTHONPATH"] = code or HERE
     return bench.run(spec)
 
 

@@ -18,7 +18,12 @@ import pyarrow as pa
 from copyjob_dagster.config import CopyJob, TableConfig
 from copyjob_dagster.engine.deletions import deletion_pass
 from copyjob_dagster.engine.feed import copy_by_feed
-from copyjob_dagster.engine.late_commits import LateCommits, next_watermark, observe
+from copyjob_dagster.engine.late_commits import (
+    LateCommits,
+    held_watermark,
+    next_watermark,
+    observe,
+)
 from copyjob_dagster.engine.overrides import Backfill
 from copyjob_dagster.engine.passthrough import (
     binary_copy,
@@ -32,7 +37,7 @@ from copyjob_dagster.engine.splitting import open_reader, parts_of
 from copyjob_dagster.engine.stamping import Stamp, stamped
 from copyjob_dagster.engine.table_stores import TableStores, destination_of, source_of
 from copyjob_dagster.engine.watermark import Watermark, WatermarkKind, watermark_kind
-from copyjob_dagster.engine.windows import plan_window
+from copyjob_dagster.engine.windows import RowsAt, plan_window, rows_at_watermark
 from copyjob_dagster.errors import WatermarkError
 from copyjob_dagster.stores import (
     BinaryCopy,
@@ -193,14 +198,17 @@ def _copy_increment(
     open_now = observe(source, kind)  # the open transactions, before the snapshot opens
     passthrough = streams_bytes(plan, source, destination)
     with open_reader(source, plan.source_table, None if passthrough else plan.split) as reader:
-        window, nulls = plan_window(plan, table, reader, previous)
+        planned = plan_window(plan, table, reader, previous)
+        window = planned.window
         # A window has rows when it has an upper bound (see windows.plan_window): an empty one
-        # is neither counted nor read.
+        # is not read.
         has_rows = previous is None or window.high is not None
-        estimate = _window_estimate(plan, source, reader, window, progress) if has_rows else 0
-        counter = RowCounter(progress, estimate)
+        counter = RowCounter(progress, planned.rows if has_rows else 0)
         stamp = _window_stamp(stamp, kind, window)
         high = _aware(kind, window.high) if window.high is not None else None
+        value, late = held_watermark(kind, high, open_now, previous, table.open_transaction_warning)
+        # The rows at the watermark to record are fingerprinted as they pass, not read again.
+        taken = None if passthrough else rows_at_watermark(kind, window, value, previous)
         # The source's keys are read (and deletions counted) before the window's rows stream:
         # a snapshot connection serves one query at a time.
         with deletion_pass(
@@ -218,18 +226,18 @@ def _copy_increment(
             elif passthrough:
                 batches = binary_copy(plan, reader, counter.count, window)
             else:
-                batches = non_empty(_arrow_batches(plan, reader, counter, stamp, window))
+                batches = non_empty(_arrow_batches(plan, reader, counter, stamp, window, taken))
             rows_written = 0
             if batches is not None or previous is None:
                 rows_written = _write_window(plan, destination, batches or iter(()), window)
             deleted = deletions.apply() if deletions is not None else DeletionCounts()
-        new_watermark, late = next_watermark(reader, plan, table, kind, high, open_now, previous)
+        new_watermark = next_watermark(reader, plan, kind, value, previous, taken)
     return dataclasses.replace(
         _result(plan, source, reader, destination, started, counter.rows, rows_written),
         load="initial" if previous is None else "incremental",
         watermark_before=previous,
         watermark=new_watermark,
-        null_cursor_rows=nulls,
+        null_cursor_rows=planned.null_rows,
         window=window,
         deletions=deleted if plan.deletes != "ignore" else None,
         late_commits=late,
@@ -242,10 +250,13 @@ def _arrow_batches(
     counter: "RowCounter",
     stamp: Stamp,
     window: Window | None = None,
+    taken: RowsAt | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """The rows (of `window`) as the destination takes them: renamed, with the columns the
-    copy adds, counted."""
+    copy adds, counted; and as read, through `taken`'s fingerprint."""
     rows = reader.batches(plan.source_columns, plan.batch_rows, window)
+    if taken is not None:
+        rows = taken.tap(rows)
     return counter.count(stamped(renamed(rows, plan.destination_schema), plan, stamp))
 
 
@@ -339,22 +350,6 @@ def cursor_kind(plan: CopyPlan, source: Source, previous: Watermark | None) -> W
             f"but column {cursor!r} now holds {kind} values; run a full refresh"
         )
     return kind
-
-
-def _window_estimate(
-    plan: CopyPlan,
-    source: Source,
-    reader: TableReader,
-    window: Window,
-    progress: ProgressCallback | None,
-) -> int | None:
-    """The rows a window will copy, for progress: counted when an index on the incremental
-    column can serve it, estimated like a full copy for the initial load."""
-    if progress is None:
-        return None
-    if window.low is None:
-        return source.estimate_rows(plan.source_table)
-    return reader.count(window)
 
 
 def _aware(kind: str, value: Any) -> Any:

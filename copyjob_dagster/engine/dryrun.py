@@ -132,11 +132,12 @@ def _incremental(
         refusal = schema_refusal(plan, found.schema)
         if refusal:
             found = replace(found, problems=[f"the next run stops: {refusal}"])
-    window, nulls = plan_window(plan, table, reader, previous)
+    planned = plan_window(plan, table, reader, previous)
+    window, nulls = planned.window, planned.null_rows
     if previous is not None and window.high is None:
         load, rows = "nothing new", 0
     else:
-        load, rows = ("initial" if previous is None else "incremental"), reader.count(window)
+        load, rows = ("initial" if previous is None else "incremental"), planned.rows
     value, late = held_watermark(
         kind, window.high, transactions, previous, table.open_transaction_warning
     )

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from copyjob_dagster.config import CopyJob, TableConfig
+from copyjob_dagster.config import CopyJob
 from copyjob_dagster.engine.planning import CopyPlan
 from copyjob_dagster.engine.watermark import Watermark, WatermarkKind
-from copyjob_dagster.engine.windows import fingerprint
+from copyjob_dagster.engine.windows import RowsAt, fingerprint
 from copyjob_dagster.stores import (
     OpenTransaction,
     OpenTransactions,
@@ -94,19 +94,19 @@ def observe(source: Source, kind: WatermarkKind) -> OpenTransactions | None:
 def next_watermark(
     reader: TableReader,
     plan: CopyPlan,
-    table: TableConfig,
     kind: WatermarkKind,
-    high: Any,
-    transactions: OpenTransactions | None,
+    value: Any,
     previous: Watermark | None,
-) -> tuple[Watermark | None, LateCommits | None]:
-    """The watermark a window ending at `high` records (`previous` when the window is empty),
-    held below the open transactions, with the fingerprint of the rows at its value."""
-    value, late = held_watermark(kind, high, transactions, previous, table.open_transaction_warning)
+    taken: RowsAt | None,
+) -> Watermark | None:
+    """The watermark at `value` (`held_watermark`'s; `previous` when None, the window being
+    empty), with the fingerprint of the rows at its value: as `taken` from the window's
+    batches (`windows.rows_at_watermark`), or read now where it could not be."""
     if value is None:
-        return previous, late
-    rows_at_value, fingerprint_at_value = fingerprint(reader, plan, value)
-    return Watermark.of(kind, value, rows_at_value, fingerprint_at_value), late
+        return previous
+    found = taken.result() if taken is not None else None
+    rows_at_value, fingerprint_at_value = found or fingerprint(reader, plan, value)
+    return Watermark.of(kind, value, rows_at_value, fingerprint_at_value)
 
 
 def held_watermark(

@@ -84,10 +84,15 @@ class KeyRange:
 
 @dataclass(frozen=True)
 class CursorProfile:
-    """What one snapshot says about an incremental column, measured before reading rows."""
+    """What one snapshot says about an incremental column, measured before reading rows, by
+    one query (one scan of the table where no index on the column serves it)."""
 
     null_rows: int
     high: Any
+    rows: int = 0
+    """Rows whose value is at or above `low` (every non-NULL row when `low` is None)."""
+    rows_at_low: int = 0
+    """Rows whose value is exactly `low` (`low <= value <= low`, as a window compares)."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +181,8 @@ class TableReader(Protocol):
         ...
 
     def profile(self, column: str, low: Any) -> CursorProfile:
-        """The NULL count, and the highest value at or above `low` (any value if None)."""
+        """The NULL count, the highest value at or above `low` (any value if None), and how
+        many rows are at or above `low` and exactly at it, all from one query."""
         ...
 
 

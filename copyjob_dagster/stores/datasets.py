@@ -79,16 +79,18 @@ class DatasetReader:
         return self._dataset.count_rows(filter=_all_of(conditions))
 
     def profile(self, column: str, low: Any) -> CursorProfile:
-        nulls, high = 0, None
+        nulls, high, rows, rows_at_low = 0, None, 0, 0
         for batch in self._dataset.to_batches(columns=[column]):
             values = batch.column(0)
             nulls += values.null_count
             if low is not None:
                 values = pc.filter(values, pc.greater_equal(values, low))
+                rows_at_low += pc.sum(pc.equal(values, low)).as_py() or 0
+            rows += len(values) - values.null_count
             batch_high = pc.max(values).as_py()
             if batch_high is not None and (high is None or batch_high > high):
                 high = batch_high
-        return CursorProfile(nulls, high)
+        return CursorProfile(nulls, high, rows, rows_at_low)
 
 
 def range_expression(part: KeyRange) -> ds.Expression | None:

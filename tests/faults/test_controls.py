@@ -11,7 +11,6 @@ split's parts committed one by one, old versions never closed, a mass deletion l
 
 import random
 import signal
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -65,17 +64,13 @@ def _nothing_copied_nor_recorded(monkeypatch: pytest.MonkeyPatch, case: Case) ->
 
 
 def _rows_at_the_watermark_taken_as_copied(monkeypatch: pytest.MonkeyPatch, case: Case) -> None:
-    """The tie fingerprint always matches (from the first run on, so that the recorded one
-    does too): the window starts after the watermark's value even when rows arrived at that
-    value since. Replaced in every copyjob module that imported it, wherever it lives."""
+    """The rows at the watermark's value are always taken as the ones already copied: the
+    window starts after the value even when rows arrived at it since."""
 
-    def same(*args: Any) -> tuple[int, str]:
-        return 0, "0:same"
+    def unchanged(*args: Any) -> bool:
+        return True
 
-    original = windows.fingerprint
-    for name, module in list(sys.modules.items()):
-        if name.startswith("copyjob_dagster") and getattr(module, "fingerprint", None) is original:
-            monkeypatch.setattr(module, "fingerprint", same)
+    monkeypatch.setattr(windows, "unchanged_at", unchanged)
 
 
 # (breakage, the count that must then show the loss, whether the first run is broken too)
