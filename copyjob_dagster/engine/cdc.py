@@ -15,10 +15,10 @@ The position is an LSN, recorded in the asset's metadata like a watermark. A run
 """
 
 import hashlib
-import itertools
 import re
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -35,9 +35,12 @@ from copyjob_dagster.stores.binlog import BinlogChangeStream, BinlogState
 from copyjob_dagster.stores.change_apply import ChangeCounts
 from copyjob_dagster.stores.pg_changes import PostgresChangeStream, SlotState
 from copyjob_dagster.stores.pgoutput import lsn_text
+from copyjob_dagster.stores.pgoutput_batch import Decoded
+from copyjob_dagster.stores.read_ahead import read_ahead_now
 
 SLOT_NAME_LENGTH = 63
 DECODE_MESSAGES = 20_000  # messages decoded together (see `stores.pgoutput_batch`)
+READ_AHEAD = 4  # decoded runs of changes (about one per DECODE_MESSAGES) waiting at most
 
 
 @dataclass(frozen=True)
@@ -238,16 +241,18 @@ def _changes(
     counts, transactions, end = ChangeCounts(), 0, position
     if upto > position:
         schema = pa.schema([f for f in plan.written_schema if f.name in have])
-        with destination.applying_changes(  # type: ignore[attr-defined]
-            plan.destination_table, schema, plan.primary_key, position
-        ) as sink:
+        with (
+            _read_ahead(applier, stream, upto) as decoded,
+            destination.applying_changes(  # type: ignore[attr-defined]
+                plan.destination_table, schema, plan.primary_key, position
+            ) as sink,
+        ):
             for field in plan.written_schema:
                 if field.name not in have:
                     sink.add_column(field)
             applier.start(sink, have | set(plan.written_schema.names))
-            messages = stream.messages(upto)
-            while chunk := list(itertools.islice(messages, DECODE_MESSAGES)):
-                applier.take(chunk)
+            for item in decoded:
+                applier.apply(item)
                 if progress is not None:
                     progress(applier.changes, None, time.monotonic() - started)
             applier.finish()
@@ -255,6 +260,23 @@ def _changes(
             end = max(upto, applier.last_end)
     copy = _result_of_changes(plan, applier.source, destination, started, counts)
     return _cdc_result(copy, stream, position, end, counts, transactions)
+
+
+@contextmanager
+def _read_ahead(
+    applier: RunApplier, stream: PostgresChangeStream, upto: int
+) -> Iterator[Iterator[Decoded]]:
+    """The changes up to `upto`, read and decoded by a thread of their own (`read_ahead_now`):
+    the source's decoding and the fetches overlap the destination's transaction, whose
+    statements wait on the other server. On the way out the reading is stopped (a peek still
+    running at the source is cancelled) before the thread is waited for."""
+    messages = applier.decoded(stream.messages(upto), DECODE_MESSAGES)
+    reading = read_ahead_now(messages, READ_AHEAD)
+    try:
+        yield reading
+    finally:
+        stream.stop()
+        reading.close()
 
 
 def _result_of_changes(

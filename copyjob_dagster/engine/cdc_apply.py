@@ -8,6 +8,8 @@ sink's one destination transaction, so a stream that ends inside a transaction (
 the run and nothing is applied.
 """
 
+import itertools
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import numpy as np
@@ -51,11 +53,18 @@ class RunApplier:
         """Apply to `sink`, whose table has the columns `have` (or is about to)."""
         self.sink, self.have = sink, have
 
-    def take(self, messages: list[bytes]) -> None:
-        for item in self.decoder.decode(messages):
-            self._take(item)
+    def decoded(self, messages: Generator[bytes, None, None], size: int) -> Iterator[Decoded]:
+        """The decoder's items, `size` messages decoded together (`messages` closed with
+        them). It touches no destination: it can run in a thread of its own ahead of `apply`
+        (the decoder's counts and position are read once it is exhausted)."""
+        try:
+            while chunk := list(itertools.islice(messages, size)):
+                yield from self.decoder.decode(chunk)
+        finally:
+            messages.close()
 
-    def _take(self, item: Decoded) -> None:
+    def apply(self, item: Decoded) -> None:
+        """One decoded item, in order: a relation's columns mapped, a TRUNCATE, or changes."""
         if isinstance(item, Relation):
             self.relations[item.oid] = [self._column(name) for name in item.columns]
         elif isinstance(item, TruncateAt):
