@@ -530,3 +530,22 @@ def test_a_run_failing_at_the_destination_does_not_wait_for_the_sources_peek(
     monkeypatch.undo()
     case.run()
     same(case)
+
+
+def test_a_destination_table_gone_gets_a_new_snapshot_without_waiting_for_the_peek(
+    case: CdcCase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The changes are peeked before the destination is described; when its table turns out
+    to be gone, the peek still running is cancelled and the table copied anew from a new slot
+    at once: the destination equals the source."""
+    case.run()
+    case.sql(f"UPDATE {case.schema}.items SET name = 'changed' WHERE id < 5")
+    slow = pg_changes.PEEK.replace("FROM ", "FROM (SELECT pg_sleep(60)) AS slow, ", 1)
+    monkeypatch.setattr(pg_changes, "PEEK", slow)
+    with sa.create_engine(case.destination_url).begin() as conn:
+        conn.exec_driver_sql("DROP TABLE items")
+    started = time.monotonic()
+    result = case.run()
+    assert time.monotonic() - started < 20
+    assert result.position_before is not None and result.counts.upserted == 0  # a snapshot
+    same(case)

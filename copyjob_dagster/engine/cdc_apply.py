@@ -38,7 +38,12 @@ class RunApplier:
     """Turns decoded runs into the sink's change batches."""
 
     def __init__(
-        self, plan: CopyPlan, table: TableConfig, source: Source, described: pa.Schema
+        self,
+        plan: CopyPlan,
+        table: TableConfig,
+        source: Source,
+        described: pa.Schema,
+        decoder: BatchDecoder | None = None,
     ) -> None:
         self.plan, self.table, self.source = plan, table, source
         self.described = described  # the source table's columns, described again for a new one
@@ -46,22 +51,12 @@ class RunApplier:
         self.have: set[str] = set()
         self.mapping = {c.source: c.destination for c in plan.columns}
         self.relations: dict[int, list[Column]] = {}
-        self.decoder = BatchDecoder()
+        self.decoder = decoder or BatchDecoder()  # the one `decoding` reads with, if any
         self.changes = 0
 
     def start(self, sink: Any, have: set[str]) -> None:
         """Apply to `sink`, whose table has the columns `have` (or is about to)."""
         self.sink, self.have = sink, have
-
-    def decoded(self, messages: Generator[bytes, None, None], size: int) -> Iterator[Decoded]:
-        """The decoder's items, `size` messages decoded together (`messages` closed with
-        them). It touches no destination: it can run in a thread of its own ahead of `apply`
-        (the decoder's counts and position are read once it is exhausted)."""
-        try:
-            while chunk := list(itertools.islice(messages, size)):
-                yield from self.decoder.decode(chunk)
-        finally:
-            messages.close()
 
     def apply(self, item: Decoded) -> None:
         """One decoded item, in order: a relation's columns mapped, a TRUNCATE, or changes."""
@@ -132,6 +127,19 @@ class RunApplier:
             unsent,
             old_keys,
         )
+
+
+def decoding(
+    decoder: BatchDecoder, messages: Generator[bytes, None, None], size: int
+) -> Iterator[Decoded]:
+    """`decoder`'s items, `size` messages decoded together (`messages` closed with them). It
+    touches no destination: it can run in a thread of its own ahead of `RunApplier.apply`
+    (the decoder's counts and position are read once it is exhausted)."""
+    try:
+        while chunk := list(itertools.islice(messages, size)):
+            yield from decoder.decode(chunk)
+    finally:
+        messages.close()
 
 
 def _typed(
