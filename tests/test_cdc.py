@@ -5,7 +5,6 @@ a long transaction that commits after shorter ones), with a private server (wal_
 started by the tests."""
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,7 @@ from copyjob_dagster.cli import main
 from copyjob_dagster.defs import cdc
 from copyjob_dagster.defs.assets import build_copy_assets, build_source_specs
 from copyjob_dagster.engine.cdc import cdc_problems
-from copyjob_dagster.engine.cdc_apply import RunApplier
-from copyjob_dagster.errors import CopyJobError, DestinationError, SourceError
-from copyjob_dagster.stores import pg_changes
+from copyjob_dagster.errors import CopyJobError, SourceError
 from copyjob_dagster.stores.change_apply import OPERATION, POSITION
 from copyjob_dagster.stores.object_storage import s3_filesystem
 from copyjob_dagster.stores.pg_changes import PostgresChangeStream
@@ -496,56 +493,3 @@ def test_a_new_source_table_for_the_same_copy_gets_its_changes(case: CdcCase) ->
     case.sql(f"INSERT INTO {s}.items_v2 (id, name) VALUES (7, 'seven')")
     assert case.run("items_v2").counts.upserted == 1
     assert case.destination_rows(columns="id, name") == [(7, "seven")]
-
-
-def test_a_run_failing_at_the_destination_does_not_wait_for_the_sources_peek(
-    case: CdcCase, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The changes are read ahead by a thread of their own while the destination's transaction
-    opens; when the destination fails, the peek the source is still decoding is cancelled: the
-    run fails at once, applies nothing, leaves no query running at the source, and the next
-    run applies the changes."""
-    case.run()
-    case.sql(f"UPDATE {case.schema}.items SET name = 'changed' WHERE id < 5")
-    slow = pg_changes.PEEK.replace("FROM ", "FROM (SELECT pg_sleep(60)) AS slow, ", 1)
-    monkeypatch.setattr(pg_changes, "PEEK", slow)
-
-    def failing(self: Any, sink: Any, have: set[str]) -> None:
-        time.sleep(0.5)  # the peek is running by now
-        raise DestinationError("the destination failed")
-
-    monkeypatch.setattr(RunApplier, "start", failing)
-    before = case.destination_rows(columns="id, name")
-    started = time.monotonic()
-    with pytest.raises(DestinationError, match="the destination failed"):
-        case.run()
-    assert time.monotonic() - started < 20
-    with case.engine.connect() as conn:
-        running = conn.exec_driver_sql(
-            "SELECT count(*) FROM pg_stat_activity WHERE strpos(query, 'pg_sleep(60)') > 0 "
-            "AND state = 'active' AND pid <> pg_backend_pid()"
-        ).scalar_one()
-    assert running == 0
-    assert case.destination_rows(columns="id, name") == before
-    monkeypatch.undo()
-    case.run()
-    same(case)
-
-
-def test_a_destination_table_gone_gets_a_new_snapshot_without_waiting_for_the_peek(
-    case: CdcCase, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The changes are peeked before the destination is described; when its table turns out
-    to be gone, the peek still running is cancelled and the table copied anew from a new slot
-    at once: the destination equals the source."""
-    case.run()
-    case.sql(f"UPDATE {case.schema}.items SET name = 'changed' WHERE id < 5")
-    slow = pg_changes.PEEK.replace("FROM ", "FROM (SELECT pg_sleep(60)) AS slow, ", 1)
-    monkeypatch.setattr(pg_changes, "PEEK", slow)
-    with sa.create_engine(case.destination_url).begin() as conn:
-        conn.exec_driver_sql("DROP TABLE items")
-    started = time.monotonic()
-    result = case.run()
-    assert time.monotonic() - started < 20
-    assert result.position_before is not None and result.counts.upserted == 0  # a snapshot
-    same(case)

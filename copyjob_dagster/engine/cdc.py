@@ -15,17 +15,17 @@ The position is an LSN, recorded in the asset's metadata like a watermark. A run
 """
 
 import hashlib
+import itertools
 import re
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import pyarrow as pa
 from sqlalchemy.engine import Connection
 
 from copyjob_dagster.config import CopyJob, TableConfig
-from copyjob_dagster.engine.cdc_apply import RunApplier, decoding
+from copyjob_dagster.engine.cdc_apply import RunApplier
 from copyjob_dagster.engine.copying import CopyResult, _result
 from copyjob_dagster.engine.planning import CopyPlan, plan_copy
 from copyjob_dagster.engine.rows import ProgressCallback, renamed
@@ -35,12 +35,9 @@ from copyjob_dagster.stores.binlog import BinlogChangeStream, BinlogState
 from copyjob_dagster.stores.change_apply import ChangeCounts
 from copyjob_dagster.stores.pg_changes import PostgresChangeStream, SlotState
 from copyjob_dagster.stores.pgoutput import lsn_text
-from copyjob_dagster.stores.pgoutput_batch import BatchDecoder, Decoded
-from copyjob_dagster.stores.read_ahead import read_ahead_now
 
 SLOT_NAME_LENGTH = 63
 DECODE_MESSAGES = 20_000  # messages decoded together (see `stores.pgoutput_batch`)
-READ_AHEAD = 4  # decoded runs of changes (about one per DECODE_MESSAGES) waiting at most
 
 
 @dataclass(frozen=True)
@@ -123,41 +120,30 @@ def capture_changes(
                 job, table, stream, source, destination, position, full_refresh, progress
             )
         stream.check()
+        described = source.describe(table.name)
+        plan = plan_copy(job, table, described)
+        if not plan.primary_key:
+            raise SchemaError(
+                f"job {job.name!r}, table {table.name!r}: mode: cdc applies changes by primary "
+                f"key, and the table has none: add one at the source, or name primary_key:"
+            )
         state = stream.state()
         if position is not None and state is not None and state.confirmed < position:
             stream.advance(position)  # recorded by a run that died before moving the slot
             state = stream.state()
-        follows = not (
-            full_refresh or position is None or state is None or state.confirmed > position
-        )
-        with ExitStack() as reading:
-            # The changes are peeked, fetched and decoded by a thread of their own from here
-            # (`_read_ahead`): the source decodes them while both tables are described and
-            # the destination's transaction opens.
-            decoder, decoded, upto = BatchDecoder(), None, position or 0
-            if follows:
-                upto = stream.current()
-                if upto > (position or 0):
-                    decoded = reading.enter_context(_read_ahead(decoder, stream, upto))
-            described = source.describe(table.name)
-            plan = plan_copy(job, table, described)
-            if not plan.primary_key:
-                raise SchemaError(
-                    f"job {job.name!r}, table {table.name!r}: mode: cdc applies changes by "
-                    f"primary key, and the table has none: add one at the source, or name "
-                    f"primary_key:"
-                )
-            existing = destination.describe(plan.destination_table)
-            if not follows or existing is None:
-                reading.close()  # a peek under way is cancelled before the slot is made anew
-                copy, point = _snapshot(plan, stream, source, destination, progress)
-                return _cdc_result(copy, stream, position, point, ChangeCounts(), 0)
-            assert position is not None
-            applier = RunApplier(plan, table, source, described.schema, decoder)
-            have = set(existing.column_names)
-            return _changes(
-                plan, applier, decoded, upto, stream, destination, have, position, progress
-            )
+        existing = destination.describe(plan.destination_table)
+        if (
+            full_refresh
+            or position is None
+            or state is None
+            or state.confirmed > position
+            or existing is None
+        ):
+            copy, point = _snapshot(plan, stream, source, destination, progress)
+            return _cdc_result(copy, stream, position, point, ChangeCounts(), 0)
+        applier = RunApplier(plan, table, source, described.schema)
+        have = set(existing.column_names)
+        return _changes(plan, applier, stream, destination, have, position, progress)
     finally:
         source.close()
         destination.close()
@@ -241,19 +227,16 @@ def copy_snapshot(
 def _changes(
     plan: CopyPlan,
     applier: RunApplier,
-    decoded: Iterator[Decoded] | None,
-    upto: int,
     stream: PostgresChangeStream,
     destination: Destination,
     have: set[str],
     position: int,
     progress: ProgressCallback | None,
 ) -> CdcResult:
-    """Apply the changes `decoded` (read up to `upto`; None: there are none) in one
-    destination transaction."""
     started = time.monotonic()
+    upto = stream.current()
     counts, transactions, end = ChangeCounts(), 0, position
-    if decoded is not None:
+    if upto > position:
         schema = pa.schema([f for f in plan.written_schema if f.name in have])
         with destination.applying_changes(  # type: ignore[attr-defined]
             plan.destination_table, schema, plan.primary_key, position
@@ -262,8 +245,9 @@ def _changes(
                 if field.name not in have:
                     sink.add_column(field)
             applier.start(sink, have | set(plan.written_schema.names))
-            for item in decoded:
-                applier.apply(item)
+            messages = stream.messages(upto)
+            while chunk := list(itertools.islice(messages, DECODE_MESSAGES)):
+                applier.take(chunk)
                 if progress is not None:
                     progress(applier.changes, None, time.monotonic() - started)
             applier.finish()
@@ -271,24 +255,6 @@ def _changes(
             end = max(upto, applier.last_end)
     copy = _result_of_changes(plan, applier.source, destination, started, counts)
     return _cdc_result(copy, stream, position, end, counts, transactions)
-
-
-@contextmanager
-def _read_ahead(
-    decoder: BatchDecoder, stream: PostgresChangeStream, upto: int
-) -> Iterator[Iterator[Decoded]]:
-    """The changes up to `upto`, read and decoded by a thread of their own (`read_ahead_now`):
-    the source's decoding and the fetches overlap the tables' descriptions and the
-    destination's transaction, whose statements wait on the other server. On the way out the
-    reading is stopped (a peek still running at the source is cancelled) before the thread is
-    waited for."""
-    messages = decoding(decoder, stream.messages(upto), DECODE_MESSAGES)
-    reading = read_ahead_now(messages, READ_AHEAD)
-    try:
-        yield reading
-    finally:
-        stream.stop()
-        reading.close()
 
 
 def _result_of_changes(

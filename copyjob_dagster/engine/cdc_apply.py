@@ -8,8 +8,6 @@ sink's one destination transaction, so a stream that ends inside a transaction (
 the run and nothing is applied.
 """
 
-import itertools
-from collections.abc import Generator, Iterator
 from typing import Any
 
 import numpy as np
@@ -38,12 +36,7 @@ class RunApplier:
     """Turns decoded runs into the sink's change batches."""
 
     def __init__(
-        self,
-        plan: CopyPlan,
-        table: TableConfig,
-        source: Source,
-        described: pa.Schema,
-        decoder: BatchDecoder | None = None,
+        self, plan: CopyPlan, table: TableConfig, source: Source, described: pa.Schema
     ) -> None:
         self.plan, self.table, self.source = plan, table, source
         self.described = described  # the source table's columns, described again for a new one
@@ -51,15 +44,18 @@ class RunApplier:
         self.have: set[str] = set()
         self.mapping = {c.source: c.destination for c in plan.columns}
         self.relations: dict[int, list[Column]] = {}
-        self.decoder = decoder or BatchDecoder()  # the one `decoding` reads with, if any
+        self.decoder = BatchDecoder()
         self.changes = 0
 
     def start(self, sink: Any, have: set[str]) -> None:
         """Apply to `sink`, whose table has the columns `have` (or is about to)."""
         self.sink, self.have = sink, have
 
-    def apply(self, item: Decoded) -> None:
-        """One decoded item, in order: a relation's columns mapped, a TRUNCATE, or changes."""
+    def take(self, messages: list[bytes]) -> None:
+        for item in self.decoder.decode(messages):
+            self._take(item)
+
+    def _take(self, item: Decoded) -> None:
         if isinstance(item, Relation):
             self.relations[item.oid] = [self._column(name) for name in item.columns]
         elif isinstance(item, TruncateAt):
@@ -127,19 +123,6 @@ class RunApplier:
             unsent,
             old_keys,
         )
-
-
-def decoding(
-    decoder: BatchDecoder, messages: Generator[bytes, None, None], size: int
-) -> Iterator[Decoded]:
-    """`decoder`'s items, `size` messages decoded together (`messages` closed with them). It
-    touches no destination: it can run in a thread of its own ahead of `RunApplier.apply`
-    (the decoder's counts and position are read once it is exhausted)."""
-    try:
-        while chunk := list(itertools.islice(messages, size)):
-            yield from decoder.decode(chunk)
-    finally:
-        messages.close()
 
 
 def _typed(

@@ -14,7 +14,7 @@ an LSN returns whole transactions: `pgoutput` sends a transaction's changes when
 decoded, and every record that starts before the LSN is decoded.
 """
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -69,8 +69,6 @@ class PostgresChangeStream:
     def __init__(self, store: "PostgresStore", table: str, name: str) -> None:
         self.store, self.table, self.name = store, table, name
         self._where = f"source {store.display_url}, table {table!r}"
-        self._reading: psycopg.Connection | None = None  # the session `messages` reads on
-        self._stopped = False
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -223,39 +221,20 @@ class PostgresChangeStream:
             text = conn.exec_driver_sql("SELECT pg_current_wal_flush_lsn()::text").scalar_one()
         return pgoutput.lsn_value(text)
 
-    def messages(self, upto: int) -> Generator[bytes, None, None]:
+    def messages(self, upto: int) -> Iterator[bytes]:
         """The messages of the transactions after the slot's position, committed before
         `upto`, as bytes (see `pgoutput_batch`), streamed with a server-side cursor in
         binary, `FETCH_MESSAGES` at a time (nothing is consumed)."""
         with self.store.translated_errors("reading changes"), self.store.engine.connect() as conn:
             driver = conn.connection.driver_connection
-            self._reading = driver
-            try:
-                if self._stopped:
-                    return
-                with driver.cursor(name="copyjob_changes", binary=True) as cursor:
-                    cursor.execute(
-                        PEEK,
-                        {
-                            "slot": self.name,
-                            "upto": pgoutput.lsn_text(upto),
-                            "publication": self.name,
-                        },
-                    )
-                    while not self._stopped and (rows := cursor.fetchmany(FETCH_MESSAGES)):
-                        for (data,) in rows:
-                            yield data
-            finally:
-                self._reading = None
-
-    def stop(self) -> None:
-        """End `messages` read by another thread (`engine.cdc` reads ahead): no more fetches,
-        and a peek that the server is still decoding is cancelled, so that a run that failed
-        does not wait for it. The stream reads nothing after."""
-        self._stopped = True
-        reading = self._reading
-        if reading is not None:
-            reading.cancel_safe()
+            with driver.cursor(name="copyjob_changes", binary=True) as cursor:
+                cursor.execute(
+                    PEEK,
+                    {"slot": self.name, "upto": pgoutput.lsn_text(upto), "publication": self.name},
+                )
+                while rows := cursor.fetchmany(FETCH_MESSAGES):
+                    for (data,) in rows:
+                        yield data
 
     def waiting(self) -> tuple[int, str]:
         """Changes waiting in the slot (a lower bound: 0 means none; 1 without a slot, which a

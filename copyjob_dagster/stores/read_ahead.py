@@ -25,27 +25,11 @@ def read_ahead(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
     return read_in_parallel([items], depth)
 
 
-def read_ahead_now(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
-    """`read_ahead` whose thread starts now, not when the first item is asked for: what the
-    caller does before it asks overlaps the reading. Close it (`contextlib.closing`), even if
-    no item is ever asked for."""
-    reading = _read([items], depth)
-    next(reading)  # up to the threads' start
-    return reading  # type: ignore[return-value]
-
-
 def read_in_parallel(sources: Sequence[Iterator[T]], depth: int) -> Generator[T, None, None]:
     """The items of every source, in the order they arrive, each source pulled by a thread of
     its own and at most `depth` items each waiting. The first exception of any source is raised
     here; closing this generator stops every thread, each then closing its own source (a COPY
     still sending is cancelled in the thread that reads it)."""
-    reading = _read(sources, depth)
-    next(reading)
-    yield from reading  # type: ignore[misc]
-
-
-def _read(sources: Sequence[Iterator[T]], depth: int) -> Generator[T | None, None, None]:
-    """`read_in_parallel`'s work; it yields None once, as soon as the threads started."""
     waiting: queue.Queue[Any] = queue.Queue(depth * len(sources))
     stopping = threading.Event()
 
@@ -78,7 +62,6 @@ def _read(sources: Sequence[Iterator[T]], depth: int) -> Generator[T | None, Non
     for thread in threads:
         thread.start()
     try:
-        yield None
         remaining = len(threads)
         while remaining:
             item = waiting.get()
