@@ -160,16 +160,20 @@ class SqlStore(SqlWriting):
         if table not in self._tables:
             with self.translated_errors(f"describing table {table!r}"):
                 try:
-                    self._tables[table] = sa.Table(
-                        table,
-                        sa.MetaData(),
-                        autoload_with=self.engine,
-                        schema=self._schema,
-                        listeners=self.reflection_listeners(),
-                    )
+                    self._tables[table] = self._reflected(table)
                 except NoSuchTableError:
                     return None
         return self._tables[table]
+
+    def _reflected(self, table: str) -> sa.Table:
+        """The table as SQLAlchemy reflects it (raises `NoSuchTableError`)."""
+        return sa.Table(
+            table,
+            sa.MetaData(),
+            autoload_with=self.engine,
+            schema=self._schema,
+            listeners=self.reflection_listeners(),
+        )
 
     def _described_ahead(self, table: str) -> sa.Table | None:
         """The source table as described with the run's others (`reflection`), once; a
