@@ -21,6 +21,7 @@ from copyjob_dagster.stores import (
     TextCopy,
     Window,
     same_column_types,
+    warn_non_finite,
 )
 
 log = logging.getLogger(__name__)
@@ -99,5 +100,7 @@ def text_copy(
     count: Callable[[Iterator[CopyChunk]], Iterator[CopyChunk]],
     spelled: Spelling,
 ) -> TextCopy:
-    chunks = reader.csv_chunks(spelled.select_list, plan.batch_rows)
+    chunks = warn_non_finite(
+        reader.csv_chunks(spelled.select_list, plan.batch_rows), reader.settings, spelled
+    )
     return TextCopy(count(chunks), tuple(plan.destination_schema.names), spelled.hex_columns)

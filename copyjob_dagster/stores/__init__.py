@@ -34,7 +34,7 @@ from copyjob_dagster.stores.pgcopy import (
     PostgresTableReader,
     same_column_types,
 )
-from copyjob_dagster.stores.pgmysql import Spelling, TextCopy
+from copyjob_dagster.stores.pgmysql import Spelling, TextCopy, warn_non_finite
 from copyjob_dagster.stores.read_ahead import read_in_parallel
 from copyjob_dagster.stores.registry import (
     STORE_FAMILIES,
@@ -82,6 +82,7 @@ __all__ = [
     "open_source",
     "read_in_parallel",
     "same_column_types",
+    "warn_non_finite",
     "shared_engines",
     "store_problems",
     "string_length",

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from copyjob_dagster.stores import parquet_files, pg_apply
+from copyjob_dagster.stores import pg_apply
 from copyjob_dagster.stores.base import logical_type
 from copyjob_dagster.stores.change_fold import (
     UNSENT,
@@ -231,6 +231,10 @@ class ChangeLog:
                 (POSITION, pa.int64()),
             ]
         )
+        # Imported here: the folder module imports pyarrow.dataset, and with it pandas, which a
+        # change stream into a database never needs.
+        from copyjob_dagster.stores import parquet_files
+
         self.target, self.rows = target, []  # type: ignore[var-annotated]
         self.temporary = target.with_name(target.name + parquet_files.TEMPORARY_SUFFIX)
         self.writer: pq.ParquetWriter | None = None

@@ -169,6 +169,12 @@ class PostgresTableReader(SqlTableReader):
         ).format(self._select([], None, None, selected))
         return self._copy_out(statement, batch_rows, text=True)
 
+    def settings(self, names: list[str]) -> list[str | None]:
+        """This reader's transaction's values of the custom settings `names` (None where
+        unset): what a COPY's expressions counted there (see `pgmysql`)."""
+        query = sa.select(*(sa.func.current_setting(name, sa.true()) for name in names))
+        return list(self._conn.execute(query).one())
+
     def _copy_out(
         self, statement: sql.Composable, batch_rows: int, text: bool
     ) -> Iterator[CopyChunk]:

@@ -6,6 +6,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
+import adbc_driver_postgresql.dbapi as adbc_dbapi
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
@@ -150,7 +151,7 @@ def test_a_table_the_driver_cannot_read_exactly_takes_the_csv_path(
     # A column type the native reader does not take at all: no driver connection either.
     monkeypatch.setattr(pgadbc, "_native", lambda t: t != pa.int32())
     monkeypatch.setattr(pgadbc, "plan", planned)
-    monkeypatch.setattr(pgadbc.adbc, "connect", None)
+    monkeypatch.setattr(adbc_dbapi, "connect", None)  # imported by `pgadbc.read` when it reads
     with source.open_reader("u") as reader:
         assert pa.Table.from_batches(list(reader.batches(columns, 10))) == expected
     assert "column 'id' holds int32 values" in caplog.text

@@ -164,3 +164,42 @@ def test_a_value_mariadb_cannot_hold_fails_the_copy_and_keeps_the_old_table(
     assert [row[7] for row in copy.rows("copied")] == ["kept"]
     with copy.destination.connect() as conn:
         assert conn.execute(sa.text("SHOW TABLES")).scalars().all() == ["copied"]
+
+
+def _non_finite_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    found = sorted(r.getMessage() for r in caplog.records if "NaN or infinite" in r.getMessage())
+    caplog.clear()
+    return found
+
+
+def test_nan_and_infinities_are_counted_and_named_as_the_arrow_path_does(
+    copy: Copy, text_loads: list[int], caplog: pytest.LogCaptureFixture, monkeypatch: Any
+) -> None:
+    copy.insert(
+        [
+            {"id": 1, "ratio": float("nan"), "single": float("inf")},
+            {"id": 2, "ratio": float("-inf"), "single": 2.5},
+            {"id": 3, "ratio": 1.5},
+            {"id": 4},
+        ]
+    )
+    expected = [
+        "column 'ratio': 2 NaN or infinite values written as NULL (MySQL has none)",
+        "column 'single': 1 NaN or infinite values written as NULL (MySQL has none)",
+    ]
+    with caplog.at_level(logging.WARNING, logger="copyjob_dagster"):
+        copy.run()
+        assert _non_finite_warnings(caplog) == expected
+        copy.run()  # the counts are the copy's own, not added to an earlier copy's
+        assert _non_finite_warnings(caplog) == expected
+        monkeypatch.setattr(copying, "spelled_text", lambda *_: None)
+        copy.run("by_arrow")
+        assert _non_finite_warnings(caplog) == expected
+    assert text_loads == [4, 4]
+    assert copy.rows("copied") == copy.rows("by_arrow")
+    assert [(row[9], row[10]) for row in copy.rows("copied")] == [
+        (None, None),
+        (None, 2.5),
+        (1.5, None),
+        (None, None),
+    ]
