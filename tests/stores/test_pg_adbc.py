@@ -11,39 +11,28 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from copyjob_dagster.config import StoreConfig
 from copyjob_dagster.errors import SchemaError
-from copyjob_dagster.stores import open_source, pgadbc
+from copyjob_dagster.stores import pgadbc
 from copyjob_dagster.stores.base import KeyRange
 from copyjob_dagster.stores.sql_reader import SqlTableReader
 
 
 @pytest.fixture
-def source(pg_server: str, pg_schema: str) -> Any:
-    store = open_source(StoreConfig(url=pg_server, schema=pg_schema))
-    yield store
-    store.close()
+def source(pg_source: Any) -> Any:
+    return pg_source
 
 
-@pytest.fixture
-def native(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The batches the driver handed over, by rows (empty: the driver read nothing)."""
-    seen: list[int] = []
-    original = pgadbc._exact
-
-    def spy(batch: pa.RecordBatch, chosen: pgadbc.Plan) -> pa.RecordBatch:
-        seen.append(batch.num_rows)
-        return original(batch, chosen)
-
-    monkeypatch.setattr(pgadbc, "_exact", spy)
-    return seen
+def _rows(batches: list[pa.RecordBatch]) -> list[int]:
+    return [batch.num_rows for batch in batches]
 
 
 def _ids(batches: Any) -> list[int]:
     return sorted(pa.Table.from_batches(list(batches)).column("id").to_pylist())
 
 
-def test_the_driver_reads_the_snapshot_not_later_commits(source: Any, native: list[int]) -> None:
+def test_the_driver_reads_the_snapshot_not_later_commits(
+    source: Any, driver_batches: list[pa.RecordBatch]
+) -> None:
     with source.engine.begin() as conn:
         conn.exec_driver_sql(f"CREATE TABLE {source.qualified('t')} (id int, v text)")
         conn.exec_driver_sql(f"INSERT INTO {source.qualified('t')} VALUES (1, 'a'), (2, 'b')")
@@ -57,7 +46,7 @@ def test_the_driver_reads_the_snapshot_not_later_commits(source: Any, native: li
         first, second = main.batches(["id"], 10, part=low), others[0].batches(["id"], 9, part=high)
         parts = _ids([*first, *second])
     assert (whole, parts) == ([1, 2], [1, 2])
-    assert native == [2, 1, 1]  # the driver read every one of them
+    assert _rows(driver_batches) == [2, 1, 1]  # the driver read every one of them
     with source.open_reader("t") as reader:  # a new snapshot sees the commit
         assert _ids(reader.batches(["id"], 10)) == [2, 3]
 
@@ -80,7 +69,7 @@ INSERT INTO {schema}.odd VALUES
 
 
 def test_types_outside_the_zoo_read_as_the_row_path_reads_them(
-    source: Any, native: list[int]
+    source: Any, driver_batches: list[pa.RecordBatch]
 ) -> None:
     with source.engine.begin() as conn:
         conn.exec_driver_sql(ODD_TYPES.format(schema=source._schema))
@@ -88,7 +77,7 @@ def test_types_outside_the_zoo_read_as_the_row_path_reads_them(
     with source.open_reader("odd") as reader:
         by_driver = pa.Table.from_batches(list(reader.batches(columns, 2)))
         by_rows = pa.Table.from_batches(list(SqlTableReader.batches(reader, columns, 2)))
-    assert native == [3]
+    assert _rows(driver_batches) == [3]
     assert by_driver.schema == by_rows.schema
     assert by_driver.to_pylist() == by_rows.to_pylist()
     assert by_driver.column("c").to_pylist() == ["ab  ", None, "    "]  # CHAR keeps its padding
@@ -125,7 +114,7 @@ def test_values_with_no_exact_arrow_value_are_refused_naming_the_column(
 
 
 def test_a_table_the_driver_cannot_read_exactly_takes_the_csv_path(
-    source: Any, native: list[int], monkeypatch: pytest.MonkeyPatch, caplog: Any
+    source: Any, driver_batches: list[pa.RecordBatch], monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
     with source.engine.begin() as conn:
         conn.exec_driver_sql(
@@ -155,7 +144,7 @@ def test_a_table_the_driver_cannot_read_exactly_takes_the_csv_path(
     with source.open_reader("u") as reader:
         assert pa.Table.from_batches(list(reader.batches(columns, 10))) == expected
     assert "column 'id' holds int32 values" in caplog.text
-    assert native == []
+    assert _rows(driver_batches) == []
 
 
 def test_a_nan_in_a_bounded_numeric_fails_the_read_naming_the_column(source: Any) -> None:
@@ -178,7 +167,7 @@ DECIMALS = {  # NUMERIC(p, s) of p <= 18, read from their binary form: every dig
 
 
 def test_bounded_decimals_read_natively_are_the_row_paths_to_the_last_digit(
-    source: Any, native: list[int]
+    source: Any, driver_batches: list[pa.RecordBatch]
 ) -> None:
     """Every row holds one value or NULL in each column, in groups of digits on both sides of
     the point, signs and the extremes of the type; the driver's batch is sliced (3 rows)."""
@@ -200,7 +189,7 @@ def test_bounded_decimals_read_natively_are_the_row_paths_to_the_last_digit(
     with source.open_reader("dec") as reader:
         by_driver = pa.Table.from_batches(list(reader.batches(names, 3))).sort_by("id")
         by_rows = pa.Table.from_batches(list(SqlTableReader.batches(reader, names, 3)))
-    assert native == [rows]
+    assert _rows(driver_batches) == [rows]
     assert by_driver.equals(by_rows.sort_by("id"))
     for name, (_, _, values) in DECIMALS.items():
         read = by_driver.column(name).to_pylist()

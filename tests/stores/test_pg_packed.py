@@ -10,9 +10,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from copyjob_dagster.config import StoreConfig
 from copyjob_dagster.errors import SchemaError
-from copyjob_dagster.stores import open_source, pgadbc
 from copyjob_dagster.stores.sql_reader import SqlTableReader
 
 COLUMNS = {  # NOT NULL, every type packed, each with its extremes and odd values
@@ -47,24 +45,13 @@ COLUMNS = {  # NOT NULL, every type packed, each with its extremes and odd value
 
 
 @pytest.fixture
-def source(pg_server: str, pg_schema: str) -> Any:
-    store = open_source(StoreConfig(url=pg_server, schema=pg_schema))
-    yield store
-    store.close()
+def source(pg_source: Any) -> Any:
+    return pg_source
 
 
-@pytest.fixture
-def fields(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def _fields(batches: list[pa.RecordBatch]) -> list[int]:
     """How many fields a row each batch of the driver had."""
-    seen: list[int] = []
-    original = pgadbc._exact
-
-    def spy(batch: pa.RecordBatch, chosen: pgadbc.Plan) -> pa.RecordBatch:
-        seen.append(batch.num_columns)
-        return original(batch, chosen)
-
-    monkeypatch.setattr(pgadbc, "_exact", spy)
-    return seen
+    return [batch.num_columns for batch in batches]
 
 
 def _bits(value: Any) -> Any:
@@ -73,7 +60,7 @@ def _bits(value: Any) -> Any:
 
 
 def test_not_null_fixed_width_columns_come_as_one_field_with_the_same_bits(
-    source: Any, fields: list[int]
+    source: Any, driver_batches: list[pa.RecordBatch]
 ) -> None:
     ddl = ", ".join(f"{name} {kind} NOT NULL" for name, (kind, _) in COLUMNS.items())
     with source.engine.begin() as conn:
@@ -91,7 +78,7 @@ def test_not_null_fixed_width_columns_come_as_one_field_with_the_same_bits(
         by_driver = pa.Table.from_batches(list(reader.batches(columns, 3))).sort_by("id")
         by_rows = pa.Table.from_batches(list(SqlTableReader.batches(reader, columns, 10)))
     # id, note and maybe are nullable: fields of their own; the 11 others one field.
-    assert fields == [1 + 3]
+    assert _fields(driver_batches) == [1 + 3]
     assert by_driver.schema == by_rows.schema
     expected = by_rows.sort_by("id").to_pylist()
     assert [{k: _bits(v) for k, v in r.items()} for r in by_driver.to_pylist()] == [
@@ -112,7 +99,7 @@ def test_not_null_fixed_width_columns_come_as_one_field_with_the_same_bits(
     ],
 )
 def test_packed_values_with_no_exact_arrow_value_are_refused_naming_the_column(
-    source: Any, fields: list[int], ddl: str, value: str, problem: str
+    source: Any, driver_batches: list[pa.RecordBatch], ddl: str, value: str, problem: str
 ) -> None:
     with source.engine.begin() as conn:
         conn.exec_driver_sql(
@@ -125,4 +112,4 @@ def test_packed_values_with_no_exact_arrow_value_are_refused_naming_the_column(
     refused = pytest.raises(SchemaError, match=f"column 'v': .*{re.escape(problem)}")
     with refused, source.open_reader("edge") as reader:
         list(reader.batches(["id", "v"], 10))
-    assert fields == [1]  # both columns in the packed field
+    assert _fields(driver_batches) == [1]  # both columns in the packed field
