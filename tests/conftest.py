@@ -14,8 +14,10 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+import pyarrow as pa
 import pytest
 import scheduling
 import sqlalchemy as sa
@@ -24,6 +26,8 @@ import yaml
 from tallies import BadInputTally
 
 from copyjob_dagster.cli.sample import create_shop
+from copyjob_dagster.config import StoreConfig
+from copyjob_dagster.stores import open_source, pgadbc
 
 PG_URL = os.environ.get("COPYJOB_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("COPYJOB_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
@@ -75,6 +79,29 @@ def scratch_schema(server_url: str, kind: str) -> Iterator[str]:
 def pg_schema(pg_server: str) -> Iterator[str]:
     """A fresh PostgreSQL schema; use it with PG_URL and `schema:`."""
     yield from scratch_schema(pg_server, "SCHEMA")
+
+
+@pytest.fixture
+def pg_source(pg_server: str, pg_schema: str) -> Iterator[Any]:
+    """A source store on a fresh schema of the shared PostgreSQL."""
+    store = open_source(StoreConfig(url=pg_server, schema=pg_schema))
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def driver_batches(monkeypatch: pytest.MonkeyPatch) -> list[pa.RecordBatch]:
+    """The batches ADBC's PostgreSQL driver handed over, as it read them (empty: it read
+    nothing)."""
+    seen: list[pa.RecordBatch] = []
+    original = pgadbc._exact
+
+    def spy(batch: pa.RecordBatch, chosen: pgadbc.Plan) -> pa.RecordBatch:
+        seen.append(batch)
+        return original(batch, chosen)
+
+    monkeypatch.setattr(pgadbc, "_exact", spy)
+    return seen
 
 
 @pytest.fixture
