@@ -288,6 +288,10 @@ class SqlStore(SqlWriting):
             return sa.type_coerce(column, sa.String()).label(column.name)
         return column
 
+    def stored_value(self, column: sa.Column) -> sa.ColumnElement[Any]:
+        """`column` as the database holds it, for a window's bounds; see the SQLite override."""
+        return column
+
     def converter(self, field: pa.Field) -> Callable[[Any], Any] | None:
         """Per-value conversion for values the driver returns in a form Arrow does not take."""
         if logical_type(field) is not None:

@@ -89,7 +89,7 @@ class SqlTableReader:
         # MariaDB's index, SQLite's multi-index OR: seen in their plans).
         cursor = self._table.c[column]
         nulls = sa.func.count() - sa.func.count(cursor)
-        figures = [nulls, sa.func.max(cursor), sa.func.count(cursor)]
+        figures = [nulls, sa.func.max(self._store.stored_value(cursor)), sa.func.count(cursor)]
         where = []
         if low is not None:
             at_low = ranges.window_conditions(self._table, Window(column, low, True, low))

@@ -112,6 +112,13 @@ class SQLiteStore(SqlStore):
             return sa.type_coerce(column, NullType()).label(column.name)
         return super().select_expression(column)
 
+    def stored_value(self, column: sa.Column) -> sa.ColumnElement[Any]:
+        if _is_decimal(column.type):
+            # A NUMERIC(12, 2) keeps 3.001 as written; SQLAlchemy would hand it over as 3.00,
+            # and a window ending at 3.00 would leave that row out of every run.
+            return sa.type_coerce(column, _StoredDecimal())
+        return column
+
     def converter(self, field: pa.Field) -> Callable[[Any], Any] | None:
         if pa.types.is_decimal(field.type):
             return functools.partial(_decimal, scale=field.type.scale)
@@ -122,6 +129,16 @@ class SQLiteStore(SqlStore):
 
 def _is_decimal(column_type: TypeEngine) -> bool:
     return isinstance(column_type, sa.Numeric) and not isinstance(column_type, sa.Float)
+
+
+class _StoredDecimal(TypeDecorator[Decimal]):
+    """A NUMERIC value read as stored, not rounded to the column's scale."""
+
+    impl = NullType
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return _decimal(value, None)
 
 
 class _DecimalAsText(TypeDecorator[Decimal]):
