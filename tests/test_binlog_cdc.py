@@ -583,15 +583,17 @@ WIDE_ROWS = (
 )
 
 
-def test_rows_decoded_as_columns_as_mysql_replication_decodes_them(case: BinlogCase) -> None:
-    """Every type the column-wise decoder takes, extremes and NULLs included: its values are
-    mysql-replication's, as the row-by-row path gives them (`mysql_changes`)."""
-    case.sql(WIDE)
+def both_ways(
+    case: BinlogCase, table: str, create: str, statements: tuple[str, ...]
+) -> tuple[list[Any], list[Any]]:
+    """The changes `statements` make to `table`, decoded by mysql-replication a row at a time
+    (as `mysql_changes` adjusts them) and by `binlog_rows` as columns."""
+    case.sql(create)
     stream = change_stream(open_source(case.job().source), case.job(), case.config("items"))
     start = stream.current()
-    case.sql(*WIDE_ROWS)
+    case.sql(*statements)
     upto = stream.current()
-    stream.table = "wide"
+    stream.table = table
 
     def changes(columns: bool) -> list[tuple[str, dict[str, Any], Any]]:
         found = []
@@ -611,7 +613,13 @@ def test_rows_decoded_as_columns_as_mysql_replication_decodes_them(case: BinlogC
                     found.append((change.operation, change.row, old))
         return found
 
-    by_rows, by_columns = changes(False), changes(True)
+    return changes(False), changes(True)
+
+
+def test_rows_decoded_as_columns_as_mysql_replication_decodes_them(case: BinlogCase) -> None:
+    """Every type the column-wise decoder takes, extremes and NULLs included: its values are
+    mysql-replication's, as the row-by-row path gives them (`mysql_changes`)."""
+    by_rows, by_columns = both_ways(case, "wide", WIDE, WIDE_ROWS)
     assert len(by_rows) == 5 and [c[0] for c in by_rows] == [
         "insert", "insert", "insert", "update", "delete"
     ]  # fmt: skip
@@ -639,3 +647,42 @@ def test_a_table_with_a_type_decoded_row_by_row(server: PrivateMariaDB, tmp_path
         ]  # fmt: skip
     finally:
         made.close()
+
+
+MEMBERS = ", ".join(f"'m{i}'" for i in range(300))  # an ENUM of 2 bytes
+BITS = ", ".join(f"'b{i}'" for i in range(64))  # a SET of 8 bytes
+EDGES = (
+    "CREATE TABLE edges (id int PRIMARY KEY, d40 decimal(40,2), d65 decimal(65,30), "
+    "d18 decimal(18,9), d9 decimal(9,9), d10 decimal(10,0), m mediumint, "
+    "c100 char(100) CHARACTER SET utf8mb4, v85 varchar(85) CHARACTER SET utf8mb3, "
+    "v64 varchar(64) CHARACTER SET utf8mb4, vl varchar(255) CHARACTER SET latin1, "
+    "cb binary(4), tt tinytext, mt mediumtext, lb longblob, "
+    "cy text CHARACTER SET cp1251, u16 varchar(10) CHARACTER SET utf16, "
+    f"e enum({MEMBERS}), s set({BITS}), dt1 datetime(1), dt2 datetime(2), dt5 datetime(5), "
+    "ts1 timestamp(1) NULL, ts4 timestamp(4) NULL, y year, dz date, dtz datetime)"
+)
+EDGE_ROWS = (
+    "SET SESSION sql_mode = ''",
+    "INSERT INTO edges VALUES (1, -12345678901234567890123456789012345678.99, "
+    "-12345678901234567890123456789012345.123456789012345678901234567891, "
+    "-999999999.999999999, -0.999999999, -9999999999, -8388608, repeat('ü', 100), "
+    "repeat('€', 85), repeat('x', 64), repeat('ÿ', 255), x'61620000', 'tiny', "
+    "repeat('m', 70000), repeat(x'00ff', 40000), 'Привет', 'ab€', 'm299', 'b0,b63', "
+    "'2024-01-02 03:04:05.1', '2024-01-02 03:04:05.99', '1999-12-31 23:59:59.12345', "
+    "'2001-02-03 04:05:06.7', '2001-02-03 04:05:06.0009', 0, '0000-00-00', "
+    "'0000-00-00 00:00:00')",
+    "INSERT INTO edges (id, d40, d65, d18, d9, d10, y, dz, dtz) VALUES (2, "
+    "99999999999999999999999999999999999999.99, 0.000000000000000000000000000001, "
+    "999999999.999999999, 0.000000001, 1, 1901, '2024-02-00', '2024-00-01 00:00:00')",
+    "UPDATE edges SET id = 3, d40 = -0.01, e = 'm0', s = '' WHERE id = 1",
+    "DELETE FROM edges WHERE id = 2",
+)
+
+
+def test_more_types_decoded_as_columns_as_mysql_replication(case: BinlogCase) -> None:
+    """DECIMALs wider than 38 digits (MariaDB's go to 65), 1- and 2-byte string lengths by
+    each character set's widest character, 2-byte ENUMs, 8-byte SETs, odd fractional seconds,
+    zero dates: the column-wise decoder gives mysql-replication's values."""
+    by_rows, by_columns = both_ways(case, "edges", EDGES, EDGE_ROWS)
+    assert [c[0] for c in by_rows] == ["insert", "insert", "update", "delete"]
+    assert by_columns == by_rows

@@ -278,7 +278,8 @@ def _decimal_groups(precision: int, scale: int) -> tuple[list[int], list[int]]:
 
 
 def _decimals(matrix: np.ndarray, valid: np.ndarray, precision: int, scale: int) -> pa.Array:
-    kind = pa.decimal128(precision, scale)
+    # MariaDB's DECIMAL goes to 65 digits: decimal128 holds 38 of them, decimal256 the rest.
+    kind = (pa.decimal128 if precision <= 38 else pa.decimal256)(precision, scale)
     matrix = matrix.copy()
     negative = matrix[:, 0] & 0x80 == 0
     matrix[:, 0] ^= 0x80
