@@ -709,3 +709,33 @@ def test_compressed_binlog_events_are_refused_not_skipped(
     with pytest.raises(SourceError, match="compressed events"):
         case.run()
     assert case.destination_rows(columns="count(*)") == [(30,)]
+
+
+@pytest.mark.parametrize("extra", ["", ", f bit(8)"], ids=["columns", "row by row"])
+def test_binary_n_keeps_its_trailing_zero_bytes(
+    server: PrivateMariaDB, tmp_path: Path, extra: str
+) -> None:
+    """The binlog leaves out a BINARY(n)'s trailing zero bytes, as it does a CHAR's spaces;
+    the table holds them, and so must the destination, by either decoder (a BIT column sends
+    the table to mysql-replication's)."""
+    made = BinlogCase(server, tmp_path, tables=[{"name": "fixed"}])
+    try:
+        made.sql(
+            f"CREATE TABLE fixed (id int PRIMARY KEY, b binary(4), c char(4), v varbinary(4)"
+            f"{extra})",
+            "INSERT INTO fixed (id, b, c, v) VALUES (1, x'61620000', 'ab', x'6100')",
+        )
+        made.run("fixed")
+        made.sql(
+            "INSERT INTO fixed (id, b, c, v) VALUES (2, x'61620000', 'ab  ', x'6100'), "
+            "(3, x'00000000', '', x'00'), (4, NULL, NULL, NULL)",
+            "UPDATE fixed SET c = 'x' WHERE id = 1",
+        )
+        made.run("fixed")
+        columns = "id, b, c, v"
+        assert made.destination_rows("fixed", columns) == made.source_rows("fixed", columns)
+        assert [row[1] for row in made.destination_rows("fixed", "id, b")] == [
+            b"ab\0\0", b"ab\0\0", bytes(4), None
+        ]  # fmt: skip
+    finally:
+        made.close()

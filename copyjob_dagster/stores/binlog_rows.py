@@ -9,8 +9,9 @@ update's old row is split the same way, but only its key columns are kept.
 The values are those `mysql-replication` gives (and `mysql_changes` adjusts to the snapshot
 reader's): a TIMESTAMP in UTC, a SET as its members joined by commas (NULL when empty), a zero
 or impossible DATE or DATETIME as NULL, text decoded by its character set, binary strings as
-bytes. A table with a column of another type (TIME, BIT, GEOMETRY, MySQL's binary JSON, the
-pre-5.6 temporal types) is decoded by `mysql-replication` instead (`decodable`).
+bytes (a BINARY(n) with the trailing zero bytes the binlog leaves out). A table with a column
+of another type (TIME, BIT, GEOMETRY, MySQL's binary JSON, the pre-5.6 temporal types) is
+decoded by `mysql-replication` instead (`decodable`).
 
 The row format (MariaDB's `log_event.cc`, `Rows_log_event`): for each row, a bitmap of the NULL
 columns among those present, then each present non-NULL column's value: integers and floats
@@ -179,6 +180,8 @@ def _array(column: Any, raw: list[bytes | None]) -> pa.Array:
         if encoding in _UTF8:
             return binary.cast(pa.string())
         if encoding == "binary":
+            if kind == FIELD_TYPE.STRING:  # BINARY(n): the zero bytes the binlog strips, back
+                return pa.array([None if v is None else padded(v, column) for v in raw])
             return binary
         try:
             return pa.array([None if v is None else v.decode(encoding) for v in raw], pa.string())
@@ -216,6 +219,13 @@ def _array(column: Any, raw: list[bytes | None]) -> pa.Array:
     clock = ((number >> 12 & 31) * 3600 + (number >> 6 & 63) * 60 + (number & 63)).astype(np.int64)
     micros = (days * 86400 + clock) * 1_000_000 + _fraction(matrix[:, 5:], column.fsp)
     return pa.array(micros, pa.timestamp("us"), mask=~(valid & good))
+
+
+def padded(value: bytes, column: Any) -> bytes:
+    """A BINARY(n)'s value whole: the binlog leaves out its trailing zero bytes (MariaDB's
+    `Field_string::pack` strips a CHAR's padding, and a binary CHAR pads with zeros), which the
+    table holds and a snapshot reads."""
+    return value.ljust(column.max_length, b"\0")
 
 
 def _fixed(raw: list[bytes | None], size: int) -> tuple[np.ndarray, np.ndarray]:
