@@ -739,3 +739,31 @@ def test_binary_n_keeps_its_trailing_zero_bytes(
         ]  # fmt: skip
     finally:
         made.close()
+
+
+@pytest.mark.parametrize("extra", ["", ", f bit(8)"], ids=["columns", "row by row"])
+def test_year_0000_stays_0(server: PrivateMariaDB, tmp_path: Path, extra: str) -> None:
+    """YEAR's byte counts from 1900, but 0 is the year 0000, as the table and the snapshot
+    have it (mysql-replication adds 1900 to it too)."""
+    made = BinlogCase(server, tmp_path, tables=[{"name": "years"}])
+    try:
+        made.sql(
+            f"CREATE TABLE years (id int PRIMARY KEY, y year{extra})",
+            "INSERT INTO years (id, y) VALUES (1, 2000)",
+        )
+        made.run("years")
+        made.sql(
+            "INSERT INTO years (id, y) VALUES (2, 0), (3, 1901), (4, 2155), (5, NULL)",
+            "UPDATE years SET y = 0 WHERE id = 1",
+        )
+        made.run("years")
+        assert made.destination_rows("years", "id, y") == made.source_rows("years", "id, y")
+        assert made.source_rows("years", "id, y") == [
+            (1, 0),
+            (2, 0),
+            (3, 1901),
+            (4, 2155),
+            (5, None),
+        ]
+    finally:
+        made.close()

@@ -195,8 +195,9 @@ def _array(column: Any, raw: list[bytes | None]) -> pa.Array:
     size = _size(column)
     matrix, valid = _fixed(raw, size)
     mask = ~valid if not valid.all() else None
-    if kind == FIELD_TYPE.YEAR:
-        return pa.array(matrix[:, 0].astype(np.int64) + 1900, mask=mask)
+    if kind == FIELD_TYPE.YEAR:  # years after 1900 in a byte; 0 is the year 0000
+        year = matrix[:, 0].astype(np.int64)
+        return pa.array(np.where(year == 0, 0, year + 1900), mask=mask)
     if kind in _INTEGERS:
         return pa.array(_integers(matrix, size, signed=not column.unsigned), mask=mask)
     if kind in _FLOATS:

@@ -15,7 +15,8 @@ values: a new snapshot does).
 
 Values come out as the snapshot's reader gives them: a SET as its members joined by commas in
 their defined order, a TIMESTAMP in UTC, a BIT as the characters of its bytes, a MySQL JSON
-document as text, a BINARY(n) with the trailing zero bytes the binlog leaves out.
+document as text, a BINARY(n) with the trailing zero bytes the binlog leaves out, YEAR 0000
+as 0.
 """
 
 import json
@@ -193,6 +194,8 @@ def _value(value: Any, column: Any) -> Any:
     if kind == FIELD_TYPE.STRING and isinstance(value, bytes | str) and _binary(column):
         # BINARY(n); mysql-replication reads a value the binlog left empty as ''.
         return padded(value if isinstance(value, bytes) else value.encode(), column)
+    if kind == FIELD_TYPE.YEAR and value == 1900:  # mysql-replication's 0 + 1900: YEAR 0000
+        return 0
     if kind == FIELD_TYPE.BIT and isinstance(value, str):
         length = max(1, (len(value) + 7) // 8)
         return int(value, 2).to_bytes(length, "big").decode("utf-8", errors="replace")
