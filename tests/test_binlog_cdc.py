@@ -583,15 +583,17 @@ WIDE_ROWS = (
 )
 
 
-def test_rows_decoded_as_columns_as_mysql_replication_decodes_them(case: BinlogCase) -> None:
-    """Every type the column-wise decoder takes, extremes and NULLs included: its values are
-    mysql-replication's, as the row-by-row path gives them (`mysql_changes`)."""
-    case.sql(WIDE)
+def both_ways(
+    case: BinlogCase, table: str, create: str, statements: tuple[str, ...]
+) -> tuple[list[Any], list[Any]]:
+    """The changes `statements` make to `table`, decoded by mysql-replication a row at a time
+    (as `mysql_changes` adjusts them) and by `binlog_rows` as columns."""
+    case.sql(create)
     stream = change_stream(open_source(case.job().source), case.job(), case.config("items"))
     start = stream.current()
-    case.sql(*WIDE_ROWS)
+    case.sql(*statements)
     upto = stream.current()
-    stream.table = "wide"
+    stream.table = table
 
     def changes(columns: bool) -> list[tuple[str, dict[str, Any], Any]]:
         found = []
@@ -611,7 +613,13 @@ def test_rows_decoded_as_columns_as_mysql_replication_decodes_them(case: BinlogC
                     found.append((change.operation, change.row, old))
         return found
 
-    by_rows, by_columns = changes(False), changes(True)
+    return changes(False), changes(True)
+
+
+def test_rows_decoded_as_columns_as_mysql_replication_decodes_them(case: BinlogCase) -> None:
+    """Every type the column-wise decoder takes, extremes and NULLs included: its values are
+    mysql-replication's, as the row-by-row path gives them (`mysql_changes`)."""
+    by_rows, by_columns = both_ways(case, "wide", WIDE, WIDE_ROWS)
     assert len(by_rows) == 5 and [c[0] for c in by_rows] == [
         "insert", "insert", "insert", "update", "delete"
     ]  # fmt: skip
@@ -637,5 +645,125 @@ def test_a_table_with_a_type_decoded_row_by_row(server: PrivateMariaDB, tmp_path
         assert made.destination_rows("flags") == [
             (1, "B", "n"), (2, "Z", "u"), (4, "E", "n"), (5, "F", "n"), (9, "a", "new")
         ]  # fmt: skip
+    finally:
+        made.close()
+
+
+MEMBERS = ", ".join(f"'m{i}'" for i in range(300))  # an ENUM of 2 bytes
+BITS = ", ".join(f"'b{i}'" for i in range(64))  # a SET of 8 bytes
+EDGES = (
+    "CREATE TABLE edges (id int PRIMARY KEY, d40 decimal(40,2), d65 decimal(65,30), "
+    "d18 decimal(18,9), d9 decimal(9,9), d10 decimal(10,0), m mediumint, "
+    "c100 char(100) CHARACTER SET utf8mb4, v85 varchar(85) CHARACTER SET utf8mb3, "
+    "v64 varchar(64) CHARACTER SET utf8mb4, vl varchar(255) CHARACTER SET latin1, "
+    "cb binary(4), tt tinytext, mt mediumtext, lb longblob, "
+    "cy text CHARACTER SET cp1251, u16 varchar(10) CHARACTER SET utf16, "
+    f"e enum({MEMBERS}), s set({BITS}), dt1 datetime(1), dt2 datetime(2), dt5 datetime(5), "
+    "ts1 timestamp(1) NULL, ts4 timestamp(4) NULL, y year, dz date, dtz datetime)"
+)
+EDGE_ROWS = (
+    "SET SESSION sql_mode = ''",
+    "INSERT INTO edges VALUES (1, -12345678901234567890123456789012345678.99, "
+    "-12345678901234567890123456789012345.123456789012345678901234567891, "
+    "-999999999.999999999, -0.999999999, -9999999999, -8388608, repeat('ü', 100), "
+    "repeat('€', 85), repeat('x', 64), repeat('ÿ', 255), x'61620000', 'tiny', "
+    "repeat('m', 70000), repeat(x'00ff', 40000), 'Привет', 'ab€', 'm299', 'b0,b63', "
+    "'2024-01-02 03:04:05.1', '2024-01-02 03:04:05.99', '1999-12-31 23:59:59.12345', "
+    "'2001-02-03 04:05:06.7', '2001-02-03 04:05:06.0009', 0, '0000-00-00', "
+    "'0000-00-00 00:00:00')",
+    "INSERT INTO edges (id, d40, d65, d18, d9, d10, y, dz, dtz) VALUES (2, "
+    "99999999999999999999999999999999999999.99, 0.000000000000000000000000000001, "
+    "999999999.999999999, 0.000000001, 1, 1901, '2024-02-00', '2024-00-01 00:00:00')",
+    "UPDATE edges SET id = 3, d40 = -0.01, e = 'm0', s = '' WHERE id = 1",
+    "DELETE FROM edges WHERE id = 2",
+)
+
+
+def test_more_types_decoded_as_columns_as_mysql_replication(case: BinlogCase) -> None:
+    """DECIMALs wider than 38 digits (MariaDB's go to 65), 1- and 2-byte string lengths by
+    each character set's widest character, 2-byte ENUMs, 8-byte SETs, odd fractional seconds,
+    zero dates: the column-wise decoder gives mysql-replication's values."""
+    by_rows, by_columns = both_ways(case, "edges", EDGES, EDGE_ROWS)
+    assert [c[0] for c in by_rows] == ["insert", "insert", "update", "delete"]
+    assert by_columns == by_rows
+
+
+def test_compressed_binlog_events_are_refused_not_skipped(
+    case: BinlogCase, server: PrivateMariaDB
+) -> None:
+    """MariaDB's log_bin_compress writes rows events mysql-replication does not know: skipped,
+    their rows would never arrive. The setting is named, and events written while it was on
+    stop the run, whatever the setting is now."""
+    case.run()
+    server.sql("SET GLOBAL log_bin_compress = ON")
+    try:
+        job = case.job()
+        assert any("log_bin_compress = OFF" in p for p in cdc_problems(job, job.tables[0]))
+        # Rows of more than log_bin_compress_min_len (256) bytes: their rows event compressed.
+        server.sql(
+            f"INSERT INTO {case.name}.items (id, raw) "
+            f"SELECT 1000 + seq, repeat('x', 300) FROM {case.name}.seq_1_to_40"
+        )
+    finally:
+        server.sql("SET GLOBAL log_bin_compress = OFF")
+    with pytest.raises(SourceError, match="compressed events"):
+        case.run()
+    assert case.destination_rows(columns="count(*)") == [(30,)]
+
+
+@pytest.mark.parametrize("extra", ["", ", f bit(8)"], ids=["columns", "row by row"])
+def test_binary_n_keeps_its_trailing_zero_bytes(
+    server: PrivateMariaDB, tmp_path: Path, extra: str
+) -> None:
+    """The binlog leaves out a BINARY(n)'s trailing zero bytes, as it does a CHAR's spaces;
+    the table holds them, and so must the destination, by either decoder (a BIT column sends
+    the table to mysql-replication's)."""
+    made = BinlogCase(server, tmp_path, tables=[{"name": "fixed"}])
+    try:
+        made.sql(
+            f"CREATE TABLE fixed (id int PRIMARY KEY, b binary(4), c char(4), v varbinary(4)"
+            f"{extra})",
+            "INSERT INTO fixed (id, b, c, v) VALUES (1, x'61620000', 'ab', x'6100')",
+        )
+        made.run("fixed")
+        made.sql(
+            "INSERT INTO fixed (id, b, c, v) VALUES (2, x'61620000', 'ab  ', x'6100'), "
+            "(3, x'00000000', '', x'00'), (4, NULL, NULL, NULL)",
+            "UPDATE fixed SET c = 'x' WHERE id = 1",
+        )
+        made.run("fixed")
+        columns = "id, b, c, v"
+        assert made.destination_rows("fixed", columns) == made.source_rows("fixed", columns)
+        assert [row[1] for row in made.destination_rows("fixed", "id, b")] == [
+            b"ab\0\0", b"ab\0\0", bytes(4), None
+        ]  # fmt: skip
+    finally:
+        made.close()
+
+
+@pytest.mark.parametrize("extra", ["", ", f bit(8)"], ids=["columns", "row by row"])
+def test_year_0000_stays_0(server: PrivateMariaDB, tmp_path: Path, extra: str) -> None:
+    """YEAR's byte counts from 1900, but 0 is the year 0000, as the table and the snapshot
+    have it (mysql-replication adds 1900 to it too)."""
+    made = BinlogCase(server, tmp_path, tables=[{"name": "years"}])
+    try:
+        made.sql(
+            f"CREATE TABLE years (id int PRIMARY KEY, y year{extra})",
+            "INSERT INTO years (id, y) VALUES (1, 2000)",
+        )
+        made.run("years")
+        made.sql(
+            "INSERT INTO years (id, y) VALUES (2, 0), (3, 1901), (4, 2155), (5, NULL)",
+            "UPDATE years SET y = 0 WHERE id = 1",
+        )
+        made.run("years")
+        assert made.destination_rows("years", "id, y") == made.source_rows("years", "id, y")
+        assert made.source_rows("years", "id, y") == [
+            (1, 0),
+            (2, 0),
+            (3, 1901),
+            (4, 2155),
+            (5, None),
+        ]
     finally:
         made.close()

@@ -9,8 +9,9 @@ update's old row is split the same way, but only its key columns are kept.
 The values are those `mysql-replication` gives (and `mysql_changes` adjusts to the snapshot
 reader's): a TIMESTAMP in UTC, a SET as its members joined by commas (NULL when empty), a zero
 or impossible DATE or DATETIME as NULL, text decoded by its character set, binary strings as
-bytes. A table with a column of another type (TIME, BIT, GEOMETRY, MySQL's binary JSON, the
-pre-5.6 temporal types) is decoded by `mysql-replication` instead (`decodable`).
+bytes (a BINARY(n) with the trailing zero bytes the binlog leaves out). A table with a column
+of another type (TIME, BIT, GEOMETRY, MySQL's binary JSON, the pre-5.6 temporal types) is
+decoded by `mysql-replication` instead (`decodable`).
 
 The row format (MariaDB's `log_event.cc`, `Rows_log_event`): for each row, a bitmap of the NULL
 columns among those present, then each present non-NULL column's value: integers and floats
@@ -179,6 +180,8 @@ def _array(column: Any, raw: list[bytes | None]) -> pa.Array:
         if encoding in _UTF8:
             return binary.cast(pa.string())
         if encoding == "binary":
+            if kind == FIELD_TYPE.STRING:  # BINARY(n): the zero bytes the binlog strips, back
+                return pa.array([None if v is None else padded(v, column) for v in raw])
             return binary
         try:
             return pa.array([None if v is None else v.decode(encoding) for v in raw], pa.string())
@@ -192,8 +195,9 @@ def _array(column: Any, raw: list[bytes | None]) -> pa.Array:
     size = _size(column)
     matrix, valid = _fixed(raw, size)
     mask = ~valid if not valid.all() else None
-    if kind == FIELD_TYPE.YEAR:
-        return pa.array(matrix[:, 0].astype(np.int64) + 1900, mask=mask)
+    if kind == FIELD_TYPE.YEAR:  # years after 1900 in a byte; 0 is the year 0000
+        year = matrix[:, 0].astype(np.int64)
+        return pa.array(np.where(year == 0, 0, year + 1900), mask=mask)
     if kind in _INTEGERS:
         return pa.array(_integers(matrix, size, signed=not column.unsigned), mask=mask)
     if kind in _FLOATS:
@@ -216,6 +220,13 @@ def _array(column: Any, raw: list[bytes | None]) -> pa.Array:
     clock = ((number >> 12 & 31) * 3600 + (number >> 6 & 63) * 60 + (number & 63)).astype(np.int64)
     micros = (days * 86400 + clock) * 1_000_000 + _fraction(matrix[:, 5:], column.fsp)
     return pa.array(micros, pa.timestamp("us"), mask=~(valid & good))
+
+
+def padded(value: bytes, column: Any) -> bytes:
+    """A BINARY(n)'s value whole: the binlog leaves out its trailing zero bytes (MariaDB's
+    `Field_string::pack` strips a CHAR's padding, and a binary CHAR pads with zeros), which the
+    table holds and a snapshot reads."""
+    return value.ljust(column.max_length, b"\0")
 
 
 def _fixed(raw: list[bytes | None], size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -278,7 +289,8 @@ def _decimal_groups(precision: int, scale: int) -> tuple[list[int], list[int]]:
 
 
 def _decimals(matrix: np.ndarray, valid: np.ndarray, precision: int, scale: int) -> pa.Array:
-    kind = pa.decimal128(precision, scale)
+    # MariaDB's DECIMAL goes to 65 digits: decimal128 holds 38 of them, decimal256 the rest.
+    kind = (pa.decimal128 if precision <= 38 else pa.decimal256)(precision, scale)
     matrix = matrix.copy()
     negative = matrix[:, 0] & 0x80 == 0
     matrix[:, 0] ^= 0x80

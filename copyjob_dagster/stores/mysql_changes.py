@@ -15,7 +15,8 @@ values: a new snapshot does).
 
 Values come out as the snapshot's reader gives them: a SET as its members joined by commas in
 their defined order, a TIMESTAMP in UTC, a BIT as the characters of its bytes, a MySQL JSON
-document as text.
+document as text, a BINARY(n) with the trailing zero bytes the binlog leaves out, YEAR 0000
+as 0.
 """
 
 import json
@@ -33,10 +34,15 @@ from pymysqlreplication.event import (
     XAPrepareEvent,
     XidEvent,
 )
-from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+from pymysqlreplication.row_event import (
+    DeleteRowsEvent,
+    RowsEvent,
+    UpdateRowsEvent,
+    WriteRowsEvent,
+)
 
 from copyjob_dagster.errors import SchemaError, SourceError
-from copyjob_dagster.stores.binlog_rows import RowsChunk, SplitRows, decodable, split
+from copyjob_dagster.stores.binlog_rows import RowsChunk, SplitRows, decodable, padded, split
 
 _NAME = r"(?:`(?:[^`]|``)+`|[\w$]+)"
 _TRUNCATE = re.compile(rf"^\s*TRUNCATE\s+(?:TABLE\s+)?({_NAME})(?:\s*\.\s*({_NAME}))?", re.I)
@@ -185,9 +191,19 @@ def _value(value: Any, column: Any) -> Any:
         return ",".join(member for member in column.set_values or () if member in value)
     if kind in (FIELD_TYPE.TIMESTAMP, FIELD_TYPE.TIMESTAMP2) and isinstance(value, datetime):
         return value.replace(tzinfo=UTC)  # decoded from the epoch, in UTC
+    if kind == FIELD_TYPE.STRING and isinstance(value, bytes | str) and _binary(column):
+        # BINARY(n); mysql-replication reads a value the binlog left empty as ''.
+        return padded(value if isinstance(value, bytes) else value.encode(), column)
+    if kind == FIELD_TYPE.YEAR and value == 1900:  # mysql-replication's 0 + 1900: YEAR 0000
+        return 0
     if kind == FIELD_TYPE.BIT and isinstance(value, str):
         length = max(1, (len(value) + 7) // 8)
         return int(value, 2).to_bytes(length, "big").decode("utf-8", errors="replace")
     if isinstance(value, dict | list):  # MySQL's binary JSON
         return json.dumps(value)
     return value
+
+
+def _binary(column: Any) -> bool:
+    name = column.character_set_name
+    return name is not None and RowsEvent.charset_to_encoding(name).lower() == "binary"

@@ -76,7 +76,10 @@ class Plan:
                 expressions[field.name] = sql.SQL("{}::text").format(name)
             elif field.name in self.scaled:
                 unit = sql.SQL("1" + "0" * field.type.scale)
-                expressions[field.name] = sql.SQL("({} * {})::bigint").format(name, unit)
+                # pg_catalog's `*` by name: a `*` of a numeric and an integer in any schema of
+                # the search_path would match exactly, before pg_catalog's numeric * numeric.
+                times = "({} OPERATOR(pg_catalog.*) {})::bigint"
+                expressions[field.name] = sql.SQL(times).format(name, unit)
             else:
                 expressions[field.name] = name
         selected = [] if self.packed is None else [self.packed.field(expressions)]

@@ -77,7 +77,10 @@ class Packing:
             sql.SQL("{}({})").format(sql.Identifier("pg_catalog", layout.send), expressions[name])
             for name, layout in zip(self.names, self.layouts, strict=True)
         ]
-        return sql.SQL("{} AS {}").format(sql.SQL(" || ").join(parts), sql.Identifier(NAME))
+        # pg_catalog's `||` by name too: a search_path may list pg_catalog after a schema
+        # with a `||` of its own for two byteas, which would reorder the columns' bytes.
+        joined = sql.SQL(" OPERATOR(pg_catalog.||) ").join(parts)
+        return sql.SQL("{} AS {}").format(joined, sql.Identifier(NAME))
 
     def unpack(self, field: pa.Array) -> dict[str, pa.Array]:
         """The packed columns of a batch's field, each as the driver would have read it."""

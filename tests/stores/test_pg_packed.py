@@ -4,13 +4,16 @@
 import math
 import re
 import struct
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
+from copyjob_dagster.config import StoreConfig
 from copyjob_dagster.errors import SchemaError
+from copyjob_dagster.stores import open_source
 from copyjob_dagster.stores.sql_reader import SqlTableReader
 
 COLUMNS = {  # NOT NULL, every type packed, each with its extremes and odd values
@@ -113,3 +116,72 @@ def test_packed_values_with_no_exact_arrow_value_are_refused_naming_the_column(
     with refused, source.open_reader("edge") as reader:
         list(reader.batches(["id", "v"], 10))
     assert _fields(driver_batches) == [1]  # both columns in the packed field
+
+
+def test_a_search_path_with_pg_catalog_after_a_schema_of_operators_packs_the_same(
+    pg_server: str, pg_schema: str, driver_batches: list[pa.RecordBatch]
+) -> None:
+    """A search_path may name pg_catalog after another schema, whose `||` for two byteas
+    would then be the one the packed field's concatenation calls: it would hand the columns'
+    bytes over in another order, of the same length, and swap their values silently."""
+    url = sa.engine.make_url(pg_server).update_query_dict(
+        {"options": f"-c search_path={pg_schema},pg_catalog"}
+    )
+    store = open_source(
+        StoreConfig(url=url.render_as_string(hide_password=False), schema=pg_schema)
+    )
+    try:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(
+                f"CREATE FUNCTION {pg_schema}.swapped(bytea, bytea) RETURNS bytea "
+                f"LANGUAGE sql IMMUTABLE AS 'SELECT pg_catalog.byteacat($2, $1)'"
+            )
+            conn.exec_driver_sql(
+                f"CREATE OPERATOR {pg_schema}.|| "
+                f"(LEFTARG = bytea, RIGHTARG = bytea, FUNCTION = {pg_schema}.swapped)"
+            )
+            conn.exec_driver_sql(
+                f"CREATE TABLE {store.qualified('two')} (a int NOT NULL, b int NOT NULL)"
+            )
+            conn.exec_driver_sql(f"INSERT INTO {store.qualified('two')} VALUES (1, 2)")
+        with store.open_reader("two") as reader:
+            read = pa.Table.from_batches(list(reader.batches(["a", "b"], 10))).to_pylist()
+    finally:
+        store.close()
+    assert _fields(driver_batches) == [1]  # both columns in the packed field
+    assert read == [{"a": 1, "b": 2}]
+
+
+def test_a_schema_on_the_search_path_with_its_own_numeric_times_integer_scales_the_same(
+    pg_server: str, pg_schema: str, driver_batches: list[pa.RecordBatch]
+) -> None:
+    """pg_catalog has no `*` of a numeric and an integer (it casts the integer): one in any
+    schema of the search_path, even after pg_catalog, matches exactly and would be the one
+    that scales a NUMERIC(p <= 18, s) to the bigint of its smallest unit."""
+    url = sa.engine.make_url(pg_server).update_query_dict(
+        {"options": f"-c search_path={pg_schema}"}
+    )
+    store = open_source(
+        StoreConfig(url=url.render_as_string(hide_password=False), schema=pg_schema)
+    )
+    try:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(
+                f"CREATE FUNCTION {pg_schema}.times(numeric, integer) RETURNS numeric "
+                f"LANGUAGE sql IMMUTABLE AS 'SELECT 7'"
+            )
+            conn.exec_driver_sql(
+                f"CREATE OPERATOR {pg_schema}.* "
+                f"(LEFTARG = numeric, RIGHTARG = integer, FUNCTION = {pg_schema}.times)"
+            )
+            conn.exec_driver_sql(
+                f"CREATE TABLE {store.qualified('money')} "
+                f"(id int NOT NULL, n numeric(12, 2) NOT NULL, m numeric(10, 3))"
+            )
+            conn.exec_driver_sql(f"INSERT INTO {store.qualified('money')} VALUES (1, 12.34, 5)")
+        with store.open_reader("money") as reader:
+            read = pa.Table.from_batches(list(reader.batches(["id", "n", "m"], 10)))
+    finally:
+        store.close()
+    assert _fields(driver_batches) == [2]  # id and n packed, m a field of its own
+    assert read.to_pylist() == [{"id": 1, "n": Decimal("12.34"), "m": Decimal("5.000")}]
