@@ -42,4 +42,3 @@ def test_a_cursor_value_with_more_places_than_its_scale_is_copied(tmp_path: Path
     for _ in range(2):
         watermark = copy_table(job, job.tables[0], watermark).watermark
     assert _copied(tmp_path / "copy.sqlite") == [1, 2, 3]
-
