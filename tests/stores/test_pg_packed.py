@@ -4,6 +4,8 @@
 import math
 import re
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -118,19 +120,28 @@ def test_packed_values_with_no_exact_arrow_value_are_refused_naming_the_column(
     assert _fields(driver_batches) == [1]  # both columns in the packed field
 
 
+@contextmanager
+def _searching(pg_server: str, pg_schema: str, search_path: str) -> Iterator[Any]:
+    """A source store whose sessions look up names along `search_path`."""
+    url = sa.engine.make_url(pg_server).update_query_dict(
+        {"options": f"-c search_path={search_path}"}
+    )
+    store = open_source(
+        StoreConfig(url=url.render_as_string(hide_password=False), schema=pg_schema)
+    )
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 def test_a_search_path_with_pg_catalog_after_a_schema_of_operators_packs_the_same(
     pg_server: str, pg_schema: str, driver_batches: list[pa.RecordBatch]
 ) -> None:
     """A search_path may name pg_catalog after another schema, whose `||` for two byteas
     would then be the one the packed field's concatenation calls: it would hand the columns'
     bytes over in another order, of the same length, and swap their values silently."""
-    url = sa.engine.make_url(pg_server).update_query_dict(
-        {"options": f"-c search_path={pg_schema},pg_catalog"}
-    )
-    store = open_source(
-        StoreConfig(url=url.render_as_string(hide_password=False), schema=pg_schema)
-    )
-    try:
+    with _searching(pg_server, pg_schema, f"{pg_schema},pg_catalog") as store:
         with store.engine.begin() as conn:
             conn.exec_driver_sql(
                 f"CREATE FUNCTION {pg_schema}.swapped(bytea, bytea) RETURNS bytea "
@@ -146,8 +157,6 @@ def test_a_search_path_with_pg_catalog_after_a_schema_of_operators_packs_the_sam
             conn.exec_driver_sql(f"INSERT INTO {store.qualified('two')} VALUES (1, 2)")
         with store.open_reader("two") as reader:
             read = pa.Table.from_batches(list(reader.batches(["a", "b"], 10))).to_pylist()
-    finally:
-        store.close()
     assert _fields(driver_batches) == [1]  # both columns in the packed field
     assert read == [{"a": 1, "b": 2}]
 
@@ -158,13 +167,7 @@ def test_a_schema_on_the_search_path_with_its_own_numeric_times_integer_scales_t
     """pg_catalog has no `*` of a numeric and an integer (it casts the integer): one in any
     schema of the search_path, even after pg_catalog, matches exactly and would be the one
     that scales a NUMERIC(p <= 18, s) to the bigint of its smallest unit."""
-    url = sa.engine.make_url(pg_server).update_query_dict(
-        {"options": f"-c search_path={pg_schema}"}
-    )
-    store = open_source(
-        StoreConfig(url=url.render_as_string(hide_password=False), schema=pg_schema)
-    )
-    try:
+    with _searching(pg_server, pg_schema, f"{pg_schema}") as store:
         with store.engine.begin() as conn:
             conn.exec_driver_sql(
                 f"CREATE FUNCTION {pg_schema}.times(numeric, integer) RETURNS numeric "
@@ -181,7 +184,5 @@ def test_a_schema_on_the_search_path_with_its_own_numeric_times_integer_scales_t
             conn.exec_driver_sql(f"INSERT INTO {store.qualified('money')} VALUES (1, 12.34, 5)")
         with store.open_reader("money") as reader:
             read = pa.Table.from_batches(list(reader.batches(["id", "n", "m"], 10)))
-    finally:
-        store.close()
     assert _fields(driver_batches) == [2]  # id and n packed, m a field of its own
     assert read.to_pylist() == [{"id": 1, "n": Decimal("12.34"), "m": Decimal("5.000")}]
