@@ -767,3 +767,21 @@ def test_year_0000_stays_0(server: PrivateMariaDB, tmp_path: Path, extra: str) -
         ]
     finally:
         made.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "named"),
+    [("uuid", "uuid"), ("inet6", "inet6"), ("varchar(8) CHARACTER SET ucs2", "ucs2 text")],
+)
+def test_a_column_the_binlog_sends_undecodable_is_refused_naming_it(
+    server: PrivateMariaDB, tmp_path: Path, kind: str, named: str
+) -> None:
+    """MariaDB's UUID and INET6 reach the binlog as their 16 stored bytes, and ucs2 text in
+    an encoding neither decoder reads: copied, they would be bytes where the snapshot wrote
+    text. The table is refused before its first copy, naming the column and its type."""
+    made = BinlogCase(server, tmp_path, tables=[{"name": "odd"}])
+    made.sql(f"CREATE TABLE odd (id int PRIMARY KEY, v {kind})")
+    job = made.job()
+    assert any("column 'v'" in p for p in cdc_problems(job, job.tables[0]))
+    with pytest.raises(SourceError, match=f"column 'v' is {named}"):
+        made.run("odd")

@@ -47,6 +47,9 @@ if TYPE_CHECKING:
     from copyjob_dagster.stores.mysql import MySQLStore
 
 OFFSET_BITS = 32
+# MariaDB types the binlog carries as their stored bytes (a UUID in its own byte order).
+_RAW_TYPES = frozenset({"uuid", "inet4", "inet6"})
+
 _REQUIRED = (
     ("log_bin", "ON", "the binary log is off: start the server with log_bin (log-bin=...)"),
     (
@@ -152,6 +155,7 @@ class BinlogChangeStream:
                     {"grantee": _grantee(user)},
                 ).scalars()
             )
+            found += self._undecodable_columns(c)
         if snapshot is None:
             return [
                 "the server does not report binlog_snapshot_file (MariaDB does; MySQL does "
@@ -174,6 +178,24 @@ class BinlogChangeStream:
                     f"REPLICATION CLIENT ON *.* TO {user}"
                 )
         return found
+
+    def _undecodable_columns(self, c: Connection) -> list[str]:
+        """Columns the binlog carries in a form neither decoder turns into the snapshot's
+        values: MariaDB's UUID and INET types as their stored bytes, ucs2 text."""
+        rows = c.execute(
+            sa.text(
+                "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_SET_NAME FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = :database AND TABLE_NAME = :table"
+            ),
+            {"database": self.database, "table": self.table},
+        ).all()
+        return [
+            f"column {name!r} is {kind.lower() if kind.lower() in _RAW_TYPES else 'ucs2 text'}, "
+            "which the binlog carries in a form copyjob does not decode: copy the table with "
+            "mode: incremental"
+            for name, kind, charset in rows
+            if kind.lower() in _RAW_TYPES or (charset or "").lower() == "ucs2"
+        ]
 
     def check(self) -> None:
         problems = self.problems()
