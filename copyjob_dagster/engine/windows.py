@@ -108,7 +108,7 @@ def fingerprint(reader: TableReader, plan: CopyPlan, value: Any) -> tuple[int, s
 
     The hash is a sum of per-row hashes, so it needs no ordering and no memory beyond a batch.
     """
-    at_value = Window(plan.incremental_column, value, True, value)
+    at_value = Window.at(plan.incremental_column, value)
     count, total = 0, 0
     for batch in reader.batches(plan.source_columns, plan.batch_rows, at_value):
         total = (total + _hash_sum(batch)) % FINGERPRINT_MODULUS

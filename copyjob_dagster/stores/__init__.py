@@ -13,13 +13,11 @@ from copyjob_dagster.stores.base import (
     KeyDiff,
     KeyRange,
     LiveRows,
-    MaintainedTables,
     Source,
     SplittableSource,
     TableDescription,
     TableReader,
     TransactionAwareSource,
-    Upkeep,
     VersionColumns,
     Window,
     WriteMethod,
@@ -44,6 +42,7 @@ from copyjob_dagster.stores.registry import (
     open_destination,
     open_source,
 )
+from copyjob_dagster.stores.upkeep import MaintainedTables, Upkeep
 from copyjob_dagster.stores.validation import store_problems
 
 __all__ = [

@@ -60,6 +60,15 @@ class Window:
     high: Any = None
     backfill: bool = False
 
+    @classmethod
+    def at(cls, column: str, value: Any) -> "Window":
+        """The rows whose `column` equals `value`: those at a watermark."""
+        return cls(column, value, True, value)
+
+    @property
+    def one_value(self) -> bool:
+        return self.low is not None and self.low_inclusive and self.low == self.high
+
 
 def ordered_by_collation(field: pa.Field) -> bool:
     """Whether stores may order the values of `field` differently: text is ordered by each
@@ -218,34 +227,6 @@ class SplittableSource(Protocol):
     ) -> AbstractContextManager[tuple[TableReader, list[TableReader]]]:
         """Open a snapshot reader and `parts - 1` more readers of the very same snapshot; the
         first one also serves counts, bounds and keys."""
-        ...
-
-
-@dataclass(frozen=True)
-class Upkeep:
-    """What one upkeep of a table did: compaction, then vacuum (`MaintainedTables`)."""
-
-    commits: int
-    """Commits to the table since its previous compaction or vacuum."""
-    files_compacted: int
-    """Small files rewritten, as `files_written` larger ones (their rows unchanged)."""
-    files_written: int
-    files_deleted: int
-    """Files no version within the retention needs, deleted from storage."""
-    version: int
-    """The table's version after the upkeep."""
-
-
-@runtime_checkable
-class MaintainedTables(Protocol):
-    """A destination whose tables are kept up: small files compacted, old files vacuumed."""
-
-    def maintain(
-        self, table: str, every: int, retention_hours: int | None, *, now: bool = False
-    ) -> Upkeep | None:
-        """Compact and vacuum `table` once `every` commits were made since its last upkeep
-        (or `now`), deleting only files out of the table longer than `retention_hours` (None:
-        the table's own retention); None when it was not due."""
         ...
 
 

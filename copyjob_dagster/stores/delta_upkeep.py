@@ -25,8 +25,8 @@ from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
 from copyjob_dagster.errors import DestinationError
-from copyjob_dagster.stores.base import Upkeep
 from copyjob_dagster.stores.delta_layout import TARGET_FILE_BYTES, WRITER
+from copyjob_dagster.stores.upkeep import Upkeep
 
 UPKEEP_OPERATIONS = {"OPTIMIZE", "VACUUM END"}
 VACUUM_STARTED = "VACUUM START"

@@ -87,12 +87,7 @@ def _one_value(window: Window | None) -> bool:
     """A window of one value: the rows at a watermark, read for its fingerprint. A few rows as
     a rule, which the driver's read would cost a server session of its own to fetch (most of a
     no-op incremental table's time); this reader's own connection reads them."""
-    return (
-        window is not None
-        and window.low is not None
-        and window.low_inclusive
-        and window.low == window.high
-    )
+    return window is not None and window.one_value
 
 
 class PostgresTableReader(SqlTableReader):

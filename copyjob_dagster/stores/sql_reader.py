@@ -92,7 +92,7 @@ class SqlTableReader:
         figures = [nulls, sa.func.max(self._store.stored_value(cursor)), sa.func.count(cursor)]
         where = []
         if low is not None:
-            at_low = ranges.window_conditions(self._table, Window(column, low, True, low))
+            at_low = ranges.window_conditions(self._table, Window.at(column, low))
             figures.append(sa.func.count(sa.case((sa.and_(*at_low), 1))))
             where.append(sa.or_(cursor.is_(None), cursor >= low))
         query = sa.select(*figures).select_from(self._table).where(*where)
