@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from copyjob_dagster.config import TableConfig
@@ -203,21 +202,15 @@ class _Applier:
 
     def _batch(self, chunk: RowsChunk, end: int) -> ChangeBatch:
         """A rows event's columns as the sink's batch (types are the sink's to align)."""
-        rows = {}
-        for name, values in chunk.columns.items():
-            destination = self._destination(name)
-            if destination:
-                rows[destination] = values
-        n = chunk.num_rows
         old_keys = None
         if chunk.old_keys is not None and all(s in chunk.old_keys for s in self.key_sources):
             old_keys = pa.table(
                 {k: chunk.old_keys[s] for k, s in zip(self.key, self.key_sources, strict=True)}
             )
         return ChangeBatch(
-            pa.table(rows),
-            pa.array([chunk.operation] * n, pa.string()),
-            pa.array(np.full(n, end, dtype=np.int64)),
+            pa.table(self._row(chunk.columns)),
+            pa.repeat(pa.scalar(chunk.operation, pa.string()), chunk.num_rows),
+            pa.repeat(pa.scalar(end, pa.int64()), chunk.num_rows),
             {},
             old_keys,
         )

@@ -319,18 +319,13 @@ def _decimals(matrix: np.ndarray, valid: np.ndarray, precision: int, scale: int)
 
 
 def _members(number: np.ndarray, valid: np.ndarray, names: list[str], is_set: bool) -> pa.Array:
-    """ENUM codes (1-based; `names` has "" first) or SET bit masks as their text."""
-    cache: dict[int, str | None] = {}
-    out: list[str | None] = []
-    for code, ok in zip(number.tolist(), valid.tolist(), strict=True):
-        if not ok:
-            out.append(None)
-            continue
-        if code not in cache:
-            if is_set:
-                joined = ",".join(n for i, n in enumerate(names) if code >> i & 1)
-                cache[code] = joined or None
-            else:
-                cache[code] = names[code] if code < len(names) else None
-        out.append(cache[code])
-    return pa.array(out, pa.string())
+    """ENUM codes (1-based; `names` has "" first) or SET bit masks as their text: each distinct
+    code spelled once, then taken for every row."""
+    codes, at = np.unique(number, return_inverse=True)
+    texts: list[str | None] = []
+    for code in codes.tolist():
+        if is_set:
+            texts.append(",".join(n for i, n in enumerate(names) if code >> i & 1) or None)
+        else:
+            texts.append(names[code] if code < len(names) else None)
+    return pa.array(texts, pa.string()).take(pa.array(at.ravel(), mask=~valid))
