@@ -142,8 +142,9 @@ class RowsAt:
         self._known = known
 
     def tap(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        counting = self._known is None  # a known fingerprint needs no batch looked at
         for batch in batches:
-            if self._usable:
+            if counting and self._usable:
                 self._add(batch)
             yield batch
         self._complete = True
