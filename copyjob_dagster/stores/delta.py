@@ -51,6 +51,7 @@ from copyjob_dagster.stores.delta_merge import (
     tagged,
     upsert,
 )
+from copyjob_dagster.stores.delta_rewrite import fits, rewrite
 from copyjob_dagster.stores.delta_types import as_delta, delta_schema, window_predicate
 from copyjob_dagster.stores.delta_upkeep import DeltaUpkeep
 from copyjob_dagster.stores.files import FolderStore
@@ -264,10 +265,16 @@ class DeltaStore(OneVersionSplit, DeltaUpkeep, FolderStore):
         primary_key: tuple[str, ...],
         batches: Iterable[pa.RecordBatch],
     ) -> int:
-        """Upsert the batches by `primary_key` in one commit (see `delta_merge.upsert`)."""
+        """Upsert the batches by `primary_key` in one commit: file by file (`delta_rewrite`)
+        where that applies, else by delta-rs's merge (`delta_merge.upsert`)."""
         token = uuid.uuid4().hex
-        cast = functools.partial(as_delta, schema=target)  # applied as the spill is read back
-        written = upsert(existing, primary_key, batches, cast, WRITER, tagged(token))
+        if fits(existing, target, None):
+            written = rewrite(
+                existing, primary_key, as_delta(batches, target), None, tagged(token), token
+            )
+        else:
+            cast = functools.partial(as_delta, schema=target)  # applied as the spill is read
+            written = upsert(existing, primary_key, batches, cast, WRITER, tagged(token))
         self._record(table, token)
         return written
 
@@ -292,9 +299,16 @@ class DeltaStore(OneVersionSplit, DeltaUpkeep, FolderStore):
         batches: Iterable[pa.RecordBatch],
         versions: VersionColumns | None = None,
     ) -> int:
-        """The window's rows and the pending deletions (if any) in one merge commit."""
+        """The window's rows and the pending deletions (if any) in one commit: file by file
+        (`delta_rewrite`) where that applies, else by delta-rs's merge (SCD2 versions too)."""
         token = uuid.uuid4().hex
         diff = self._deletions
+        if versions is None and fits(existing, target, diff.policy if diff else None):
+            written = rewrite(
+                existing, write_key, as_delta(batches, target), diff, tagged(token), token
+            )
+            self._record(table, token)
+            return written
         written, metrics = merge_changes(
             existing,
             target,
