@@ -52,14 +52,19 @@ INSERTED, UPDATED, DELETED = "copyjob.inserted", "copyjob.updated", "copyjob.del
 _ROW = "_copyjob_row"
 
 
+# Table features that change nothing of how a data file is written or committed: naive
+# timestamps (every table with one has them).
+PLAIN_FEATURES = {"timestampNtz"}
+
+
 def fits(existing: DeltaTable, target: pa.Schema, policy: DeletePolicy | None) -> bool:
     """Whether a merge of rows of `target` (and deletions by `policy`) can be written here."""
     protocol = existing.protocol()
     metadata = existing.metadata()
     schema = pa.schema(existing.schema().to_arrow())
     return (
-        protocol.min_reader_version == 1
-        and protocol.min_writer_version <= 2
+        _plain(protocol.min_reader_version, 1, protocol.reader_features)
+        and _plain(protocol.min_writer_version, 2, protocol.writer_features)
         and not metadata.partition_columns
         and metadata.configuration.get("delta.appendOnly") != "true"
         and not any(f.metadata and b"delta.invariants" in f.metadata for f in schema)
@@ -69,8 +74,19 @@ def fits(existing: DeltaTable, target: pa.Schema, policy: DeletePolicy | None) -
     )
 
 
+def _plain(version: int, legacy: int, features: list[str] | None) -> bool:
+    """A protocol version of no feature but the legacy ones up to `legacy` (deletion
+    vectors, column mapping, constraints, change data feed... are later ones), or of table
+    features all in PLAIN_FEATURES."""
+    return version <= legacy or (features is not None and set(features) <= PLAIN_FEATURES)
+
+
 def _fields(schema: pa.Schema) -> dict[str, tuple[pa.DataType, bool]]:
-    return {f.name: (f.type, f.nullable) for f in schema}
+    """Each field's type as Delta holds it (one string type, one binary type)."""
+    return {f.name: (_DELTA_TYPES.get(f.type, f.type), f.nullable) for f in schema}
+
+
+_DELTA_TYPES = {pa.large_string(): pa.string(), pa.large_binary(): pa.binary()}
 
 
 @dataclass
@@ -103,7 +119,9 @@ def rewrite(
     def keyed() -> Iterable[pa.RecordBatch]:
         for batch in batches:
             window_keys.append(pa.table(batch.select(list(write_key))))
-            yield pa.RecordBatch.from_arrays([batch.column(n) for n in schema.names], schema=schema)
+            yield pa.RecordBatch.from_arrays(
+                [batch.column(f.name).cast(f.type) for f in schema], schema=schema
+            )
 
     written = files.write(keyed())
     replaced = (
