@@ -7,8 +7,9 @@ write is exactly one Delta commit, so a reader sees the table's previous version
 never a mix, and a killed run leaves the previous version in force: a full copy overwrites the
 table; an incremental `append` replaces the rows of its window (those the watermark's value
 starts) in the same commit that adds the new ones; `merge` upserts by the primary key, and
-deletions and SCD2 versions ride in that merge (`delta_merge`). Writing a window again changes
-nothing twice. Columns new at the source are added by the write's own schema merge.
+deletions ride in that commit, written file by file (`delta_rewrite`), or by delta-rs's merge
+(`delta_merge`) for SCD2, tables of features it leaves alone, and columns new at the source
+(any write's own schema merge adds them). Writing a window again changes nothing twice.
 
 Each commit carries a token in its commit info, by which the store finds its own commit in the
 table's history (even if another writer committed after it) and reports its version and row
@@ -265,16 +266,13 @@ class DeltaStore(OneVersionSplit, DeltaUpkeep, FolderStore):
         primary_key: tuple[str, ...],
         batches: Iterable[pa.RecordBatch],
     ) -> int:
-        """Upsert the batches by `primary_key` in one commit: file by file (`delta_rewrite`)
-        where that applies, else by delta-rs's merge (`delta_merge.upsert`)."""
-        token = uuid.uuid4().hex
+        """Upsert the batches by `primary_key` in one commit: file by file where that applies
+        (`_merge_changes`), else by delta-rs's merge (`delta_merge.upsert`)."""
         if fits(existing, target, None):
-            written = rewrite(
-                existing, primary_key, as_delta(batches, target), None, tagged(token), token
-            )
-        else:
-            cast = functools.partial(as_delta, schema=target)  # applied as the spill is read
-            written = upsert(existing, primary_key, batches, cast, WRITER, tagged(token))
+            return self._merge_changes(table, existing, target, primary_key, batches)
+        token = uuid.uuid4().hex
+        cast = functools.partial(as_delta, schema=target)  # applied as the spill is read back
+        written = upsert(existing, primary_key, batches, cast, WRITER, tagged(token))
         self._record(table, token)
         return written
 
@@ -304,9 +302,8 @@ class DeltaStore(OneVersionSplit, DeltaUpkeep, FolderStore):
         token = uuid.uuid4().hex
         diff = self._deletions
         if versions is None and fits(existing, target, diff.policy if diff else None):
-            written = rewrite(
-                existing, write_key, as_delta(batches, target), diff, tagged(token), token
-            )
+            cast = as_delta(batches, target)
+            written = rewrite(existing, write_key, cast, diff, tagged(token), token)
             self._record(table, token)
             return written
         written, metrics = merge_changes(
