@@ -62,7 +62,7 @@ def lake(folder: Path) -> DeltaStore:
 def merge(store: DeltaStore, window: pa.Table, gone: set[int], mode: str | None) -> Any:
     """The window merged by `id`, with the keys in `gone` deleted (`mode`), as the engine
     asks a Delta destination: one commit; return what it reports."""
-    kept = [i for i in range(1, 10_000) if i not in gone]
+    kept = [i for i in range(1, 10_000) if i not in gone]  # the source's keys
     key_schema = pa.schema([pa.field("id", pa.int64())])
     if mode is None:
         return store.last_commit, write(store, window), None
@@ -82,8 +82,8 @@ def write(store: DeltaStore, window: pa.Table) -> int:
     )
 
 
-def contents(folder: Path) -> list[dict[str, Any]]:
-    table = DeltaTable(str(folder / "zoo")).to_pyarrow_table()
+def contents(folder: Path, version: int | None = None) -> list[dict[str, Any]]:
+    table = DeltaTable(str(folder / "zoo"), version=version).to_pyarrow_table()
     return table.sort_by([("id", "ascending"), ("updated_at", "ascending")]).to_pylist()
 
 
@@ -111,18 +111,24 @@ def test_the_file_by_file_merge_leaves_what_delta_rs_merge_leaves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str | None
 ) -> None:
     window, gone = changes()
-    mine = merge(lake(tmp_path / "mine"), window, gone, mode)
+    # Then every key is back at the source: some with a new row, the others as they were.
+    back = sorted(gone)[::2]
+    steps = [(window, gone), (zoo_rows(back, at=7000, shift=4), set())]
+    store = lake(tmp_path / "mine")
+    mine = [merge(store, w, g, mode) for w, g in steps]
     assert DeltaTable(str(tmp_path / "mine" / "zoo")).history(1)[0]["operation"] == "WRITE"
-
     monkeypatch.setattr("copyjob_dagster.stores.delta.fits", lambda *args: False)
-    theirs = merge(lake(tmp_path / "theirs"), window, gone, mode)
+    store = lake(tmp_path / "theirs")
+    theirs = [merge(store, w, g, mode) for w, g in steps]
     assert DeltaTable(str(tmp_path / "theirs" / "zoo")).history(1)[0]["operation"] == "MERGE"
 
-    assert contents(tmp_path / "mine") == contents(tmp_path / "theirs")
-    assert mine == theirs  # the commit's version and counts, the rows, the deletions
+    for version in (FILES, FILES + 1):
+        assert contents(tmp_path / "mine", version) == contents(tmp_path / "theirs", version)
+    assert mine == theirs  # each commit's version and counts, the rows, the deletions
     if mode == "soft":
-        marked = [r["id"] for r in contents(tmp_path / "mine") if r[MARKER] is not None]
+        marked = [r["id"] for r in contents(tmp_path / "mine", FILES) if r[MARKER] is not None]
         assert marked == sorted(gone)
+        assert mine[1][2].restored == len(gone) - len(back)
 
 
 def test_only_the_files_the_keys_reach_are_rewritten_and_readers_still_skip(
