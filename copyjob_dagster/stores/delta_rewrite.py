@@ -138,15 +138,17 @@ def rewrite(
             diff.restores if diff.restores is not None and diff.restores.num_rows else None
         )
     policy = diff.policy if diff is not None else None
+    gone_key = diff.key if diff is not None else []
+    actions = pa.table(existing.get_add_actions(flatten=True))
+
     removed: list[RemoveAction] = []
     counts = _Counts()
-    actions = pa.table(existing.get_add_actions(flatten=True))
-    for path, size in _reachable(actions, write_key, diff.key if diff else [], keys):
+    for path, size in _reachable(actions, write_key, gone_key, keys):
         data = ds.dataset(unquote(path), schema=schema, filesystem=filesystem).to_table()
-        kept = _rewritten(data, write_key, diff.key if diff else [], policy, keys, counts)
+        kept = _rewritten(data, write_key, gone_key, policy, keys, counts)
         if kept is None:
             continue  # no row of it changes: the file stays
-        files.write(kept.to_batches())
+        files.write(kept.to_batches(), split=False)
         removed.append(RemoveAction(path, True, _now_ms(), size=size, partition_values={}))
     inserted = written - counts.replaced
     metadata = {
@@ -221,33 +223,31 @@ def _rewritten(
     gone_key: Sequence[str],
     policy: DeletePolicy | None,
     keys: _Keys,
-    counts: _Counts,
+    counts: "_Counts",
 ) -> pa.Table | None:
-    """The file's rows after the merge; None if the merge changes none of them."""
+    """The file's rows after the merge, counted into `counts`; None if the merge changes none
+    of them."""
     replaced = _matching(data, write_key, keys.replaced)
     gone = _matching(data, gone_key, keys.gone) & ~replaced
-    restored = _matching(data, gone_key, keys.restored) & ~replaced
-    changed = 0
+    restored = _matching(data, gone_key, keys.restored)  # none the window writes
+    marked = 0
     if policy is not None and policy.mode == "soft":
         marker = data.column(policy.marker)
         marks = gone & ~np.asarray(marker.is_valid())
         unmarks = restored & np.asarray(marker.is_valid())
-        changed = int(marks.sum()) + int(unmarks.sum())
-        if changed:
+        marked = int(marks.sum()) + int(unmarks.sum())
+        if marked:
             stamp = pa.scalar(policy.stamp, marker.type)
-            column = pc.if_else(
-                marks, stamp, pc.if_else(unmarks, pa.scalar(None, marker.type), marker)
-            )
-            data = data.set_column(
-                data.schema.get_field_index(policy.marker), policy.marker, column
-            )
-        counts.marked += changed
+            unmarked = pc.if_else(unmarks, pa.scalar(None, marker.type), marker)
+            at = data.schema.get_field_index(policy.marker)
+            data = data.set_column(at, data.schema.field(at), pc.if_else(marks, stamp, unmarked))
         dropped = replaced
     else:
         dropped = replaced | gone
         counts.deleted += int(gone.sum())
     counts.replaced += int(replaced.sum())
-    if not dropped.any() and not changed:
+    counts.marked += marked
+    if not dropped.any() and not marked:
         return None
     return data.filter(~dropped)
 
