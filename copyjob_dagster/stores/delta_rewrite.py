@@ -1,9 +1,9 @@
 """A Delta merge written one data file at a time (copy-on-write), in one Delta commit.
 
 delta-rs 1.6.6 writes no deletion vectors (delta-rs#4512): its merge rewrites each data file
-that holds a changed row, and its join holds the window and those files' rows together. A merge
-of 20,000 rows spread over a 2,000,000-row table (every file touched) took 0.95x the table's
-full copy and peaked at 458 MB (benchmarks/results/delta-merge.md). Here instead:
+that holds a changed row, and its join holds the window and those files' rows together (a
+merge of 20,000 rows spread over a 2,000,000-row table, every file touched, peaked at 325-458
+MB; benchmarks/results/delta-merge.md). Here instead, holding one file at a time:
 
 1. the window's rows are written to new data files, their keys kept in memory;
 2. each data file that the window's keys, the gone keys or the restored keys can reach (by the
@@ -23,10 +23,9 @@ the application transaction `copyjob`, so two of them from the same version conf
 neither removed a file (two machines on object storage inserting the same new key). Another
 writer's blind append does not conflict, as with Delta's own merge of files it did not read.
 
-It applies to tables copyjob writes: no partitions, no deletion vectors or column mapping
-(reader version 1), no constraints, change data feed or other writer features (writer version
-2 at most), and a window of the table's own columns (`fits`); anything else, and SCD2, goes to
-the DataFusion merge.
+It applies to tables copyjob writes (`fits`): no partitions; no deletion vectors, column
+mapping, constraints, change data feed or other table features than naive timestamps; and a
+window of the table's own columns. Anything else, and SCD2, goes to the DataFusion merge.
 """
 
 import time
