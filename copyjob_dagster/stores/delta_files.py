@@ -3,9 +3,8 @@
 
 The files are laid out as the store's delta-rs writes lay them out (`delta_layout`: row
 groups, dictionary pages, compression), with the Parquet folder store's choice of dictionary
-columns. Each file's statistics are taken from
-the Arrow data written, in the JSON form of the Delta protocol ("Per-file Statistics"): the row
-count, each column's NULL count, and the lowest and highest value of the columns whose order
+columns. Each file's statistics are taken from the Arrow data written, in the JSON form of the
+Delta protocol ("Per-file Statistics"): the row count, each column's NULL count, and the lowest and highest value of the columns whose order
 Delta and Arrow share exactly (integers, dates, timestamps, text). Other columns get no bounds,
 which readers take as "any value": decimals (readers parse JSON numbers as floats), floats
 (NaN), booleans, bytes. Text bounds are kept to 64 characters: a lowest value is cut to its
