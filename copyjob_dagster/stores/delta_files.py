@@ -1,16 +1,17 @@
 """Data files written into a Delta table's folder outside delta-rs, each with the add action
 (size, statistics) that a commit of it needs (`delta_rewrite`).
 
-The files are laid out as the store's delta-rs writes lay them out (`delta_layout`: row
-groups, dictionary pages, compression), with the Parquet folder store's choice of dictionary
-columns. Each file's statistics are taken from the Arrow data written, in the JSON form of the
-Delta protocol ("Per-file Statistics"): the row count, each column's NULL count, and the lowest and highest value of the columns whose order
-Delta and Arrow share exactly (integers, dates, timestamps, text). Other columns get no bounds,
-which readers take as "any value": decimals (readers parse JSON numbers as floats), floats
-(NaN), booleans, bytes. Text bounds are kept to 64 characters: a lowest value is cut to its
-prefix (still a lower bound), a longer highest value is left out. The columns given statistics
-are the table's first 32, or as many as `delta.dataSkippingNumIndexedCols` says, or those
-`delta.dataSkippingStatsColumns` names, as for delta-rs's own files.
+The files are laid out as the store's delta-rs writes lay them out (`delta_layout`: row groups,
+dictionary pages, compression), with the Parquet folder store's choice of dictionary columns.
+Each file's statistics are taken from the Arrow data written, in the JSON form of the Delta
+protocol ("Per-file Statistics"): the row count, each column's NULL count, and the lowest and
+highest value of the columns whose order Delta and Arrow share exactly (integers, dates,
+timestamps, text). Other columns get no bounds, which readers take as "any value": decimals
+(readers parse JSON numbers as floats), floats (NaN), booleans, bytes. Text bounds are kept to
+64 characters: a lowest value is cut to its prefix (still a lower bound), a longer highest value
+is left out. The columns given statistics are the table's first 32, or as many as
+`delta.dataSkippingNumIndexedCols` says, or those `delta.dataSkippingStatsColumns` names, as for
+delta-rs's own files.
 """
 
 import itertools
