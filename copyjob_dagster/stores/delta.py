@@ -7,8 +7,9 @@ write is exactly one Delta commit, so a reader sees the table's previous version
 never a mix, and a killed run leaves the previous version in force: a full copy overwrites the
 table; an incremental `append` replaces the rows of its window (those the watermark's value
 starts) in the same commit that adds the new ones; `merge` upserts by the primary key, and
-deletions and SCD2 versions ride in that merge (`delta_merge`). Writing a window again changes
-nothing twice. Columns new at the source are added by the write's own schema merge.
+deletions ride in that commit, written file by file (`delta_rewrite`), or by delta-rs's merge
+(`delta_merge`) for SCD2, tables of features it leaves alone, and columns new at the source
+(any write's own schema merge adds them). Writing a window again changes nothing twice.
 
 Each commit carries a token in its commit info, by which the store finds its own commit in the
 table's history (even if another writer committed after it) and reports its version and row
@@ -51,6 +52,7 @@ from copyjob_dagster.stores.delta_merge import (
     tagged,
     upsert,
 )
+from copyjob_dagster.stores.delta_rewrite import fits, rewrite
 from copyjob_dagster.stores.delta_types import as_delta, delta_schema, window_predicate
 from copyjob_dagster.stores.delta_upkeep import DeltaUpkeep
 from copyjob_dagster.stores.files import FolderStore
@@ -264,7 +266,10 @@ class DeltaStore(OneVersionSplit, DeltaUpkeep, FolderStore):
         primary_key: tuple[str, ...],
         batches: Iterable[pa.RecordBatch],
     ) -> int:
-        """Upsert the batches by `primary_key` in one commit (see `delta_merge.upsert`)."""
+        """Upsert the batches by `primary_key` in one commit: file by file where that applies
+        (`_merge_changes`), else by delta-rs's merge (`delta_merge.upsert`)."""
+        if fits(existing, target, None):
+            return self._merge_changes(table, existing, target, primary_key, batches)
         token = uuid.uuid4().hex
         cast = functools.partial(as_delta, schema=target)  # applied as the spill is read back
         written = upsert(existing, primary_key, batches, cast, WRITER, tagged(token))
@@ -292,9 +297,15 @@ class DeltaStore(OneVersionSplit, DeltaUpkeep, FolderStore):
         batches: Iterable[pa.RecordBatch],
         versions: VersionColumns | None = None,
     ) -> int:
-        """The window's rows and the pending deletions (if any) in one merge commit."""
+        """The window's rows and the pending deletions (if any) in one commit: file by file
+        (`delta_rewrite`) where that applies, else by delta-rs's merge (SCD2 versions too)."""
         token = uuid.uuid4().hex
         diff = self._deletions
+        if versions is None and fits(existing, target, diff.policy if diff else None):
+            cast = as_delta(batches, target)
+            written = rewrite(existing, write_key, cast, diff, tagged(token), token)
+            self._record(table, token)
+            return written
         written, metrics = merge_changes(
             existing,
             target,

@@ -35,6 +35,7 @@ from copyjob_dagster.stores.delta_changes import (
     VERSION,
     DeltaKeyDiff,
 )
+from copyjob_dagster.stores.delta_rewrite import commit_counts
 from copyjob_dagster.stores.delta_source import spilled
 from copyjob_dagster.stores.delta_types import as_delta, quoted
 
@@ -247,7 +248,11 @@ def tagged(token: str) -> CommitProperties:
 
 def commit_of(entry: dict[str, Any], deleted: int) -> Commit:
     """A history entry's version and row counts: a merge reports all three; an overwrite
-    reports the rows it added, and `deleted` is what it replaced."""
+    reports the rows it added, and `deleted` is what it replaced; a file-by-file merge
+    (`delta_rewrite`) writes its counts into its commit info."""
+    counted = commit_counts(entry)
+    if counted is not None:
+        return counted
     metrics = entry.get("operationMetrics", {})
     if "num_target_rows_inserted" in metrics:
         return Commit(

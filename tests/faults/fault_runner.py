@@ -23,7 +23,8 @@ POINT is one of:
                 Dagster records the position
   cdc-advance   (mode: cdc) die after Dagster recorded the position, before the slot moves
   delta-during  die as the NTH batch goes into a Delta write (files written, no commit yet)
-  delta-before  die once a Delta write has taken its last batch, just before it commits
+  delta-before  die once a Delta write has taken its last batch, just before it commits (a
+                merge written file by file: with its files written, at its commit)
   delta-after   die right after a Delta commit, before the store reads its version back
 SLOW_SECONDS sleeps that long per batch, so that a test can cut connections mid-copy.
 
@@ -181,10 +182,15 @@ def _install_cdc(point: str) -> None:
 
 
 def _install_delta(point: str, nth: int) -> None:
-    """Kill points around the one commit of a Delta write (stores/delta.py, delta_merge.py)."""
+    """Kill points around the one commit of a Delta write (stores/delta.py, delta_merge.py,
+    delta_rewrite.py)."""
+    from deltalake import DeltaTable
+
     from copyjob_dagster.stores import delta, delta_merge
 
     original_as_delta = delta.as_delta
+    original_rewrite = delta.rewrite
+    rewriting: list[bool] = []  # a file-by-file merge reads its window before its other files
 
     def as_delta(batches, schema):  # type: ignore[no-untyped-def]
         def watched():  # type: ignore[no-untyped-def]
@@ -192,13 +198,26 @@ def _install_delta(point: str, nth: int) -> None:
                 if point == "delta-during" and index == nth:
                     die()
                 yield batch
-            if point == "delta-before":
+            if point == "delta-before" and not rewriting:
                 die()
 
         return original_as_delta(watched(), schema)
 
+    def rewrite(*args, **kwargs):  # type: ignore[no-untyped-def]
+        rewriting.append(True)
+        return original_rewrite(*args, **kwargs)
+
+    original_commit = DeltaTable.create_write_transaction
+
+    def commit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if point == "delta-before":
+            die()
+        return original_commit(self, *args, **kwargs)
+
     delta.as_delta = as_delta
     delta_merge.as_delta = as_delta
+    delta.rewrite = rewrite
+    DeltaTable.create_write_transaction = commit
     original_record = delta.DeltaStore._record
 
     def record(self, *args, **kwargs):  # type: ignore[no-untyped-def]

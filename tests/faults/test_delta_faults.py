@@ -1,6 +1,7 @@
 """SIGKILL around the one commit of a Delta write, then rerun: append, merge, SCD2 and hard
-deletes into a Delta table, killed while its files are written, just before its commit, and
-right after it (before the watermark is recorded). The invariant of RELIABILITY.md holds: the
+deletes into a Delta table, killed while its files are written, just before its commit (for a
+merge written file by file, at its commit, its files all written), and right after it (before
+the watermark is recorded). The invariant of RELIABILITY.md holds: the
 copy equals the source as of the recorded watermark, and the Delta table only ever moves by
 whole commits."""
 
@@ -63,6 +64,8 @@ def test_delta_sigkill_around_the_commit_then_rerun(
                     committed = 1 if point == "delta-after" else 0
                     assert DeltaTable(str(table)).version() - before == committed, point
             case.run_until_success()
+            if round_number == 1 and WRITES[write] == "merge":  # written file by file
+                assert DeltaTable(str(table)).history(1)[0]["operation"] == "WRITE"
             if WRITES[write] == "scd2":
                 outcomes.append(_verify_versions(case, seen))
             else:
