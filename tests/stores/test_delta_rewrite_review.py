@@ -4,9 +4,13 @@ it in the table."""
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
-from deltalake import DeltaTable
+import pytest
+from deltalake import DeltaTable, write_deltalake
+
+from copyjob_dagster.errors import DestinationError
 
 from copyjob_dagster.stores import Window
 from copyjob_dagster.stores.delta import DeltaStore
@@ -47,3 +51,46 @@ def test_an_appended_table_rereads_its_boundary_rows_without_duplicating_them(
     )
 
     assert rows(tmp_path / "t") == first.to_pylist()
+
+
+KV = pa.schema([pa.field("id", pa.int64()), pa.field("v", pa.string())])
+
+
+def kv_table(folder: Path, files: list[list[int]]) -> DeltaStore:
+    """A table `t` of one data file per list of ids, each row's `v` "old", written by
+    delta-rs as another writer would."""
+    for ids in files:
+        batch = pa.table({"id": ids, "v": ["old"] * len(ids)}, schema=KV)
+        write_deltalake(str(folder / "t"), batch, mode="append")
+    return store_at(folder)
+
+
+def merge_kv(store: DeltaStore, ids: list[int]) -> int:
+    """A merge by `id` of rows whose `v` is "new"."""
+    window = pa.table({"id": ids, "v": ["new"] * len(ids)}, schema=KV)
+    return store.write_increment(
+        "t", KV, ("id",), iter(window.to_batches()), method="merge", window=Window("id", 0)
+    )
+
+
+def test_a_compaction_committed_meanwhile_fails_the_merge_instead_of_reviving_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compaction (another machine's `optimize`, a Lakehouse's table maintenance) commits
+    between the merge's choice of files and its commit, and removes a file the merge
+    rewrites: committing the merge anyway would add back the rows of that file next to the
+    compacted copy of them (row 3 twice, old and new; row 4 twice)."""
+    store = kv_table(tmp_path, [[1, 2], [3, 4], [5, 6]])
+    path = str(tmp_path / "t")
+    real = DeltaTable.create_write_transaction
+
+    def raced(self: DeltaTable, *args: Any, **kwargs: Any) -> None:
+        assert DeltaTable(path).optimize.compact()["numFilesRemoved"] == 3
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaTable, "create_write_transaction", raced)
+    with pytest.raises(DestinationError, match="writing the Delta table failed"):
+        merge_kv(store, [3, 7])
+
+    ids = DeltaTable(path).to_pyarrow_table().column("id").to_pylist()
+    assert sorted(ids) == [1, 2, 3, 4, 5, 6]  # the compaction's version, nothing of ours
