@@ -94,3 +94,29 @@ def test_a_compaction_committed_meanwhile_fails_the_merge_instead_of_reviving_ro
 
     ids = DeltaTable(path).to_pyarrow_table().column("id").to_pylist()
     assert sorted(ids) == [1, 2, 3, 4, 5, 6]  # the compaction's version, nothing of ours
+
+
+def test_a_window_holding_one_key_twice_never_leaves_the_key_twice(tmp_path: Path) -> None:
+    """A source whose key is not unique (a view, a Delta or Parquet source, a table whose
+    declared key no constraint enforces) sends one key twice. delta-rs's merge refuses the
+    window ("matched a target row with multiple source rows"); a merge by key must not leave
+    the key twice in the destination instead, silently."""
+    store = kv_table(tmp_path, [[1, 2], [3, 4]])
+    try:
+        merge_kv(store, [3, 3, 9, 9])
+    except DestinationError:
+        pass  # refused, as delta-rs's merge refuses it: the table is unchanged
+    ids = DeltaTable(str(tmp_path / "t")).to_pyarrow_table().column("id").to_pylist()
+    assert len(ids) == len(set(ids)), sorted(ids)
+
+
+def test_a_key_held_twice_by_the_table_is_not_reported_as_minus_one_row_inserted(
+    tmp_path: Path,
+) -> None:
+    """A table appended to by another writer holds key 2 in two files. The merge of one row
+    of key 2 inserts no row: the commit's metadata (shown in the Dagster UI) must not say
+    -1 rows inserted."""
+    store = kv_table(tmp_path, [[1, 2], [2, 3]])
+    merge_kv(store, [2])
+    assert store.last_commit is not None
+    assert store.last_commit.inserted == 0
