@@ -33,6 +33,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
@@ -50,6 +51,7 @@ from copyjob_dagster.stores.delta_files import DataFiles, stats_columns
 APP_ID = "copyjob"
 INSERTED, UPDATED, DELETED = "copyjob.inserted", "copyjob.updated", "copyjob.deleted"
 _ROW = "_copyjob_row"
+TIME_BOUND_CUT = timedelta(milliseconds=1)
 
 
 # Table features that change nothing of how a data file is written or committed: naive
@@ -208,9 +210,15 @@ def _reachable(
 
 
 def _any_between(low: Any, high: Any, values: list[Any]) -> bool:
-    """Whether a value of the sorted `values` lies in [low, high] (no bound: it may)."""
+    """Whether a value of the sorted `values` lies in [low, high] (no bound: it may).
+
+    delta-rs (as Spark) writes a timestamp's bounds cut to the millisecond: a file whose
+    highest value is 12:00:00.123456 says 12:00:00.123, so a timestamp's highest value is
+    taken TIME_BOUND_CUT higher (its lowest, cut down, is still a lower bound)."""
     if low is None or high is None:
         return True
+    if isinstance(high, datetime):
+        high += TIME_BOUND_CUT
     at = bisect_left(values, low)
     return at < len(values) and values[at] <= high
 
