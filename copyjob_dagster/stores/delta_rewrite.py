@@ -16,12 +16,13 @@ full copy and peaked at 458 MB (benchmarks/results/delta-merge.md). Here instead
 
 The rows match as in the DataFusion merge (`delta_merge`): by equal keys, a NULL key matching
 nothing. A run killed before the commit leaves files that no version names (vacuum removes
-them); the previous version stays. Delta's conflict check guards the commit: it reads as of the
-version the files were chosen from, so a commit made meanwhile that removed any of that
-version's files (rewrote or deleted rows) makes ours fail; and each of these commits carries
-the application transaction `copyjob`, so two of them from the same version conflict even when
-neither removed a file (two machines on object storage inserting the same new key). Another
-writer's blind append does not conflict, as with Delta's own merge of files it did not read.
+them); the previous version stays. The commit is tried once, as the version after the one the
+files were chosen from: if any writer committed meanwhile, ours fails (and the run's rerun
+merges again). delta-rs's conflict check, which would let some of those commits through, is
+not relied on: it does not see that a compaction (`optimize`, whose removes say
+`dataChange: false`) removed a file that ours removes too, and the rewritten file's rows would
+then be in the table twice. Each of these commits also carries the application transaction
+`copyjob`.
 
 It applies to tables copyjob writes: no partitions, no deletion vectors or column mapping
 (reader version 1), no constraints, change data feed or other writer features (writer version
@@ -42,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable
+from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import RemoveAction, Transaction
 
 from copyjob_dagster.stores.base import Commit, DeletePolicy
@@ -159,10 +161,17 @@ def rewrite(
     commit = CommitProperties(
         custom_metadata={**(properties.custom_metadata or {}), **metadata},
         app_transactions=[Transaction(APP_ID, existing.version() + 1)],
+        max_commit_retries=0,  # see the module's doc: any commit made meanwhile fails ours
     )
-    existing.create_write_transaction(
-        [*removed, *files.added], mode="append", schema=schema, commit_properties=commit
-    )
+    try:
+        existing.create_write_transaction(
+            [*removed, *files.added], mode="append", schema=schema, commit_properties=commit
+        )
+    except CommitFailedError:
+        raise CommitFailedError(
+            f"another writer committed to the table after version {existing.version()}, which "
+            f"this merge read: nothing was committed, run it again"
+        ) from None
     if diff is not None:
         diff.applied = diff.counts(deleted=counts.deleted)
     return written
