@@ -30,10 +30,11 @@ It applies to tables copyjob writes: no partitions, no deletion vectors or colum
 the DataFusion merge.
 """
 
+import functools
 import time
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
@@ -46,6 +47,7 @@ from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import RemoveAction, Transaction
 
+from copyjob_dagster.errors import DestinationError
 from copyjob_dagster.stores.base import Commit, DeletePolicy
 from copyjob_dagster.stores.delta_changes import DeltaKeyDiff
 from copyjob_dagster.stores.delta_files import DataFiles, stats_columns
@@ -133,6 +135,7 @@ def rewrite(
         if window_keys
         else schema.empty_table().select(list(write_key))
     )
+    _refuse_repeated(replaced, write_key)
     keys = _Keys(replaced, None, None)
     if diff is not None:
         diff.drop_restores(replaced.select(diff.key))
@@ -152,7 +155,9 @@ def rewrite(
             continue  # no row of it changes: the file stays
         files.write(kept.to_batches())
         removed.append(RemoveAction(path, True, _now_ms(), size=size, partition_values={}))
-    inserted = written - counts.replaced
+    # Window rows of a key the table held (maybe in more than one row) are not inserted.
+    matched = pa.concat_tables(counts.matched) if counts.matched else replaced.slice(0, 0)
+    inserted = written - matched.group_by(list(write_key)).aggregate([]).num_rows
     metadata = {
         INSERTED: inserted,
         UPDATED: counts.replaced + counts.marked,
@@ -182,6 +187,22 @@ class _Counts:
     replaced: int = 0  # destination rows replaced by the window's
     marked: int = 0  # marked or unmarked (soft deletions)
     deleted: int = 0
+    matched: list[pa.Table] = field(default_factory=list)  # the keys of the replaced rows
+
+
+def _refuse_repeated(keys: pa.Table, names: Sequence[str]) -> None:
+    """Stop a window that holds a key (with no NULL in it) more than once: merged by key it
+    would be in the table twice (delta-rs's merge refuses it too, when the key is there)."""
+    names = list(names)
+    valid = functools.reduce(pc.and_, [pc.is_valid(keys.column(n)) for n in names])
+    counted = keys.filter(valid).group_by(names).aggregate([([], "count_all")])
+    repeated = counted.filter(pc.greater(counted.column("count_all"), 1))
+    if repeated.num_rows:  # no key's value in the message: rows' values stay out of logs
+        raise DestinationError(
+            f"the window holds {repeated.num_rows} keys more than once: a merge by "
+            f"{', '.join(names)} would write each of them twice; make the key unique at the "
+            f"source"
+        )
 
 
 def _reachable(
@@ -264,6 +285,8 @@ def _rewritten(
         dropped = replaced | gone
         counts.deleted += int(gone.sum())
     counts.replaced += int(replaced.sum())
+    if replaced.any():
+        counts.matched.append(data.filter(replaced).select(list(write_key)))
     if not dropped.any() and not changed:
         return None
     return data.filter(~dropped)
