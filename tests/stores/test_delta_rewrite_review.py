@@ -3,6 +3,7 @@ a way the merge could lose, duplicate or corrupt rows, or break readers, as a us
 it in the table."""
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +121,27 @@ def test_a_key_held_twice_by_the_table_is_not_reported_as_minus_one_row_inserted
     merge_kv(store, [2])
     assert store.last_commit is not None
     assert store.last_commit.inserted == 0
+
+
+def test_a_decimal_key_past_a_floats_precision_is_found_in_its_file(tmp_path: Path) -> None:
+    """A NUMERIC(20) key (ids past 2**53, as Oracle and PostgreSQL NUMERIC ids run): delta-rs
+    writes a decimal's statistics as a JSON float, so the file whose lowest id is
+    9007199254740995 says 9007199254740996: the merge of that key must still find the file,
+    or the key is written a second time."""
+    store = store_at(tmp_path)
+    key = pa.decimal128(20, 0)
+    schema = pa.schema([pa.field("id", key), pa.field("v", pa.string())])
+    ids = [Decimal(2**53 + 3), Decimal(2**53 + 5), Decimal(2**53 + 7)]
+    first = pa.table({"id": pa.array(ids, key), "v": ["old"] * 3}, schema=schema)
+    store.replace("t", schema, ("id",), iter(first.to_batches()))
+
+    window = pa.table({"id": pa.array(ids[:1], key), "v": ["new"]}, schema=schema)
+    store.write_increment(
+        "t", schema, ("id",), iter(window.to_batches()), method="merge", window=Window("v", "")
+    )
+
+    assert rows(tmp_path / "t") == [
+        {"id": ids[0], "v": "new"},
+        {"id": ids[1], "v": "old"},
+        {"id": ids[2], "v": "old"},
+    ]
