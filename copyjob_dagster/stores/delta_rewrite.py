@@ -36,6 +36,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import unquote
 
@@ -244,8 +245,10 @@ def _any_between(low: Any, high: Any, values: list[Any]) -> bool:
 
     delta-rs (as Spark) writes a timestamp's bounds cut to the millisecond: a file whose
     highest value is 12:00:00.123456 says 12:00:00.123, so a timestamp's highest value is
-    taken TIME_BOUND_CUT higher (its lowest, cut down, is still a lower bound)."""
-    if low is None or high is None:
+    taken TIME_BOUND_CUT higher (its lowest, cut down, is still a lower bound). A decimal's
+    bounds are JSON floats in delta-rs's files (9007199254740995 is written 9007199254740996):
+    they bound nothing."""
+    if low is None or high is None or isinstance(low, Decimal):
         return True
     if isinstance(high, datetime):
         high += TIME_BOUND_CUT
