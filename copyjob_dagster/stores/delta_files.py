@@ -14,6 +14,7 @@ are the table's first 32, or as many as `delta.dataSkippingNumIndexedCols` says,
 `delta.dataSkippingStatsColumns` names, as for delta-rs's own files.
 """
 
+import itertools
 import json
 import time
 from collections.abc import Iterable, Mapping
@@ -61,10 +62,12 @@ class DataFiles:
         self.indexed = indexed
         self.token = token
         self.added: list[AddAction] = []
+        self._numbers = itertools.count()
         self._dictionary: list[str] | bool | None = None  # judged on the first row group
 
-    def write(self, batches: Iterable[pa.RecordBatch]) -> int:
-        """Write the batches to new files of about TARGET_FILE_BYTES; return the rows written."""
+    def write(self, batches: Iterable[pa.RecordBatch], split: bool = True) -> int:
+        """Write the batches to new files of about TARGET_FILE_BYTES (one file if not `split`:
+        a data file rewritten without some of its rows); return the rows written."""
         rows = 0
         writer: pq.ParquetWriter | None = None
         stats = _Stats(self.indexed)
@@ -73,7 +76,7 @@ class DataFiles:
         for group in row_groups(batches):
             table = pa.Table.from_batches(group, self.schema)
             if writer is None:
-                path = f"part-{len(self.added):05d}-{self.token}-c000.parquet"
+                path = f"part-{next(self._numbers):05d}-{self.token}-c000.parquet"
                 sink = self.filesystem.open_output_stream(path)
                 writer = pq.ParquetWriter(
                     sink,
@@ -85,7 +88,7 @@ class DataFiles:
             writer.write_table(table)
             stats.add(table)
             rows += table.num_rows
-            if sink.tell() >= TARGET_FILE_BYTES:
+            if split and sink.tell() >= TARGET_FILE_BYTES:
                 self._close(writer, sink, path, stats)
                 writer, stats = None, _Stats(self.indexed)
         if writer is not None:

@@ -1,9 +1,9 @@
 """A Delta merge written one data file at a time (copy-on-write), in one Delta commit.
 
 delta-rs 1.6.6 writes no deletion vectors (delta-rs#4512): its merge rewrites each data file
-that holds a changed row, and its join holds the window and those files' rows together. A merge
-of 20,000 rows spread over a 2,000,000-row table (every file touched) took 0.95x the table's
-full copy and peaked at 458 MB (benchmarks/results/delta-merge.md). Here instead:
+that holds a changed row, and its join holds the window and those files' rows together (a
+merge of 20,000 rows spread over a 2,000,000-row table, every file touched, peaked at 325-458
+MB; benchmarks/results/delta-merge.md). Here instead, holding one file at a time:
 
 1. the window's rows are written to new data files, their keys kept in memory;
 2. each data file that the window's keys, the gone keys or the restored keys can reach (by the
@@ -24,10 +24,9 @@ not relied on: it does not see that a compaction (`optimize`, whose removes say
 then be in the table twice. Each of these commits also carries the application transaction
 `copyjob`.
 
-It applies to tables copyjob writes: no partitions, no deletion vectors or column mapping
-(reader version 1), no constraints, change data feed or other writer features (writer version
-2 at most), and a window of the table's own columns (`fits`); anything else, and SCD2, goes to
-the DataFusion merge.
+It applies to tables copyjob writes (`fits`): no partitions; no deletion vectors, column
+mapping, constraints, change data feed or other table features than naive timestamps; and a
+window of the table's own columns. Anything else, and SCD2, goes to the DataFusion merge.
 """
 
 import functools
@@ -146,15 +145,17 @@ def rewrite(
             diff.restores if diff.restores is not None and diff.restores.num_rows else None
         )
     policy = diff.policy if diff is not None else None
+    gone_key = diff.key if diff is not None else []
+    actions = pa.table(existing.get_add_actions(flatten=True))
+
     removed: list[RemoveAction] = []
     counts = _Counts()
-    actions = pa.table(existing.get_add_actions(flatten=True))
-    for path, size in _reachable(actions, write_key, diff.key if diff else [], keys):
+    for path, size in _reachable(actions, write_key, gone_key, keys):
         data = ds.dataset(unquote(path), schema=schema, filesystem=filesystem).to_table()
-        kept = _rewritten(data, write_key, diff.key if diff else [], policy, keys, counts)
+        kept = _rewritten(data, write_key, gone_key, policy, keys, counts)
         if kept is None:
             continue  # no row of it changes: the file stays
-        files.write(kept.to_batches())
+        files.write(kept.to_batches(), split=False)
         removed.append(RemoveAction(path, True, _now_ms(), size=size, partition_values={}))
     # Window rows of a key the table held (maybe in more than one row) are not inserted.
     matched = pa.concat_tables(counts.matched) if counts.matched else replaced.slice(0, 0)
@@ -262,35 +263,33 @@ def _rewritten(
     gone_key: Sequence[str],
     policy: DeletePolicy | None,
     keys: _Keys,
-    counts: _Counts,
+    counts: "_Counts",
 ) -> pa.Table | None:
-    """The file's rows after the merge; None if the merge changes none of them."""
+    """The file's rows after the merge, counted into `counts`; None if the merge changes none
+    of them."""
     replaced = _matching(data, write_key, keys.replaced)
     gone = _matching(data, gone_key, keys.gone) & ~replaced
-    restored = _matching(data, gone_key, keys.restored) & ~replaced
-    changed = 0
+    restored = _matching(data, gone_key, keys.restored)  # none the window writes
+    marked = 0
     if policy is not None and policy.mode == "soft":
         marker = data.column(policy.marker)
         marks = gone & ~np.asarray(marker.is_valid())
         unmarks = restored & np.asarray(marker.is_valid())
-        changed = int(marks.sum()) + int(unmarks.sum())
-        if changed:
+        marked = int(marks.sum()) + int(unmarks.sum())
+        if marked:
             stamp = pa.scalar(policy.stamp, marker.type)
-            column = pc.if_else(
-                marks, stamp, pc.if_else(unmarks, pa.scalar(None, marker.type), marker)
-            )
-            data = data.set_column(
-                data.schema.get_field_index(policy.marker), policy.marker, column
-            )
-        counts.marked += changed
+            unmarked = pc.if_else(unmarks, pa.scalar(None, marker.type), marker)
+            at = data.schema.get_field_index(policy.marker)
+            data = data.set_column(at, data.schema.field(at), pc.if_else(marks, stamp, unmarked))
         dropped = replaced
     else:
         dropped = replaced | gone
         counts.deleted += int(gone.sum())
     counts.replaced += int(replaced.sum())
+    counts.marked += marked
     if replaced.any():
         counts.matched.append(data.filter(replaced).select(list(write_key)))
-    if not dropped.any() and not changed:
+    if not dropped.any() and not marked:
         return None
     return data.filter(~dropped)
 

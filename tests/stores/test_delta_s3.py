@@ -53,6 +53,7 @@ def test_a_delta_table_on_s3_merges_and_deletes_in_one_commit(
         events.source_rows()
     )
     assert run.commit == Commit(version=1, inserted=0, updated=1, deleted=1)
+    assert table.history(1)[0]["operation"] == "WRITE"  # the merge written file by file
     assert run.deletions == DeletionCounts(deleted=1)
     assert run.destination_location == f"s3://{bucket}/lake/events"
     assert open_destination(events.job.destination).list_tables() == ["events"]
