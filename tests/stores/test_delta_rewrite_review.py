@@ -145,3 +145,24 @@ def test_a_decimal_key_past_a_floats_precision_is_found_in_its_file(tmp_path: Pa
         {"id": ids[1], "v": "old"},
         {"id": ids[2], "v": "old"},
     ]
+
+
+def test_a_key_at_the_last_representable_timestamp_is_merged(tmp_path: Path) -> None:
+    """'9999-12-31 23:59:59.999999', the "until further notice" of many tables, in the key:
+    the file's highest bound cannot be taken a millisecond higher, yet the row is found."""
+    store = store_at(tmp_path)
+    schema = pa.schema([pa.field("id", pa.int64()), pa.field("until", TS)])
+    end = [datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)] * 2
+    first = pa.table({"id": [1, 2], "until": pa.array(end, TS)}, schema=schema)
+    store.replace("t", schema, ("id",), iter(first.to_batches()))
+
+    store.write_increment(
+        "t",
+        schema,
+        ("id", "until"),
+        iter(first.slice(1).to_batches()),
+        method="append",
+        window=Window("until", end[0], low_inclusive=True),
+    )
+
+    assert rows(tmp_path / "t") == first.to_pylist()
