@@ -252,6 +252,8 @@ def _any_between(low: Any, high: Any, values: list[Any]) -> bool:
     if low is None or high is None or isinstance(low, Decimal):
         return True
     if isinstance(high, datetime):
+        if high.replace(tzinfo=None) > datetime.max - TIME_BOUND_CUT:
+            return True  # within a millisecond of the last timestamp: it bounds nothing
         high += TIME_BOUND_CUT
     at = bisect_left(values, low)
     return at < len(values) and values[at] <= high
