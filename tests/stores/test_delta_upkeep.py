@@ -181,7 +181,7 @@ def test_runs_compact_the_table_after_every_n_commits(tmp_path: Path) -> None:
             assert dg.materialize(assets, instance=instance).success
 
     history = {entry["version"]: entry["operation"] for entry in table(tmp_path).history()}
-    assert [history[v] for v in sorted(history)] == ["WRITE", "MERGE", "MERGE", "OPTIMIZE", "MERGE"]
+    assert [history[v] for v in sorted(history)] == ["WRITE", "WRITE", "WRITE", "OPTIMIZE", "WRITE"]
     assert len(table(tmp_path).file_uris()) == 2  # the three runs' files in one, and the 4th's
     with sqlite3.connect(tmp_path / "source.sqlite") as db:
         expected = sorted(db.execute("SELECT id, payload, updated_at FROM events"))
