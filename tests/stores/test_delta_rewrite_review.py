@@ -3,14 +3,17 @@ a way the merge could lose, duplicate or corrupt rows, or break readers, as a us
 it in the table."""
 
 import contextlib
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable, write_deltalake
+from deltalake.transaction import AddAction
 
 from copyjob_dagster.errors import DestinationError
 from copyjob_dagster.stores import Window
@@ -164,3 +167,26 @@ def test_a_key_at_the_last_representable_timestamp_is_merged(tmp_path: Path) -> 
     )
 
     assert rows(tmp_path / "t") == first.to_pylist()
+
+
+def test_a_data_file_whose_name_needs_escaping_is_removed_when_rewritten(
+    tmp_path: Path,
+) -> None:
+    """Another writer added a data file named `part 1%.parquet` (the log holds it escaped,
+    `part%201%25.parquet`). The merge rewrites it: its remove must name the same file, or the
+    old file stays in the table next to its rewritten copy (rows 2 and 3 twice)."""
+    store = kv_table(tmp_path, [[1]])
+    name = "part 1%.parquet"
+    written = pa.table({"id": [2, 3], "v": ["old"] * 2}, schema=KV)
+    pq.write_table(written, tmp_path / "t" / name)
+    stats = {"numRecords": 2, "minValues": {"id": 2}, "maxValues": {"id": 3}}
+    add = AddAction(name, (tmp_path / "t" / name).stat().st_size, {}, 0, True, json.dumps(stats))
+    DeltaTable(str(tmp_path / "t")).create_write_transaction([add], mode="append", schema=KV)
+
+    merge_kv(store, [2])
+
+    assert rows(tmp_path / "t") == [
+        {"id": 1, "v": "old"},
+        {"id": 2, "v": "new"},
+        {"id": 3, "v": "old"},
+    ]
