@@ -151,7 +151,8 @@ def rewrite(
     removed: list[RemoveAction] = []
     counts = _Counts()
     for path, size in _reachable(actions, write_key, gone_key, keys):
-        data = ds.dataset(unquote(path), schema=schema, filesystem=filesystem).to_table()
+        path = unquote(path)  # the log's escaped form: delta-rs escapes a remove's path again
+        data = ds.dataset(path, schema=schema, filesystem=filesystem).to_table()
         kept = _rewritten(data, write_key, gone_key, policy, keys, counts)
         if kept is None:
             continue  # no row of it changes: the file stays
