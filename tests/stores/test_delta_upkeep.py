@@ -181,6 +181,7 @@ def test_runs_compact_the_table_after_every_n_commits(tmp_path: Path) -> None:
             assert dg.materialize(assets, instance=instance).success
 
     history = {entry["version"]: entry["operation"] for entry in table(tmp_path).history()}
+    # The runs' merges are written file by file: each a WRITE commit.
     assert [history[v] for v in sorted(history)] == ["WRITE", "WRITE", "WRITE", "OPTIMIZE", "WRITE"]
     assert len(table(tmp_path).file_uris()) == 2  # the three runs' files in one, and the 4th's
     with sqlite3.connect(tmp_path / "source.sqlite") as db:
