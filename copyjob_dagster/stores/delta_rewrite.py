@@ -16,22 +16,26 @@ MB; benchmarks/results/delta-merge.md). Here instead, holding one file at a time
 
 The rows match as in the DataFusion merge (`delta_merge`): by equal keys, a NULL key matching
 nothing. A run killed before the commit leaves files that no version names (vacuum removes
-them); the previous version stays. Delta's conflict check guards the commit: it reads as of the
-version the files were chosen from, so a commit made meanwhile that removed any of that
-version's files (rewrote or deleted rows) makes ours fail; and each of these commits carries
-the application transaction `copyjob`, so two of them from the same version conflict even when
-neither removed a file (two machines on object storage inserting the same new key). Another
-writer's blind append does not conflict, as with Delta's own merge of files it did not read.
+them); the previous version stays. The commit is tried once, as the version after the one the
+files were chosen from: if any writer committed meanwhile, ours fails (and the run's rerun
+merges again). delta-rs's conflict check, which would let some of those commits through, is
+not relied on: it does not see that a compaction (`optimize`, whose removes say
+`dataChange: false`) removed a file that ours removes too, and the rewritten file's rows would
+then be in the table twice. Each of these commits also carries the application transaction
+`copyjob`.
 
 It applies to tables copyjob writes (`fits`): no partitions; no deletion vectors, column
 mapping, constraints, change data feed or other table features than naive timestamps; and a
 window of the table's own columns. Anything else, and SCD2, goes to the DataFusion merge.
 """
 
+import functools
 import time
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import unquote
 
@@ -40,8 +44,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable
+from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import RemoveAction, Transaction
 
+from copyjob_dagster.errors import DestinationError
 from copyjob_dagster.stores.base import Commit, DeletePolicy
 from copyjob_dagster.stores.delta_changes import DeltaKeyDiff
 from copyjob_dagster.stores.delta_files import DataFiles, stats_columns
@@ -49,6 +55,7 @@ from copyjob_dagster.stores.delta_files import DataFiles, stats_columns
 APP_ID = "copyjob"
 INSERTED, UPDATED, DELETED = "copyjob.inserted", "copyjob.updated", "copyjob.deleted"
 _ROW = "_copyjob_row"
+TIME_BOUND_CUT = timedelta(milliseconds=1)
 
 
 # Table features that change nothing of how a data file is written or committed: naive
@@ -128,6 +135,7 @@ def rewrite(
         if window_keys
         else schema.empty_table().select(list(write_key))
     )
+    _refuse_repeated(replaced, write_key)
     keys = _Keys(replaced, None, None)
     if diff is not None:
         diff.drop_restores(replaced.select(diff.key))
@@ -143,13 +151,16 @@ def rewrite(
     removed: list[RemoveAction] = []
     counts = _Counts()
     for path, size in _reachable(actions, write_key, gone_key, keys):
-        data = ds.dataset(unquote(path), schema=schema, filesystem=filesystem).to_table()
+        path = unquote(path)  # the log's escaped form: delta-rs escapes a remove's path again
+        data = ds.dataset(path, schema=schema, filesystem=filesystem).to_table()
         kept = _rewritten(data, write_key, gone_key, policy, keys, counts)
         if kept is None:
             continue  # no row of it changes: the file stays
         files.write(kept.to_batches(), split=False)
         removed.append(RemoveAction(path, True, _now_ms(), size=size, partition_values={}))
-    inserted = written - counts.replaced
+    # Window rows of a key the table held (maybe in more than one row) are not inserted.
+    matched = pa.concat_tables(counts.matched) if counts.matched else replaced.slice(0, 0)
+    inserted = written - matched.group_by(list(write_key)).aggregate([]).num_rows
     metadata = {
         INSERTED: inserted,
         UPDATED: counts.replaced + counts.marked,
@@ -158,10 +169,17 @@ def rewrite(
     commit = CommitProperties(
         custom_metadata={**(properties.custom_metadata or {}), **metadata},
         app_transactions=[Transaction(APP_ID, existing.version() + 1)],
+        max_commit_retries=0,  # see the module's doc: any commit made meanwhile fails ours
     )
-    existing.create_write_transaction(
-        [*removed, *files.added], mode="append", schema=schema, commit_properties=commit
-    )
+    try:
+        existing.create_write_transaction(
+            [*removed, *files.added], mode="append", schema=schema, commit_properties=commit
+        )
+    except CommitFailedError:
+        raise CommitFailedError(
+            f"another writer committed to the table after version {existing.version()}, which "
+            f"this merge read: nothing was committed, run it again"
+        ) from None
     if diff is not None:
         diff.applied = diff.counts(deleted=counts.deleted)
     return written
@@ -172,6 +190,22 @@ class _Counts:
     replaced: int = 0  # destination rows replaced by the window's
     marked: int = 0  # marked or unmarked (soft deletions)
     deleted: int = 0
+    matched: list[pa.Table] = field(default_factory=list)  # the keys of the replaced rows
+
+
+def _refuse_repeated(keys: pa.Table, names: Sequence[str]) -> None:
+    """Stop a window that holds a key (with no NULL in it) more than once: merged by key it
+    would be in the table twice (delta-rs's merge refuses it too, when the key is there)."""
+    names = list(names)
+    valid = functools.reduce(pc.and_, [pc.is_valid(keys.column(n)) for n in names])
+    counted = keys.filter(valid).group_by(names).aggregate([([], "count_all")])
+    repeated = counted.filter(pc.greater(counted.column("count_all"), 1))
+    if repeated.num_rows:  # no key's value in the message: rows' values stay out of logs
+        raise DestinationError(
+            f"the window holds {repeated.num_rows} keys more than once: a merge by "
+            f"{', '.join(names)} would write each of them twice; make the key unique at the "
+            f"source"
+        )
 
 
 def _reachable(
@@ -209,9 +243,19 @@ def _reachable(
 
 
 def _any_between(low: Any, high: Any, values: list[Any]) -> bool:
-    """Whether a value of the sorted `values` lies in [low, high] (no bound: it may)."""
-    if low is None or high is None:
+    """Whether a value of the sorted `values` lies in [low, high] (no bound: it may).
+
+    delta-rs (as Spark) writes a timestamp's bounds cut to the millisecond: a file whose
+    highest value is 12:00:00.123456 says 12:00:00.123, so a timestamp's highest value is
+    taken TIME_BOUND_CUT higher (its lowest, cut down, is still a lower bound). A decimal's
+    bounds are JSON floats in delta-rs's files (9007199254740995 is written 9007199254740996):
+    they bound nothing."""
+    if low is None or high is None or isinstance(low, Decimal):
         return True
+    if isinstance(high, datetime):
+        if high.replace(tzinfo=None) > datetime.max - TIME_BOUND_CUT:
+            return True  # within a millisecond of the last timestamp: it bounds nothing
+        high += TIME_BOUND_CUT
     at = bisect_left(values, low)
     return at < len(values) and values[at] <= high
 
@@ -246,6 +290,8 @@ def _rewritten(
         counts.deleted += int(gone.sum())
     counts.replaced += int(replaced.sum())
     counts.marked += marked
+    if replaced.any():
+        counts.matched.append(data.filter(replaced).select(list(write_key)))
     if not dropped.any() and not marked:
         return None
     return data.filter(~dropped)
