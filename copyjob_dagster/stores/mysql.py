@@ -144,8 +144,7 @@ class MySQLStore(SqlStore):
     def _write(
         self, conn: Connection, table: sa.Table, batches: Iterable[pa.RecordBatch] | TextCopy
     ) -> tuple[int, bool]:
-        """The rows written, and whether the server counted them: LOAD DATA's report, which
-        `mysqlload` holds to the rows sent (INSERT statements return the rows sent)."""
+        """The rows written; whether the server counted them (LOAD DATA's, held to those sent)."""
         target = self.qualified(table.name)
         if isinstance(batches, TextCopy):
             return mysqlload.load_text(conn, target, self.quote, batches), True
@@ -289,8 +288,6 @@ class MySQLStore(SqlStore):
                 with self.engine.begin() as conn:
                     self.drop_if_exists(conn, stage)
         self.forget(table)
-        # The staging table this replace created and loaded is the table now: the server's
-        # report of that load is its row count.
         self.replaced_rows = rows if counted else None
         return rows
 
