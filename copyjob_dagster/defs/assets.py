@@ -210,7 +210,7 @@ def _table_work(
                 metadata |= operations.backfill_metadata(
                     f"run {context.run.run_id}", config.reason, context.run.tags
                 )
-            parity = checks.row_count_parity(job, table, metadata, stores)
+            parity = checks.row_count_parity(job, table, metadata, stores, result.destination_rows)
             if checks.DESTINATION_ROWS in parity.metadata:
                 # The table's size, as the UI means it, not this run's increment.
                 metadata[ROW_COUNT] = parity.metadata[checks.DESTINATION_ROWS]

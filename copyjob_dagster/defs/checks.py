@@ -5,6 +5,9 @@ and while the table's copy lock is still held, so that no other copy changes eit
 between. It can also be executed alone from the UI: it then checks the latest copy.
 
 - Full copy: the destination holds as many rows as the copy read from the source's snapshot.
+  Where the destination loaded them into a staging table that the copy created and swapped in
+  (MySQL's LOAD DATA), its report of that load, which the load's own transaction holds to the
+  rows sent (no row skipped, no warning), is the table's count: no `COUNT(*)` reads it again.
 - Incremental copy: the destination holds as many rows as the source holds with an incremental
   value at or below the watermark (rows with a NULL value are never copied, so never counted).
   Fewer is an error: rows that committed late with a smaller value were missed (set `lookback`),
@@ -119,9 +122,11 @@ def row_count_parity(
     table: TableConfig,
     metadata: Mapping[str, Any] | None,
     stores: TableStores | None = None,
+    loaded: int | None = None,
 ) -> dg.AssetCheckResult:
     """Compare the destination's rows with the source's, after the copy `metadata` records
-    (counted through the copy's own `stores`, when given)."""
+    (counted through the copy's own `stores`, when given). `loaded`: a full copy's rows as the
+    destination reported loading them into the table it swapped in, taken for its count."""
     if metadata is None:
         return _result(False, "the table has not been copied yet", dg.AssetCheckSeverity.WARN)
     try:
@@ -137,7 +142,8 @@ def row_count_parity(
                 if watermark
                 else "source rows (it held no incremental value when copied)"
             )
-        actual = destination_rows(job, table, stores=stores)
+        reported = job.mode == "full" and loaded is not None
+        actual = loaded if reported else destination_rows(job, table, stores=stores)
         compared = actual
         if _held_back(metadata) and actual is not None:
             # The rows above the held watermark are copied and will be read again.
@@ -151,7 +157,8 @@ def row_count_parity(
     counts = {EXPECTED_ROWS: expected, DESTINATION_ROWS: actual}
     assert compared is not None
     if compared == expected:
-        passed = f"{compared:,} rows: as many as the {expected:,} {against}"
+        source = " (the destination's report of its load)" if reported else ""
+        passed = f"{compared:,} rows{source}: as many as the {expected:,} {against}"
         return _result(True, passed, metadata=counts)
     difference = f"{abs(compared - expected):,} {'fewer' if compared < expected else 'more'}"
     found = f"the destination holds {compared:,} rows, {difference} than the {expected:,} {against}"

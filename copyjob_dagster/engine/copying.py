@@ -71,6 +71,9 @@ class CopyResult:
     source_version: int | None = None  # the table version read, where stores number them
     commit: Commit | None = None  # the destination's commit, where it numbers versions
     late_commits: LateCommits | None = None  # None: no bound applies (see late_commits.py)
+    destination_rows: int | None = None
+    """A full copy's: the rows of the table it swapped in, where the destination's own report
+    of its load says (`Destination.replaced_rows`); None: only a count tells."""
 
 
 def copy_table(
@@ -150,7 +153,10 @@ def _copy_full(
         rows_written = destination.replace(
             plan.destination_table, plan.written_schema, plan.primary_key, rows
         )
-    return _result(plan, source, reader, destination, started, counter.rows, rows_written)
+    return dataclasses.replace(
+        _result(plan, source, reader, destination, started, counter.rows, rows_written),
+        destination_rows=destination.replaced_rows,
+    )
 
 
 def _copy_feed(

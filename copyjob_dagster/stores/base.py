@@ -277,6 +277,10 @@ class Destination(Protocol):
     capabilities: Capabilities
     last_commit: Commit | None
     """The commit of the last write, where the store numbers its table's versions."""
+    replaced_rows: int | None
+    """The rows of the table the last `replace` swapped in, where the store knows them without
+    counting: the server's own report of loading them into the staging table that `replace`
+    created (MySQL's LOAD DATA, held to the rows sent). None: only a count tells."""
 
     def check(self) -> None:
         """Raise `DestinationError` when the destination cannot be reached or written."""

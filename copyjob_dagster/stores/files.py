@@ -53,6 +53,7 @@ class FolderStore:
     # but an upsert of each run's rows is not offered.
     capabilities = Capabilities(merge=False, string_lengths=False, applies_changes="log")
     last_commit: Commit | None = None  # files are not versioned
+    replaced_rows: int | None = None  # counted by reading the files back
 
     def __init__(self, folder: str, role: Role) -> None:
         self.folder = Path(folder)

@@ -139,16 +139,23 @@ class MySQLStore(SqlStore):
     def write_batches(
         self, conn: Connection, table: sa.Table, batches: Iterable[pa.RecordBatch] | TextCopy
     ) -> int:
+        return self._write(conn, table, batches)[0]
+
+    def _write(
+        self, conn: Connection, table: sa.Table, batches: Iterable[pa.RecordBatch] | TextCopy
+    ) -> tuple[int, bool]:
+        """The rows written; whether the server counted them (LOAD DATA's, held to those sent)."""
+        target = self.qualified(table.name)
         if isinstance(batches, TextCopy):
-            return mysqlload.load_text(conn, self.qualified(table.name), self.quote, batches)
+            return mysqlload.load_text(conn, target, self.quote, batches), True
         finite = (mysqlload.finite_floats(b) for b in batches)
         first = next(finite, None)
         if first is None:
-            return 0
+            return 0, True
         rows = itertools.chain([first], finite)
         if mysqlload.loads_exactly(first.schema) and self._loads_local_files(conn):
-            return mysqlload.load(conn, self.qualified(table.name), self.quote, first.schema, rows)
-        return super().write_batches(conn, table, rows)
+            return mysqlload.load(conn, target, self.quote, first.schema, rows), True
+        return super().write_batches(conn, table, rows), False
 
     def takes_text(self, text_format: str) -> bool:
         """Whether it loads `text_format` now: the server takes LOAD DATA LOCAL INFILE."""
@@ -263,6 +270,7 @@ class MySQLStore(SqlStore):
         updated_by_key: bool = False,
     ) -> int:
         self.check_names(table, schema.names)
+        self.replaced_rows = None
         stage = self.staging_name(table)
         retired = self.staging_name(table, "old")
         with self.translated_errors(f"writing table {table!r}"):
@@ -272,7 +280,7 @@ class MySQLStore(SqlStore):
                 staged = self.create_table(conn, stage, schema, primary_key)
             try:
                 with self.engine.begin() as conn:
-                    rows = self.write_batches(conn, staged, batches)
+                    rows, counted = self._write(conn, staged, batches)
                 with self.writing(table) as conn:
                     self._swap(conn, stage, table, retired)
                     self.drop_if_exists(conn, retired)
@@ -280,6 +288,7 @@ class MySQLStore(SqlStore):
                 with self.engine.begin() as conn:
                     self.drop_if_exists(conn, stage)
         self.forget(table)
+        self.replaced_rows = rows if counted else None
         return rows
 
     def merge(

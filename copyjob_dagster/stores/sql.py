@@ -47,6 +47,7 @@ class SqlStore(SqlWriting):
 
     capabilities = Capabilities()
     last_commit: Commit | None = None  # a database's commits are not numbered for readers
+    replaced_rows: int | None = None  # see `Destination.replaced_rows`: MySQL's LOAD DATA
     transactional_ddl = True  # CREATE/DROP/RENAME roll back with the transaction
 
     @classmethod

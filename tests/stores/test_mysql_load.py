@@ -79,6 +79,7 @@ def _expected() -> dict[str, list[Any]]:
 def test_every_edge_value_survives_load_data(store: Any, loads: list[int]) -> None:
     assert store.replace("edges", EDGES.schema, ("id",), EDGES.to_batches(max_chunksize=3)) == 4
     assert loads == [4]
+    assert store.replaced_rows == 4  # the server's report: the row-count check takes it
     actual = _read(store, "edges")
     actual["clock"] = [None if v is None else (datetime.min + v).time() for v in actual["clock"]]
     assert actual == _expected()
@@ -109,6 +110,7 @@ def test_without_local_infile_the_same_rows_are_inserted(store: Any, loads: list
     store._loads_local_files = lambda conn: False  # as when the server's local_infile is OFF
     assert store.replace("edges", EDGES.schema, ("id",), EDGES.to_batches()) == 4
     assert loads == []
+    assert store.replaced_rows is None  # the rows sent, not the server's count: the check counts
     actual = _read(store, "edges")
     actual["clock"] = [None if v is None else (datetime.min + v).time() for v in actual["clock"]]
     assert actual == _expected()

@@ -2,6 +2,7 @@
 every value must load as the Arrow path loads it, and a type without an exact text must take
 the Arrow path. Each test checks which path was taken."""
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from copyjob_dagster import engine
 from copyjob_dagster.engine import copying, load_job
 from copyjob_dagster.errors import CopyJobError
-from copyjob_dagster.stores import mysqlload
+from copyjob_dagster.stores import CopyChunk, mysqlload
 
 COLUMNS = """
     id bigint PRIMARY KEY, small smallint, whole integer, amount numeric(12,2),
@@ -113,8 +114,9 @@ def test_every_value_loads_as_the_arrow_path_loads_it(
     copy.insert(ROWS)
     result = copy.run()
     assert (result.rows_read, result.rows_written, text_loads) == (7, 7, [7])
+    assert result.destination_rows == 7  # the server's report of the load
     monkeypatch.setattr(copying, "spelled_text", lambda *_: None)
-    copy.run("by_arrow")
+    assert copy.run("by_arrow").destination_rows == 7  # Arrow's CSV into LOAD DATA
     assert text_loads == [7]
     copied = copy.rows("copied")
     assert copied == copy.rows("by_arrow")
@@ -203,3 +205,50 @@ def test_nan_and_infinities_are_counted_and_named_as_the_arrow_path_does(
         (1.5, None),
         (None, None),
     ]
+
+
+def _spoiled(spoil: str) -> Any:
+    """`copying.text_copy` whose CSV gives its second row the first's key (the server skips
+    it, as LOAD DATA LOCAL does), loses its last row on the way, or the last field of its last
+    row (the server fills it in), while the rows sent are counted as read."""
+    original = copying.text_copy
+
+    def spoiled_text_copy(*args: Any) -> Any:
+        made = original(*args)
+        chunks = []
+        for chunk in made.chunks:
+            data = chunk.data
+            if spoil == "duplicate":
+                data = data.replace(b"\n2,", b"\n1,", 1)
+            elif spoil == "lost":
+                data = data[: data.rstrip(b"\n").rindex(b"\n") + 1]
+            else:
+                data = data[: data.rstrip(b"\n").rindex(b",")] + b"\n"
+            chunks.append(CopyChunk(data, chunk.num_rows))
+        return dataclasses.replace(made, chunks=chunks)
+
+    return spoiled_text_copy
+
+
+@pytest.mark.parametrize(
+    ("spoil", "said"),
+    [
+        ("duplicate", "refused values: Duplicate entry '1'"),
+        ("lost", "sent 3 rows, 2 loaded"),
+        ("truncated", "refused values: Row 3 doesn't contain data for all columns"),
+    ],
+)
+def test_a_load_that_skips_loses_or_truncates_a_row_fails_the_copy_and_keeps_the_old_table(
+    copy: Copy, text_loads: list[int], monkeypatch: pytest.MonkeyPatch, spoil: str, said: str
+) -> None:
+    """The copy takes the server's report of the load for the table's row count (no COUNT(*)
+    after it): so the load itself must fail where that count would have been short."""
+    copy.insert([{"id": 1, "body": "a"}, {"id": 2, "body": "b"}])
+    assert copy.run().destination_rows == 2
+    copy.insert([{"id": 3, "body": "c"}])
+    monkeypatch.setattr(copying, "text_copy", _spoiled(spoil))
+    with pytest.raises(CopyJobError, match=said):
+        copy.run()
+    assert [row[7] for row in copy.rows("copied")] == ["a", "b"]
+    with copy.destination.connect() as conn:
+        assert conn.execute(sa.text("SHOW TABLES")).scalars().all() == ["copied"]
