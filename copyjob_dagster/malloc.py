@@ -44,8 +44,8 @@ def glibc() -> bool:
 
 
 _M_TRIM_THRESHOLD = -1  # glibc's malloc.h
-# Above a driver batch's largest buffer (`pgadbc.BATCH_BYTES`, which a buffer grown by doubling
-# may pass twofold); glibc's own cap on its moving threshold is 32 MiB on 64-bit.
+# Above a driver batch's largest buffer (8 MiB batches, grown by doubling); glibc's own cap on
+# the dynamic threshold is 32 MiB on 64-bit.
 _READING_MMAP, _READING_TRIM = 32 << 20, 64 << 20
 _TRIM_DEFAULT = 128 * 1024
 _lock = threading.Lock()
