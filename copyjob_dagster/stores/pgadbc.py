@@ -36,7 +36,6 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import URL
 
-from copyjob_dagster import malloc
 from copyjob_dagster.errors import SchemaError
 from copyjob_dagster.stores import pgpacked
 from copyjob_dagster.stores.base import logical_type
@@ -202,11 +201,10 @@ def _batches(
     """The cursor owns the reader's stream, so it lives as long as this generator. Closed
     early, the connection closes: the server ends the COPY with the session."""
     try:
-        with malloc.driver_heap():
-            for batch in reader:
-                batch = _exact(batch, chosen)
-                for start in range(0, batch.num_rows, batch_rows):
-                    yield batch.slice(start, batch_rows)
+        for batch in reader:
+            batch = _exact(batch, chosen)
+            for start in range(0, batch.num_rows, batch_rows):
+                yield batch.slice(start, batch_rows)
     except (adbc_driver_manager.Error, OSError) as exc:  # the stream's errors come as OSError
         if chosen.scaled and "NaN to bigint" in str(exc):  # the server's cast of a scaled decimal
             names = " or ".join(repr(name) for name in sorted(chosen.scaled))
