@@ -8,11 +8,6 @@ decimals their text; a column Arrow cannot spell exactly goes through SQLAlchemy
 processor value by value. The rows then go to sqlite3's `executemany` on the transaction's own
 connection, so the write stays inside the transaction that replaces, appends or merges.
 
-The Arrow casts of the next batch run in a thread of their own while this one is written: they
-let go of the GIL, and the writing thread is the copy's slow end (2,000,000 rows of the
-benchmark's `orders`: 0.3-0.4 s less CPU on it, 7% off the write at load 1.4). Making the Python
-values there too gains nothing: `to_pylist` holds the GIL that `executemany` needs.
-
 Each statement inserts ROWS_PER_STATEMENT rows (`VALUES (?, ...), (?, ...), ...`): sqlite3 pays
 its per-statement cost (an iteration in Python, a reset, a step) once for them all, and the
 values reach it as slices of one flat list, filled a column at a time, not as a tuple a row.
@@ -29,13 +24,12 @@ Only the page cache grows for the write into a table with a primary key (and is 
 
 import functools
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.types import TypeEngine
 
 from copyjob_dagster.stores.sql_writing import database_timestamps
@@ -51,8 +45,7 @@ _PLAIN_DECIMAL_SCALE = 6
 # the connection's limit on bound values, 32,766 since SQLite 3.32, 999 before).
 ROWS_PER_STATEMENT = 100
 
-# A batch and, for each of the table's columns, what to bind (see _cast_batch).
-_Cast = tuple[pa.RecordBatch, list[pa.Array | None] | None]
+Spell = Callable[[pa.Array], list[Any]]
 
 
 def insert_batches(
@@ -80,45 +73,28 @@ def insert_batches(
     previous_cache = driver.execute("PRAGMA cache_size").fetchone()[0]
     if table.primary_key.columns and -CACHE_KIB < previous_cache < 0:  # negative: KiB
         driver.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-    processors = {
-        name: bind_type(table.c[name].type).dialect_impl(conn.dialect).bind_processor(conn.dialect)
-        for name in names
-    }
-    prepare = functools.partial(_cast_batch, table, names, processors)
-    cursor = driver.cursor()
     try:
-        with ThreadPoolExecutor(1, thread_name_prefix="copyjob-sqlite-cast") as casting:
-            for batch, casts in _pipelined(casting, prepare, batches):
-                if casts is None:
+        cursor = driver.cursor()
+        try:
+            for batch in batches:
+                if not batch.num_rows:
+                    continue
+                if not set(names) <= set(batch.schema.names):
                     generic(batch)
-                else:
-                    columns = [
-                        _values(batch.column(name), cast, processors[name])
-                        for name, cast in zip(names, casts, strict=True)
-                    ]
-                    _insert(cursor, statement, columns, batch.num_rows, per_statement)
+                    rows += batch.num_rows
+                    continue
+                batch = database_timestamps(batch)
+                columns = [
+                    _spelled(batch.column(name), table.c[name].type, bind_type, conn.dialect)
+                    for name in names
+                ]
+                _insert(cursor, statement, columns, batch.num_rows, per_statement)
                 rows += batch.num_rows
+        finally:
+            cursor.close()
     finally:
-        cursor.close()
         driver.execute(f"PRAGMA cache_size = {int(previous_cache)}")
     return rows
-
-
-def _pipelined(
-    pool: Executor, cast: Callable[[pa.RecordBatch], _Cast], batches: Iterable[pa.RecordBatch]
-) -> Iterator[_Cast]:
-    """`cast` of each non-empty batch, the next one cast in `pool` while this one is written.
-    The batches are still pulled here, in the writing thread (their counting and progress)."""
-    pending: Future[_Cast] | None = None
-    for batch in batches:
-        if not batch.num_rows:
-            continue
-        following = pool.submit(cast, batch)
-        if pending is not None:
-            yield pending.result()
-        pending = following
-    if pending is not None:
-        yield pending.result()
 
 
 def _statement(target: str, quoted: list[str]) -> Callable[[int], str]:
@@ -150,59 +126,34 @@ def _insert(
         cursor.execute(statement(rows - full), values[full * width :])
 
 
-def _cast_batch(
-    table: sa.Table,
-    names: list[str],
-    processors: dict[str, Callable[[Any], Any] | None],
-    batch: pa.RecordBatch,
-) -> _Cast:
-    """`batch` with its timestamps as databases hold them, and for each of `table`'s columns
-    the Arrow array whose Python values are the ones to bind (None: each value goes through
-    the column's bind processor). No casts when the batch lacks some of the table's columns:
-    it goes to the generic insert. Runs beside the writing: Arrow casts without the GIL."""
-    if not set(names) <= set(batch.schema.names):
-        return batch, None
-    batch = database_timestamps(batch)
-    return batch, [
-        _cast(batch.column(name), table.c[name].type, processors[name]) for name in names
-    ]
-
-
-def _cast(
-    values: pa.Array, column_type: TypeEngine, process: Callable[[Any], Any] | None
-) -> pa.Array | None:
-    """`values` cast to what SQLAlchemy would bind into `column_type`, or None where only the
-    column's bind processor, value by value, can say."""
+def _spelled(
+    values: pa.Array,
+    column_type: TypeEngine,
+    bind_type: Callable[[TypeEngine], TypeEngine],
+    dialect: Dialect,
+) -> Sequence[Any]:
+    """A column's values as SQLAlchemy would bind them into `column_type`."""
+    process = bind_type(column_type).dialect_impl(dialect).bind_processor(dialect)
     if process is None:
-        return values
+        return values.to_pylist()
     arrow_type = values.type
     if pa.types.is_timestamp(arrow_type) and isinstance(column_type, sa.DateTime):
         # UTC's wall time (database_timestamps made aware values UTC), in DATETIME's text:
         # Arrow's cast spells it as SQLAlchemy does, ten times faster than its strftime.
-        return values.cast(pa.timestamp("us")).cast(pa.string())
+        return values.cast(pa.timestamp("us")).cast(pa.string()).to_pylist()
     if pa.types.is_date32(arrow_type) and _is_date(column_type):
-        return values.cast(pa.string())
+        return values.cast(pa.string()).to_pylist()
     if pa.types.is_boolean(arrow_type) and isinstance(column_type, sa.Boolean):
-        return values.cast(pa.int64())
+        return values.cast(pa.int64()).to_pylist()
     if pa.types.is_floating(arrow_type) and isinstance(column_type, sa.Float):
-        return values  # already floats: SQLAlchemy's float() changes none
+        return values.to_pylist()  # already floats: SQLAlchemy's float() changes none
     if (
         pa.types.is_decimal(arrow_type)
         and 0 <= arrow_type.scale <= _PLAIN_DECIMAL_SCALE
         and isinstance(column_type, sa.Numeric)
         and not isinstance(column_type, sa.Float)
     ):
-        return values.cast(pa.string())  # the text str(Decimal) binds
-    return None
-
-
-def _values(
-    values: pa.Array, cast: pa.Array | None, process: Callable[[Any], Any] | None
-) -> Sequence[Any]:
-    """A column's values as SQLAlchemy would bind them, from its `_cast`."""
-    if cast is not None:
-        return cast.to_pylist()
-    assert process is not None  # _cast returns the values themselves when there is none
+        return values.cast(pa.string()).to_pylist()  # the text str(Decimal) binds
     return [process(value) for value in values.to_pylist()]
 
 
