@@ -41,7 +41,6 @@ from copyjob_dagster.stores.binlog import BinlogChangeStream, BinlogState
 from copyjob_dagster.stores.change_apply import ChangeCounts
 from copyjob_dagster.stores.pg_changes import PostgresChangeStream, SlotState
 from copyjob_dagster.stores.pgoutput import lsn_text
-from copyjob_dagster.stores.read_ahead import pulled
 
 SLOT_NAME_LENGTH = 63
 DECODE_MESSAGES = 20_000  # messages decoded together (see `stores.pgoutput_batch`)
@@ -120,10 +119,10 @@ def capture_changes(
     destination = open_destination(job.destination)
     try:
         stream = change_stream(source, job, table)
+        plan, described = checked_plan(job, table, stream, source)
         if isinstance(stream, BinlogChangeStream):
             from copyjob_dagster.engine import binlog_cdc  # it builds on this module
 
-            plan, described = checked_plan(job, table, stream, source)
             return binlog_cdc.capture(
                 plan,
                 table,
@@ -135,38 +134,26 @@ def capture_changes(
                 full_refresh,
                 progress,
             )
-        stream.check()
         state = stream.state()
         if position is not None and state is not None and state.confirmed < position:
             stream.advance(position)  # recorded by a run that died before moving the slot
             state = stream.state()
-        upto = None  # what a run that reads changes reads up to; None: a snapshot
-        if not full_refresh and position is not None and state is not None:
-            upto = stream.current() if state.confirmed == position else None
-        # The slot's changes are decoded while the tables are described: the peek returns
-        # nothing before it decoded them all, a tenth of a second for 30,000 changes.
-        ahead = [] if upto is None or upto == position else [_chunks(stream, upto)]
-        with pulled(ahead, 1) as chunks:
-            plan, described = described_plan(job, table, source)
-            existing = destination.describe(plan.destination_table)
-            if upto is not None and position is not None and existing is not None:
-                applier = RunApplier(plan, table, source, described.schema)
-                have = set(existing.column_names)
-                return _changes(
-                    plan, applier, stream, destination, have, position, upto, chunks, progress
-                )
-        copy, point = _snapshot(plan, stream, source, destination, progress)
-        return _cdc_result(copy, stream, position, point, ChangeCounts(), 0)
+        existing = destination.describe(plan.destination_table)
+        if (
+            full_refresh
+            or position is None
+            or state is None
+            or state.confirmed > position
+            or existing is None
+        ):
+            copy, point = _snapshot(plan, stream, source, destination, progress)
+            return _cdc_result(copy, stream, position, point, ChangeCounts(), 0)
+        applier = RunApplier(plan, table, source, described.schema)
+        have = set(existing.column_names)
+        return _changes(plan, applier, stream, destination, have, position, progress)
     finally:
         source.close()
         destination.close()
-
-
-def _chunks(stream: PostgresChangeStream, upto: int) -> Iterator[list[bytes]]:
-    """The slot's messages up to `upto`, `DECODE_MESSAGES` at a time."""
-    messages = stream.messages(upto)
-    while chunk := list(itertools.islice(messages, DECODE_MESSAGES)):
-        yield chunk
 
 
 def checked_plan(
@@ -178,14 +165,6 @@ def checked_plan(
     """A `mode: cdc` run's plan, and the source table's description it was made from, once the
     source's settings are checked; a table without a primary key is refused."""
     stream.check()
-    return described_plan(job, table, source)
-
-
-def described_plan(
-    job: CopyJob, table: TableConfig, source: Source
-) -> tuple[CopyPlan, TableDescription]:
-    """The plan made from the source table's description; a table without a primary key is
-    refused."""
     described = source.describe(table.name)
     plan = plan_copy(job, table, described)
     if not plan.primary_key:
@@ -278,13 +257,10 @@ def _changes(
     destination: Destination,
     have: set[str],
     position: int,
-    upto: int,
-    chunks: Iterator[list[bytes]],
     progress: ProgressCallback | None,
 ) -> CdcResult:
-    """Apply the changes up to `upto`, which `chunks` brings, decoded by the source since the
-    run described the tables."""
     started = time.monotonic()
+    upto = stream.current()
     counts, transactions, end = ChangeCounts(), 0, position
     if upto > position:
         schema = pa.schema([f for f in plan.written_schema if f.name in have])
@@ -295,7 +271,8 @@ def _changes(
                 if field.name not in have:
                     sink.add_column(field)
             applier.start(sink, have | set(plan.written_schema.names))
-            for chunk in chunks:
+            messages = stream.messages(upto)
+            while chunk := list(itertools.islice(messages, DECODE_MESSAGES)):
                 applier.take(chunk)
                 if progress is not None:
                     progress(applier.changes, None, time.monotonic() - started)

@@ -13,7 +13,6 @@ peaked at 305-313 MB of RSS with it against 263-277 MB with jemalloc, at the sam
 import queue
 import threading
 from collections.abc import Generator, Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -28,18 +27,9 @@ def read_ahead(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
 
 def read_in_parallel(sources: Sequence[Iterator[T]], depth: int) -> Generator[T, None, None]:
     """The items of every source, in the order they arrive, each source pulled by a thread of
-    its own and at most `depth` items each waiting (see `pulled`)."""
-    with pulled(sources, depth) as items:
-        yield from items
-
-
-@contextmanager
-def pulled(sources: Sequence[Iterator[T]], depth: int) -> Iterator[Iterator[T]]:
-    """`read_in_parallel`'s items, their threads started now (not at the first item asked for),
-    so that the sources' first items are fetched while the caller does something else. The
-    first exception of any source is raised by the items; leaving the block stops every thread,
-    each then closing its own source (a COPY still sending is cancelled in the thread that
-    reads it)."""
+    its own and at most `depth` items each waiting. The first exception of any source is raised
+    here; closing this generator stops every thread, each then closing its own source (a COPY
+    still sending is cancelled in the thread that reads it)."""
     waiting: queue.Queue[Any] = queue.Queue(depth * len(sources))
     stopping = threading.Event()
 
@@ -65,7 +55,13 @@ def pulled(sources: Sequence[Iterator[T]], depth: int) -> Iterator[Iterator[T]]:
             if close is not None:
                 close()
 
-    def taken() -> Iterator[T]:
+    threads = [
+        threading.Thread(target=pull, args=(items,), name="copyjob-read-ahead", daemon=True)
+        for index, items in enumerate(sources)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
         remaining = len(threads)
         while remaining:
             item = waiting.get()
@@ -75,15 +71,6 @@ def pulled(sources: Sequence[Iterator[T]], depth: int) -> Iterator[Iterator[T]]:
                 raise item
             else:
                 yield item
-
-    threads = [
-        threading.Thread(target=pull, args=(items,), name="copyjob-read-ahead", daemon=True)
-        for items in sources
-    ]
-    for thread in threads:
-        thread.start()
-    try:
-        yield taken()
     finally:
         stopping.set()
         for thread in threads:

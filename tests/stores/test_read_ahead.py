@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from copyjob_dagster.stores.read_ahead import pulled, read_ahead
+from copyjob_dagster.stores.read_ahead import read_ahead
 
 
 def test_every_item_arrives_in_order() -> None:
@@ -42,39 +42,6 @@ def test_stopping_early_ends_the_thread_and_closes_the_source() -> None:
     items = read_ahead(endless(), depth=2)
     assert next(items) == 1
     items.close()
-
-    assert closed.is_set()
-    assert not any(t.name == "copyjob-read-ahead" for t in threading.enumerate())
-
-
-def test_pulled_fetches_before_the_first_item_is_asked_for() -> None:
-    """`pulled` starts its threads on entry: a slow first item (the slot's peek decodes
-    everything before its first row) is fetched while the caller does other work."""
-    fetched = threading.Event()
-
-    def slow() -> Iterator[int]:
-        fetched.set()
-        yield 1
-        yield 2
-
-    with pulled([slow()], depth=1) as items:
-        assert fetched.wait(timeout=5)  # nothing asked for yet
-        assert list(items) == [1, 2]
-    assert not any(t.name == "copyjob-read-ahead" for t in threading.enumerate())
-
-
-def test_pulled_left_unread_stops_and_closes_its_source() -> None:
-    closed = threading.Event()
-
-    def endless() -> Iterator[int]:
-        try:
-            while True:
-                yield 0
-        finally:
-            closed.set()
-
-    with pulled([endless()], depth=1):
-        pass  # e.g. the run takes a snapshot instead of reading the changes
 
     assert closed.is_set()
     assert not any(t.name == "copyjob-read-ahead" for t in threading.enumerate())
