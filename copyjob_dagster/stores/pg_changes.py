@@ -52,6 +52,11 @@ _SLOT = sa.text(
     "(pg_current_wal_lsn() - restart_lsn)::bigint FROM pg_replication_slots "
     "WHERE slot_name = :slot AND database = current_database()"
 )
+_ADVANCE = sa.text(
+    "SELECT pg_replication_slot_advance(slot_name, CAST(:lsn AS pg_lsn)) "
+    "FROM pg_replication_slots WHERE slot_name = :slot AND database = current_database() "
+    "AND confirmed_flush_lsn < CAST(:lsn AS pg_lsn)"
+)
 
 
 @dataclass(frozen=True)
@@ -262,18 +267,13 @@ class PostgresChangeStream:
             return int(found), at
 
     def advance(self, position: int) -> None:
-        """Let the slot forget everything before `position` (never backwards)."""
-        state = self.state()
-        if state is None or state.confirmed >= position:
-            return
+        """Let the slot forget everything before `position` (never backwards; a slot that is
+        gone, or stands there already, is left as it is): one statement."""
         with (
             self.store.translated_errors("advancing the slot"),
             self.store.engine.connect() as conn,
         ):
-            conn.execute(
-                sa.text("SELECT pg_replication_slot_advance(:slot, CAST(:lsn AS pg_lsn))"),
-                {"slot": self.name, "lsn": pgoutput.lsn_text(position)},
-            )
+            conn.execute(_ADVANCE, {"slot": self.name, "lsn": pgoutput.lsn_text(position)})
             conn.commit()
 
     def drop(self, publication: bool = True) -> bool:
