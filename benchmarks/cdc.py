@@ -44,6 +44,23 @@ FILL = (
 )
 
 
+def make_mixed_changes(conn: sa.Connection, n: int, per: int = 1000) -> None:
+    """`n` mixed changes to `src.mixed` (a table of `n` rows, ids 1..n), in transactions of
+    `per` rows on an autocommit connection: half updates, a quarter inserts, a quarter deletes."""
+    for start in range(0, n // 2, per):
+        conn.exec_driver_sql(
+            f"UPDATE src.mixed SET amount = amount + 1 WHERE id > {start} AND id <= {start + per}"
+        )
+    for start in range(0, n // 4, per):
+        conn.exec_driver_sql(
+            f"INSERT INTO src.mixed (id, customer, amount, note) SELECT g, 1, 1, 'new' "
+            f"FROM generate_series({n + start + 1}, {n + start + per}) g"
+        )
+        conn.exec_driver_sql(
+            f"DELETE FROM src.mixed WHERE id > {n // 2 + start} AND id <= {n // 2 + start + per}"
+        )
+
+
 # The destination lives on another server (the shared test server by default), as it would in
 # production: a destination on the source's server would put its own writes into the WAL that
 # the slot decodes.
@@ -138,22 +155,8 @@ def main() -> None:
         sql(ORDERS.format(t="src.mixed"), FILL.format(t="src.mixed", rows=n))
         mixed = job(url, "bench_mixed", "cdc", {"name": "mixed"})
         _, mixed_position, _ = cdc_run(mixed, None)
-        per = 1000
         with engine.connect() as conn:
-            for start in range(0, n // 2, per):  # updates, in transactions of 1,000
-                conn.exec_driver_sql(
-                    f"UPDATE src.mixed SET amount = amount + 1 WHERE id > {start} "
-                    f"AND id <= {start + per}"
-                )
-            for start in range(0, n // 4, per):
-                conn.exec_driver_sql(
-                    f"INSERT INTO src.mixed (id, customer, amount, note) SELECT g, 1, 1, 'new' "
-                    f"FROM generate_series({n + start + 1}, {n + start + per}) g"
-                )
-                conn.exec_driver_sql(
-                    f"DELETE FROM src.mixed WHERE id > {n // 2 + start} "
-                    f"AND id <= {n // 2 + start + per}"
-                )
+            make_mixed_changes(conn, n)
         seconds_mixed, _, result = cdc_run(mixed, mixed_position)
         sql(ORDERS.format(t="src.plain"), FILL.format(t="src.plain", rows=n))
         plain = job(url, "bench_plain", "full", {"name": "plain"})

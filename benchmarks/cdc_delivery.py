@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from cdc import FILL, ORDERS  # noqa: E402  (benchmarks/cdc.py's table)
+from cdc import FILL, ORDERS, make_mixed_changes  # noqa: E402  (benchmarks/cdc.py's)
 from cdc_support import LOGICAL  # noqa: E402  (the tests')
 from security import private_pg  # noqa: E402
 
@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    n, per = args.changes, 1000
+    n = args.changes
     server = private_pg.start(LOGICAL, replication=True)
     engine = sa.create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
 
@@ -133,20 +133,7 @@ def main() -> None:
                 f"SELECT pg_create_logical_replication_slot('{SLOT}', 'pgoutput')",
             ):
                 conn.execute(sa.text(statement))
-            for start in range(0, n // 2, per):
-                conn.exec_driver_sql(
-                    f"UPDATE src.mixed SET amount = amount + 1 WHERE id > {start} "
-                    f"AND id <= {start + per}"
-                )
-            for start in range(0, n // 4, per):
-                conn.exec_driver_sql(
-                    f"INSERT INTO src.mixed (id, customer, amount, note) SELECT g, 1, 1, 'new' "
-                    f"FROM generate_series({n + start + 1}, {n + start + per}) g"
-                )
-                conn.exec_driver_sql(
-                    f"DELETE FROM src.mixed WHERE id > {n // 2 + start} "
-                    f"AND id <= {n // 2 + start + per}"
-                )
+            make_mixed_changes(conn, n)
             upto = lsn_value(
                 conn.exec_driver_sql("SELECT pg_current_wal_flush_lsn()::text").scalar()
             )
