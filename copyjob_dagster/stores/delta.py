@@ -52,7 +52,7 @@ from copyjob_dagster.stores.delta_merge import (
     tagged,
     upsert,
 )
-from copyjob_dagster.stores.delta_rewrite import fits, rewrite
+from copyjob_dagster.stores.delta_rewrite import RepeatedKeys, fits, rewrite
 from copyjob_dagster.stores.delta_types import as_delta, delta_schema, window_predicate
 from copyjob_dagster.stores.delta_upkeep import DeltaUpkeep
 from copyjob_dagster.stores.files import FolderStore
@@ -387,7 +387,7 @@ class DeltaStore(OneVersionSplit, DeltaUpkeep, FolderStore):
             yield
         except CopyJobError:
             raise
-        except (DeltaError, OSError, pa.ArrowException) as exc:
+        except (DeltaError, OSError, pa.ArrowException, RepeatedKeys) as exc:
             raise self._error(
                 f"{self.role} {self.location(table)}: {doing} the Delta table failed: "
                 f"{_first_line(exc)}"

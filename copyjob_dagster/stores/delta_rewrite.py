@@ -47,7 +47,6 @@ from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import RemoveAction, Transaction
 
-from copyjob_dagster.errors import DestinationError
 from copyjob_dagster.stores.base import Commit, DeletePolicy
 from copyjob_dagster.stores.delta_changes import DeltaKeyDiff
 from copyjob_dagster.stores.delta_files import DataFiles, stats_columns
@@ -93,6 +92,10 @@ def _fields(schema: pa.Schema) -> dict[str, tuple[pa.DataType, bool]]:
 
 
 _DELTA_TYPES = {pa.large_string(): pa.string(), pa.large_binary(): pa.binary()}
+
+
+class RepeatedKeys(ValueError):
+    """The window holds a key more than once (the store names the table it was writing)."""
 
 
 @dataclass
@@ -201,7 +204,7 @@ def _refuse_repeated(keys: pa.Table, names: Sequence[str]) -> None:
     counted = keys.filter(valid).group_by(names).aggregate([([], "count_all")])
     repeated = counted.filter(pc.greater(counted.column("count_all"), 1))
     if repeated.num_rows:  # no key's value in the message: rows' values stay out of logs
-        raise DestinationError(
+        raise RepeatedKeys(
             f"the window holds {repeated.num_rows} keys more than once: a merge by "
             f"{', '.join(names)} would write each of them twice; make the key unique at the "
             f"source"
