@@ -24,6 +24,7 @@ table is a step in its own process (Dagster's multiprocess executor).
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -209,6 +210,20 @@ def _measure(source_url: sa.URL, args: argparse.Namespace, limit: int | None) ->
         load_average_start=load_start,
         load_average_end=_loadavg(),
     )
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds (the command's process tree, to its exit) of one command run from
+    the project's folder; a failure stops the benchmark with the command's last output."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    done = subprocess.run(argv, cwd=PROJECT, env=env, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{(done.stdout + done.stderr)[-3000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu
 
 
 def _loadavg() -> str:

@@ -17,19 +17,16 @@ before and after, then their median. Every database it made is dropped at the en
 
 import argparse
 import os
-import resource
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from many_tables import PROJECT, _fill, _loadavg, scratch_databases  # noqa: E402
+from many_tables import PROJECT, _fill, _loadavg, scratch_databases, timed  # noqa: E402
 
 COPYJOB = Path(sys.executable).parent / "copyjob"
 
@@ -83,14 +80,7 @@ def _measure(root: Path, source: sa.URL, target: sa.URL, args: argparse.Namespac
 def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     """Wall and CPU seconds of the command, and the load average before → after."""
     load = _loadavg()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.monotonic()
-    done = subprocess.run(argv, cwd=PROJECT, env=env, capture_output=True, text=True)
-    seconds = time.monotonic() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed:\n{(done.stdout + done.stderr)[-3000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    seconds, cpu = timed(argv, env)
     return seconds, cpu, f"load {load} → {_loadavg()}"
 
 

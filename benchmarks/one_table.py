@@ -16,18 +16,15 @@ instance holds their history). Everything it made is dropped at the end.
 
 import argparse
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from many_tables import PROJECT, _fill, _loadavg, scratch_databases  # noqa: E402
+from many_tables import PROJECT, _fill, _loadavg, scratch_databases, timed  # noqa: E402
 
 COPYJOB = Path(sys.executable).parent / "copyjob"
 IMPORT = [sys.executable, "-c", "import dagster, copyjob_dagster.definitions"]
@@ -65,14 +62,14 @@ def _measure(root: Path, source: sa.URL, target: sa.URL, args: argparse.Namespac
         )
         with sa.create_engine(target).begin() as conn:
             conn.execute(sa.text("CREATE SCHEMA others"))
-        _timed([str(COPYJOB), "run", "others"], env)
+        timed([str(COPYJOB), "run", "others"], env)
     run = [str(COPYJOB), "run", "one"]
-    _timed(run, env)  # the instance's tables, created once
+    timed(run, env)  # the instance's tables, created once
     load_before = _loadavg()
     runs, imports = [], []
     for round_ in range(args.repeat):
         for measured in [runs, imports] if round_ % 2 == 0 else [imports, runs]:
-            measured.append(_timed(run if measured is runs else IMPORT, env))
+            measured.append(timed(run if measured is runs else IMPORT, env))
     load_after = _loadavg()
     wall = [statistics.median(w for w, _ in m) for m in (runs, imports)]
     cpu = [statistics.median(c for _, c in m) for m in (runs, imports)]
@@ -87,18 +84,6 @@ def _measure(root: Path, source: sa.URL, target: sa.URL, args: argparse.Namespac
     paired = [statistics.median(r[i] / m[i] for r, m in pairs) for i in (0, 1)]
     print(f"| median of the rounds' ratios | {paired[0]:.2f}× | {paired[1]:.2f}× |")
     print("all wall:", [round(w, 2) for w, _ in runs], [round(w, 2) for w, _ in imports])
-
-
-def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.monotonic()
-    done = subprocess.run(argv, cwd=PROJECT, env=env, capture_output=True, text=True)
-    seconds = time.monotonic() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed:\n{(done.stdout + done.stderr)[-3000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return seconds, cpu
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """One `copyjob run` job, two checkouts of the code in turns (ABBA): the wall of each process
-to its exit (`waitpid`, as run.py times a command) and its tree's CPU, with the load average.
+to its exit and its tree's CPU (`many_tables.timed`), with the load average.
 
 For a change to `copyjob run` that is smaller than the spread of run.py's paired ratios on a
 shared machine: the job runs alone, without the pipe between its runs. Each checkout gets a
@@ -12,13 +12,13 @@ already (run.py makes `bench_pg_mariadb` in its workdir's jobs folder).
 
 import argparse
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from time import perf_counter
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from many_tables import timed  # noqa: E402 - benchmarks/ is not a package
 
 COPYJOB = Path(sys.executable).with_name("copyjob")
 
@@ -26,30 +26,20 @@ COPYJOB = Path(sys.executable).with_name("copyjob")
 def run_once(code: str, home: Path, jobs: str, job: str) -> tuple[float, float, float]:
     """Wall and CPU seconds of one `copyjob run`, and the 1-minute load before it."""
     env = {**os.environ, "PYTHONPATH": code, "DAGSTER_HOME": str(home), "COPYJOB_JOBS_DIR": jobs}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     load = os.getloadavg()[0]
-    started = perf_counter()
-    proc = subprocess.Popen(
-        [str(COPYJOB), "run", job],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    _, status = os.waitpid(proc.pid, 0)
-    wall = perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"copyjob run {job} failed with the code of {code}")
-    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    wall, cpu = timed([str(COPYJOB), "run", job], env)
     return wall, cpu, load
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("a", help="checkout of the code measured (PYTHONPATH)")
-    parser.add_argument("b", help="checkout it is compared with")
-    parser.add_argument("--jobs", required=True, help="the jobs folder (COPYJOB_JOBS_DIR)")
+    parser.add_argument(
+        "a", type=os.path.abspath, help="checkout of the code measured (PYTHONPATH)"
+    )
+    parser.add_argument("b", type=os.path.abspath, help="checkout it is compared with")
+    parser.add_argument(
+        "--jobs", required=True, type=os.path.abspath, help="the jobs folder (COPYJOB_JOBS_DIR)"
+    )
     parser.add_argument("--job", required=True)
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
