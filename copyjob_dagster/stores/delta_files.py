@@ -111,11 +111,16 @@ class DataFiles:
                 path=path,
                 size=size,
                 partition_values={},
-                modification_time=int(time.time() * 1000),
+                modification_time=now_ms(),
                 data_change=True,
                 stats=stats.json(),
             )
         )
+
+
+def now_ms() -> int:
+    """The time as an add or remove action records it: milliseconds since the epoch."""
+    return int(time.time() * 1000)
 
 
 class _Stats:

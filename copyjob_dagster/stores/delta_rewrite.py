@@ -30,7 +30,6 @@ window of the table's own columns. Anything else, and SCD2, goes to the DataFusi
 """
 
 import functools
-import time
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +48,7 @@ from deltalake.transaction import RemoveAction, Transaction
 
 from copyjob_dagster.stores.base import Commit, DeletePolicy
 from copyjob_dagster.stores.delta_changes import DeltaKeyDiff
-from copyjob_dagster.stores.delta_files import DataFiles, stats_columns
+from copyjob_dagster.stores.delta_files import DataFiles, now_ms, stats_columns
 
 APP_ID = "copyjob"
 INSERTED, UPDATED, DELETED = "copyjob.inserted", "copyjob.updated", "copyjob.deleted"
@@ -160,7 +159,7 @@ def rewrite(
         if kept is None:
             continue  # no row of it changes: the file stays
         files.write(kept.to_batches(), split=False)
-        removed.append(RemoveAction(path, True, _now_ms(), size=size, partition_values={}))
+        removed.append(RemoveAction(path, True, now_ms(), size=size, partition_values={}))
     # Window rows of a key the table held (maybe in more than one row) are not inserted.
     matched = pa.concat_tables(counts.matched) if counts.matched else replaced.slice(0, 0)
     inserted = written - matched.group_by(list(write_key)).aggregate([]).num_rows
@@ -269,7 +268,7 @@ def _rewritten(
     gone_key: Sequence[str],
     policy: DeletePolicy | None,
     keys: _Keys,
-    counts: "_Counts",
+    counts: _Counts,
 ) -> pa.Table | None:
     """The file's rows after the merge, counted into `counts`; None if the merge changes none
     of them."""
@@ -312,10 +311,6 @@ def _matching(data: pa.Table, names: Sequence[str], keys: pa.Table | None) -> np
     hits = rows.join(probe, keys=names, join_type="left semi").column(_ROW)
     found[hits.to_numpy()] = True
     return found
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def commit_counts(entry: dict[str, Any]) -> Commit | None:
